@@ -1,0 +1,331 @@
+//! The `denylist` XDP program: finds a frame's source address and applies the
+//! verdict function (docs/verdict.md):
+//!
+//! 1. an expired entry is absent; the next most specific covering entry decides;
+//! 2. any live allow entry covering the source: pass, counted as allowed;
+//! 3. else the most specific live deny entry: drop, or monitor (passes);
+//! 4. else pass.
+//!
+//! Exact addresses (/32, /128) live in hash maps; shorter prefixes in a
+//! multibit trie (8 bits a level, the root covering /0–/16) whose slots name
+//! the most specific prefix covering them. Nothing here logs per packet.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
+    helpers::generated::{bpf_ktime_get_tai_ns, bpf_xdp_get_buff_len},
+    macros::{map, xdp},
+    maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray},
+    programs::XdpContext,
+};
+use denylist_common::{
+    Counters, ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, Hit, MAX_FALLBACK, Node,
+    ROOT_NODES, RULE_NONE, Rule, SLOT_CHILD, Slot, word_expiry_ns,
+};
+
+// Sizes here are placeholders: the loader sets every max_entries from the
+// configured capacity (denylist-user's layout module).
+#[map(name = "EXACT_V4")]
+static EXACT_V4: HashMap<[u8; 4], ExactValue> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+#[map(name = "EXACT_V6")]
+static EXACT_V6: HashMap<[u8; 16], ExactValue> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+#[map(name = "NODES_V4")]
+static NODES_V4: Array<Node> = Array::with_max_entries(ROOT_NODES, BPF_F_MMAPABLE);
+#[map(name = "NODES_V6")]
+static NODES_V6: Array<Node> = Array::with_max_entries(ROOT_NODES, BPF_F_MMAPABLE);
+#[map(name = "RULES")]
+static RULES: Array<Rule> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map(name = "COUNTERS")]
+static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+#[map(name = "HITS")]
+static HITS: LruPerCpuHashMap<u32, Hit> = LruPerCpuHashMap::with_max_entries(1, 0);
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86DD;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88A8;
+const VLAN_HLEN: usize = 4;
+const IPV4_MIN_HLEN: usize = 20;
+const IPV6_HLEN: usize = 40;
+
+#[derive(Clone, Copy)]
+enum Verdict {
+    Pass,
+    Drop,
+    Monitor,
+    Allowed,
+    Unparsable,
+}
+
+/// CLOCK_TAI, read at most once per packet and only when an entry needs it.
+struct Now(u64);
+
+impl Now {
+    #[inline(always)]
+    fn get(&mut self) -> u64 {
+        if self.0 == 0 {
+            // SAFETY: a helper without arguments.
+            self.0 = unsafe { bpf_ktime_get_tai_ns() };
+        }
+        self.0
+    }
+
+    #[inline(always)]
+    fn live(&mut self, word: u64) -> bool {
+        let expires = word_expiry_ns(word);
+        word & FLAG_PRESENT != 0 && (expires == 0 || self.get() < expires)
+    }
+}
+
+#[xdp(frags)]
+pub fn denylist(ctx: XdpContext) -> u32 {
+    // SAFETY: ctx.ctx is the xdp_md the kernel passed in.
+    let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
+    let mut now = Now(0);
+    let (verdict, id) = classify(&ctx, &mut now);
+    count(verdict, len);
+    if id != 0 {
+        hit(id, len, now.get());
+    }
+    match verdict {
+        Verdict::Drop => xdp_action::XDP_DROP,
+        _ => xdp_action::XDP_PASS,
+    }
+}
+
+#[inline(always)]
+fn classify(ctx: &XdpContext, now: &mut Now) -> (Verdict, u32) {
+    let start = ctx.data();
+    let end = ctx.data_end();
+    let mut off = ETH_HLEN;
+    if start + off > end {
+        return (Verdict::Unparsable, 0);
+    }
+    // SAFETY: bounds checked above; every read below checks its own bounds.
+    let mut proto = u16::from_be(unsafe { *((start + 12) as *const u16) });
+    // Up to two tags: 802.1ad (QinQ) outer, 802.1Q inner.
+    for _ in 0..2 {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        if start + off + VLAN_HLEN > end {
+            return (Verdict::Unparsable, 0);
+        }
+        // SAFETY: bounds checked just above.
+        proto = u16::from_be(unsafe { *((start + off + 2) as *const u16) });
+        off += VLAN_HLEN;
+    }
+    match proto {
+        ETH_P_IP => {
+            if start + off + IPV4_MIN_HLEN > end {
+                return (Verdict::Unparsable, 0);
+            }
+            // SAFETY: bounds checked just above.
+            let vihl = unsafe { *((start + off) as *const u8) };
+            let ihl = (vihl & 0x0f) as usize * 4;
+            if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || start + off + ihl > end {
+                return (Verdict::Unparsable, 0);
+            }
+            // SAFETY: the 20-byte header is in bounds.
+            let src = unsafe { *((start + off + 12) as *const [u8; 4]) };
+            decide_v4(&src, now)
+        }
+        ETH_P_IPV6 => {
+            if start + off + IPV6_HLEN > end {
+                return (Verdict::Unparsable, 0);
+            }
+            // SAFETY: bounds checked just above.
+            let version = unsafe { *((start + off) as *const u8) } >> 4;
+            if version != 6 {
+                return (Verdict::Unparsable, 0);
+            }
+            // SAFETY: the 40-byte header is in bounds.
+            let src = unsafe { *((start + off + 8) as *const [u8; 16]) };
+            // Entries hold IPv4-mapped addresses as IPv4 (::ffff:a.b.c.d is
+            // a.b.c.d), so a mapped source is looked up as IPv4.
+            if src[..10] == [0; 10] && src[10] == 0xff && src[11] == 0xff {
+                decide_v4(&[src[12], src[13], src[14], src[15]], now)
+            } else {
+                decide_v6(&src, now)
+            }
+        }
+        _ => (Verdict::Unparsable, 0),
+    }
+}
+
+#[inline(always)]
+fn decide_v4(src: &[u8; 4], now: &mut Now) -> (Verdict, u32) {
+    // SAFETY: NO_PREALLOC hash elements are freed through RCU, so the value
+    // stays valid for this program run even if user space replaces it.
+    let exact = unsafe { EXACT_V4.get(src) };
+    let rule = trie_v4(src);
+    decide(exact, rule, now)
+}
+
+#[inline(always)]
+fn decide_v6(src: &[u8; 16], now: &mut Now) -> (Verdict, u32) {
+    // SAFETY: as in decide_v4.
+    let exact = unsafe { EXACT_V6.get(src) };
+    let rule = trie_v6(src);
+    decide(exact, rule, now)
+}
+
+/// Allow anywhere beats deny; an exact deny beats any prefix deny.
+#[inline(always)]
+fn decide(exact: Option<&ExactValue>, rule: u32, now: &mut Now) -> (Verdict, u32) {
+    if let Some(e) = exact
+        && now.live(e.allow.word)
+    {
+        return (Verdict::Allowed, e.allow.id);
+    }
+    if let Some(a) = live_prefix(rule, true, now) {
+        return (Verdict::Allowed, a.id);
+    }
+    if let Some(e) = exact
+        && now.live(e.deny.word)
+    {
+        return deny_verdict(&e.deny);
+    }
+    if let Some(d) = live_prefix(rule, false, now) {
+        return deny_verdict(&Slot { word: d.word, id: d.id, _pad: 0 });
+    }
+    (Verdict::Pass, 0)
+}
+
+#[inline(always)]
+fn deny_verdict(s: &Slot) -> (Verdict, u32) {
+    if s.word & FLAG_MONITOR != 0 {
+        (Verdict::Monitor, s.id)
+    } else {
+        (Verdict::Drop, s.id)
+    }
+}
+
+/// The most specific live prefix of one list covering the address whose most
+/// specific prefix of either list is `rule`.
+#[inline(always)]
+fn live_prefix(rule: u32, allow: bool, now: &mut Now) -> Option<&'static Rule> {
+    if rule == RULE_NONE {
+        return None;
+    }
+    let r = RULES.get(rule)?;
+    let mut idx = if (r.word & FLAG_ALLOW != 0) == allow {
+        rule
+    } else if allow {
+        r.up_allow
+    } else {
+        r.up_deny
+    };
+    for _ in 0..MAX_FALLBACK {
+        if idx == RULE_NONE {
+            return None;
+        }
+        let r = RULES.get(idx)?;
+        if now.live(r.word) {
+            return Some(r);
+        }
+        idx = if allow { r.up_allow } else { r.up_deny };
+    }
+    None
+}
+
+#[inline(always)]
+fn slot(nodes: &Array<Node>, node: u32, byte: u8) -> u32 {
+    match nodes.get(node) {
+        Some(n) => n.slots[byte as usize],
+        None => RULE_NONE,
+    }
+}
+
+#[inline(always)]
+fn trie_v4(a: &[u8; 4]) -> u32 {
+    let mut s = slot(&NODES_V4, a[0] as u32, a[1]);
+    if s & SLOT_CHILD != 0 {
+        s = slot(&NODES_V4, s & !SLOT_CHILD, a[2]);
+        if s & SLOT_CHILD != 0 {
+            s = slot(&NODES_V4, s & !SLOT_CHILD, a[3]);
+        }
+    }
+    // A child below the last byte cannot exist; treat a corrupt slot as none.
+    if s & SLOT_CHILD != 0 { RULE_NONE } else { s }
+}
+
+#[inline(always)]
+fn trie_v6(a: &[u8; 16]) -> u32 {
+    let mut s = slot(&NODES_V6, a[0] as u32, a[1]);
+    let mut i = 2;
+    while i < 16 {
+        if s & SLOT_CHILD == 0 {
+            return s;
+        }
+        s = slot(&NODES_V6, s & !SLOT_CHILD, a[i]);
+        i += 1;
+    }
+    if s & SLOT_CHILD != 0 { RULE_NONE } else { s }
+}
+
+#[inline(always)]
+fn count(verdict: Verdict, len: u64) {
+    let Some(c) = COUNTERS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a per-CPU value, written only by this CPU, so no atomics.
+    let c = unsafe { &mut *c };
+    match verdict {
+        Verdict::Drop => {
+            c.dropped_packets += 1;
+            c.dropped_bytes += len;
+            return;
+        }
+        Verdict::Pass => {}
+        Verdict::Monitor => {
+            c.monitored_packets += 1;
+            c.monitored_bytes += len;
+        }
+        Verdict::Allowed => {
+            c.allowed_packets += 1;
+            c.allowed_bytes += len;
+        }
+        Verdict::Unparsable => {
+            c.unparsable_packets += 1;
+            c.unparsable_bytes += len;
+        }
+    }
+    c.passed_packets += 1;
+    c.passed_bytes += len;
+}
+
+#[inline(always)]
+fn hit(id: u32, len: u64, now: u64) {
+    if let Some(h) = HITS.get_ptr_mut(id) {
+        // SAFETY: a per-CPU value, written only by this CPU.
+        let h = unsafe { &mut *h };
+        h.packets += 1;
+        h.bytes += len;
+        h.last_hit_ns = now;
+    } else {
+        // A failed insert (a race with another CPU's first hit) loses one
+        // packet's count, never the verdict.
+        let _ = HITS.insert(
+            id,
+            Hit {
+                packets: 1,
+                bytes: len,
+                last_hit_ns: now,
+            },
+            BPF_NOEXIST as u64,
+        );
+    }
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";

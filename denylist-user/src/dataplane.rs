@@ -1,0 +1,381 @@
+//! The loaded XDP program and its maps: the one place that writes entries
+//! into the kernel.
+//!
+//! Changes go in an order that keeps each packet's verdict either the old or
+//! the new one (docs/dataplane.md has the argument), and a batch is all or
+//! nothing: when a step fails, the steps already done are undone.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    os::fd::{AsFd, BorrowedFd},
+    sync::atomic::AtomicU32,
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap},
+    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+};
+use denylist_common::{
+    Counters, ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, Hit, MAP_COUNTERS, MAP_EXACT_V4,
+    MAP_EXACT_V6, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6, MAP_RULES, NODE_SLOTS, PROGRAM_NAME, Slot,
+    pack_word,
+};
+
+use crate::{
+    layout::Layout,
+    object,
+    region::{Region, RuleCell},
+    target::Target,
+    trie::{Prefixes, TrieError},
+    verdict::{List, Rule},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("loading the XDP program failed: {0} (run as root, on a kernel with BTF, 5.18 or newer)")]
+    Load(#[from] aya::EbpfError),
+    #[error("the XDP program was rejected: {0}")]
+    Program(#[source] ProgramError),
+    #[error("the object has no map {name}: rebuild denylist")]
+    MissingMap { name: &'static str },
+    #[error("mapping {name} into memory failed: {source}")]
+    Mmap {
+        name: &'static str,
+        source: std::io::Error,
+    },
+    #[error("kernel map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: MapError,
+    },
+    #[error(
+        "{needed} entries would exceed the capacity of {capacity}: restart denylistd with a larger --capacity"
+    )]
+    Capacity { needed: usize, capacity: u32 },
+    #[error(transparent)]
+    Prefix(#[from] TrieError),
+    #[error("{target} is not on the {list:?} list in the kernel")]
+    NotInstalled { target: Target, list: List },
+    #[error("{target} ({list:?}) appears more than once in one change")]
+    Duplicate { target: Target, list: List },
+    #[error("cannot attach to {iface}: {source}")]
+    Attach {
+        iface: String,
+        source: ProgramError,
+    },
+    #[error("{iface} is not attached")]
+    NotAttached { iface: String },
+}
+
+/// How to attach: `Auto` tries native (driver) mode, then generic (skb).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachMode {
+    Auto,
+    Native,
+    Skb,
+}
+
+/// The mode an attachment ended up in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttachedMode {
+    Native,
+    Skb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Installed {
+    id: u32,
+    word: u64,
+}
+
+/// The program, its maps, and what user space has put into them.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    prefixes: Prefixes,
+    installed: HashMap<(Target, List), Installed>,
+    layout: Layout,
+    links: HashMap<String, XdpLinkId>,
+}
+
+/// The packed flags and expiry of a rule, as the kernel reads them.
+pub fn word_of(r: &Rule) -> u64 {
+    let mut flags = FLAG_PRESENT;
+    if r.monitor {
+        flags |= FLAG_MONITOR;
+    }
+    if r.list == List::Allow {
+        flags |= FLAG_ALLOW;
+    }
+    pack_word(flags, r.expires_ms.unwrap_or(0))
+}
+
+fn map_fd<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<BorrowedFd<'a>, DataplaneError> {
+    match ebpf.map(name) {
+        Some(Map::Array(d)) => Ok(d.fd().as_fd()),
+        _ => Err(DataplaneError::MissingMap { name }),
+    }
+}
+
+fn region<T>(ebpf: &Ebpf, name: &'static str, len: usize) -> Result<Region<T>, DataplaneError> {
+    Region::mmap(map_fd(ebpf, name)?, len).map_err(|source| DataplaneError::Mmap { name, source })
+}
+
+impl Dataplane {
+    /// Loads the program with maps sized for `layout`; nothing is attached.
+    pub fn load(layout: Layout) -> Result<Self, DataplaneError> {
+        let mut loader = EbpfLoader::new();
+        let sizes = layout.max_entries();
+        for (name, n) in sizes {
+            loader.map_max_entries(name, n);
+        }
+        let mut ebpf = loader.load(object::DENYLIST)?;
+        let size = |name| sizes.iter().find(|(n, _)| *n == name).map_or(0, |(_, s)| *s as usize);
+        let prefixes = Prefixes::new(
+            region::<AtomicU32>(&ebpf, MAP_NODES_V4, size(MAP_NODES_V4) * NODE_SLOTS)?,
+            region::<AtomicU32>(&ebpf, MAP_NODES_V6, size(MAP_NODES_V6) * NODE_SLOTS)?,
+            region::<RuleCell>(&ebpf, MAP_RULES, size(MAP_RULES))?,
+        );
+        program(&mut ebpf).load().map_err(DataplaneError::Program)?;
+        Ok(Self {
+            ebpf,
+            prefixes,
+            installed: HashMap::new(),
+            layout,
+            links: HashMap::new(),
+        })
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The loaded program, e.g. for BPF_PROG_TEST_RUN.
+    pub fn program(&mut self) -> &mut Xdp {
+        program(&mut self.ebpf)
+    }
+
+    /// Entries in the kernel, both lists and both families.
+    pub fn len(&self) -> usize {
+        self.installed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.installed.is_empty()
+    }
+
+    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachedMode, DataplaneError> {
+        let attempt = |prog: &mut Xdp, m| prog.attach(iface, m);
+        let prog = program(&mut self.ebpf);
+        let (id, mode) = match mode {
+            AttachMode::Native => (attempt(prog, XdpMode::Driver), AttachedMode::Native),
+            AttachMode::Skb => (attempt(prog, XdpMode::Skb), AttachedMode::Skb),
+            AttachMode::Auto => match attempt(prog, XdpMode::Driver) {
+                Ok(id) => (Ok(id), AttachedMode::Native),
+                Err(e) => {
+                    log::warn!("{iface}: native XDP failed ({e}); falling back to skb mode");
+                    (attempt(prog, XdpMode::Skb), AttachedMode::Skb)
+                }
+            },
+        };
+        let id = id.map_err(|source| DataplaneError::Attach {
+            iface: iface.to_string(),
+            source,
+        })?;
+        self.links.insert(iface.to_string(), id);
+        Ok(mode)
+    }
+
+    pub fn detach(&mut self, iface: &str) -> Result<(), DataplaneError> {
+        let id = self.links.remove(iface).ok_or_else(|| DataplaneError::NotAttached {
+            iface: iface.to_string(),
+        })?;
+        program(&mut self.ebpf)
+            .detach(id)
+            .map_err(|source| DataplaneError::Attach {
+                iface: iface.to_string(),
+                source,
+            })
+    }
+
+    /// Puts `upserts` in (new entries, or new fields for existing ones) and
+    /// takes `removals` out, all or nothing.
+    ///
+    /// Order: allow additions; deny additions, most specific first; changes
+    /// in place; deny removals, least specific first; allow removals.
+    pub fn apply(&mut self, upserts: &[Rule], removals: &[(Target, List)]) -> Result<(), DataplaneError> {
+        if let Some(&(target, list)) = removals.iter().find(|k| !self.installed.contains_key(k)) {
+            return Err(DataplaneError::NotInstalled { target, list });
+        }
+        let mut seen = std::collections::HashSet::with_capacity(upserts.len() + removals.len());
+        let keys = upserts.iter().map(|r| (r.target, r.list)).chain(removals.iter().copied());
+        for (target, list) in keys {
+            if !seen.insert((target, list)) {
+                return Err(DataplaneError::Duplicate { target, list });
+            }
+        }
+        let added = upserts
+            .iter()
+            .filter(|r| !self.installed.contains_key(&(r.target, r.list)))
+            .count();
+        let needed = (self.installed.len() + added).saturating_sub(removals.len());
+        if needed > self.layout.capacity as usize {
+            return Err(DataplaneError::Capacity {
+                needed,
+                capacity: self.layout.capacity,
+            });
+        }
+        let mut ops: Vec<(u16, Target, List, Option<Installed>)> = upserts
+            .iter()
+            .map(|r| {
+                let rank = match (self.installed.contains_key(&(r.target, r.list)), r.list) {
+                    (true, _) => 600,
+                    (false, List::Allow) => 0,
+                    (false, List::Deny) => 300 - u16::from(r.target.prefix_len()),
+                };
+                let new = Installed {
+                    id: r.id,
+                    word: word_of(r),
+                };
+                (rank, r.target, r.list, Some(new))
+            })
+            .chain(removals.iter().map(|&(t, l)| {
+                let rank = match l {
+                    List::Deny => 700 + u16::from(t.prefix_len()),
+                    List::Allow => 900,
+                };
+                (rank, t, l, None)
+            }))
+            .collect();
+        ops.sort_by_key(|op| op.0);
+        let mut undo = Vec::with_capacity(ops.len());
+        for (_, t, l, new) in ops {
+            match self.set(t, l, new) {
+                Ok(prev) => undo.push((t, l, prev)),
+                Err(e) => {
+                    for (t, l, prev) in undo.into_iter().rev() {
+                        if let Err(u) = self.set(t, l, prev) {
+                            log::error!("undoing {t} ({l:?}) after a failed change: {u}");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets one entry's kernel state, returning what it was.
+    fn set(&mut self, t: Target, l: List, new: Option<Installed>) -> Result<Option<Installed>, DataplaneError> {
+        let prev = self.installed.get(&(t, l)).copied();
+        if prev == new {
+            return Ok(prev);
+        }
+        if t.is_exact() {
+            let other = match l {
+                List::Deny => List::Allow,
+                List::Allow => List::Deny,
+            };
+            let slot = |i: Option<Installed>| {
+                i.map_or(Slot::default(), |i| Slot {
+                    word: i.word,
+                    id: i.id,
+                    _pad: 0,
+                })
+            };
+            let (mine, theirs) = (slot(new), slot(self.installed.get(&(t, other)).copied()));
+            let value = match l {
+                List::Deny => ExactValue { deny: mine, allow: theirs },
+                List::Allow => ExactValue { deny: theirs, allow: mine },
+            };
+            self.write_exact(t.addr(), (new.is_some() || theirs.word != 0).then_some(value))?;
+        } else {
+            match (prev, new) {
+                (None, Some(n)) => self.prefixes.insert(&t, l, n.id, n.word)?,
+                (Some(_), Some(n)) => self.prefixes.update(&t, l, n.id, n.word)?,
+                (Some(_), None) => self.prefixes.remove(&t, l)?,
+                (None, None) => {}
+            }
+        }
+        match new {
+            Some(n) => self.installed.insert((t, l), n),
+            None => self.installed.remove(&(t, l)),
+        };
+        Ok(prev)
+    }
+
+    fn write_exact(&mut self, ip: IpAddr, value: Option<ExactValue>) -> Result<(), DataplaneError> {
+        fn write<K: aya::Pod>(
+            map: &mut Map,
+            name: &'static str,
+            key: K,
+            value: Option<ExactValue>,
+        ) -> Result<(), DataplaneError> {
+            let err = |source| DataplaneError::Map { name, source };
+            let mut h: BpfHashMap<&mut MapData, K, ExactValue> = BpfHashMap::try_from(map).map_err(err)?;
+            match value {
+                Some(v) => h.insert(key, v, 0).map_err(err),
+                None => h.remove(&key).map_err(err),
+            }
+        }
+        let name = if ip.is_ipv4() { MAP_EXACT_V4 } else { MAP_EXACT_V6 };
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap { name })?;
+        match ip {
+            IpAddr::V4(a) => write(map, name, a.octets(), value),
+            IpAddr::V6(a) => write(map, name, a.octets(), value),
+        }
+    }
+
+    /// The global counters, summed over CPUs.
+    pub fn counters(&self) -> Result<Counters, DataplaneError> {
+        let name = MAP_COUNTERS;
+        let err = |source| DataplaneError::Map { name, source };
+        let map = self.ebpf.map(name).ok_or(DataplaneError::MissingMap { name })?;
+        let a: PerCpuArray<&MapData, Counters> = PerCpuArray::try_from(map).map_err(err)?;
+        let mut sum = Counters::default();
+        for c in a.get(&0, 0).map_err(err)?.iter() {
+            sum.dropped_packets += c.dropped_packets;
+            sum.dropped_bytes += c.dropped_bytes;
+            sum.passed_packets += c.passed_packets;
+            sum.passed_bytes += c.passed_bytes;
+            sum.monitored_packets += c.monitored_packets;
+            sum.monitored_bytes += c.monitored_bytes;
+            sum.allowed_packets += c.allowed_packets;
+            sum.allowed_bytes += c.allowed_bytes;
+            sum.unparsable_packets += c.unparsable_packets;
+            sum.unparsable_bytes += c.unparsable_bytes;
+        }
+        Ok(sum)
+    }
+
+    /// Per-entry hits summed over CPUs, with the latest hit time; only
+    /// entries that were hit (and not evicted from the LRU) appear.
+    pub fn hits(&self) -> Result<HashMap<u32, Hit>, DataplaneError> {
+        let name = MAP_HITS;
+        let err = |source| DataplaneError::Map { name, source };
+        let map = self.ebpf.map(name).ok_or(DataplaneError::MissingMap { name })?;
+        let h: PerCpuHashMap<&MapData, u32, Hit> = PerCpuHashMap::try_from(map).map_err(err)?;
+        let mut out = HashMap::new();
+        for item in h.iter() {
+            let (id, per_cpu) = item.map_err(err)?;
+            let mut sum = Hit::default();
+            for v in per_cpu.iter() {
+                sum.packets += v.packets;
+                sum.bytes += v.bytes;
+                sum.last_hit_ns = sum.last_hit_ns.max(v.last_hit_ns);
+            }
+            out.insert(id, sum);
+        }
+        Ok(out)
+    }
+}
+
+fn program(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut(PROGRAM_NAME)
+        .and_then(|p| <&mut Xdp>::try_from(p).ok())
+        .expect("the embedded object holds the XDP program `denylist`")
+}
