@@ -18,21 +18,31 @@ pub const MAP_NODES_V6: &str = "NODES_V6";
 pub const MAP_RULES: &str = "RULES";
 /// Global counters, one [`Counters`] per CPU.
 pub const MAP_COUNTERS: &str = "COUNTERS";
-/// Per-entry hit counters: LRU per-CPU hash, key entry id (`u32`), value [`Hit`].
+/// Per-entry hit counters, direct-mapped: per-CPU array of [`HitSlot`]s,
+/// slot `id % HIT_SLOTS`, claimed by the first entry hit there.
+pub const MAP_HIT_SLOTS: &str = "HIT_SLOTS";
+/// Hit counters of entries whose slot another entry holds: LRU per-CPU
+/// hash, key entry id (`u32`), value [`Hit`].
 pub const MAP_HITS: &str = "HITS";
 /// The XDP program's name in the object.
 pub const PROGRAM_NAME: &str = "denylist";
 
 /// Every map of the object, for pinning and layout checks.
-pub const ALL_MAPS: [&str; 7] = [
+pub const ALL_MAPS: [&str; 8] = [
     MAP_EXACT_V4,
     MAP_EXACT_V6,
     MAP_NODES_V4,
     MAP_NODES_V6,
     MAP_RULES,
     MAP_COUNTERS,
+    MAP_HIT_SLOTS,
     MAP_HITS,
 ];
+
+/// Slots of the direct-mapped hit table (a power of two). A per-CPU array
+/// lookup is inlined by the verifier, where an LRU hash lookup costs about
+/// 50 ns a packet here, so busy entries count through this table.
+pub const HIT_SLOTS: u32 = 16_384;
 
 /// Bumped whenever a map's key, value or meaning changes, so a daemon never
 /// adopts pins written by an incompatible release.
@@ -142,8 +152,19 @@ pub struct Counters {
 pub struct Hit {
     pub packets: u64,
     pub bytes: u64,
-    /// CLOCK_TAI nanoseconds of the last hit on this CPU.
+    /// CLOCK_MONOTONIC_COARSE nanoseconds of the last hit on this CPU: a
+    /// cheap clock (no TSC read), precise to one scheduler tick.
     pub last_hit_ns: u64,
+}
+
+/// One slot of the direct-mapped hit table: the entry id holding it (0 for
+/// free) and that entry's counters on this CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HitSlot {
+    pub id: u32,
+    pub _pad: u32,
+    pub hit: Hit,
 }
 
 #[cfg(feature = "user")]
@@ -156,6 +177,7 @@ mod pod {
     unsafe impl aya::Pod for super::Rule {}
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::Hit {}
+    unsafe impl aya::Pod for super::HitSlot {}
 }
 
 #[cfg(test)]
@@ -172,6 +194,8 @@ mod tests {
         assert_eq!(size_of::<Node>(), 1024);
         assert_eq!(size_of::<Counters>(), 80);
         assert_eq!(size_of::<Hit>(), 24);
+        assert_eq!(size_of::<HitSlot>(), 32);
+        assert!(HIT_SLOTS.is_power_of_two());
     }
 
     #[test]

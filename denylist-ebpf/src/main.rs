@@ -14,14 +14,14 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
-    helpers::generated::{bpf_ktime_get_tai_ns, bpf_xdp_get_buff_len},
+    helpers::generated::{bpf_ktime_get_coarse_ns, bpf_ktime_get_tai_ns, bpf_xdp_get_buff_len},
     macros::{map, xdp},
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray},
     programs::XdpContext,
 };
 use denylist_common::{
-    Counters, ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, Hit, MAX_FALLBACK, Node,
-    ROOT_NODES, RULE_NONE, Rule, SLOT_CHILD, Slot, word_expiry_ns,
+    Counters, ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, HIT_SLOTS, Hit, HitSlot,
+    MAX_FALLBACK, Node, ROOT_NODES, RULE_NONE, Rule, SLOT_CHILD, Slot, word_expiry_ns,
 };
 
 // Sizes here are placeholders: the loader sets every max_entries from the
@@ -38,6 +38,8 @@ static NODES_V6: Array<Node> = Array::with_max_entries(ROOT_NODES, BPF_F_MMAPABL
 static RULES: Array<Rule> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map(name = "COUNTERS")]
 static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
+#[map(name = "HIT_SLOTS")]
+static HIT_SLOT_TABLE: PerCpuArray<HitSlot> = PerCpuArray::with_max_entries(HIT_SLOTS, 0);
 #[map(name = "HITS")]
 static HITS: LruPerCpuHashMap<u32, Hit> = LruPerCpuHashMap::with_max_entries(1, 0);
 
@@ -87,7 +89,7 @@ pub fn denylist(ctx: XdpContext) -> u32 {
     let (verdict, id) = classify(&ctx, &mut now);
     count(verdict, len);
     if id != 0 {
-        hit(id, len, now.get());
+        hit(id, len);
     }
     match verdict {
         Verdict::Drop => xdp_action::XDP_DROP,
@@ -189,7 +191,11 @@ fn decide(exact: Option<&ExactValue>, rule: u32, now: &mut Now) -> (Verdict, u32
         return deny_verdict(&e.deny);
     }
     if let Some(d) = live_prefix(rule, false, now) {
-        return deny_verdict(&Slot { word: d.word, id: d.id, _pad: 0 });
+        return deny_verdict(&Slot {
+            word: d.word,
+            id: d.id,
+            _pad: 0,
+        });
     }
     (Verdict::Pass, 0)
 }
@@ -298,7 +304,20 @@ fn count(verdict: Verdict, len: u64) {
 }
 
 #[inline(always)]
-fn hit(id: u32, len: u64, now: u64) {
+fn hit(id: u32, len: u64) {
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if let Some(s) = HIT_SLOT_TABLE.get_ptr_mut(id & (HIT_SLOTS - 1)) {
+        // SAFETY: a per-CPU value, written only by this CPU, so no atomics.
+        let s = unsafe { &mut *s };
+        if s.id == id || s.id == 0 {
+            s.id = id;
+            s.hit.packets += 1;
+            s.hit.bytes += len;
+            s.hit.last_hit_ns = now;
+            return;
+        }
+    }
     if let Some(h) = HITS.get_ptr_mut(id) {
         // SAFETY: a per-CPU value, written only by this CPU.
         let h = unsafe { &mut *h };
@@ -306,7 +325,7 @@ fn hit(id: u32, len: u64, now: u64) {
         h.bytes += len;
         h.last_hit_ns = now;
     } else {
-        // A failed insert (a race with another CPU's first hit) loses one
+        // A failed insert (the LRU evicting under pressure) loses one
         // packet's count, never the verdict.
         let _ = HITS.insert(
             id,

@@ -18,9 +18,9 @@ use aya::{
     programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
 };
 use denylist_common::{
-    Counters, ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, Hit, MAP_COUNTERS, MAP_EXACT_V4,
-    MAP_EXACT_V6, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6, MAP_RULES, NODE_SLOTS, PROGRAM_NAME, Slot,
-    pack_word,
+    Counters, ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, HIT_SLOTS, Hit, HitSlot,
+    MAP_COUNTERS, MAP_EXACT_V4, MAP_EXACT_V6, MAP_HIT_SLOTS, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6,
+    MAP_RULES, NODE_SLOTS, PROGRAM_NAME, Slot, pack_word,
 };
 
 use crate::{
@@ -34,7 +34,9 @@ use crate::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
-    #[error("loading the XDP program failed: {0} (run as root, on a kernel with BTF, 5.18 or newer)")]
+    #[error(
+        "loading the XDP program failed: {0} (run as root, on a kernel with BTF, 5.18 or newer)"
+    )]
     Load(#[from] aya::EbpfError),
     #[error("the XDP program was rejected: {0}")]
     Program(#[source] ProgramError),
@@ -61,10 +63,7 @@ pub enum DataplaneError {
     #[error("{target} ({list:?}) appears more than once in one change")]
     Duplicate { target: Target, list: List },
     #[error("cannot attach to {iface}: {source}")]
-    Attach {
-        iface: String,
-        source: ProgramError,
-    },
+    Attach { iface: String, source: ProgramError },
     #[error("{iface} is not attached")]
     NotAttached { iface: String },
 }
@@ -131,7 +130,12 @@ impl Dataplane {
             loader.map_max_entries(name, n);
         }
         let mut ebpf = loader.load(object::DENYLIST)?;
-        let size = |name| sizes.iter().find(|(n, _)| *n == name).map_or(0, |(_, s)| *s as usize);
+        let size = |name| {
+            sizes
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, s)| *s as usize)
+        };
         let prefixes = Prefixes::new(
             region::<AtomicU32>(&ebpf, MAP_NODES_V4, size(MAP_NODES_V4) * NODE_SLOTS)?,
             region::<AtomicU32>(&ebpf, MAP_NODES_V6, size(MAP_NODES_V6) * NODE_SLOTS)?,
@@ -165,7 +169,11 @@ impl Dataplane {
         self.installed.is_empty()
     }
 
-    pub fn attach(&mut self, iface: &str, mode: AttachMode) -> Result<AttachedMode, DataplaneError> {
+    pub fn attach(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+    ) -> Result<AttachedMode, DataplaneError> {
         let attempt = |prog: &mut Xdp, m| prog.attach(iface, m);
         let prog = program(&mut self.ebpf);
         let (id, mode) = match mode {
@@ -188,9 +196,12 @@ impl Dataplane {
     }
 
     pub fn detach(&mut self, iface: &str) -> Result<(), DataplaneError> {
-        let id = self.links.remove(iface).ok_or_else(|| DataplaneError::NotAttached {
-            iface: iface.to_string(),
-        })?;
+        let id = self
+            .links
+            .remove(iface)
+            .ok_or_else(|| DataplaneError::NotAttached {
+                iface: iface.to_string(),
+            })?;
         program(&mut self.ebpf)
             .detach(id)
             .map_err(|source| DataplaneError::Attach {
@@ -204,12 +215,19 @@ impl Dataplane {
     ///
     /// Order: allow additions; deny additions, most specific first; changes
     /// in place; deny removals, least specific first; allow removals.
-    pub fn apply(&mut self, upserts: &[Rule], removals: &[(Target, List)]) -> Result<(), DataplaneError> {
+    pub fn apply(
+        &mut self,
+        upserts: &[Rule],
+        removals: &[(Target, List)],
+    ) -> Result<(), DataplaneError> {
         if let Some(&(target, list)) = removals.iter().find(|k| !self.installed.contains_key(k)) {
             return Err(DataplaneError::NotInstalled { target, list });
         }
         let mut seen = std::collections::HashSet::with_capacity(upserts.len() + removals.len());
-        let keys = upserts.iter().map(|r| (r.target, r.list)).chain(removals.iter().copied());
+        let keys = upserts
+            .iter()
+            .map(|r| (r.target, r.list))
+            .chain(removals.iter().copied());
         for (target, list) in keys {
             if !seen.insert((target, list)) {
                 return Err(DataplaneError::Duplicate { target, list });
@@ -267,7 +285,12 @@ impl Dataplane {
     }
 
     /// Sets one entry's kernel state, returning what it was.
-    fn set(&mut self, t: Target, l: List, new: Option<Installed>) -> Result<Option<Installed>, DataplaneError> {
+    fn set(
+        &mut self,
+        t: Target,
+        l: List,
+        new: Option<Installed>,
+    ) -> Result<Option<Installed>, DataplaneError> {
         let prev = self.installed.get(&(t, l)).copied();
         if prev == new {
             return Ok(prev);
@@ -286,10 +309,19 @@ impl Dataplane {
             };
             let (mine, theirs) = (slot(new), slot(self.installed.get(&(t, other)).copied()));
             let value = match l {
-                List::Deny => ExactValue { deny: mine, allow: theirs },
-                List::Allow => ExactValue { deny: theirs, allow: mine },
+                List::Deny => ExactValue {
+                    deny: mine,
+                    allow: theirs,
+                },
+                List::Allow => ExactValue {
+                    deny: theirs,
+                    allow: mine,
+                },
             };
-            self.write_exact(t.addr(), (new.is_some() || theirs.word != 0).then_some(value))?;
+            self.write_exact(
+                t.addr(),
+                (new.is_some() || theirs.word != 0).then_some(value),
+            )?;
         } else {
             match (prev, new) {
                 (None, Some(n)) => self.prefixes.insert(&t, l, n.id, n.word)?,
@@ -313,13 +345,18 @@ impl Dataplane {
             value: Option<ExactValue>,
         ) -> Result<(), DataplaneError> {
             let err = |source| DataplaneError::Map { name, source };
-            let mut h: BpfHashMap<&mut MapData, K, ExactValue> = BpfHashMap::try_from(map).map_err(err)?;
+            let mut h: BpfHashMap<&mut MapData, K, ExactValue> =
+                BpfHashMap::try_from(map).map_err(err)?;
             match value {
                 Some(v) => h.insert(key, v, 0).map_err(err),
                 None => h.remove(&key).map_err(err),
             }
         }
-        let name = if ip.is_ipv4() { MAP_EXACT_V4 } else { MAP_EXACT_V6 };
+        let name = if ip.is_ipv4() {
+            MAP_EXACT_V4
+        } else {
+            MAP_EXACT_V6
+        };
         let map = self
             .ebpf
             .map_mut(name)
@@ -334,7 +371,10 @@ impl Dataplane {
     pub fn counters(&self) -> Result<Counters, DataplaneError> {
         let name = MAP_COUNTERS;
         let err = |source| DataplaneError::Map { name, source };
-        let map = self.ebpf.map(name).ok_or(DataplaneError::MissingMap { name })?;
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap { name })?;
         let a: PerCpuArray<&MapData, Counters> = PerCpuArray::try_from(map).map_err(err)?;
         let mut sum = Counters::default();
         for c in a.get(&0, 0).map_err(err)?.iter() {
@@ -352,23 +392,43 @@ impl Dataplane {
         Ok(sum)
     }
 
-    /// Per-entry hits summed over CPUs, with the latest hit time; only
-    /// entries that were hit (and not evicted from the LRU) appear.
+    /// Per-entry hits summed over CPUs and over both hit tables, with the
+    /// latest hit time; only entries that were hit (and not evicted from
+    /// the LRU) appear.
     pub fn hits(&self) -> Result<HashMap<u32, Hit>, DataplaneError> {
+        fn add(out: &mut HashMap<u32, Hit>, id: u32, v: &Hit) {
+            let sum = out.entry(id).or_default();
+            sum.packets += v.packets;
+            sum.bytes += v.bytes;
+            sum.last_hit_ns = sum.last_hit_ns.max(v.last_hit_ns);
+        }
+        let mut out = HashMap::new();
+
+        let name = MAP_HIT_SLOTS;
+        let err = |source| DataplaneError::Map { name, source };
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap { name })?;
+        let slots: PerCpuArray<&MapData, HitSlot> = PerCpuArray::try_from(map).map_err(err)?;
+        for i in 0..HIT_SLOTS {
+            for s in slots.get(&i, 0).map_err(err)?.iter().filter(|s| s.id != 0) {
+                add(&mut out, s.id, &s.hit);
+            }
+        }
+
         let name = MAP_HITS;
         let err = |source| DataplaneError::Map { name, source };
-        let map = self.ebpf.map(name).ok_or(DataplaneError::MissingMap { name })?;
-        let h: PerCpuHashMap<&MapData, u32, Hit> = PerCpuHashMap::try_from(map).map_err(err)?;
-        let mut out = HashMap::new();
-        for item in h.iter() {
+        let map = self
+            .ebpf
+            .map(name)
+            .ok_or(DataplaneError::MissingMap { name })?;
+        let lru: PerCpuHashMap<&MapData, u32, Hit> = PerCpuHashMap::try_from(map).map_err(err)?;
+        for item in lru.iter() {
             let (id, per_cpu) = item.map_err(err)?;
-            let mut sum = Hit::default();
             for v in per_cpu.iter() {
-                sum.packets += v.packets;
-                sum.bytes += v.bytes;
-                sum.last_hit_ns = sum.last_hit_ns.max(v.last_hit_ns);
+                add(&mut out, id, v);
             }
-            out.insert(id, sum);
         }
         Ok(out)
     }

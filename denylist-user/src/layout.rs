@@ -7,8 +7,8 @@
 //! pool; docs/dataplane.md explains the formula below.
 
 use denylist_common::{
-    ALL_MAPS, Counters, Hit, MAP_COUNTERS, MAP_EXACT_V4, MAP_EXACT_V6, MAP_HITS, MAP_NODES_V4,
-    MAP_NODES_V6, MAP_RULES, Node, ROOT_NODES, Rule,
+    ALL_MAPS, Counters, HIT_SLOTS, Hit, HitSlot, MAP_COUNTERS, MAP_EXACT_V4, MAP_EXACT_V6,
+    MAP_HIT_SLOTS, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6, MAP_RULES, Node, ROOT_NODES, Rule,
 };
 
 /// The smallest useful capacity; also keeps the pools non-empty.
@@ -20,7 +20,9 @@ pub const MAX_HIT_ENTRIES: u32 = 65_536;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
-    #[error("capacity {capacity} is out of range: choose between {MIN_CAPACITY} and {MAX_CAPACITY}")]
+    #[error(
+        "capacity {capacity} is out of range: choose between {MIN_CAPACITY} and {MAX_CAPACITY}"
+    )]
     Capacity { capacity: u64 },
 }
 
@@ -61,6 +63,7 @@ impl Layout {
             // Rule 0 means "none", so one more than the capacity.
             (MAP_RULES, self.capacity + 1),
             (MAP_COUNTERS, 1),
+            (MAP_HIT_SLOTS, HIT_SLOTS),
             (MAP_HITS, self.hit_entries),
         ]
     }
@@ -70,14 +73,17 @@ impl Layout {
     /// Hash buckets are 16 bytes, one per max_entries rounded up to a power
     /// of two; arrays are value-size × max_entries; the LRU per-CPU hash
     /// preallocates its elements (about 64 bytes each) plus a 24-byte value
-    /// per CPU; the counters are one 80-byte value per CPU.
+    /// per CPU; the direct-mapped hit table is 16,384 32-byte slots per CPU;
+    /// the counters are one 80-byte value per CPU.
     pub fn reserved_bytes(&self, cpus: u64) -> u64 {
         let buckets = 2 * 16 * u64::from(self.capacity).next_power_of_two();
-        let nodes = 2 * size(std::mem::size_of::<Node>()) * u64::from(ROOT_NODES + self.prefix_nodes);
+        let nodes =
+            2 * size(std::mem::size_of::<Node>()) * u64::from(ROOT_NODES + self.prefix_nodes);
         let rules = size(std::mem::size_of::<Rule>()) * (u64::from(self.capacity) + 1);
         let hits = u64::from(self.hit_entries) * (64 + cpus * size(std::mem::size_of::<Hit>()));
+        let slots = cpus * u64::from(HIT_SLOTS) * size(std::mem::size_of::<HitSlot>());
         let counters = cpus * size(std::mem::size_of::<Counters>());
-        buckets + nodes + rules + hits + counters
+        buckets + nodes + rules + hits + slots + counters
     }
 }
 
@@ -116,6 +122,7 @@ mod tests {
             + 2 * 1024 * (256 + (1 << 16))
             + 24 * ((1 << 20) + 1)
             + 65_536 * (64 + cpus * 24)
+            + cpus * 16_384 * 32
             + cpus * 80;
         assert_eq!(l.reserved_bytes(cpus), expect);
     }

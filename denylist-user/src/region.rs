@@ -24,7 +24,8 @@ pub struct RuleCell {
     pub pad: AtomicU32,
 }
 
-const _: () = assert!(std::mem::size_of::<RuleCell>() == std::mem::size_of::<denylist_common::Rule>());
+const _: () =
+    assert!(std::mem::size_of::<RuleCell>() == std::mem::size_of::<denylist_common::Rule>());
 
 /// `len` values of `T`, zeroed when created.
 pub struct Region<T> {
@@ -34,9 +35,13 @@ pub struct Region<T> {
 }
 
 enum Owner<T> {
-    Mmap { bytes: usize },
+    Mmap {
+        bytes: usize,
+    },
     /// Owns the memory `ptr` points into.
-    Heap { _buffer: Vec<T> },
+    Heap {
+        _buffer: Vec<T>,
+    },
 }
 
 // SAFETY: the memory is only reached through atomics (T is AtomicU32 or

@@ -104,9 +104,9 @@ impl Target {
     fn normal(net: IpNet) -> Self {
         let net = match net {
             IpNet::V6(n) if n.prefix_len() >= 96 => match n.network().to_ipv4_mapped() {
-                Some(v4) => IpNet::V4(
-                    Ipv4Net::new(v4, n.prefix_len() - 96).expect("length is at most 32"),
-                ),
+                Some(v4) => {
+                    IpNet::V4(Ipv4Net::new(v4, n.prefix_len() - 96).expect("length is at most 32"))
+                }
                 None => net,
             },
             _ => net,
@@ -277,7 +277,10 @@ mod tests {
     fn host_bits_are_refused_with_both_suggestions() {
         let e = Target::parse("203.0.113.77/24").unwrap_err();
         let msg = e.to_string();
-        assert!(msg.contains("did you mean 203.0.113.77 or 203.0.113.0/24?"), "{msg}");
+        assert!(
+            msg.contains("did you mean 203.0.113.77 or 203.0.113.0/24?"),
+            "{msg}"
+        );
         assert!(msg.contains("256 addresses"), "{msg}");
         assert_eq!(
             Target::parse_forced("203.0.113.77/24").unwrap().to_string(),

@@ -134,11 +134,19 @@ struct Family {
 
 fn mask(bits: u128, len: u8, width: u8) -> u128 {
     let host = u32::from(width - len);
-    if host >= 128 { 0 } else { (bits >> host) << host }
+    if host >= 128 {
+        0
+    } else {
+        (bits >> host) << host
+    }
 }
 
 fn depth(len: u8) -> u32 {
-    if len <= 16 { 0 } else { u32::from(len - 16).div_ceil(8) }
+    if len <= 16 {
+        0
+    } else {
+        u32::from(len - 16).div_ceil(8)
+    }
 }
 
 impl Family {
@@ -250,7 +258,10 @@ impl Family {
         {
             return false;
         }
-        let up = self.parent.remove(&node).expect("every non-root node has a parent");
+        let up = self
+            .parent
+            .remove(&node)
+            .expect("every non-root node has a parent");
         self.nodes[up].store(first, Release);
         self.pool.release(node);
         true
@@ -259,7 +270,11 @@ impl Family {
     /// Rules strictly inside the prefix (bits, len, list), longer first.
     fn inside(&self, bits: u128, len: u8, list: List) -> Vec<u32> {
         let host = u32::from(self.width - len);
-        let last = if host >= 128 { u128::MAX } else { bits | ((1u128 << host) - 1) };
+        let last = if host >= 128 {
+            u128::MAX
+        } else {
+            bits | ((1u128 << host) - 1)
+        };
         let spec = Meta { len, list }.spec();
         self.keys
             .range((bits, 0, List::Deny)..=(last, u8::MAX, List::Allow))
@@ -279,7 +294,11 @@ impl Family {
         (0..len)
             .rev()
             .filter(|&l| self.lengths[usize::from(l)] > 0)
-            .find_map(|l| self.keys.get(&(mask(bits, l, self.width), l, kind)).copied())
+            .find_map(|l| {
+                self.keys
+                    .get(&(mask(bits, l, self.width), l, kind))
+                    .copied()
+            })
             .unwrap_or(RULE_NONE)
     }
 }
@@ -322,13 +341,20 @@ impl Prefixes {
 
     /// Trie nodes in use beyond the root, per family (IPv4, IPv6).
     pub fn nodes_in_use(&self) -> (u32, u32) {
-        (self.v4.pool.in_use(ROOT_NODES), self.v6.pool.in_use(ROOT_NODES))
+        (
+            self.v4.pool.in_use(ROOT_NODES),
+            self.v6.pool.in_use(ROOT_NODES),
+        )
     }
 
     /// Adds a prefix (shorter than /32 or /128) with its packed word.
     pub fn insert(&mut self, t: &Target, list: List, id: u32, word: u64) -> Result<(), TrieError> {
         let (bits, len) = (t.bits(), t.prefix_len());
-        let fam = if t.is_ipv4() { &mut self.v4 } else { &mut self.v6 };
+        let fam = if t.is_ipv4() {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        };
         if self.rule_pool.available() == 0 {
             return Err(TrieError::RulesFull {
                 rules: self.rule_pool.limit - 1,
@@ -345,8 +371,10 @@ impl Prefixes {
         self.meta.insert(r, m);
         let cell = &self.rules[r as usize];
         cell.id.store(id, Relaxed);
-        cell.up_deny.store(fam.up(bits, len, list, List::Deny), Relaxed);
-        cell.up_allow.store(fam.up(bits, len, list, List::Allow), Relaxed);
+        cell.up_deny
+            .store(fam.up(bits, len, list, List::Deny), Relaxed);
+        cell.up_allow
+            .store(fam.up(bits, len, list, List::Allow), Relaxed);
         cell.word.store(word, Release);
         for q in fam.inside(bits, len, list) {
             let qc = &self.rules[q as usize];
@@ -361,7 +389,9 @@ impl Prefixes {
         }
         fam.keys.insert((bits, len, list), r);
         fam.lengths[usize::from(len)] += 1;
-        let (_, slots) = fam.slots(bits, len, true).expect("node availability checked");
+        let (_, slots) = fam
+            .slots(bits, len, true)
+            .expect("node availability checked");
         for idx in slots {
             fam.push(idx, r, m.spec(), &self.meta);
         }
@@ -383,7 +413,11 @@ impl Prefixes {
 
     pub fn remove(&mut self, t: &Target, list: List) -> Result<(), TrieError> {
         let (bits, len) = (t.bits(), t.prefix_len());
-        let fam = if t.is_ipv4() { &mut self.v4 } else { &mut self.v6 };
+        let fam = if t.is_ipv4() {
+            &mut self.v4
+        } else {
+            &mut self.v6
+        };
         let r = fam
             .keys
             .remove(&(bits, len, list))
@@ -392,8 +426,14 @@ impl Prefixes {
         let cell = &self.rules[r as usize];
         let (up_deny, up_allow) = (cell.up_deny.load(Relaxed), cell.up_allow.load(Relaxed));
         let spec = |x: u32| self.meta.get(&x).map_or(0, |m| m.spec() + 1);
-        let fallback = if spec(up_deny) >= spec(up_allow) { up_deny } else { up_allow };
-        let (node, slots) = fam.slots(bits, len, false).expect("a stored prefix has its path");
+        let fallback = if spec(up_deny) >= spec(up_allow) {
+            up_deny
+        } else {
+            up_allow
+        };
+        let (node, slots) = fam
+            .slots(bits, len, false)
+            .expect("a stored prefix has its path");
         for idx in slots {
             fam.replace(idx, r, fallback);
         }
@@ -429,7 +469,9 @@ impl Prefixes {
 mod tests {
     use std::net::IpAddr;
 
-    use denylist_common::{FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, MAX_FALLBACK, pack_word, word_expiry_ns};
+    use denylist_common::{
+        FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, MAX_FALLBACK, pack_word, word_expiry_ns,
+    };
     use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
     use super::*;
@@ -455,17 +497,25 @@ mod tests {
         let mut s = fam.nodes[fam.top16(bits)].load(Relaxed);
         let mut k = 2;
         while s & SLOT_CHILD != 0 {
-            s = fam.nodes[(s & !SLOT_CHILD) as usize * NODE_SLOTS + fam.byte(bits, k)].load(Relaxed);
+            s = fam.nodes[(s & !SLOT_CHILD) as usize * NODE_SLOTS + fam.byte(bits, k)]
+                .load(Relaxed);
             k += 1;
         }
-        let live = |w: u64| w & FLAG_PRESENT != 0 && (word_expiry_ns(w) == 0 || now < word_expiry_ns(w));
+        let live =
+            |w: u64| w & FLAG_PRESENT != 0 && (word_expiry_ns(w) == 0 || now < word_expiry_ns(w));
         let find = |allow: bool| -> Option<u32> {
             if s == RULE_NONE {
                 return None;
             }
             let c = &p.rules[s as usize];
             let is_allow = c.word.load(Relaxed) & FLAG_ALLOW != 0;
-            let pick = |c: &RuleCell| if allow { c.up_allow.load(Relaxed) } else { c.up_deny.load(Relaxed) };
+            let pick = |c: &RuleCell| {
+                if allow {
+                    c.up_allow.load(Relaxed)
+                } else {
+                    c.up_deny.load(Relaxed)
+                }
+            };
             let mut idx = if is_allow == allow { s } else { pick(c) };
             for _ in 0..MAX_FALLBACK {
                 if idx == RULE_NONE {
@@ -485,7 +535,11 @@ mod tests {
         match find(false) {
             Some(d) => {
                 let c = &p.rules[d as usize];
-                let v = if c.word.load(Relaxed) & FLAG_MONITOR != 0 { Verdict::Monitor } else { Verdict::Drop };
+                let v = if c.word.load(Relaxed) & FLAG_MONITOR != 0 {
+                    Verdict::Monitor
+                } else {
+                    Verdict::Drop
+                };
                 (v, c.id.load(Relaxed))
             }
             None => (Verdict::Pass, 0),
@@ -507,17 +561,27 @@ mod tests {
         // A small address space, so prefixes nest, overlap and share nodes.
         let (bits, len) = if v4 {
             let base = ip_bits("198.51.0.0".parse().unwrap());
-            (base | u128::from(rng.random::<u16>()), rng.random_range(8..32))
+            (
+                base | u128::from(rng.random::<u16>()),
+                rng.random_range(8..32),
+            )
         } else {
             let base = ip_bits("2001:db8::".parse().unwrap());
             let mid = u128::from(rng.random::<u16>()) << 64;
-            (base | mid | u128::from(rng.random::<u64>()), rng.random_range(16..128))
+            (
+                base | mid | u128::from(rng.random::<u64>()),
+                rng.random_range(16..128),
+            )
         };
         let net = ipnet::IpNet::new(ip_from_bits(v4, bits), len).unwrap();
         Rule {
             id,
             target: net.into(),
-            list: if rng.random_bool(0.3) { List::Allow } else { List::Deny },
+            list: if rng.random_bool(0.3) {
+                List::Allow
+            } else {
+                List::Deny
+            },
             monitor: rng.random_bool(0.3),
             expires_ms: rng.random_bool(0.3).then(|| rng.random_range(1..100)),
         }
@@ -538,7 +602,11 @@ mod tests {
                 } else {
                     let v4 = rng.random_bool(0.5);
                     let r = random_rule(&mut rng, round * 1000 + step + 1, v4);
-                    if r.target.is_exact() || live.iter().any(|x| x.target == r.target && x.list == r.list) {
+                    if r.target.is_exact()
+                        || live
+                            .iter()
+                            .any(|x| x.target == r.target && x.list == r.list)
+                    {
                         continue;
                     }
                     p.insert(&r.target, r.list, r.id, word(&r)).unwrap();
@@ -548,7 +616,11 @@ mod tests {
                     let probe = if rng.random_bool(0.7) && !live.is_empty() {
                         let r = live.choose(&mut rng).unwrap();
                         let host = u32::from(r.target.width() - r.target.prefix_len());
-                        let off = if host >= 128 { rng.random() } else { rng.random::<u128>() & ((1u128 << host) - 1) };
+                        let off = if host >= 128 {
+                            rng.random()
+                        } else {
+                            rng.random::<u128>() & ((1u128 << host) - 1)
+                        };
                         ip_from_bits(r.target.is_ipv4(), r.target.bits() | off)
                     } else {
                         let v4 = rng.random_bool(0.5);
@@ -571,7 +643,10 @@ mod tests {
             assert!(p.is_empty());
             let root = ROOT_NODES as usize * NODE_SLOTS;
             let slots = p.v4.nodes[..root].iter().chain(p.v6.nodes[..root].iter());
-            assert!(slots.into_iter().all(|s| s.load(Relaxed) == RULE_NONE), "the root is empty again");
+            assert!(
+                slots.into_iter().all(|s| s.load(Relaxed) == RULE_NONE),
+                "the root is empty again"
+            );
         }
     }
 
@@ -581,13 +656,18 @@ mod tests {
         let t = |s: &str| Target::parse(s).unwrap();
         p.insert(&t("203.0.113.0/24"), List::Deny, 1, 1).unwrap();
         p.insert(&t("203.0.113.0/25"), List::Deny, 2, 1).unwrap();
-        let e = p.insert(&t("198.51.100.0/24"), List::Deny, 3, 1).unwrap_err();
+        let e = p
+            .insert(&t("198.51.100.0/24"), List::Deny, 3, 1)
+            .unwrap_err();
         assert_eq!(e, TrieError::RulesFull { rules: 2 });
         assert!(e.to_string().contains("raise --capacity"));
         assert_eq!(p.len(), 2);
         assert_eq!(
             p.remove(&t("198.51.100.0/24"), List::Deny),
-            Err(TrieError::NotFound { target: t("198.51.100.0/24"), list: List::Deny })
+            Err(TrieError::NotFound {
+                target: t("198.51.100.0/24"),
+                list: List::Deny
+            })
         );
     }
 

@@ -140,7 +140,10 @@ mod tests {
         assert_eq!(v(&rules, "192.0.2.1", 0), (Verdict::Pass, None));
         let deny_only = &rules[..3];
         assert_eq!(v(deny_only, "203.0.113.1", 0), (Verdict::Drop, Some(1)));
-        assert_eq!(v(deny_only, "203.0.113.129", 0), (Verdict::Monitor, Some(2)));
+        assert_eq!(
+            v(deny_only, "203.0.113.129", 0),
+            (Verdict::Monitor, Some(2))
+        );
         assert_eq!(v(deny_only, "203.0.113.200", 0), (Verdict::Drop, Some(3)));
     }
 
@@ -161,17 +164,29 @@ mod tests {
         let mut rules: Vec<Rule> = (0..=MAX_FALLBACK)
             .map(|i| {
                 let len = 24 - i;
-                rule(i + 1, &format!("10.0.0.0/{len}"), List::Deny, false, Some(1))
+                rule(
+                    i + 1,
+                    &format!("10.0.0.0/{len}"),
+                    List::Deny,
+                    false,
+                    Some(1),
+                )
             })
             .collect();
         assert_eq!(v(&rules, "10.0.0.1", 2), (Verdict::Pass, None));
         rules[MAX_FALLBACK as usize - 1].expires_ms = None;
-        assert_eq!(v(&rules, "10.0.0.1", 2), (Verdict::Drop, Some(MAX_FALLBACK)));
+        assert_eq!(
+            v(&rules, "10.0.0.1", 2),
+            (Verdict::Drop, Some(MAX_FALLBACK))
+        );
     }
 
     #[test]
     fn mapped_sources_match_ipv4_entries() {
         let rules = [rule(1, "198.51.100.0/24", List::Deny, false, None)];
-        assert_eq!(v(&rules, "::ffff:198.51.100.3", 0), (Verdict::Drop, Some(1)));
+        assert_eq!(
+            v(&rules, "::ffff:198.51.100.3", 0),
+            (Verdict::Drop, Some(1))
+        );
     }
 }

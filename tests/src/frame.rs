@@ -56,7 +56,10 @@ impl Spec {
                 f.extend_from_slice(&src.octets());
                 f.extend_from_slice(&Ipv4Addr::new(192, 0, 2, 1).octets());
                 // NOP options.
-                f.extend(std::iter::repeat_n(1u8, usize::from(self.ipv4_option_words) * 4));
+                f.extend(std::iter::repeat_n(
+                    1u8,
+                    usize::from(self.ipv4_option_words) * 4,
+                ));
             }
             IpAddr::V6(src) => {
                 f.extend_from_slice(&ETH_P_IPV6.to_be_bytes());
@@ -138,13 +141,21 @@ mod tests {
             let tagged = Spec::new(src).vlan(ETH_P_8021AD, 10).vlan(ETH_P_8021Q, 20);
             assert_eq!(parse_source(&tagged.build()), Some(src));
             for end in header_boundaries(&tagged) {
-                assert_eq!(parse_source(&tagged.build()[..end - 1]), None, "cut at {end}");
+                assert_eq!(
+                    parse_source(&tagged.build()[..end - 1]),
+                    None,
+                    "cut at {end}"
+                );
             }
         }
         let three = Spec::new("198.51.100.7".parse().unwrap())
             .vlan(ETH_P_8021Q, 1)
             .vlan(ETH_P_8021Q, 2)
             .vlan(ETH_P_8021Q, 3);
-        assert_eq!(parse_source(&three.build()), None, "a third tag is not parsed");
+        assert_eq!(
+            parse_source(&three.build()),
+            None,
+            "a third tag is not parsed"
+        );
     }
 }

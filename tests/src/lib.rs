@@ -15,12 +15,18 @@ pub const XDP_PASS: u32 = 2;
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.
     let euid = unsafe { libc::geteuid() };
-    assert_eq!(euid, 0, "kernel tests need root: run them through `sudo cargo xtask test`");
+    assert_eq!(
+        euid, 0,
+        "kernel tests need root: run them through `sudo cargo xtask test`"
+    );
 }
 
 /// CLOCK_TAI now, the clock the XDP program checks expiry against.
 pub fn tai_now_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid out-pointer.
     let rc = unsafe { libc::clock_gettime(libc::CLOCK_TAI, &mut ts) };
     assert_eq!(rc, 0, "clock_gettime(CLOCK_TAI)");
@@ -39,5 +45,8 @@ pub fn run(dp: &mut Dataplane, frame: &[u8]) -> u32 {
         data_in: Some(frame),
         ..TestRunOptions::new()
     };
-    dp.program().test_run(opts).expect("BPF_PROG_TEST_RUN").return_value
+    dp.program()
+        .test_run(opts)
+        .expect("BPF_PROG_TEST_RUN")
+        .return_value
 }

@@ -18,7 +18,11 @@ use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
 /// Frames per run: 100,000 by default, 1,000,000 with `cargo xtask test --long`.
 fn frame_count() -> usize {
-    if std::env::var_os("DENYLIST_LONG").is_some() { 1_000_000 } else { 100_000 }
+    if std::env::var_os("DENYLIST_LONG").is_some() {
+        1_000_000
+    } else {
+        100_000
+    }
 }
 
 const V4_BASES: [&str; 3] = ["198.51.0.0", "10.20.0.0", "203.0.113.0"];
@@ -31,7 +35,10 @@ fn random_addr(rng: &mut StdRng, v4: bool) -> IpAddr {
     } else {
         let base = ip_bits(V6_BASES.choose(rng).unwrap().parse().unwrap());
         let mid = u128::from(rng.random_range(0u16..4)) << 64;
-        ip_from_bits(false, base | mid | u128::from(rng.random::<u64>() >> rng.random_range(0..64)))
+        ip_from_bits(
+            false,
+            base | mid | u128::from(rng.random::<u64>() >> rng.random_range(0..64)),
+        )
     }
 }
 
@@ -45,11 +52,17 @@ fn random_rule(rng: &mut StdRng, id: u32, now_ms: u64) -> Rule {
         (false, 1..=4) => 128,
         (false, _) => rng.random_range(29..=64),
     };
-    let net = ipnet::IpNet::new(random_addr(rng, v4), len).unwrap().trunc();
+    let net = ipnet::IpNet::new(random_addr(rng, v4), len)
+        .unwrap()
+        .trunc();
     Rule {
         id,
         target: Target::from(net),
-        list: if rng.random_bool(0.25) { List::Allow } else { List::Deny },
+        list: if rng.random_bool(0.25) {
+            List::Allow
+        } else {
+            List::Deny
+        },
         monitor: rng.random_bool(0.3),
         expires_ms: match rng.random_range(0..10) {
             0..=5 => None,
@@ -64,7 +77,11 @@ fn random_frame(rng: &mut StdRng, rules: &[Rule]) -> Vec<u8> {
         Some(r) if rng.random_bool(0.7) => {
             // Inside an entry, often at its first or last address.
             let host = u32::from(r.target.width() - r.target.prefix_len());
-            let span = if host >= 128 { u128::MAX } else { (1u128 << host) - 1 };
+            let span = if host >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << host) - 1
+            };
             let off = *[0, span, rng.random::<u128>() & span].choose(rng).unwrap();
             ip_from_bits(r.target.is_ipv4(), r.target.bits() | off)
         }
@@ -79,13 +96,19 @@ fn random_frame(rng: &mut StdRng, rules: &[Rule]) -> Vec<u8> {
     };
     let mut spec = Spec::new(src);
     for _ in 0..rng.random_range(0..4usize).saturating_sub(1) {
-        let tpid = *[ETH_P_8021Q, ETH_P_8021AD, ETH_P_8021Q, 0x9100].choose(rng).unwrap();
+        let tpid = *[ETH_P_8021Q, ETH_P_8021AD, ETH_P_8021Q, 0x9100]
+            .choose(rng)
+            .unwrap();
         spec = spec.vlan(tpid, rng.random_range(0..4096));
     }
     if src.is_ipv4() && rng.random_bool(0.2) {
         spec.ipv4_option_words = rng.random_range(1..=10);
     }
-    spec.payload = if rng.random_bool(0.005) { rng.random_range(3_000..9_000) } else { rng.random_range(0..64) };
+    spec.payload = if rng.random_bool(0.005) {
+        rng.random_range(3_000..9_000)
+    } else {
+        rng.random_range(0..64)
+    };
     let mut f = spec.build();
     match rng.random_range(0..20) {
         0 => f.truncate(rng.random_range(14..f.len())),
@@ -115,13 +138,23 @@ fn expected(rules: &[Rule], frame: &[u8], now_ns: u64) -> (u32, Option<u32>) {
         None => (XDP_PASS, None),
         Some(ip) => {
             let d = verdict::decide(rules, ip, now_ns);
-            let action = if d.verdict == Verdict::Drop { XDP_DROP } else { XDP_PASS };
+            let action = if d.verdict == Verdict::Drop {
+                XDP_DROP
+            } else {
+                XDP_PASS
+            };
             (action, d.rule.map(|r| r.id))
         }
     }
 }
 
-fn check_batch(dp: &mut Dataplane, rng: &mut StdRng, rules: &[Rule], frames: usize, expect_hits: &mut HashMap<u32, u64>) {
+fn check_batch(
+    dp: &mut Dataplane,
+    rng: &mut StdRng,
+    rules: &[Rule],
+    frames: usize,
+    expect_hits: &mut HashMap<u32, u64>,
+) {
     let now = tai_now_ns();
     let mut mismatches = Vec::new();
     let mut aborted = 0;
@@ -133,14 +166,21 @@ fn check_batch(dp: &mut Dataplane, rng: &mut StdRng, rules: &[Rule], frames: usi
             aborted += 1;
         }
         if got != want && mismatches.len() < 10 {
-            mismatches.push(format!("got {got} want {want} for {:02x?}", &f[..f.len().min(80)]));
+            mismatches.push(format!(
+                "got {got} want {want} for {:02x?}",
+                &f[..f.len().min(80)]
+            ));
         }
         if let Some(id) = id {
             *expect_hits.entry(id).or_default() += 1;
         }
     }
     assert_eq!(aborted, 0, "XDP_ABORTED must never happen");
-    assert!(mismatches.is_empty(), "mismatches against the model:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "mismatches against the model:\n{}",
+        mismatches.join("\n")
+    );
 }
 
 #[test]
@@ -187,7 +227,11 @@ fn random_frames_against_random_tables_match_the_model() {
     }
     let hits = dp.hits().unwrap();
     for (id, n) in &expect_hits {
-        assert_eq!(hits.get(id).map_or(0, |h| h.packets), *n, "hits of entry {id}");
+        assert_eq!(
+            hits.get(id).map_or(0, |h| h.packets),
+            *n,
+            "hits of entry {id}"
+        );
     }
     let c = dp.counters().unwrap();
     assert_eq!(c.dropped_packets + c.passed_packets, total as u64);

@@ -17,7 +17,11 @@ use denylist_tests::{
 const ETH_HLEN: usize = 14;
 
 fn stacks() -> [Vec<(u16, u16)>; 3] {
-    [vec![], vec![(ETH_P_8021Q, 100)], vec![(ETH_P_8021AD, 7), (ETH_P_8021Q, 100)]]
+    [
+        vec![],
+        vec![(ETH_P_8021Q, 100)],
+        vec![(ETH_P_8021AD, 7), (ETH_P_8021Q, 100)],
+    ]
 }
 
 fn frame(src: IpAddr, vlans: &[(u16, u16)]) -> Vec<u8> {
@@ -50,7 +54,10 @@ fn verdicts(dp: &mut Dataplane, ips: &[&str], vlans: &[(u16, u16)]) -> Vec<u32> 
 fn prefix_edges_on_every_length_class() {
     let mut dp = dataplane();
     let cases: [(&str, &[u8]); 2] = [
-        ("203.0.113.77", &[0, 1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 30, 31, 32]),
+        (
+            "203.0.113.77",
+            &[0, 1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 30, 31, 32],
+        ),
         (
             "2001:db8:1234:5678:9abc:def0:1234:5678",
             &[0, 1, 16, 29, 32, 47, 48, 56, 63, 64, 65, 96, 120, 127, 128],
@@ -65,7 +72,11 @@ fn prefix_edges_on_every_length_class() {
             let t = Target::from(net);
             let first = ip_bits(net.network());
             let host = width - u32::from(len);
-            let span_mask = if host >= 128 { u128::MAX } else { (1u128 << host) - 1 };
+            let span_mask = if host >= 128 {
+                u128::MAX
+            } else {
+                (1u128 << host) - 1
+            };
             let last = first | span_mask;
             let max = if v4 { u128::from(u32::MAX) } else { u128::MAX };
             let r = Rule {
@@ -79,7 +90,11 @@ fn prefix_edges_on_every_length_class() {
             for vlans in stacks() {
                 for inside in [first, last] {
                     let a = ip_from_bits(v4, inside);
-                    assert_eq!(run(&mut dp, &frame(a, &vlans)), XDP_DROP, "{a} inside {t}, vlans {vlans:?}");
+                    assert_eq!(
+                        run(&mut dp, &frame(a, &vlans)),
+                        XDP_DROP,
+                        "{a} inside {t}, vlans {vlans:?}"
+                    );
                 }
                 if first > 0 {
                     let a = ip_from_bits(v4, first - 1);
@@ -93,7 +108,11 @@ fn prefix_edges_on_every_length_class() {
             dp.apply(&[], &[(t, List::Deny)]).unwrap();
             for inside in [first, last] {
                 let a = ip_from_bits(v4, inside);
-                assert_eq!(run(&mut dp, &frame(a, &[])), XDP_PASS, "{a} after removing {t}");
+                assert_eq!(
+                    run(&mut dp, &frame(a, &[])),
+                    XDP_PASS,
+                    "{a} after removing {t}"
+                );
             }
         }
     }
@@ -123,36 +142,77 @@ fn allow_overrides_monitor_watches_and_the_most_specific_deny_decides() {
     dp.apply(&rules, &[]).unwrap();
     for vlans in stacks() {
         assert_eq!(
-            verdicts(&mut dp, &["198.51.1.1", "198.51.100.1", "198.51.100.130", "198.51.100.201", "198.51.7.1", "198.51.7.9"], &vlans),
+            verdicts(
+                &mut dp,
+                &[
+                    "198.51.1.1",
+                    "198.51.100.1",
+                    "198.51.100.130",
+                    "198.51.100.201",
+                    "198.51.7.1",
+                    "198.51.7.9"
+                ],
+                &vlans
+            ),
             [XDP_DROP, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_PASS],
             "IPv4, vlans {vlans:?}"
         );
         assert_eq!(
-            verdicts(&mut dp, &["2001:db8:1::1", "2001:db8:1:1::1", "2001:db8:1:2::1", "2001:db8:1:2::9", "2001:db8:2::1"], &vlans),
+            verdicts(
+                &mut dp,
+                &[
+                    "2001:db8:1::1",
+                    "2001:db8:1:1::1",
+                    "2001:db8:1:2::1",
+                    "2001:db8:1:2::9",
+                    "2001:db8:2::1"
+                ],
+                &vlans
+            ),
             [XDP_DROP, XDP_PASS, XDP_PASS, XDP_DROP, XDP_PASS],
             "IPv6, vlans {vlans:?}"
         );
     }
     // Without the allow /24, the watched /25 reports and the exact deny drops.
-    dp.apply(&[], &[(Target::parse("198.51.100.0/24").unwrap(), List::Allow)]).unwrap();
+    dp.apply(
+        &[],
+        &[(Target::parse("198.51.100.0/24").unwrap(), List::Allow)],
+    )
+    .unwrap();
     let before = dp.counters().unwrap();
     assert_eq!(
-        verdicts(&mut dp, &["198.51.100.130", "198.51.100.200", "198.51.100.1"], &[]),
+        verdicts(
+            &mut dp,
+            &["198.51.100.130", "198.51.100.200", "198.51.100.1"],
+            &[]
+        ),
         [XDP_PASS, XDP_DROP, XDP_DROP]
     );
     let after = dp.counters().unwrap();
     assert_eq!(after.monitored_packets - before.monitored_packets, 1);
     assert_eq!(after.dropped_packets - before.dropped_packets, 2);
-    assert_eq!(after.passed_packets - before.passed_packets, 1, "monitored packets pass");
+    assert_eq!(
+        after.passed_packets - before.passed_packets,
+        1,
+        "monitored packets pass"
+    );
 
     // The deciding entry's counters go up, and only its.
     let hits = dp.hits().unwrap();
     let packets = |id: u32| hits.get(&id).map_or(0, |h| h.packets);
     assert_eq!(packets(3), 1, "the monitor entry");
     assert_eq!(packets(4), 1, "the exact deny");
-    assert_eq!(packets(2), 6, "the allow /24 decided .1 and .130 for each stack");
+    assert_eq!(
+        packets(2),
+        6,
+        "the allow /24 decided .1 and .130 for each stack"
+    );
     assert_eq!(packets(5), 3, "the exact allow beats the covering allow");
-    assert_eq!(packets(7_7), 3, "allow beats the exact deny of the same address");
+    assert_eq!(
+        packets(7_7),
+        3,
+        "allow beats the exact deny of the same address"
+    );
     assert_eq!(packets(7), 0, "an overridden deny is never counted");
     assert_eq!(packets(13), 3);
     assert!(hits[&4].last_hit_ns > 0);
@@ -175,26 +235,49 @@ fn expiry_is_enforced_in_the_kernel_with_fallback_to_a_covering_prefix() {
     soon6.expires_ms = Some(now_ms + 1_500);
     let mut inner6 = rule(13, "2001:db8:5:1::/64", List::Allow);
     inner6.expires_ms = Some(now_ms - 1);
-    dp.apply(&[monitor_net, soon, gone, allow_gone, net6, soon6, inner6], &[]).unwrap();
+    dp.apply(
+        &[monitor_net, soon, gone, allow_gone, net6, soon6, inner6],
+        &[],
+    )
+    .unwrap();
 
     let probe = |dp: &mut Dataplane| {
         let before = dp.counters().unwrap();
-        let v = verdicts(dp, &["203.0.113.9", "203.0.113.10", "203.0.113.11", "2001:db8:5::9", "2001:db8:5:1::1"], &[]);
+        let v = verdicts(
+            dp,
+            &[
+                "203.0.113.9",
+                "203.0.113.10",
+                "203.0.113.11",
+                "2001:db8:5::9",
+                "2001:db8:5:1::1",
+            ],
+            &[],
+        );
         let after = dp.counters().unwrap();
         (v, after.monitored_packets - before.monitored_packets)
     };
     // .10 and .11 fell back to the monitor /24 already; the /64 allow is gone.
-    assert_eq!(probe(&mut dp), (vec![XDP_DROP, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP], 2));
+    assert_eq!(
+        probe(&mut dp),
+        (vec![XDP_DROP, XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP], 2)
+    );
     thread::sleep(Duration::from_millis(1_700));
     // No user-space change: the kernel clock alone retired the exact entries.
-    assert_eq!(probe(&mut dp), (vec![XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP], 3));
+    assert_eq!(
+        probe(&mut dp),
+        (vec![XDP_PASS, XDP_PASS, XDP_PASS, XDP_DROP, XDP_DROP], 3)
+    );
 }
 
 #[test]
 fn unparsable_frames_pass_untouched_and_are_counted() {
     let mut dp = dataplane();
     dp.apply(
-        &[rule(1, "0.0.0.0/0", List::Deny), rule(2, "::/0", List::Deny)],
+        &[
+            rule(1, "0.0.0.0/0", List::Deny),
+            rule(2, "::/0", List::Deny),
+        ],
         &[],
     )
     .unwrap();
@@ -258,7 +341,8 @@ fn unparsable_frames_pass_untouched_and_are_counted() {
 #[test]
 fn jumbo_frames_count_their_whole_length() {
     let mut dp = dataplane();
-    dp.apply(&[rule(1, "198.51.100.7", List::Deny)], &[]).unwrap();
+    dp.apply(&[rule(1, "198.51.100.7", List::Deny)], &[])
+        .unwrap();
     let f = Spec {
         payload: 8_900,
         ..Spec::new(ip("198.51.100.7"))
@@ -274,7 +358,14 @@ fn jumbo_frames_count_their_whole_length() {
 #[test]
 fn mapped_ipv6_sources_match_ipv4_entries() {
     let mut dp = dataplane();
-    dp.apply(&[rule(1, "198.51.100.0/24", List::Deny)], &[]).unwrap();
-    assert_eq!(run(&mut dp, &frame(ip("::ffff:198.51.100.3"), &[])), XDP_DROP);
-    assert_eq!(run(&mut dp, &frame(ip("::ffff:198.51.101.3"), &[])), XDP_PASS);
+    dp.apply(&[rule(1, "198.51.100.0/24", List::Deny)], &[])
+        .unwrap();
+    assert_eq!(
+        run(&mut dp, &frame(ip("::ffff:198.51.100.3"), &[])),
+        XDP_DROP
+    );
+    assert_eq!(
+        run(&mut dp, &frame(ip("::ffff:198.51.101.3"), &[])),
+        XDP_PASS
+    );
 }

@@ -1,0 +1,129 @@
+//! `cargo xtask test`: every check CI runs, in order, stopping at the first
+//! failure: fmt, clippy, clippy of the XDP program for the BPF target, the
+//! unit tests, the root tests against the running kernel, and a quick bench.
+
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{cmd, host, setup};
+
+pub fn run(long: bool, filters: &[String]) -> anyhow::Result<()> {
+    setup::ensure()?;
+    let mut steps = Steps::default();
+    steps.run(
+        "fmt",
+        "run `cargo fmt --all`, then rerun `cargo xtask test`",
+        &mut cmd::cargo(["fmt", "--all", "--", "--check"])?,
+    )?;
+    // denylist-ebpf is left out of the host passes: built together with
+    // denylist-user, denylist-common gains its `user` feature and with it aya
+    // and std, whose panic handler clashes with the XDP program's own.
+    steps.run(
+        "clippy",
+        "fix the warnings above, then rerun `cargo xtask test`",
+        &mut cmd::cargo([
+            "clippy",
+            "--workspace",
+            "--exclude",
+            "denylist-ebpf",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ])?,
+    )?;
+    // Its own target directory keeps this pass from evicting the host build
+    // from cargo's cache.
+    let ebpf_target_dir = host::target_dir().join("ebpf-clippy");
+    steps.run(
+        "ebpf clippy",
+        "fix the warnings above in denylist-ebpf, then rerun `cargo xtask test`",
+        cmd::cargo(["+nightly", "clippy", "-p", "denylist-ebpf"])?
+            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .arg("--target-dir")
+            .arg(&ebpf_target_dir)
+            .args(["--", "-D", "warnings"])
+            .env_remove("CARGO_ENCODED_RUSTFLAGS"),
+    )?;
+    steps.run(
+        "unit tests",
+        "fix the failing test above; `cargo test -p CRATE NAME` reruns just it",
+        &mut cmd::cargo([
+            "test",
+            "--workspace",
+            "--exclude",
+            "denylist-tests",
+            "--exclude",
+            "denylist-ebpf",
+        ])?,
+    )?;
+    if !host::is_root()? {
+        steps.print_summary("stopped before the root tests");
+        bail!(
+            "the root tests load XDP programs and create network namespaces: rerun `cargo xtask \
+             test` as root"
+        );
+    }
+    // One test at a time: the tests share the kernel's state.
+    let mut root_tests = cmd::cargo(["test", "-p", "denylist-tests", "--", "--test-threads=1"])?;
+    root_tests.args(filters);
+    if long {
+        root_tests.env("DENYLIST_LONG", "1");
+    }
+    steps.run(
+        "root tests",
+        "fix the failing test above; `cargo xtask test -- NAME` reruns just it",
+        &mut root_tests,
+    )?;
+    // The quick bench checks that every measurement runs and produces
+    // output, so the bench cannot rot; it asserts no speed.
+    steps.run(
+        "bench --quick",
+        "fix the benchmark above; `cargo xtask bench --quick` reruns it",
+        &mut cmd::cargo([
+            "run",
+            "--release",
+            "-p",
+            "denylist-tests",
+            "--bin",
+            "bench",
+            "--",
+            "--quick",
+        ])?,
+    )?;
+    steps.print_summary("passed");
+    Ok(())
+}
+
+/// The steps run so far and how long each took.
+#[derive(Default)]
+struct Steps {
+    done: Vec<(&'static str, Duration)>,
+}
+
+impl Steps {
+    /// Runs one step; on failure prints the summary and names the step.
+    fn run(&mut self, name: &'static str, hint: &str, command: &mut Command) -> anyhow::Result<()> {
+        println!("==> {name}");
+        let start = Instant::now();
+        let result = cmd::run(command);
+        self.done.push((name, start.elapsed()));
+        if result.is_err() {
+            self.print_summary(&format!("failed at {name}"));
+        }
+        result.with_context(|| format!("step `{name}` failed: {hint}"))
+    }
+
+    fn print_summary(&self, outcome: &str) {
+        let steps: Vec<String> = self
+            .done
+            .iter()
+            .map(|(name, took)| format!("{name} {:.1}s", took.as_secs_f64()))
+            .collect();
+        println!("test {outcome}: {}", steps.join(", "));
+    }
+}
