@@ -6,16 +6,22 @@
 //! nothing: when a step fails, the steps already done are undone.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::IpAddr,
     os::fd::{AsFd, BorrowedFd},
+    path::{Path, PathBuf},
     sync::atomic::AtomicU32,
 };
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, Map, MapData, MapError, PerCpuArray, PerCpuHashMap},
-    programs::{ProgramError, Xdp, XdpMode, xdp::XdpLinkId},
+    pin::PinError,
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, LinkError, PinnedLink},
+        xdp::{XdpLink, XdpLinkId},
+    },
 };
 use denylist_common::{
     Counters, ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, HIT_SLOTS, Hit, HitSlot,
@@ -66,10 +72,17 @@ pub enum DataplaneError {
     Attach { iface: String, source: ProgramError },
     #[error("{iface} is not attached")]
     NotAttached { iface: String },
+    #[error("pinning {path}: {source}")]
+    Pin { path: PathBuf, source: PinError },
+    #[error("the pinned link {path} cannot be used: {detail}")]
+    Link { path: PathBuf, detail: String },
 }
 
 /// How to attach: `Auto` tries native (driver) mode, then generic (skb).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum AttachMode {
     Auto,
     Native,
@@ -77,7 +90,8 @@ pub enum AttachMode {
 }
 
 /// The mode an attachment ended up in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AttachedMode {
     Native,
     Skb,
@@ -94,6 +108,8 @@ pub struct Dataplane {
     ebpf: Ebpf,
     prefixes: Prefixes,
     installed: HashMap<(Target, List), Installed>,
+    /// Installed targets per (is IPv4, prefix length), for `decide`.
+    lengths: HashMap<(bool, u8), usize>,
     layout: Layout,
     links: HashMap<String, XdpLinkId>,
 }
@@ -122,12 +138,26 @@ fn region<T>(ebpf: &Ebpf, name: &'static str, len: usize) -> Result<Region<T>, D
 }
 
 impl Dataplane {
-    /// Loads the program with maps sized for `layout`; nothing is attached.
+    /// Loads the program with fresh, unpinned maps sized for `layout`;
+    /// nothing is attached.
     pub fn load(layout: Layout) -> Result<Self, DataplaneError> {
+        Self::load_at(layout, None)
+    }
+
+    /// Loads the program with fresh maps, pinned under `pins` when given (a
+    /// new, empty directory on bpffs) so they outlive this process.
+    pub fn load_at(layout: Layout, pins: Option<&Path>) -> Result<Self, DataplaneError> {
         let mut loader = EbpfLoader::new();
         let sizes = layout.max_entries();
+        let paths: Vec<(&str, PathBuf)> = match pins {
+            Some(dir) => sizes.iter().map(|(n, _)| (*n, dir.join(n))).collect(),
+            None => Vec::new(),
+        };
         for (name, n) in sizes {
             loader.map_max_entries(name, n);
+        }
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
         }
         let mut ebpf = loader.load(object::DENYLIST)?;
         let size = |name| {
@@ -146,6 +176,7 @@ impl Dataplane {
             ebpf,
             prefixes,
             installed: HashMap::new(),
+            lengths: HashMap::new(),
             layout,
             links: HashMap::new(),
         })
@@ -182,7 +213,7 @@ impl Dataplane {
             AttachMode::Auto => match attempt(prog, XdpMode::Driver) {
                 Ok(id) => (Ok(id), AttachedMode::Native),
                 Err(e) => {
-                    log::warn!("{iface}: native XDP failed ({e}); falling back to skb mode");
+                    tracing::warn!("{iface}: native XDP failed ({e}); falling back to skb mode");
                     (attempt(prog, XdpMode::Skb), AttachedMode::Skb)
                 }
             },
@@ -193,6 +224,64 @@ impl Dataplane {
         })?;
         self.links.insert(iface.to_string(), id);
         Ok(mode)
+    }
+
+    /// Attaches and pins the link at `link`, so the filter outlives this
+    /// process: the kernel keeps a pinned link attached until it is unpinned.
+    pub fn attach_pinned(
+        &mut self,
+        iface: &str,
+        mode: AttachMode,
+        link: &Path,
+    ) -> Result<AttachedMode, DataplaneError> {
+        let attached = self.attach(iface, mode)?;
+        let id = self.links.remove(iface).expect("just attached");
+        let pin_err = |detail: String| DataplaneError::Link {
+            path: link.to_path_buf(),
+            detail,
+        };
+        let taken = program(&mut self.ebpf)
+            .take_link(id)
+            .map_err(|e| pin_err(e.to_string()))?;
+        let fd = FdLink::try_from(taken).map_err(|e| {
+            pin_err(format!(
+                "{e}: the kernel attached {iface} through netlink, which cannot be pinned; \
+                 XDP links need Linux 5.9"
+            ))
+        })?;
+        let pinned = fd.pin(link).map_err(|source| DataplaneError::Pin {
+            path: link.to_path_buf(),
+            source,
+        })?;
+        // Keep attached through the pin, and through our own fd as well.
+        let fd = FdLink::from(pinned);
+        let id = program(&mut self.ebpf)
+            .attach_to_link(XdpLink::try_from(fd).map_err(|e| pin_err(e.to_string()))?)
+            .map_err(|e| pin_err(e.to_string()))?;
+        self.links.insert(iface.to_string(), id);
+        Ok(attached)
+    }
+
+    /// Moves the pinned link at `link` over to this program with one
+    /// BPF_LINK_UPDATE: packets go from the old program to the new one with
+    /// no moment in which neither runs.
+    pub fn adopt(&mut self, iface: &str, link: &Path) -> Result<(), DataplaneError> {
+        let err = |detail: String| DataplaneError::Link {
+            path: link.to_path_buf(),
+            detail,
+        };
+        let pinned = PinnedLink::from_pin(link).map_err(|e: LinkError| err(e.to_string()))?;
+        let xdp = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| err(e.to_string()))?;
+        let id = program(&mut self.ebpf)
+            .attach_to_link(xdp)
+            .map_err(|e| err(e.to_string()))?;
+        self.links.insert(iface.to_string(), id);
+        Ok(())
+    }
+
+    /// Interfaces this program is attached to.
+    pub fn attached(&self) -> impl Iterator<Item = &str> {
+        self.links.keys().map(String::as_str)
     }
 
     pub fn detach(&mut self, iface: &str) -> Result<(), DataplaneError> {
@@ -274,7 +363,7 @@ impl Dataplane {
                 Err(e) => {
                     for (t, l, prev) in undo.into_iter().rev() {
                         if let Err(u) = self.set(t, l, prev) {
-                            log::error!("undoing {t} ({l:?}) after a failed change: {u}");
+                            tracing::error!("undoing {t} ({l:?}) after a failed change: {u}");
                         }
                     }
                     return Err(e);
@@ -330,6 +419,16 @@ impl Dataplane {
                 (None, None) => {}
             }
         }
+        let key = (t.is_ipv4(), t.prefix_len());
+        match (prev, new) {
+            (None, Some(_)) => *self.lengths.entry(key).or_default() += 1,
+            (Some(_), None) => {
+                if let Some(n) = self.lengths.get_mut(&key) {
+                    *n -= 1;
+                }
+            }
+            _ => {}
+        }
         match new {
             Some(n) => self.installed.insert((t, l), n),
             None => self.installed.remove(&(t, l)),
@@ -365,6 +464,129 @@ impl Dataplane {
             IpAddr::V4(a) => write(map, name, a.octets(), value),
             IpAddr::V6(a) => write(map, name, a.octets(), value),
         }
+    }
+
+    /// The verdict the kernel gives `ip` at `now_tai_ns`, from what user
+    /// space installed: the deciding rule and the allow rule protecting it.
+    /// Probes only the prefix lengths in use, so it stays fast at 1M entries.
+    pub fn decide(&self, ip: IpAddr, now_tai_ns: u64) -> (crate::verdict::Verdict, Vec<Rule>) {
+        let ip = crate::target::normal_ip(ip);
+        let width = if ip.is_ipv4() { 32 } else { 128 };
+        let mut covering = Vec::new();
+        for len in (0..=width).rev() {
+            if self.lengths.get(&(ip.is_ipv4(), len)).copied().unwrap_or(0) == 0 {
+                continue;
+            }
+            let net = ipnet::IpNet::new(ip, len)
+                .expect("length within the family")
+                .trunc();
+            let t = Target::from(net);
+            for list in [List::Deny, List::Allow] {
+                if let Some(i) = self.installed.get(&(t, list)) {
+                    covering.push(rule_of(t, list, *i));
+                }
+            }
+        }
+        let d = crate::verdict::decide(&covering, ip, now_tai_ns);
+        let verdict = d.verdict;
+        let decided: Vec<Rule> = d.rule.into_iter().cloned().collect();
+        (verdict, decided)
+    }
+
+    /// Compares the exact-address maps and prefix rules with what user
+    /// space installed, returning the targets that differ.
+    pub fn drift(&self) -> Result<Vec<(Target, List)>, DataplaneError> {
+        let mut want: HashMap<IpAddr, ExactValue> = HashMap::new();
+        for ((t, l), i) in &self.installed {
+            if !t.is_exact() {
+                continue;
+            }
+            let v = want.entry(t.addr()).or_default();
+            let slot = Slot {
+                word: i.word,
+                id: i.id,
+                _pad: 0,
+            };
+            match l {
+                List::Deny => v.deny = slot,
+                List::Allow => v.allow = slot,
+            }
+        }
+        let mut drift = HashSet::new();
+        let mut seen = HashSet::new();
+        for (name, v4) in [(MAP_EXACT_V4, true), (MAP_EXACT_V6, false)] {
+            let err = |source| DataplaneError::Map { name, source };
+            let map = self
+                .ebpf
+                .map(name)
+                .ok_or(DataplaneError::MissingMap { name })?;
+            let mut got: Vec<(IpAddr, ExactValue)> = Vec::new();
+            if v4 {
+                let h: BpfHashMap<&MapData, [u8; 4], ExactValue> =
+                    BpfHashMap::try_from(map).map_err(err)?;
+                for kv in h.iter() {
+                    let (k, v) = kv.map_err(err)?;
+                    got.push((IpAddr::from(k), v));
+                }
+            } else {
+                let h: BpfHashMap<&MapData, [u8; 16], ExactValue> =
+                    BpfHashMap::try_from(map).map_err(err)?;
+                for kv in h.iter() {
+                    let (k, v) = kv.map_err(err)?;
+                    got.push((IpAddr::from(k), v));
+                }
+            }
+            for (ip, v) in got {
+                seen.insert(ip);
+                if want.get(&ip) != Some(&v) {
+                    let t = Target::host(ip);
+                    drift.insert((t, List::Deny));
+                }
+            }
+        }
+        for ip in want.keys() {
+            if !seen.contains(ip) {
+                drift.insert((Target::host(*ip), List::Deny));
+            }
+        }
+        for ((t, l), i) in &self.installed {
+            if !t.is_exact() && !self.prefixes.matches(t, *l, i.id, i.word) {
+                drift.insert((*t, *l));
+            }
+        }
+        let mut out: Vec<_> = drift.into_iter().collect();
+        out.sort();
+        Ok(out)
+    }
+
+    /// Rewrites the kernel's view of `targets` (both lists for an exact
+    /// address) from what user space installed.
+    pub fn repair(&mut self, targets: &[(Target, List)]) -> Result<(), DataplaneError> {
+        for &(t, l) in targets {
+            if t.is_exact() {
+                let value = |l| {
+                    self.installed.get(&(t, l)).map(|i| Slot {
+                        word: i.word,
+                        id: i.id,
+                        _pad: 0,
+                    })
+                };
+                let (deny, allow) = (value(List::Deny), value(List::Allow));
+                let v = ExactValue {
+                    deny: deny.unwrap_or_default(),
+                    allow: allow.unwrap_or_default(),
+                };
+                self.write_exact(t.addr(), (deny.is_some() || allow.is_some()).then_some(v))?;
+            } else if let Some(i) = self.installed.get(&(t, l)).copied() {
+                self.prefixes.update(&t, l, i.id, i.word)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every installed entry, as the kernel reads it.
+    pub fn rules(&self) -> impl Iterator<Item = Rule> + '_ {
+        self.installed.iter().map(|((t, l), i)| rule_of(*t, *l, *i))
     }
 
     /// The global counters, summed over CPUs.
@@ -431,6 +653,42 @@ impl Dataplane {
             }
         }
         Ok(out)
+    }
+}
+
+impl AttachMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttachMode::Auto => "auto",
+            AttachMode::Native => "native",
+            AttachMode::Skb => "skb",
+        }
+    }
+}
+
+impl std::str::FromStr for AttachMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(AttachMode::Auto),
+            "native" => Ok(AttachMode::Native),
+            "skb" => Ok(AttachMode::Skb),
+            other => Err(format!(
+                "unknown XDP mode {other:?}: use auto, native or skb"
+            )),
+        }
+    }
+}
+
+fn rule_of(target: Target, list: List, i: Installed) -> Rule {
+    let expires = denylist_common::word_expiry_ns(i.word) / 1_000_000;
+    Rule {
+        id: i.id,
+        target,
+        list,
+        monitor: i.word & FLAG_MONITOR != 0,
+        expires_ms: (expires != 0).then_some(expires),
     }
 }
 

@@ -139,6 +139,21 @@ impl fmt::Display for Target {
     }
 }
 
+impl serde::Serialize for Target {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// JSON targets follow the CLI's rules: a prefix with host bits set is
+/// refused (the API's `force` normalizes before this point).
+impl<'de> serde::Deserialize<'de> for Target {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Target::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// IPv4-mapped IPv6 addresses are IPv4.
 pub fn normal_ip(ip: IpAddr) -> IpAddr {
     match ip {

@@ -411,6 +411,37 @@ impl Prefixes {
         Ok(())
     }
 
+    /// Does the kernel's rule for this prefix hold `id` and `word`, and does
+    /// the trie slot at the prefix's first address lead to it or to a more
+    /// specific rule inside it?
+    pub fn matches(&self, t: &Target, list: List, id: u32, word: u64) -> bool {
+        let fam = if t.is_ipv4() { &self.v4 } else { &self.v6 };
+        let Some(&r) = fam.keys.get(&(t.bits(), t.prefix_len(), list)) else {
+            return false;
+        };
+        let c = &self.rules[r as usize];
+        if c.id.load(Relaxed) != id || c.word.load(Relaxed) != word {
+            return false;
+        }
+        let bits = t.bits();
+        let mut s = fam.nodes[fam.top16(bits)].load(Relaxed);
+        let mut k = 2;
+        while s & SLOT_CHILD != 0 && k < u32::from(fam.width) / 8 {
+            let node = (s & !SLOT_CHILD) as usize;
+            if node >= fam.nodes.len() / NODE_SLOTS {
+                return false;
+            }
+            s = fam.nodes[node * NODE_SLOTS + fam.byte(bits, k)].load(Relaxed);
+            k += 1;
+        }
+        let own = Meta {
+            len: t.prefix_len(),
+            list,
+        }
+        .spec();
+        s != RULE_NONE && s & SLOT_CHILD == 0 && self.meta.get(&s).is_some_and(|m| m.spec() >= own)
+    }
+
     pub fn remove(&mut self, t: &Target, list: List) -> Result<(), TrieError> {
         let (bits, len) = (t.bits(), t.prefix_len());
         let fam = if t.is_ipv4() {

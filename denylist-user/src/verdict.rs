@@ -22,14 +22,18 @@ use denylist_common::MAX_FALLBACK;
 use crate::target::{Target, normal_ip};
 
 /// Which list an entry is on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum List {
     Deny,
     Allow,
 }
 
 /// What happens to a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// No entry covers the source.
     Pass,
@@ -103,6 +107,27 @@ fn most_specific_live(rules: &[Rule], ip: IpAddr, list: List, now: u64) -> Optio
         .into_iter()
         .chain(prefixes.into_iter().take(MAX_FALLBACK as usize))
         .find(|r| r.live_at(now))
+}
+
+impl List {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            List::Deny => "deny",
+            List::Allow => "allow",
+        }
+    }
+}
+
+impl std::str::FromStr for List {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "deny" => Ok(List::Deny),
+            "allow" => Ok(List::Allow),
+            other => Err(format!("unknown list {other:?}: use deny or allow")),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,1 +1,101 @@
-fn main() {}
+//! denylistd: owns the denylist and the XDP program that enforces it.
+//! Everything it does lives in the `denylist` library; this is the shell.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser as _;
+use denylist::{
+    config::{Args, Config},
+    daemon::Core,
+    server,
+};
+
+/// CAP_BPF and CAP_NET_ADMIN (bits 39 and 12 of CapEff) load and attach
+/// XDP programs; root has them all.
+fn privileged() -> bool {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return false;
+    };
+    let caps = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    caps & (1 << 39) != 0 && caps & (1 << 12) != 0
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: stopping; the filter stays in place"),
+        _ = int.recv() => tracing::info!("SIGINT: stopping; the filter stays in place"),
+    }
+}
+
+fn serve(config: Config) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(async move {
+        // The socket first: if another daemon serves it, stop before
+        // touching its maps and links.
+        let listener = server::bind_socket(&config.socket)?;
+        let metrics = match config.metrics {
+            Some(addr) => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot serve metrics on {addr}"))?,
+            ),
+            None => None,
+        };
+        let socket = config.socket.clone();
+        let core = tokio::task::spawn_blocking(move || Core::start(config))
+            .await
+            .context("starting")??;
+        server::run(core, listener, metrics, shutdown_signal())
+            .await
+            .with_context(|| format!("serving {}", socket.display()))?;
+        Ok(())
+    })
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::from_args(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("denylistd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !privileged() {
+        eprintln!(
+            "denylistd: needs CAP_BPF and CAP_NET_ADMIN to load and attach XDP programs: run it as root or through packaging/denylistd.service"
+        );
+        return ExitCode::from(1);
+    }
+    match serve(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("denylistd: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

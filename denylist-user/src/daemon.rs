@@ -1,0 +1,1114 @@
+//! denylistd's core: the one owner of the store and the kernel maps.
+//!
+//! Every operation runs with the core locked, so the store and the kernel
+//! change together, one request at a time. Operations are synchronous (SQLite
+//! and bpf() calls block); the API runs them on tokio's blocking pool.
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    net::IpAddr,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use crate::{
+    auth::Peer,
+    config::Config,
+    dataplane::{AttachMode, AttachedMode, Dataplane},
+    entry::{Entry, Millis, Stored, now_ms, parse_duration, tai_offset_ms},
+    error::{ApiError, Class},
+    guard::{self, GuardContext},
+    import,
+    pins::{Pins, PinsError},
+    proto::{
+        AddRequest, AttachRequest, Capacity, Change, CheckResponse, Counts, DeployResponse,
+        DetachRequest, Diff, ImportParams, ImportResponse, Interface, ListCounts, ModeRequest,
+        RemoveRequest, RollbackRequest, RollbackResponse, SeqResponse, StageItem, StageResponse,
+        Staged, StatItem, Status, StatusCounters, VerifyResponse,
+    },
+    store::{Audit, Op, Plan, Stage, Store, StoreError},
+    target::Target,
+    verdict::{List, Rule, Verdict},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pins(#[from] PinsError),
+    #[error(transparent)]
+    Dataplane(#[from] crate::dataplane::DataplaneError),
+    #[error(
+        "the deployed revision holds {entries} entries, more than --capacity {capacity}: start with a larger --capacity (the old filter keeps running meanwhile)"
+    )]
+    TooSmall { entries: usize, capacity: u32 },
+}
+
+/// One configured interface.
+#[derive(Debug, Clone)]
+struct Iface {
+    mode: AttachMode,
+    /// The mode and ifindex while attached.
+    attached: Option<(AttachedMode, u32)>,
+}
+
+/// Operational counters for /metrics.
+#[derive(Debug, Default, Clone)]
+pub struct OpsCounters {
+    pub deploy_failures: u64,
+    pub verify_repairs: u64,
+    pub last_deploy_ms: u64,
+}
+
+pub struct Core {
+    config: Config,
+    store: Store,
+    dp: Dataplane,
+    pins: Pins,
+    ifaces: BTreeMap<String, Iface>,
+    /// Drift found by the last verify and not repaired.
+    drift: usize,
+    pub ops: OpsCounters,
+}
+
+fn ifindex(iface: &str) -> u32 {
+    let Ok(c) = std::ffi::CString::new(iface) else {
+        return 0;
+    };
+    // SAFETY: a valid C string.
+    unsafe { libc::if_nametoindex(c.as_ptr()) }
+}
+
+/// The XDP program another tool attached to `iface`, as `ip` reports it.
+fn xdp_holder(iface: &str) -> Option<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "-d", "link", "show", "dev", iface])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    let prog = &v.get(0)?.get("xdp")?.get("prog")?;
+    let name = prog.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+    let id = prog.get("id").and_then(|i| i.as_u64()).unwrap_or(0);
+    Some(format!("program {name} (id {id})"))
+}
+
+/// The kernel's view of a stored entry: expiry moved to CLOCK_TAI.
+fn kernel_rule(s: &Stored, tai_offset: i64) -> Rule {
+    Rule {
+        id: s.id,
+        target: s.entry.target,
+        list: s.entry.list,
+        monitor: s.entry.monitor,
+        expires_ms: s.entry.expires_at.map(|e| (e + tai_offset).max(1) as u64),
+    }
+}
+
+fn parse_target(s: &str, force: bool) -> Result<Target, ApiError> {
+    let parsed = if force {
+        Target::parse_forced(s)
+    } else {
+        Target::parse(s)
+    };
+    parsed.map_err(|e| ApiError::invalid(e.to_string()))
+}
+
+/// `Some(None)` for never, `Some(Some(secs))` for a duration.
+fn parse_ttl(ttl: &Option<String>) -> Result<Option<Option<u64>>, ApiError> {
+    match ttl.as_deref() {
+        None => Ok(None),
+        Some("never") => Ok(Some(None)),
+        Some(d) => {
+            let d = parse_duration(d).map_err(ApiError::invalid)?;
+            if d.as_secs() == 0 {
+                return Err(ApiError::invalid("a TTL must be at least 1s"));
+            }
+            Ok(Some(Some(d.as_secs())))
+        }
+    }
+}
+
+impl Core {
+    /// Opens the store, builds a new generation of maps from the deployed
+    /// revision, and moves every pinned link to it without a gap.
+    pub fn start(config: Config) -> Result<Self, StartError> {
+        // The store first: a damaged one stops us before the kernel is
+        // touched, so the pinned filter keeps running.
+        let store = Store::open(&config.state_dir)?;
+        let pins = Pins::open(&config.bpffs)?;
+        let old = pins.generations()?;
+        let deployed = store.deployed()?;
+        if deployed.len() > config.layout.capacity as usize {
+            return Err(StartError::TooSmall {
+                entries: deployed.len(),
+                capacity: config.layout.capacity,
+            });
+        }
+        let (generation, dir) = pins.new_generation()?;
+        let built = (|| -> Result<Dataplane, StartError> {
+            let mut dp = Dataplane::load_at(config.layout, Some(&dir))?;
+            let tai = tai_offset_ms();
+            let rules: Vec<Rule> = deployed.iter().map(|s| kernel_rule(s, tai)).collect();
+            dp.apply(&rules, &[])?;
+            Ok(dp)
+        })();
+        let mut dp = match built {
+            Ok(dp) => dp,
+            Err(e) => {
+                let _ = pins.remove_generation(generation);
+                return Err(e);
+            }
+        };
+        tracing::info!(
+            generation,
+            entries = deployed.len(),
+            "built the maps from the store"
+        );
+        let mut ifaces: BTreeMap<String, Iface> = BTreeMap::new();
+        for (iface, mode) in store.attachments()? {
+            let mode = mode.parse().unwrap_or(AttachMode::Auto);
+            ifaces.insert(
+                iface,
+                Iface {
+                    mode,
+                    attached: None,
+                },
+            );
+        }
+        for iface in &config.ifaces {
+            ifaces.entry(iface.clone()).or_insert(Iface {
+                mode: config.xdp_mode,
+                attached: None,
+            });
+        }
+        for iface in pins.links()? {
+            let link = pins.link(&iface);
+            match dp.adopt(&iface, &link) {
+                Ok(()) => {
+                    tracing::info!(%iface, "moved the pinned link to the new program");
+                    let entry = ifaces.entry(iface.clone()).or_insert(Iface {
+                        mode: config.xdp_mode,
+                        attached: None,
+                    });
+                    entry.attached = Some((AttachedMode::Native, ifindex(&iface)));
+                }
+                Err(e) => {
+                    tracing::warn!(%iface, "dropping a pinned link that no longer works: {e}");
+                    let _ = pins.remove_link(&iface);
+                }
+            }
+        }
+        let mut core = Self {
+            config,
+            store,
+            dp,
+            pins,
+            ifaces,
+            drift: 0,
+            ops: OpsCounters::default(),
+        };
+        core.refresh_modes();
+        for g in old {
+            if let Err(e) = core.pins.remove_generation(g) {
+                tracing::warn!(generation = g, "could not unpin an old generation: {e}");
+            }
+        }
+        core.watch_ifaces();
+        Ok(core)
+    }
+
+    /// Reads each attachment's real mode back from the kernel.
+    fn refresh_modes(&mut self) {
+        for (name, iface) in self.ifaces.iter_mut() {
+            if let Some((_, idx)) = iface.attached {
+                let mode = xdp_mode_of(name).unwrap_or(AttachedMode::Native);
+                iface.attached = Some((mode, idx));
+            }
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Attaches configured interfaces that have appeared, and notices ones
+    /// that went away (their links die with them) to re-attach on return.
+    pub fn watch_ifaces(&mut self) {
+        let names: Vec<String> = self.ifaces.keys().cloned().collect();
+        for name in names {
+            let idx = ifindex(&name);
+            let iface = self.ifaces[&name].clone();
+            match iface.attached {
+                Some((_, attached_idx)) if idx == attached_idx && idx != 0 => {}
+                Some(_) => {
+                    tracing::warn!(iface = %name, "interface went away; will re-attach when it returns");
+                    let _ = self.dp.detach(&name);
+                    let _ = self.pins.remove_link(&name);
+                    self.ifaces.get_mut(&name).expect("present").attached = None;
+                }
+                None if idx == 0 => {}
+                None => match self.attach_now(&name, iface.mode) {
+                    Ok(mode) => tracing::info!(iface = %name, ?mode, "attached"),
+                    Err(e) => tracing::warn!(iface = %name, "cannot attach: {}", e.message),
+                },
+            }
+        }
+    }
+
+    fn attach_now(&mut self, iface: &str, mode: AttachMode) -> Result<AttachedMode, ApiError> {
+        let link = self.pins.link(iface);
+        let _ = self.pins.remove_link(iface);
+        match self.dp.attach_pinned(iface, mode, &link) {
+            Ok(m) => {
+                self.ifaces.insert(
+                    iface.to_string(),
+                    Iface {
+                        mode,
+                        attached: Some((m, ifindex(iface))),
+                    },
+                );
+                Ok(m)
+            }
+            Err(e) => {
+                let held = xdp_holder(iface)
+                    .map(|p| format!(": {iface} already carries XDP {p}; detach it first, nothing was replaced"))
+                    .unwrap_or_default();
+                Err(ApiError::new(Class::Failure, format!("{e}{held}")))
+            }
+        }
+    }
+
+    pub fn status(&self) -> Result<Status, ApiError> {
+        let c = self.dp.counters()?;
+        let (mut deny, mut allow) = (0, 0);
+        for r in self.dp.rules() {
+            match r.list {
+                List::Deny => deny += 1,
+                List::Allow => allow += 1,
+            }
+        }
+        let interfaces: Vec<Interface> = self
+            .ifaces
+            .iter()
+            .map(|(name, i)| Interface {
+                name: name.clone(),
+                xdp_mode: i.attached.map(|(m, _)| m),
+                configured: i.mode,
+                attached: i.attached.is_some(),
+            })
+            .collect();
+        let degraded = interfaces.iter().any(|i| !i.attached) || self.drift > 0;
+        Ok(Status {
+            revision: self.store.revision()?,
+            pending_changes: self.store.pending_count()? as u64,
+            interfaces,
+            entries: ListCounts { deny, allow },
+            capacity: Capacity {
+                total: u64::from(self.dp.layout().capacity),
+                used: self.dp.len() as u64,
+            },
+            counters: StatusCounters {
+                dropped_packets: c.dropped_packets,
+                dropped_bytes: c.dropped_bytes,
+                passed_packets: c.passed_packets,
+                passed_bytes: c.passed_bytes,
+                monitored_packets: c.monitored_packets,
+                allowed_packets: c.allowed_packets,
+                unparsable_packets: c.unparsable_packets,
+            },
+            drift: self.drift as u64,
+            degraded,
+        })
+    }
+
+    fn guard_context(&self, admin_addr: Option<IpAddr>) -> GuardContext {
+        GuardContext {
+            host_addrs: guard::host_addresses().unwrap_or_default(),
+            live_ssh_peers: guard::live_peers(&self.config.protect_ports).unwrap_or_default(),
+            admin_addr,
+        }
+    }
+
+    /// Stages adds and changes; with `deploy`, deploys just these.
+    pub fn add(&mut self, peer: &Peer, req: AddRequest) -> Result<StageResponse, ApiError> {
+        if req.entries.is_empty() {
+            return Err(ApiError::invalid("no targets given"));
+        }
+        let ctx = self.guard_context(req.admin_addr);
+        let mut ops = Vec::with_capacity(req.entries.len());
+        let mut refused = Vec::new();
+        let mut warnings = Vec::new();
+        for StageItem {
+            target,
+            list,
+            reason,
+            ttl,
+            monitor,
+        } in &req.entries
+        {
+            let t = parse_target(target, req.force)?;
+            if *list == List::Allow && monitor.is_some() {
+                return Err(ApiError::invalid(
+                    "monitor mode is for deny entries; the allowlist has none",
+                ));
+            }
+            let ttl = parse_ttl(ttl)?;
+            if !req.force {
+                for r in guard::check(&t, *list, &ctx) {
+                    refused.push(
+                        serde_json::json!({ "target": t.to_string(), "reason": r.to_string() }),
+                    );
+                }
+            }
+            warnings.extend(self.warnings(&t, *list));
+            ops.push(Stage::Upsert {
+                target: t,
+                list: *list,
+                reason: reason.clone(),
+                ttl,
+                monitor: *monitor,
+                source: None,
+                keep_longer_ttl: false,
+            });
+        }
+        if !refused.is_empty() {
+            let first = refused[0]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let more = if refused.len() > 1 {
+                format!(" (and {} more refusals)", refused.len() - 1)
+            } else {
+                String::new()
+            };
+            return Err(
+                ApiError::new(Class::Guarded, format!("refused: {first}{more}"))
+                    .with_details(serde_json::Value::Array(refused)),
+            );
+        }
+        self.stage_and_maybe_deploy(peer, ops, warnings, req.deploy, req.message.as_deref())
+    }
+
+    fn warnings(&self, t: &Target, list: List) -> Vec<String> {
+        let mut out = Vec::new();
+        if list == List::Deny {
+            let (v, _) = self.dp.decide(t.addr(), 0);
+            if v == Verdict::Allowed {
+                out.push(format!(
+                    "{t}: an allow entry covers it, so it will never drop anything"
+                ));
+            }
+        }
+        if !t.is_exact() {
+            let inside: Vec<Rule> = self
+                .dp
+                .rules()
+                .filter(|r| r.list == list && r.target != *t && t.covers(&r.target))
+                .take(1_000)
+                .collect();
+            if let Some(first) = inside.first() {
+                out.push(format!(
+                    "{t} covers {} existing {} entries, e.g. {}",
+                    inside.len(),
+                    list.as_str(),
+                    first.target
+                ));
+            }
+        }
+        out
+    }
+
+    fn stage_and_maybe_deploy(
+        &mut self,
+        peer: &Peer,
+        ops: Vec<Stage>,
+        warnings: Vec<String>,
+        deploy: bool,
+        message: Option<&str>,
+    ) -> Result<StageResponse, ApiError> {
+        self.stage_audited(peer, ops, warnings, deploy, message, &Audit::Each)
+    }
+
+    fn stage_audited(
+        &mut self,
+        peer: &Peer,
+        ops: Vec<Stage>,
+        warnings: Vec<String>,
+        deploy: bool,
+        message: Option<&str>,
+        audit_as: &Audit,
+    ) -> Result<StageResponse, ApiError> {
+        let before: HashMap<(Target, List), Op> = self
+            .store
+            .pending()?
+            .into_iter()
+            .map(|p| (p.key(), p.op))
+            .collect();
+        let default_ttl = self.config.default_ttl.map(|d| d.as_secs());
+        let seq = self
+            .store
+            .stage(&ops, &peer.user, now_ms(), default_ttl, audit_as)?;
+        let keys: Vec<(Target, List)> = ops.iter().map(Stage::key).collect();
+        let after: HashMap<(Target, List), Op> = self
+            .store
+            .pending()?
+            .into_iter()
+            .filter(|p| keys.contains(&p.key()))
+            .map(|p| (p.key(), p.op))
+            .collect();
+        let mut counts = Counts::default();
+        for k in &keys {
+            match after.get(k) {
+                Some(Op::Add) => counts.added += 1,
+                Some(Op::Change) => counts.changed += 1,
+                Some(Op::Remove) => counts.removed += 1,
+                None if before.contains_key(k) => {}
+                None => {}
+            }
+        }
+        let deployed = if deploy {
+            let only: Vec<(Target, List)> = keys
+                .iter()
+                .filter(|k| after.contains_key(k))
+                .copied()
+                .collect();
+            Some(self.deploy(&peer.user, Some(&only), message, false)?)
+        } else {
+            None
+        };
+        Ok(StageResponse {
+            seq,
+            counts,
+            targets: keys.iter().map(|(t, _)| t.to_string()).collect(),
+            warnings,
+            deployed,
+        })
+    }
+
+    /// Bulk staging from a file, all or nothing (one transaction).
+    pub fn import(
+        &mut self,
+        peer: &Peer,
+        p: ImportParams,
+        body: &[u8],
+    ) -> Result<ImportResponse, ApiError> {
+        let parsed = import::parse(body, p.format, p.force);
+        if !parsed.invalid.is_empty() && !p.skip_invalid {
+            let lines: Vec<serde_json::Value> = parsed
+                .invalid
+                .iter()
+                .map(|i| serde_json::json!({ "line": i.line, "text": i.text, "error": i.error }))
+                .collect();
+            let first = &parsed.invalid[0];
+            return Err(ApiError::invalid(format!(
+                "{} invalid lines, e.g. line {}: {:?}: {}; nothing was staged (fix them, or pass --skip-invalid)",
+                lines.len(),
+                first.line,
+                first.text,
+                first.error
+            ))
+            .with_details(serde_json::Value::Array(lines)));
+        }
+        let source_name = p.source.clone().unwrap_or_else(|| "stdin".into());
+        if source_name.is_empty() || source_name.contains(char::is_whitespace) {
+            return Err(ApiError::invalid(
+                "a source name must be non-empty and without spaces",
+            ));
+        }
+        let source = format!("import:{source_name}");
+        let ttl = parse_ttl(&p.ttl)?;
+        let list = p.list.unwrap_or(List::Deny);
+        let ctx = self.guard_context(p.admin_addr);
+        let mut ops: Vec<Stage> = Vec::with_capacity(parsed.entries.len());
+        let mut index: HashMap<(Target, List), usize> =
+            HashMap::with_capacity(parsed.entries.len());
+        let mut guarded = Vec::new();
+        for (i, line) in parsed.entries.iter().enumerate() {
+            let op = if parsed.format == import::Format::Json {
+                let mut e: Entry =
+                    serde_json::from_value(parsed.json_entries[i].clone()).map_err(|e| {
+                        ApiError::invalid(format!(
+                            "entry {} of the JSON import: {e}; nothing was staged",
+                            line.line
+                        ))
+                    })?;
+                if let Some(r) = &p.reason {
+                    e.reason = Some(r.clone());
+                }
+                if let Some(t) = ttl {
+                    e.ttl = t;
+                }
+                e.expires_at = None;
+                Stage::Restore(e)
+            } else {
+                Stage::Upsert {
+                    target: line.target,
+                    list,
+                    reason: p.reason.clone().or_else(|| line.reason.clone()),
+                    ttl,
+                    monitor: None,
+                    source: Some(source.clone()),
+                    keep_longer_ttl: true,
+                }
+            };
+            let key = op.key();
+            if !p.force {
+                let refusals = guard::check(&key.0, key.1, &ctx);
+                if let Some(r) = refusals.first() {
+                    guarded.push(serde_json::json!({ "line": line.line, "target": key.0.to_string(), "reason": r.to_string() }));
+                    continue;
+                }
+            }
+            // Duplicates within the file merge: the later line's fields win.
+            match index.get(&key) {
+                Some(&at) => ops[at] = op,
+                None => {
+                    index.insert(key, ops.len());
+                    ops.push(op);
+                }
+            }
+        }
+        if !guarded.is_empty() && !p.skip_guarded {
+            let first = guarded[0]["reason"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            return Err(ApiError::new(
+                Class::Guarded,
+                format!(
+                    "{} lines are refused by the guardrails, e.g. {first}; nothing was staged (pass --force to let them in, or --skip-guarded to leave them out)",
+                    guarded.len()
+                ),
+            )
+            .with_details(serde_json::Value::Array(guarded)));
+        }
+        if p.replace {
+            for e in self.store.draft()? {
+                if e.source == source && !index.contains_key(&(e.target, e.list)) {
+                    ops.push(Stage::Remove {
+                        target: e.target,
+                        list: e.list,
+                    });
+                }
+            }
+        }
+        let entries = index.len() as u64;
+        let detail = serde_json::json!({
+            "source": source, "format": parsed.format, "entries": entries, "replace": p.replace,
+            "skipped_invalid": parsed.invalid.len(), "skipped_guarded": guarded.len(),
+        });
+        let audit_as = Audit::Summary {
+            kind: "import".into(),
+            detail,
+        };
+        let staged = self.stage_audited(peer, ops, Vec::new(), p.deploy, None, &audit_as)?;
+        Ok(ImportResponse {
+            seq: staged.seq,
+            format: parsed.format,
+            source: source_name,
+            entries,
+            counts: staged.counts,
+            skipped_invalid: parsed.invalid.len() as u64,
+            skipped_guarded: guarded
+                .iter()
+                .filter_map(|g| g["target"].as_str().map(str::to_string))
+                .collect(),
+            deployed: staged.deployed,
+        })
+    }
+
+    pub fn remove(&mut self, peer: &Peer, req: RemoveRequest) -> Result<StageResponse, ApiError> {
+        if req.targets.is_empty() {
+            return Err(ApiError::invalid("no targets given"));
+        }
+        let ops = req
+            .targets
+            .iter()
+            .map(|t| {
+                parse_target(t, false).map(|target| Stage::Remove {
+                    target,
+                    list: req.list,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        self.stage_and_maybe_deploy(peer, ops, Vec::new(), req.deploy, req.message.as_deref())
+    }
+
+    /// Enforce or monitor: only existing deny entries.
+    pub fn mode(&mut self, peer: &Peer, req: ModeRequest) -> Result<StageResponse, ApiError> {
+        let draft: HashSet<(Target, List)> = self
+            .store
+            .draft()?
+            .iter()
+            .map(|e| (e.target, e.list))
+            .collect();
+        let mut ops = Vec::new();
+        for t in &req.targets {
+            let target = parse_target(t, false)?;
+            if !draft.contains(&(target, List::Deny)) {
+                return Err(ApiError::new(
+                    Class::NotFound,
+                    format!("{target} is not on the deny list: nothing was staged"),
+                ));
+            }
+            ops.push(Stage::Upsert {
+                target,
+                list: List::Deny,
+                reason: None,
+                ttl: None,
+                monitor: Some(req.monitor),
+                source: None,
+                keep_longer_ttl: false,
+            });
+        }
+        if ops.is_empty() {
+            return Err(ApiError::invalid("no targets given"));
+        }
+        self.stage_and_maybe_deploy(peer, ops, Vec::new(), req.deploy, req.message.as_deref())
+    }
+
+    pub fn diff(&self) -> Result<Diff, ApiError> {
+        let mut d = Diff {
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+        };
+        for p in self.store.pending()? {
+            let (by, at) = (p.staged_by, p.staged_at);
+            match (p.op, p.before, p.after) {
+                (Op::Add, _, Some(after)) => d.added.push(Staged {
+                    item: after,
+                    staged_by: by,
+                    staged_at: at,
+                }),
+                (Op::Remove, Some(before), _) => d.removed.push(Staged {
+                    item: before.entry,
+                    staged_by: by,
+                    staged_at: at,
+                }),
+                (Op::Change, Some(before), Some(after)) => d.changed.push(Staged {
+                    item: Change {
+                        before: before.entry,
+                        after,
+                    },
+                    staged_by: by,
+                    staged_at: at,
+                }),
+                _ => {
+                    return Err(ApiError::failure(
+                        "the store holds a pending change without its entry: restore a backup",
+                    ));
+                }
+            }
+        }
+        Ok(d)
+    }
+
+    /// Save and Deploy: applies the pending changes (or `only` those) to
+    /// the kernel, then records the revision. Kernel first, so a failure
+    /// leaves the store as it was; a store failure undoes the kernel.
+    pub fn deploy(
+        &mut self,
+        user: &str,
+        only: Option<&[(Target, List)]>,
+        message: Option<&str>,
+        dry_run: bool,
+    ) -> Result<DeployResponse, ApiError> {
+        self.deploy_as(user, only, message, dry_run, "deploy")
+    }
+
+    fn deploy_as(
+        &mut self,
+        user: &str,
+        only: Option<&[(Target, List)]>,
+        message: Option<&str>,
+        dry_run: bool,
+        kind: &str,
+    ) -> Result<DeployResponse, ApiError> {
+        let start = Instant::now();
+        let now = now_ms();
+        let plan = if dry_run {
+            self.store.preview(only, now)?
+        } else {
+            self.store.plan(only, now)?
+        };
+        let counts = Counts {
+            added: plan.adds.len() as u64,
+            removed: plan.removes.len() as u64,
+            changed: plan.changes.len() as u64,
+        };
+        if plan.is_empty() || dry_run {
+            return Ok(DeployResponse {
+                seq: None,
+                revision: None,
+                counts,
+                dry_run,
+                nothing_pending: plan.is_empty(),
+                duration_ms: 0,
+            });
+        }
+        let tai = tai_offset_ms();
+        let (upserts, removals) = kernel_changes(&plan, tai);
+        if let Err(e) = self.dp.apply(&upserts, &removals) {
+            self.ops.deploy_failures += 1;
+            return Err(ApiError::failure(format!(
+                "deploy failed, the kernel is unchanged and the changes stay staged: {e}"
+            )));
+        }
+        match self.store.commit(&plan, user, message, now, kind) {
+            Ok((rev, seq)) => {
+                let ms = start.elapsed().as_millis() as u64;
+                self.ops.last_deploy_ms = ms;
+                Ok(DeployResponse {
+                    seq: Some(seq),
+                    revision: Some(rev.revision),
+                    counts,
+                    dry_run: false,
+                    nothing_pending: false,
+                    duration_ms: ms,
+                })
+            }
+            Err(e) => {
+                self.ops.deploy_failures += 1;
+                let (up, rm) = undo_changes(&plan, tai);
+                if let Err(u) = self.dp.apply(&up, &rm) {
+                    tracing::error!(
+                        "undoing the kernel after a failed commit: {u}; verify will repair it"
+                    );
+                    self.drift += 1;
+                }
+                Err(ApiError::failure(format!(
+                    "deploy failed: the store could not record it ({e}); the kernel was rolled back and the changes stay staged"
+                )))
+            }
+        }
+    }
+
+    pub fn discard(&mut self, peer: &Peer) -> Result<SeqResponse, ApiError> {
+        let (seq, n) = self.store.discard(&peer.user, now_ms())?;
+        Ok(SeqResponse {
+            seq,
+            detail: Some(serde_json::json!({ "discarded": n })),
+        })
+    }
+
+    pub fn check(&self, ip: IpAddr) -> CheckResponse {
+        let now_tai = (now_ms() + tai_offset_ms()).max(0) as u64 * 1_000_000;
+        let (verdict, decided) = self.dp.decide(ip, now_tai);
+        let entry = decided.first().map(|r| r.target.to_string());
+        CheckResponse {
+            ip: crate::target::normal_ip(ip),
+            verdict: match verdict {
+                Verdict::Allowed => Verdict::Pass,
+                v => v,
+            },
+            allowed_by: if verdict == Verdict::Allowed {
+                entry.clone()
+            } else {
+                None
+            },
+            entry: if verdict == Verdict::Allowed {
+                None
+            } else {
+                entry
+            },
+        }
+    }
+
+    /// Deployed entries (or the draft), sorted by address, live only.
+    pub fn entries(
+        &self,
+        draft: bool,
+        list: Option<List>,
+        source: Option<&str>,
+        matching: Option<IpAddr>,
+        limit: Option<usize>,
+    ) -> Result<Vec<Entry>, ApiError> {
+        let now = now_ms();
+        let all: Vec<Entry> = if draft {
+            self.store.draft()?
+        } else {
+            self.store
+                .deployed()?
+                .into_iter()
+                .map(|s| s.entry)
+                .collect()
+        };
+        let mut out: Vec<Entry> = all
+            .into_iter()
+            .filter(|e| !e.expired_at(now))
+            .filter(|e| list.is_none_or(|l| e.list == l))
+            .filter(|e| source.is_none_or(|s| e.source == s || e.source == format!("import:{s}")))
+            .filter(|e| matching.is_none_or(|ip| e.target.contains(ip)))
+            .collect();
+        out.sort_by_key(|e| (e.target, e.list));
+        if let Some(n) = limit {
+            out.truncate(n);
+        }
+        Ok(out)
+    }
+
+    /// Per-entry hits, busiest first; with `idle_ms`, only entries without a
+    /// hit for that long.
+    pub fn stats(
+        &self,
+        top: Option<usize>,
+        idle_ms: Option<Millis>,
+    ) -> Result<Vec<StatItem>, ApiError> {
+        let hits = self.dp.hits()?;
+        let mono_to_wall = now_ms() - coarse_monotonic_ms();
+        let now = now_ms();
+        let mut out: Vec<StatItem> = self
+            .store
+            .deployed()?
+            .into_iter()
+            .filter(|s| !s.entry.expired_at(now))
+            .map(|s| {
+                let h = hits.get(&s.id).copied().unwrap_or_default();
+                StatItem {
+                    target: s.entry.target.to_string(),
+                    list: s.entry.list,
+                    packets: h.packets,
+                    bytes: h.bytes,
+                    last_hit: (h.last_hit_ns > 0)
+                        .then(|| (h.last_hit_ns / 1_000_000) as Millis + mono_to_wall),
+                }
+            })
+            .collect();
+        if let Some(idle) = idle_ms {
+            out.retain(|s| s.last_hit.is_none_or(|t| now - t >= idle));
+        }
+        out.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.target.cmp(&b.target)));
+        if let Some(n) = top {
+            out.truncate(n);
+        }
+        Ok(out)
+    }
+
+    pub fn history(&self) -> Result<Vec<crate::store::Revision>, ApiError> {
+        Ok(self.store.history()?)
+    }
+
+    pub fn audit(&self, since: u64) -> Result<Vec<crate::store::AuditEvent>, ApiError> {
+        Ok(self.store.audit_since(since)?)
+    }
+
+    pub fn rollback(
+        &mut self,
+        peer: &Peer,
+        req: RollbackRequest,
+    ) -> Result<RollbackResponse, ApiError> {
+        let (seq, expired) = self
+            .store
+            .rollback(req.revision, req.force, &peer.user, now_ms())?;
+        let deployed = if req.deploy {
+            let msg = req
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("rollback to {}", req.revision));
+            Some(self.deploy_as(&peer.user, None, Some(&msg), false, "rollback")?)
+        } else {
+            None
+        };
+        Ok(RollbackResponse {
+            seq,
+            expired: expired.iter().map(|e| e.target.to_string()).collect(),
+            deployed,
+        })
+    }
+
+    pub fn attach(&mut self, peer: &Peer, req: AttachRequest) -> Result<SeqResponse, ApiError> {
+        let mode = req.xdp_mode.unwrap_or(self.config.xdp_mode);
+        if ifindex(&req.iface) == 0 {
+            return Err(ApiError::new(
+                Class::NotFound,
+                format!("there is no interface {}", req.iface),
+            ));
+        }
+        if self
+            .ifaces
+            .get(&req.iface)
+            .is_some_and(|i| i.attached.is_some())
+        {
+            let _ = self.dp.detach(&req.iface);
+            let _ = self.pins.remove_link(&req.iface);
+        }
+        let attached = self.attach_now(&req.iface, mode)?;
+        let seq =
+            self.store
+                .set_attachment(&req.iface, Some(mode.as_str()), &peer.user, now_ms())?;
+        Ok(SeqResponse {
+            seq,
+            detail: Some(serde_json::json!({ "iface": req.iface, "xdp_mode": attached })),
+        })
+    }
+
+    pub fn detach(&mut self, peer: &Peer, req: DetachRequest) -> Result<SeqResponse, ApiError> {
+        if !self.ifaces.contains_key(&req.iface) {
+            return Err(ApiError::new(
+                Class::NotFound,
+                format!("{} is not attached", req.iface),
+            ));
+        }
+        let _ = self.dp.detach(&req.iface);
+        self.pins
+            .remove_link(&req.iface)
+            .map_err(|e| ApiError::failure(e.to_string()))?;
+        self.ifaces.remove(&req.iface);
+        let seq = self
+            .store
+            .set_attachment(&req.iface, None, &peer.user, now_ms())?;
+        Ok(SeqResponse { seq, detail: None })
+    }
+
+    /// Reads the kernel back, repairs any drift, and records each repair.
+    pub fn verify(&mut self, user: &str) -> Result<VerifyResponse, ApiError> {
+        let drift = self.dp.drift()?;
+        if drift.is_empty() {
+            self.drift = 0;
+            return Ok(VerifyResponse {
+                seq: None,
+                drift: Vec::new(),
+                repaired: 0,
+            });
+        }
+        tracing::warn!(
+            count = drift.len(),
+            "drift between the kernel and the deployed revision"
+        );
+        self.dp.repair(&drift)?;
+        let left = self.dp.drift()?.len();
+        self.drift = left;
+        let repaired = drift.len().saturating_sub(left) as u64;
+        self.ops.verify_repairs += repaired;
+        let mut seq = None;
+        for (t, l) in &drift {
+            let detail = serde_json::json!({ "list": l.as_str() });
+            seq = Some(self.store.record(
+                user,
+                "verify repair",
+                Some(&t.to_string()),
+                Some(detail),
+                now_ms(),
+            )?);
+        }
+        Ok(VerifyResponse {
+            seq,
+            drift: drift.iter().map(|(t, _)| t.to_string()).collect(),
+            repaired,
+        })
+    }
+
+    pub fn backup(&self, path: &str) -> Result<SeqResponse, ApiError> {
+        let p = PathBuf::from(path);
+        if !p.is_absolute() {
+            return Err(ApiError::invalid(
+                "the backup path must be absolute (it is on the daemon's host)",
+            ));
+        }
+        self.store
+            .backup(Path::new(path))
+            .map_err(|e| ApiError::failure(format!("backup failed: {e}")))?;
+        Ok(SeqResponse {
+            seq: 0,
+            detail: Some(serde_json::json!({ "path": path })),
+        })
+    }
+
+    /// Removes expired entries from the maps, the deployed set and the
+    /// draft. They are already dead in the kernel; this keeps a later
+    /// deploy from reviving them.
+    pub fn sweep(&mut self) -> Result<usize, ApiError> {
+        let now = now_ms();
+        let expired = self.store.expired(now)?;
+        if expired.is_empty() {
+            return Ok(0);
+        }
+        let keys: Vec<(Target, List)> = expired
+            .iter()
+            .map(|s| (s.entry.target, s.entry.list))
+            .collect();
+        self.dp.apply(&[], &keys)?;
+        self.store.expire(&expired, now)?;
+        tracing::info!(count = expired.len(), "swept expired entries");
+        Ok(expired.len())
+    }
+
+    /// Leaves filtering in place (the default), or detaches everything.
+    pub fn shutdown(mut self) {
+        if self.config.detach_on_exit {
+            let names: Vec<String> = self.ifaces.keys().cloned().collect();
+            for iface in names {
+                let _ = self.dp.detach(&iface);
+                let _ = self.pins.remove_link(&iface);
+            }
+            if let Ok(gens) = self.pins.generations() {
+                for g in gens {
+                    let _ = self.pins.remove_generation(g);
+                }
+            }
+            tracing::info!("detached on exit");
+        }
+    }
+
+    pub fn generation_count(&self) -> usize {
+        self.pins.generations().map_or(0, |g| g.len())
+    }
+
+    pub fn dataplane(&self) -> &Dataplane {
+        &self.dp
+    }
+}
+
+/// The mode `ip` reports for an interface's XDP program.
+fn xdp_mode_of(iface: &str) -> Option<AttachedMode> {
+    let out = std::process::Command::new("ip")
+        .args(["-j", "-d", "link", "show", "dev", iface])
+        .output()
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    match v.get(0)?.get("xdp")?.get("mode")?.as_u64()? {
+        2 => Some(AttachedMode::Skb),
+        _ => Some(AttachedMode::Native),
+    }
+}
+
+fn coarse_monotonic_ms() -> Millis {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+}
+
+fn kernel_changes(plan: &Plan, tai: i64) -> (Vec<Rule>, Vec<(Target, List)>) {
+    let upserts = plan
+        .adds
+        .iter()
+        .chain(plan.changes.iter().map(|(_, after)| after))
+        .map(|s| kernel_rule(s, tai))
+        .collect();
+    let removals = plan
+        .removes
+        .iter()
+        .map(|s| (s.entry.target, s.entry.list))
+        .collect();
+    (upserts, removals)
+}
+
+fn undo_changes(plan: &Plan, tai: i64) -> (Vec<Rule>, Vec<(Target, List)>) {
+    let upserts = plan
+        .removes
+        .iter()
+        .chain(plan.changes.iter().map(|(before, _)| before))
+        .map(|s| kernel_rule(s, tai))
+        .collect();
+    let removals = plan
+        .adds
+        .iter()
+        .map(|s| (s.entry.target, s.entry.list))
+        .collect();
+    (upserts, removals)
+}

@@ -1,0 +1,316 @@
+//! Request and response bodies of the control API (docs/api.md), shared by
+//! the daemon and its clients. Requests refuse unknown fields, so a typo in
+//! a script is an error rather than a silently ignored option.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    dataplane::{AttachMode, AttachedMode},
+    entry::{Entry, Millis},
+    verdict::{List, Verdict},
+};
+
+fn deny() -> List {
+    List::Deny
+}
+
+/// One target to stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageItem {
+    /// An address or CIDR prefix.
+    pub target: String,
+    #[serde(default = "deny")]
+    pub list: List,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A duration (`90s`, `30m`, `24h`, `7d`) or `never`; absent keeps the
+    /// entry's TTL (a new deny entry gets `--default-ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddRequest {
+    pub entries: Vec<StageItem>,
+    /// Pass the guardrails, and normalize prefixes with host bits set.
+    #[serde(default)]
+    pub force: bool,
+    /// Deploy just these changes; other pending changes stay staged.
+    #[serde(default)]
+    pub deploy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Where the admin is connected from (the CLI's SSH_CONNECTION).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_addr: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveRequest {
+    pub targets: Vec<String>,
+    #[serde(default = "deny")]
+    pub list: List,
+    #[serde(default)]
+    pub deploy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Switches existing deny entries between enforcing and monitor mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeRequest {
+    pub targets: Vec<String>,
+    pub monitor: bool,
+    #[serde(default)]
+    pub deploy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Key {
+    pub target: String,
+    #[serde(default = "deny")]
+    pub list: List,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Deploy only these pending changes; the rest stay staged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<Key>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    pub revision: u64,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub deploy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachRequest {
+    pub iface: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<AttachMode>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetachRequest {
+    pub iface: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// An absolute path on the daemon's host; the file must not exist.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployResponse {
+    pub seq: Option<u64>,
+    /// The new revision; `None` when nothing was pending or on a dry run.
+    pub revision: Option<u64>,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub dry_run: bool,
+    pub nothing_pending: bool,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageResponse {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Targets as stored, e.g. a forced prefix in its normal form.
+    pub targets: Vec<String>,
+    pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<DeployResponse>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeqResponse {
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackResponse {
+    pub seq: u64,
+    /// Entries of the revision left out because they have expired since.
+    pub expired: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<DeployResponse>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckResponse {
+    pub ip: IpAddr,
+    pub verdict: Verdict,
+    /// The entry that decided the verdict.
+    pub entry: Option<String>,
+    /// The allow entry that protects the address, if any.
+    pub allowed_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    /// `native` or `skb`; `null` while the interface is missing.
+    pub xdp_mode: Option<AttachedMode>,
+    pub configured: AttachMode,
+    pub attached: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatusCounters {
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+    pub passed_packets: u64,
+    pub passed_bytes: u64,
+    pub monitored_packets: u64,
+    pub allowed_packets: u64,
+    pub unparsable_packets: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListCounts {
+    pub deny: u64,
+    pub allow: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Capacity {
+    pub total: u64,
+    pub used: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub revision: u64,
+    pub pending_changes: u64,
+    pub interfaces: Vec<Interface>,
+    pub entries: ListCounts,
+    pub capacity: Capacity,
+    pub counters: StatusCounters,
+    /// Drift found by the last verify and not repaired.
+    pub drift: u64,
+    pub degraded: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Diff {
+    pub added: Vec<Staged<Entry>>,
+    pub removed: Vec<Staged<Entry>>,
+    pub changed: Vec<Staged<Change>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub before: Entry,
+    pub after: Entry,
+}
+
+/// An item of the diff, with who staged it and when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Staged<T> {
+    #[serde(flatten)]
+    pub item: T,
+    pub staged_by: String,
+    #[serde(with = "crate::entry::time_ms")]
+    pub staged_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatItem {
+    pub target: String,
+    pub list: List,
+    pub packets: u64,
+    pub bytes: u64,
+    #[serde(with = "crate::entry::time_ms::opt")]
+    pub last_hit: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    pub seq: Option<u64>,
+    pub drift: Vec<String>,
+    pub repaired: u64,
+}
+
+/// Query parameters of `POST /v1/import`; the body is the file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    #[serde(default)]
+    pub format: crate::import::Format,
+    /// Entries become `import:SOURCE`; default `stdin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub list: Option<List>,
+    /// The draft's entries from this source become exactly the file's.
+    #[serde(default)]
+    pub replace: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub skip_invalid: bool,
+    #[serde(default)]
+    pub skip_guarded: bool,
+    #[serde(default)]
+    pub deploy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_addr: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportResponse {
+    pub seq: u64,
+    pub format: crate::import::Format,
+    pub source: String,
+    /// Distinct targets in the file.
+    pub entries: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub skipped_invalid: u64,
+    pub skipped_guarded: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<DeployResponse>,
+}

@@ -1,0 +1,1293 @@
+//! The crash-safe store: deployed entries, the shared draft (as pending
+//! changes against them), revisions, entry versions for rollback, the audit
+//! log and attachments, in one SQLite database under `--state-dir`.
+//!
+//! Every change is one transaction, committed with `synchronous=FULL`
+//! before the caller answers the client. Opening never repairs, wipes or
+//! recreates a database: a damaged one is reported and left byte for byte
+//! as it was.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs,
+    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+    path::{Path, PathBuf},
+};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, Transaction, params};
+
+use crate::{
+    entry::{Entry, Millis, Stored},
+    target::Target,
+    verdict::List,
+};
+
+const SCHEMA_VERSION: i64 = 1;
+pub const DB_FILE: &str = "denylist.db";
+
+const SCHEMA: &str = "
+CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE entries(
+  target TEXT NOT NULL, list TEXT NOT NULL, id INTEGER NOT NULL,
+  reason TEXT, ttl INTEGER, expires_at INTEGER, monitor INTEGER NOT NULL,
+  source TEXT NOT NULL, added_by TEXT NOT NULL, added_at INTEGER NOT NULL,
+  PRIMARY KEY(target, list)) WITHOUT ROWID;
+CREATE INDEX entries_expiry ON entries(expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE pending(
+  target TEXT NOT NULL, list TEXT NOT NULL, op TEXT NOT NULL,
+  reason TEXT, ttl INTEGER, expires_at INTEGER, monitor INTEGER NOT NULL,
+  source TEXT NOT NULL, added_by TEXT NOT NULL, added_at INTEGER NOT NULL,
+  staged_by TEXT NOT NULL, staged_at INTEGER NOT NULL,
+  PRIMARY KEY(target, list)) WITHOUT ROWID;
+CREATE TABLE revisions(
+  rev INTEGER PRIMARY KEY, deployed_at INTEGER NOT NULL, deployed_by TEXT NOT NULL,
+  message TEXT, added INTEGER NOT NULL, removed INTEGER NOT NULL, changed INTEGER NOT NULL);
+CREATE TABLE versions(
+  target TEXT NOT NULL, list TEXT NOT NULL, id INTEGER NOT NULL,
+  reason TEXT, ttl INTEGER, expires_at INTEGER, monitor INTEGER NOT NULL,
+  source TEXT NOT NULL, added_by TEXT NOT NULL, added_at INTEGER NOT NULL,
+  from_rev INTEGER NOT NULL, to_rev INTEGER);
+CREATE INDEX versions_open ON versions(target, list) WHERE to_rev IS NULL;
+CREATE INDEX versions_span ON versions(from_rev, to_rev);
+CREATE TABLE audit(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, user TEXT NOT NULL,
+  kind TEXT NOT NULL, target TEXT, detail TEXT);
+CREATE TABLE attachments(iface TEXT PRIMARY KEY, mode TEXT NOT NULL) WITHOUT ROWID;
+INSERT INTO meta VALUES ('schema', 1), ('revision', 0), ('next_id', 1);
+";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store {path} failed its integrity check ({detail}); denylistd will not start on it and has not changed it: restore a backup (docs/operations.md) or move the file away to start empty. Filtering goes on with the pinned maps."
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "the state directory {path} is not writable ({detail}): fix its permissions or choose another --state-dir"
+    )]
+    NotWritable { path: PathBuf, detail: String },
+    #[error(
+        "the store {path} has schema version {found}, newer than this denylistd understands ({SCHEMA_VERSION}): upgrade denylistd"
+    )]
+    Schema { path: PathBuf, found: i64 },
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{target} is not on the {} list: nothing was staged", list.as_str())]
+    NotFound { target: Target, list: List },
+    #[error("revision {rev} does not exist: `denylist history` lists the revisions")]
+    NoRevision { rev: u64 },
+    #[error(
+        "there are {count} pending changes that this would overwrite: deploy or discard them, or pass force"
+    )]
+    Conflict { count: usize },
+    #[error("the store holds an unreadable value ({0}): restore a backup")]
+    Damaged(String),
+}
+
+/// How a staging call is recorded in the audit log.
+#[derive(Debug, Clone)]
+pub enum Audit {
+    /// One `stage add|change|remove` event per target.
+    Each,
+    /// One event for the whole call, e.g. an import of 1M lines.
+    Summary {
+        kind: String,
+        detail: serde_json::Value,
+    },
+}
+
+/// What a client asks to stage for one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// Add an entry, or change the given fields of an existing one.
+    Upsert {
+        target: Target,
+        list: List,
+        reason: Option<String>,
+        /// `Some(None)`: never expires; `None`: keep (a new entry gets the default).
+        ttl: Option<Option<u64>>,
+        monitor: Option<bool>,
+        source: Option<String>,
+        /// Imports keep the longer of the old and new TTL.
+        keep_longer_ttl: bool,
+    },
+    Remove {
+        target: Target,
+        list: List,
+    },
+    /// Put an entry back with every field as given (an import of our own
+    /// export); the expiry is set again by the deploy, from the TTL.
+    Restore(Entry),
+}
+
+impl Stage {
+    pub fn key(&self) -> (Target, List) {
+        match self {
+            Stage::Upsert { target, list, .. } | Stage::Remove { target, list } => (*target, *list),
+            Stage::Restore(e) => (e.target, e.list),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Add,
+    Change,
+    Remove,
+}
+
+impl Op {
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Change => "change",
+            Op::Remove => "remove",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "add" => Ok(Op::Add),
+            "change" => Ok(Op::Change),
+            "remove" => Ok(Op::Remove),
+            other => Err(StoreError::Damaged(format!("pending op {other:?}"))),
+        }
+    }
+}
+
+/// One pending change: the draft's row against the deployed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub op: Op,
+    /// The deployed entry (change, remove), with its id.
+    pub before: Option<Stored>,
+    /// The draft's entry (add, change).
+    pub after: Option<Entry>,
+    pub staged_by: String,
+    pub staged_at: Millis,
+}
+
+impl Pending {
+    pub fn key(&self) -> (Target, List) {
+        let e = self
+            .after
+            .as_ref()
+            .or(self.before.as_ref().map(|s| &s.entry));
+        let e = e.expect("a pending change has a before or an after");
+        (e.target, e.list)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Revision {
+    pub revision: u64,
+    #[serde(with = "crate::entry::time_ms")]
+    pub deployed_at: Millis,
+    pub deployed_by: String,
+    pub message: Option<String>,
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct AuditEvent {
+    pub seq: u64,
+    #[serde(with = "crate::entry::time_ms")]
+    pub at: Millis,
+    pub user: String,
+    pub kind: String,
+    pub target: Option<String>,
+    pub detail: Option<serde_json::Value>,
+}
+
+/// What a deploy will do, with ids and expiries fixed.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub adds: Vec<Stored>,
+    pub changes: Vec<(Stored, Stored)>,
+    pub removes: Vec<Stored>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.adds.is_empty() && self.changes.is_empty() && self.removes.is_empty()
+    }
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn not_writable(path: &Path, detail: impl ToString) -> StoreError {
+    StoreError::NotWritable {
+        path: path.to_path_buf(),
+        detail: detail.to_string(),
+    }
+}
+
+/// Checks an existing database without changing a byte: opened immutable,
+/// so SQLite neither takes locks nor rolls back a hot journal.
+fn check_read_only(db: &Path) -> Result<(), StoreError> {
+    let corrupt = |detail: String| StoreError::Corrupt {
+        path: db.to_path_buf(),
+        detail,
+    };
+    let uri = format!("file:{}?immutable=1", db.display());
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(&uri, flags).map_err(|e| corrupt(e.to_string()))?;
+    let result: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| corrupt(e.to_string()))?;
+    if result != "ok" {
+        return Err(corrupt(result));
+    }
+    let version: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'schema'", [], |r| {
+            r.get(0)
+        })
+        .optional()
+        .map_err(|e| corrupt(e.to_string()))?;
+    match version {
+        Some(v) if v > SCHEMA_VERSION => Err(StoreError::Schema {
+            path: db.to_path_buf(),
+            found: v,
+        }),
+        Some(_) => Ok(()),
+        None => Err(corrupt("no schema version".into())),
+    }
+}
+
+fn entry_from(row: &Row<'_>, at: usize) -> rusqlite::Result<Result<Entry, StoreError>> {
+    let target: String = row.get(at)?;
+    let list: String = row.get(at + 1)?;
+    let ttl: Option<i64> = row.get(at + 3)?;
+    Ok((|| {
+        Ok(Entry {
+            target: Target::parse(&target).map_err(|e| StoreError::Damaged(e.to_string()))?,
+            list: list.parse().map_err(StoreError::Damaged)?,
+            reason: row.get(at + 2)?,
+            ttl: ttl.map(|t| t as u64),
+            expires_at: row.get(at + 4)?,
+            monitor: row.get(at + 5)?,
+            source: row.get(at + 6)?,
+            added_by: row.get(at + 7)?,
+            added_at: row.get(at + 8)?,
+        })
+    })())
+}
+
+/// Columns after (target, list) in `entry_from` order.
+const ENTRY_COLS: &str =
+    "target, list, reason, ttl, expires_at, monitor, source, added_by, added_at";
+
+impl Store {
+    /// Opens `state_dir/denylist.db`, creating the directory (mode 0700)
+    /// and an empty store when neither exists.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        if !state_dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .map_err(|e| not_writable(state_dir, e))?;
+        }
+        let meta = fs::symlink_metadata(state_dir).map_err(|e| not_writable(state_dir, e))?;
+        if !meta.is_dir() {
+            return Err(not_writable(state_dir, "not a directory"));
+        }
+        // access(2) as the effective user tells a read-only mount or a
+        // missing permission apart before SQLite hides it in a vague error.
+        let c = std::ffi::CString::new(state_dir.as_os_str().as_encoded_bytes())
+            .map_err(|e| not_writable(state_dir, e))?;
+        // SAFETY: a valid C string.
+        if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+            return Err(not_writable(state_dir, std::io::Error::last_os_error()));
+        }
+        let path = state_dir.join(DB_FILE);
+        let exists = match fs::symlink_metadata(&path) {
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(not_writable(
+                    &path,
+                    "the store is a symbolic link; refusing to follow it",
+                ));
+            }
+            Ok(_) => true,
+            Err(_) => false,
+        };
+        if exists {
+            check_read_only(&path)?;
+        } else {
+            // Create the file ourselves: 0600 and never through a symlink.
+            fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&path)
+                .map_err(|e| not_writable(&path, e))?;
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        if !exists {
+            conn.execute_batch(&format!("BEGIN; {SCHEMA} COMMIT;"))?;
+        }
+        Ok(Self { conn, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The deployed revision, 0 before the first deploy.
+    pub fn revision(&self) -> Result<u64, StoreError> {
+        Ok(meta(&self.conn, "revision")? as u64)
+    }
+
+    /// The deployed entries, expired ones included (the sweep removes them).
+    pub fn deployed(&self) -> Result<Vec<Stored>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(&format!("SELECT id, {ENTRY_COLS} FROM entries"))?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, entry_from(r, 1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, entry) = row?;
+            out.push(Stored { id, entry: entry? });
+        }
+        Ok(out)
+    }
+
+    /// The draft's entries: deployed ones with the pending changes applied.
+    pub fn draft(&self) -> Result<Vec<Entry>, StoreError> {
+        let mut by_key: BTreeMap<(Target, List), Entry> = self
+            .deployed()?
+            .into_iter()
+            .map(|s| ((s.entry.target, s.entry.list), s.entry))
+            .collect();
+        for p in self.pending()? {
+            let key = p.key();
+            match p.after {
+                Some(e) => by_key.insert(key, e),
+                None => by_key.remove(&key),
+            };
+        }
+        Ok(by_key.into_values().collect())
+    }
+
+    pub fn pending_count(&self) -> Result<usize, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT count(*) FROM pending", [], |r| r.get::<_, i64>(0))?
+            as usize)
+    }
+
+    /// The pending changes, sorted by target.
+    pub fn pending(&self) -> Result<Vec<Pending>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT p.op, p.staged_by, p.staged_at, {p}, e.id, {e} FROM pending p
+             LEFT JOIN entries e ON e.target = p.target AND e.list = p.list",
+            p = prefixed("p"),
+            e = prefixed("e"),
+        ))?;
+        let rows = stmt.query_map([], |r| {
+            let op: String = r.get(0)?;
+            let staged_by: String = r.get(1)?;
+            let staged_at: Millis = r.get(2)?;
+            let after = entry_from(r, 3)?;
+            let id: Option<u32> = r.get(12)?;
+            let before = match id {
+                Some(id) => Some((id, entry_from(r, 13)?)),
+                None => None,
+            };
+            Ok((op, staged_by, staged_at, after, before))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (op, staged_by, staged_at, after, before) = row?;
+            let op = Op::parse(&op)?;
+            let before = match before {
+                Some((id, e)) => Some(Stored { id, entry: e? }),
+                None => None,
+            };
+            out.push(Pending {
+                op,
+                after: if op == Op::Remove { None } else { Some(after?) },
+                before,
+                staged_by,
+                staged_at,
+            });
+        }
+        out.sort_by_key(|p| p.key());
+        Ok(out)
+    }
+
+    /// Stages `ops` as one transaction: a target that is not there to
+    /// remove fails the whole call and nothing is staged. Returns the
+    /// sequence number of the last audit event.
+    pub fn stage(
+        &mut self,
+        ops: &[Stage],
+        user: &str,
+        now: Millis,
+        default_ttl: Option<u64>,
+        audit_as: &Audit,
+    ) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut seq = 0;
+        for op in ops {
+            let (target, list) = op.key();
+            let deployed = deployed_entry(&tx, target, list)?;
+            let pending = pending_row(&tx, target, list)?;
+            let draft: Option<Entry> = match &pending {
+                Some((Op::Remove, _)) => None,
+                Some((_, e)) => Some(e.clone()),
+                None => deployed.as_ref().map(|s| s.entry.clone()),
+            };
+            let existed = draft.is_some();
+            let new = match op {
+                Stage::Restore(e) => Some(e.clone()),
+                Stage::Remove { .. } => {
+                    if draft.is_none() {
+                        return Err(StoreError::NotFound { target, list });
+                    }
+                    None
+                }
+                Stage::Upsert {
+                    reason,
+                    ttl,
+                    monitor,
+                    source,
+                    keep_longer_ttl,
+                    ..
+                } => Some(match draft {
+                    Some(mut e) => {
+                        if let Some(r) = reason {
+                            e.reason = Some(r.clone());
+                        }
+                        if let Some(t) = ttl {
+                            e.ttl = match (*keep_longer_ttl, e.ttl, t) {
+                                (true, None, _) | (true, _, None) => None,
+                                (true, Some(old), Some(new)) => Some(old.max(*new)),
+                                (false, _, t) => *t,
+                            };
+                        }
+                        if let Some(m) = monitor {
+                            e.monitor = *m && list == List::Deny;
+                        }
+                        if let Some(s) = source {
+                            e.source = s.clone();
+                        }
+                        e
+                    }
+                    None => Entry {
+                        target,
+                        list,
+                        reason: reason.clone(),
+                        ttl: match ttl {
+                            Some(t) => *t,
+                            None if list == List::Deny => default_ttl,
+                            None => None,
+                        },
+                        expires_at: None,
+                        monitor: monitor.unwrap_or(false) && list == List::Deny,
+                        source: source.clone().unwrap_or_else(|| "manual".into()),
+                        added_by: user.to_string(),
+                        added_at: now,
+                    },
+                }),
+            };
+            // The pending row is whatever makes draft = deployed + pending.
+            tx.execute(
+                "DELETE FROM pending WHERE target = ?1 AND list = ?2",
+                params![target.to_string(), list.as_str()],
+            )?;
+            let row = match (&deployed, &new) {
+                (None, None) => None,
+                (Some(d), None) => Some((Op::Remove, d.entry.clone())),
+                (None, Some(n)) => Some((Op::Add, n.clone())),
+                (Some(d), Some(n)) if d.entry.same_settings(n) => None,
+                (Some(_), Some(n)) => Some((Op::Change, n.clone())),
+            };
+            if let Some((op, e)) = &row {
+                insert_pending(&tx, *op, e, user, now)?;
+            }
+            let kind = match (&new, existed) {
+                (None, _) => "remove",
+                (Some(_), false) => "add",
+                (Some(_), true) => "change",
+            };
+            if let Audit::Each = audit_as {
+                let detail = new
+                    .as_ref()
+                    .map(|e| serde_json::to_value(e).expect("entries serialize"));
+                seq = audit(
+                    &tx,
+                    now,
+                    user,
+                    &format!("stage {kind}"),
+                    Some(&target.to_string()),
+                    detail,
+                )?;
+            }
+        }
+        if let Audit::Summary { kind, detail } = audit_as {
+            seq = audit(&tx, now, user, kind, None, Some(detail.clone()))?;
+        }
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    /// Drops every pending change.
+    pub fn discard(&mut self, user: &str, now: Millis) -> Result<(u64, usize), StoreError> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute("DELETE FROM pending", [])?;
+        let seq = audit(
+            &tx,
+            now,
+            user,
+            "discard",
+            None,
+            Some(serde_json::json!({ "changes": n })),
+        )?;
+        tx.commit()?;
+        Ok((seq, n))
+    }
+
+    /// What deploying would do, without reserving ids: for a dry run.
+    pub fn preview(
+        &mut self,
+        only: Option<&[(Target, List)]>,
+        now: Millis,
+    ) -> Result<Plan, StoreError> {
+        self.plan_inner(only, now, false)
+    }
+
+    /// Fixes ids and expiries for deploying the pending changes (only those
+    /// for `only`, when given). Ids are reserved durably before the kernel
+    /// sees them, so no id is ever handed out twice.
+    pub fn plan(
+        &mut self,
+        only: Option<&[(Target, List)]>,
+        now: Millis,
+    ) -> Result<Plan, StoreError> {
+        self.plan_inner(only, now, true)
+    }
+
+    fn plan_inner(
+        &mut self,
+        only: Option<&[(Target, List)]>,
+        now: Millis,
+        reserve: bool,
+    ) -> Result<Plan, StoreError> {
+        let mut pending = self.pending()?;
+        if let Some(keys) = only {
+            for k in keys {
+                if !pending.iter().any(|p| p.key() == *k) {
+                    return Err(StoreError::NotFound {
+                        target: k.0,
+                        list: k.1,
+                    });
+                }
+            }
+            pending.retain(|p| keys.contains(&p.key()));
+        }
+        let adds = pending.iter().filter(|p| p.op == Op::Add).count() as i64;
+        let tx = self.conn.transaction()?;
+        let first_id = meta(&tx, "next_id")?;
+        if first_id + adds > i64::from(u32::MAX) {
+            return Err(StoreError::Damaged("entry ids are exhausted".into()));
+        }
+        if reserve {
+            set_meta(&tx, "next_id", first_id + adds)?;
+            tx.commit()?;
+        }
+        let mut plan = Plan::default();
+        let mut next = first_id as u32;
+        let expiry = |ttl: Option<u64>| ttl.map(|t| now + (t as i64) * 1000);
+        for p in pending {
+            match (p.op, p.before, p.after) {
+                (Op::Add, _, Some(mut e)) => {
+                    e.expires_at = expiry(e.ttl);
+                    plan.adds.push(Stored { id: next, entry: e });
+                    next += 1;
+                }
+                (Op::Change, Some(before), Some(mut e)) => {
+                    // A TTL counts from the deploy that sets it; an
+                    // unchanged TTL keeps its expiry.
+                    e.expires_at = if e.ttl == before.entry.ttl {
+                        before.entry.expires_at
+                    } else {
+                        expiry(e.ttl)
+                    };
+                    let id = before.id;
+                    plan.changes.push((before, Stored { id, entry: e }));
+                }
+                (Op::Remove, Some(before), _) => plan.removes.push(before),
+                (op, _, _) => {
+                    return Err(StoreError::Damaged(format!(
+                        "pending {} without its entry",
+                        op.as_str()
+                    )));
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Records a deploy that the kernel already carries: the new revision,
+    /// the deployed set, entry versions, and the audit event.
+    pub fn commit(
+        &mut self,
+        plan: &Plan,
+        user: &str,
+        message: Option<&str>,
+        now: Millis,
+        kind: &str,
+    ) -> Result<(Revision, u64), StoreError> {
+        let tx = self.conn.transaction()?;
+        let rev = meta(&tx, "revision")? + 1;
+        for s in &plan.removes {
+            delete_entry(&tx, &s.entry, rev)?;
+        }
+        for (before, after) in &plan.changes {
+            delete_entry(&tx, &before.entry, rev)?;
+            insert_entry(&tx, after, rev)?;
+        }
+        for s in &plan.adds {
+            insert_entry(&tx, s, rev)?;
+        }
+        let revision = Revision {
+            revision: rev as u64,
+            deployed_at: now,
+            deployed_by: user.to_string(),
+            message: message.map(str::to_string),
+            added: plan.adds.len() as u64,
+            removed: plan.removes.len() as u64,
+            changed: plan.changes.len() as u64,
+        };
+        tx.execute(
+            "INSERT INTO revisions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                rev,
+                now,
+                user,
+                message,
+                plan.adds.len() as i64,
+                plan.removes.len() as i64,
+                plan.changes.len() as i64
+            ],
+        )?;
+        set_meta(&tx, "revision", rev)?;
+        let detail = serde_json::json!({
+            "revision": rev, "message": message,
+            "added": revision.added, "removed": revision.removed, "changed": revision.changed,
+        });
+        let seq = audit(&tx, now, user, kind, None, Some(detail))?;
+        tx.commit()?;
+        Ok((revision, seq))
+    }
+
+    /// Makes the draft equal to revision `rev`, leaving out entries that
+    /// have expired since (returned). With pending changes and no `force`,
+    /// refuses with a conflict.
+    pub fn rollback(
+        &mut self,
+        rev: u64,
+        force: bool,
+        user: &str,
+        now: Millis,
+    ) -> Result<(u64, Vec<Entry>), StoreError> {
+        let current = self.revision()?;
+        if rev == 0 || rev > current {
+            return Err(StoreError::NoRevision { rev });
+        }
+        let pending = self.pending_count()?;
+        if pending > 0 && !force {
+            return Err(StoreError::Conflict { count: pending });
+        }
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {ENTRY_COLS} FROM versions WHERE from_rev <= ?1 AND (to_rev IS NULL OR to_rev > ?1)"
+        ))?;
+        let mut target_set: HashMap<(Target, List), Entry> = HashMap::new();
+        let mut expired = Vec::new();
+        for row in stmt.query_map([rev as i64], |r| entry_from(r, 0))? {
+            let e = row??;
+            if e.expired_at(now) {
+                expired.push(e);
+            } else {
+                target_set.insert((e.target, e.list), e);
+            }
+        }
+        drop(stmt);
+        let deployed: HashMap<(Target, List), Entry> = self
+            .deployed()?
+            .into_iter()
+            .map(|s| ((s.entry.target, s.entry.list), s.entry))
+            .collect();
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM pending", [])?;
+        for (key, e) in &target_set {
+            match deployed.get(key) {
+                Some(d) if d.same_settings(e) => {}
+                Some(_) => insert_pending(&tx, Op::Change, e, user, now)?,
+                None => insert_pending(&tx, Op::Add, e, user, now)?,
+            }
+        }
+        for (key, d) in &deployed {
+            if !target_set.contains_key(key) {
+                insert_pending(&tx, Op::Remove, d, user, now)?;
+            }
+        }
+        let detail = serde_json::json!({
+            "to_revision": rev,
+            "left_out_expired": expired.iter().map(|e| e.target.to_string()).collect::<Vec<_>>(),
+        });
+        let seq = audit(&tx, now, user, "rollback", None, Some(detail))?;
+        tx.commit()?;
+        expired.sort_by_key(|e| (e.target, e.list));
+        Ok((seq, expired))
+    }
+
+    /// Deployed entries whose expiry has passed.
+    pub fn expired(&self, now: Millis) -> Result<Vec<Stored>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, {ENTRY_COLS} FROM entries WHERE expires_at IS NOT NULL AND expires_at <= ?1"
+        ))?;
+        let rows = stmt.query_map([now], |r| Ok((r.get::<_, u32>(0)?, entry_from(r, 1)?)))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, entry) = row?;
+            out.push(Stored { id, entry: entry? });
+        }
+        Ok(out)
+    }
+
+    /// Removes entries whose expiry has passed from the deployed set and
+    /// the draft, with an `expiry` audit event each; no revision.
+    pub fn expire(&mut self, expired: &[Stored], now: Millis) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut seq = 0;
+        for s in expired {
+            let (t, l) = (s.entry.target.to_string(), s.entry.list.as_str());
+            tx.execute(
+                "DELETE FROM entries WHERE target = ?1 AND list = ?2",
+                params![t, l],
+            )?;
+            tx.execute(
+                "DELETE FROM pending WHERE target = ?1 AND list = ?2",
+                params![t, l],
+            )?;
+            let detail = serde_json::json!({ "list": l, "expires_at": s.entry.expires_at.map(crate::entry::rfc3339) });
+            seq = audit(&tx, now, "denylistd", "expiry", Some(&t), Some(detail))?;
+        }
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    /// Records an event that changed nothing in the store itself.
+    pub fn record(
+        &mut self,
+        user: &str,
+        kind: &str,
+        target: Option<&str>,
+        detail: Option<serde_json::Value>,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let seq = audit(&tx, now, user, kind, target, detail)?;
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    pub fn history(&self) -> Result<Vec<Revision>, StoreError> {
+        let mut stmt = self.conn.prepare("SELECT * FROM revisions ORDER BY rev")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(Revision {
+                revision: r.get::<_, i64>(0)? as u64,
+                deployed_at: r.get(1)?,
+                deployed_by: r.get(2)?,
+                message: r.get(3)?,
+                added: r.get::<_, i64>(4)? as u64,
+                removed: r.get::<_, i64>(5)? as u64,
+                changed: r.get::<_, i64>(6)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn audit_since(&self, since: u64) -> Result<Vec<AuditEvent>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT seq, at, user, kind, target, detail FROM audit WHERE seq > ?1 ORDER BY seq",
+        )?;
+        let rows = stmt.query_map([since as i64], |r| {
+            let detail: Option<String> = r.get(5)?;
+            Ok(AuditEvent {
+                seq: r.get::<_, i64>(0)? as u64,
+                at: r.get(1)?,
+                user: r.get(2)?,
+                kind: r.get(3)?,
+                target: r.get(4)?,
+                detail: detail.and_then(|d| serde_json::from_str(&d).ok()),
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn attachments(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT iface, mode FROM attachments ORDER BY iface")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn set_attachment(
+        &mut self,
+        iface: &str,
+        mode: Option<&str>,
+        user: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        let tx = self.conn.transaction()?;
+        let kind = match mode {
+            Some(m) => {
+                tx.execute(
+                    "INSERT OR REPLACE INTO attachments VALUES (?1, ?2)",
+                    params![iface, m],
+                )?;
+                "attach"
+            }
+            None => {
+                tx.execute("DELETE FROM attachments WHERE iface = ?1", params![iface])?;
+                "detach"
+            }
+        };
+        let seq = audit(
+            &tx,
+            now,
+            user,
+            kind,
+            Some(iface),
+            mode.map(|m| serde_json::json!({ "xdp_mode": m })),
+        )?;
+        tx.commit()?;
+        Ok(seq)
+    }
+
+    /// A consistent copy through SQLite's online backup, written to a new
+    /// file (never through a symlink) with mode 0600.
+    pub fn backup(&self, dest: &Path) -> Result<(), StoreError> {
+        let io = |source| StoreError::Io {
+            path: dest.to_path_buf(),
+            source,
+        };
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dest)
+            .map_err(io)?;
+        let mut out = Connection::open(dest)?;
+        let b = rusqlite::backup::Backup::new(&self.conn, &mut out)?;
+        b.run_to_completion(1024, std::time::Duration::ZERO, None)?;
+        Ok(())
+    }
+
+    /// The store file's mode bits, for status and tests.
+    pub fn file_mode(&self) -> Result<(u32, u32), StoreError> {
+        let m = fs::metadata(&self.path).map_err(|source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok((m.permissions().mode() & 0o7777, m.uid()))
+    }
+}
+
+fn prefixed(t: &str) -> String {
+    ENTRY_COLS
+        .split(", ")
+        .map(|c| format!("{t}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn meta(conn: &Connection, key: &str) -> Result<i64, StoreError> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::Damaged(format!("meta key {key} missing")))
+}
+
+fn set_meta(tx: &Transaction<'_>, key: &str, value: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE meta SET value = ?2 WHERE key = ?1",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+fn audit(
+    tx: &Transaction<'_>,
+    at: Millis,
+    user: &str,
+    kind: &str,
+    target: Option<&str>,
+    detail: Option<serde_json::Value>,
+) -> Result<u64, StoreError> {
+    tx.execute(
+        "INSERT INTO audit(at, user, kind, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![at, user, kind, target, detail.map(|d| d.to_string())],
+    )?;
+    Ok(tx.last_insert_rowid() as u64)
+}
+
+fn deployed_entry(tx: &Transaction<'_>, t: Target, l: List) -> Result<Option<Stored>, StoreError> {
+    let row = tx
+        .query_row(
+            &format!("SELECT id, {ENTRY_COLS} FROM entries WHERE target = ?1 AND list = ?2"),
+            params![t.to_string(), l.as_str()],
+            |r| Ok((r.get::<_, u32>(0)?, entry_from(r, 1)?)),
+        )
+        .optional()?;
+    match row {
+        Some((id, e)) => Ok(Some(Stored { id, entry: e? })),
+        None => Ok(None),
+    }
+}
+
+fn pending_row(
+    tx: &Transaction<'_>,
+    t: Target,
+    l: List,
+) -> Result<Option<(Op, Entry)>, StoreError> {
+    let row = tx
+        .query_row(
+            &format!("SELECT op, {ENTRY_COLS} FROM pending WHERE target = ?1 AND list = ?2"),
+            params![t.to_string(), l.as_str()],
+            |r| Ok((r.get::<_, String>(0)?, entry_from(r, 1)?)),
+        )
+        .optional()?;
+    match row {
+        Some((op, e)) => Ok(Some((Op::parse(&op)?, e?))),
+        None => Ok(None),
+    }
+}
+
+fn insert_pending(
+    tx: &Transaction<'_>,
+    op: Op,
+    e: &Entry,
+    user: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO pending VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        e.target.to_string(),
+        e.list.as_str(),
+        op.as_str(),
+        e.reason,
+        e.ttl.map(|t| t as i64),
+        e.expires_at,
+        e.monitor,
+        e.source,
+        e.added_by,
+        e.added_at,
+        user,
+        now,
+    ])?;
+    Ok(())
+}
+
+fn insert_entry(tx: &Transaction<'_>, s: &Stored, rev: i64) -> Result<(), StoreError> {
+    let e = &s.entry;
+    let values = params![
+        e.target.to_string(),
+        e.list.as_str(),
+        s.id,
+        e.reason,
+        e.ttl.map(|t| t as i64),
+        e.expires_at,
+        e.monitor,
+        e.source,
+        e.added_by,
+        e.added_at,
+    ];
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO entries VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?
+    .execute(values)?;
+    tx.prepare_cached(
+        "INSERT INTO versions VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, NULL)",
+    )?
+    .execute(params![
+        e.target.to_string(),
+        e.list.as_str(),
+        s.id,
+        e.reason,
+        e.ttl.map(|t| t as i64),
+        e.expires_at,
+        e.monitor,
+        e.source,
+        e.added_by,
+        e.added_at,
+        rev,
+    ])?;
+    tx.prepare_cached("DELETE FROM pending WHERE target = ?1 AND list = ?2")?
+        .execute(params![e.target.to_string(), e.list.as_str()])?;
+    Ok(())
+}
+
+fn delete_entry(tx: &Transaction<'_>, e: &Entry, rev: i64) -> Result<(), StoreError> {
+    let (t, l) = (e.target.to_string(), e.list.as_str());
+    tx.prepare_cached("DELETE FROM entries WHERE target = ?1 AND list = ?2")?
+        .execute(params![t, l])?;
+    tx.prepare_cached(
+        "UPDATE versions SET to_rev = ?3 WHERE target = ?1 AND list = ?2 AND to_rev IS NULL",
+    )?
+    .execute(params![t, l, rev])?;
+    tx.prepare_cached("DELETE FROM pending WHERE target = ?1 AND list = ?2")?
+        .execute(params![t, l])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp() -> PathBuf {
+        std::env::temp_dir().join(format!(
+            "denylist-store-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ))
+    }
+
+    fn t(s: &str) -> Target {
+        Target::parse(s).unwrap()
+    }
+
+    fn add(s: &str) -> Stage {
+        Stage::Upsert {
+            target: t(s),
+            list: List::Deny,
+            reason: Some("test".into()),
+            ttl: None,
+            monitor: None,
+            source: None,
+            keep_longer_ttl: false,
+        }
+    }
+
+    fn deploy(store: &mut Store, now: Millis) -> Revision {
+        let plan = store.plan(None, now).unwrap();
+        store.commit(&plan, "root", None, now, "deploy").unwrap().0
+    }
+
+    #[test]
+    fn staging_deploying_and_the_draft() {
+        let dir = tmp();
+        let mut s = Store::open(&dir).unwrap();
+        assert_eq!(s.revision().unwrap(), 0);
+        s.stage(
+            &[add("198.51.100.7"), add("203.0.113.0/24")],
+            "alice",
+            1_000,
+            None,
+            &Audit::Each,
+        )
+        .unwrap();
+        assert_eq!(s.pending_count().unwrap(), 2);
+        assert!(s.deployed().unwrap().is_empty());
+        let rev = deploy(&mut s, 2_000);
+        assert_eq!(
+            (rev.revision, rev.added, rev.removed, rev.changed),
+            (1, 2, 0, 0)
+        );
+        assert_eq!(s.pending_count().unwrap(), 0);
+        let ids: Vec<u32> = s.deployed().unwrap().iter().map(|e| e.id).collect();
+        assert_eq!(ids.len(), 2);
+
+        // A re-add with the same fields is no change; a new reason is.
+        s.stage(&[add("198.51.100.7")], "bob", 3_000, None, &Audit::Each)
+            .unwrap();
+        assert_eq!(s.pending_count().unwrap(), 0);
+        let change = Stage::Upsert {
+            target: t("198.51.100.7"),
+            list: List::Deny,
+            reason: Some("other".into()),
+            ttl: Some(Some(60)),
+            monitor: Some(true),
+            source: None,
+            keep_longer_ttl: false,
+        };
+        s.stage(&[change], "bob", 3_000, None, &Audit::Each)
+            .unwrap();
+        let p = s.pending().unwrap();
+        assert_eq!(p[0].op, Op::Change);
+        assert_eq!(
+            p[0].after.as_ref().unwrap().added_by,
+            "alice",
+            "a change keeps who added it"
+        );
+        assert_eq!(p[0].staged_by, "bob");
+
+        // Removing something absent rejects the whole call.
+        let err = s
+            .stage(
+                &[
+                    Stage::Remove {
+                        target: t("203.0.113.0/24"),
+                        list: List::Deny,
+                    },
+                    Stage::Remove {
+                        target: t("192.0.2.1"),
+                        list: List::Deny,
+                    },
+                ],
+                "bob",
+                4_000,
+                None,
+                &Audit::Each,
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
+        assert_eq!(s.pending_count().unwrap(), 1);
+
+        let rev = deploy(&mut s, 10_000);
+        assert_eq!((rev.revision, rev.changed), (2, 1));
+        let e = s
+            .deployed()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.entry.target == t("198.51.100.7"))
+            .unwrap();
+        assert_eq!(
+            e.entry.expires_at,
+            Some(70_000),
+            "the TTL counts from the deploy"
+        );
+        assert!(e.entry.monitor);
+        assert!(ids.contains(&e.id), "a change keeps the id");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn rollback_restores_a_revision_and_leaves_out_expired_entries() {
+        let dir = tmp();
+        let mut s = Store::open(&dir).unwrap();
+        let short = Stage::Upsert {
+            target: t("198.51.100.9"),
+            list: List::Deny,
+            reason: None,
+            ttl: Some(Some(1)),
+            monitor: None,
+            source: None,
+            keep_longer_ttl: false,
+        };
+        s.stage(
+            &[add("198.51.100.7"), short],
+            "alice",
+            0,
+            None,
+            &Audit::Each,
+        )
+        .unwrap();
+        deploy(&mut s, 0);
+        s.stage(
+            &[
+                Stage::Remove {
+                    target: t("198.51.100.7"),
+                    list: List::Deny,
+                },
+                add("192.0.2.5"),
+            ],
+            "bob",
+            1,
+            None,
+            &Audit::Each,
+        )
+        .unwrap();
+        deploy(&mut s, 1);
+        s.stage(&[add("192.0.2.6")], "bob", 2, None, &Audit::Each)
+            .unwrap();
+        assert!(matches!(
+            s.rollback(1, false, "carol", 5_000),
+            Err(StoreError::Conflict { count: 1 })
+        ));
+        assert!(matches!(
+            s.rollback(9, true, "carol", 5_000),
+            Err(StoreError::NoRevision { rev: 9 })
+        ));
+        let (_, expired) = s.rollback(1, true, "carol", 5_000).unwrap();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].target, t("198.51.100.9"));
+        let draft: Vec<String> = s
+            .draft()
+            .unwrap()
+            .iter()
+            .map(|e| e.target.to_string())
+            .collect();
+        assert_eq!(draft, ["198.51.100.7"]);
+        let restored = s.draft().unwrap().remove(0);
+        assert_eq!(
+            (restored.added_by.as_str(), restored.added_at),
+            ("alice", 0)
+        );
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_damaged_store_is_refused_and_left_untouched() {
+        let dir = tmp();
+        {
+            let mut s = Store::open(&dir).unwrap();
+            s.stage(&[add("198.51.100.7")], "alice", 0, None, &Audit::Each)
+                .unwrap();
+        }
+        let db = dir.join(DB_FILE);
+        let len = fs::metadata(&db).unwrap().len();
+        let f = fs::OpenOptions::new().write(true).open(&db).unwrap();
+        f.set_len(len / 2).unwrap();
+        drop(f);
+        let before = fs::read(&db).unwrap();
+        let err = Store::open(&dir)
+            .err()
+            .expect("a truncated store must be refused");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+        assert_eq!(fs::read(&db).unwrap(), before, "not a byte changed");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn files_are_private_and_symlinks_are_not_followed() {
+        let dir = tmp();
+        let s = Store::open(&dir).unwrap();
+        assert_eq!(s.file_mode().unwrap().0, 0o600);
+        assert_eq!(
+            fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        let target = dir.join("elsewhere");
+        std::os::unix::fs::symlink(&target, dir.join("backup.db")).unwrap();
+        assert!(s.backup(&dir.join("backup.db")).is_err());
+        assert!(!target.exists());
+        let _ = fs::remove_dir_all(dir);
+    }
+}
