@@ -143,31 +143,24 @@ fn error(e: ApiError) -> Response {
 }
 
 /// Bodies are parsed here rather than by axum's Json extractor, whose
-/// rejections use 422, the status of a guardrail refusal.
+/// rejections use 422, the status of a guardrail refusal. Parsing happens
+/// after authorization, so a stranger learns nothing from a malformed body.
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
 }
 
-fn query<T: DeserializeOwned>(
-    q: Result<Query<T>, axum::extract::rejection::QueryRejection>,
-) -> Result<T, ApiError> {
+type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+fn query<T: DeserializeOwned>(q: QueryResult<T>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))
 }
 
-macro_rules! try_or_respond {
-    ($e:expr) => {
-        match $e {
-            Ok(v) => v,
-            Err(e) => return error(e),
-        }
-    };
-}
-
 type Cred = ConnectInfo<PeerCred>;
+type St = State<AppState>;
 
-async fn status(State(s): State<AppState>, ConnectInfo(c): Cred) -> Response {
+async fn status(State(s): St, ConnectInfo(c): Cred) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, |core, _| core.status())
         .await
 }
@@ -184,64 +177,59 @@ struct EntriesQuery {
     limit: Option<usize>,
 }
 
-async fn entries(
-    State(s): State<AppState>,
-    ConnectInfo(c): Cred,
-    q: Result<Query<EntriesQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let q = try_or_respond!(query(q));
+async fn entries(State(s): St, ConnectInfo(c): Cred, q: QueryResult<EntriesQuery>) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
+        let q = query(q)?;
         core.entries(q.draft, q.list, q.source.as_deref(), q.matching, q.limit)
     })
     .await
 }
 
-async fn add(State(s): State<AppState>, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    let req: AddRequest = try_or_respond!(body(&b));
+async fn add(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::CREATED, move |core, peer| {
-        core.add(peer, req)
+        core.add(peer, body::<AddRequest>(&b)?)
     })
     .await
 }
 
-async fn remove(State(s): State<AppState>, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    let req: RemoveRequest = try_or_respond!(body(&b));
+async fn remove(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
-        core.remove(peer, req)
+        core.remove(peer, body::<RemoveRequest>(&b)?)
     })
     .await
 }
 
-async fn mode(State(s): State<AppState>, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    let req: ModeRequest = try_or_respond!(body(&b));
+async fn mode(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
-        core.mode(peer, req)
+        core.mode(peer, body::<ModeRequest>(&b)?)
     })
     .await
 }
 
-async fn diff(State(s): State<AppState>, ConnectInfo(c): Cred) -> Response {
+async fn diff(State(s): St, ConnectInfo(c): Cred) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, |core, _| core.diff())
         .await
 }
 
-async fn deploy(State(s): State<AppState>, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    let req: DeployRequest = if b.is_empty() {
-        DeployRequest::default()
-    } else {
-        try_or_respond!(body(&b))
-    };
-    let only = match req.only {
-        Some(keys) => Some(try_or_respond!(
-            keys.iter()
-                .map(|k| Target::parse(&k.target)
-                    .map(|t| (t, k.list))
-                    .map_err(|e| ApiError::invalid(e.to_string())))
-                .collect::<Result<Vec<_>, _>>()
-        )),
-        None => None,
-    };
+async fn deploy(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
+        let req: DeployRequest = if b.is_empty() {
+            DeployRequest::default()
+        } else {
+            body(&b)?
+        };
+        let only = match req.only {
+            Some(keys) => Some(
+                keys.iter()
+                    .map(|k| {
+                        Target::parse(&k.target)
+                            .map(|t| (t, k.list))
+                            .map_err(|e| ApiError::invalid(e.to_string()))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
         core.deploy(
             &peer.user,
             only.as_deref(),
@@ -252,23 +240,18 @@ async fn deploy(State(s): State<AppState>, ConnectInfo(c): Cred, b: Bytes) -> Re
     .await
 }
 
-async fn discard(State(s): State<AppState>, ConnectInfo(c): Cred) -> Response {
+async fn discard(State(s): St, ConnectInfo(c): Cred) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, |core, peer| {
         core.discard(peer)
     })
     .await
 }
 
-async fn check(
-    State(s): State<AppState>,
-    ConnectInfo(c): Cred,
-    Path(ip): Path<String>,
-) -> Response {
-    let ip: IpAddr = try_or_respond!(
-        ip.parse()
-            .map_err(|_| ApiError::invalid(format!("{ip:?} is not an IP address")))
-    );
+async fn check(State(s): St, ConnectInfo(c): Cred, Path(ip): Path<String>) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
+        let ip: IpAddr = ip
+            .parse()
+            .map_err(|_| ApiError::invalid(format!("{ip:?} is not an IP address")))?;
         Ok(core.check(ip))
     })
     .await
@@ -281,25 +264,19 @@ struct StatsQuery {
     idle: Option<String>,
 }
 
-async fn stats(
-    State(s): State<AppState>,
-    ConnectInfo(c): Cred,
-    q: Result<Query<StatsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let q = try_or_respond!(query(q));
-    let idle = match q.idle {
-        Some(d) => {
-            Some(try_or_respond!(parse_duration(&d).map_err(ApiError::invalid)).as_millis() as i64)
-        }
-        None => None,
-    };
+async fn stats(State(s): St, ConnectInfo(c): Cred, q: QueryResult<StatsQuery>) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
+        let q = query(q)?;
+        let idle = match q.idle {
+            Some(d) => Some(parse_duration(&d).map_err(ApiError::invalid)?.as_millis() as i64),
+            None => None,
+        };
         core.stats(q.top, idle)
     })
     .await
 }
 
-async fn history(State(s): State<AppState>, ConnectInfo(c): Cred) -> Response {
+async fn history(State(s): St, ConnectInfo(c): Cred) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, |core, _| core.history())
         .await
 }
@@ -311,35 +288,28 @@ struct AuditQuery {
     since: u64,
 }
 
-async fn audit(
-    State(s): State<AppState>,
-    ConnectInfo(c): Cred,
-    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let q = try_or_respond!(query(q));
+async fn audit(State(s): St, ConnectInfo(c): Cred, q: QueryResult<AuditQuery>) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
-        core.audit(q.since)
+        core.audit(query(q)?.since)
     })
     .await
 }
 
-async fn rollback(State(s): State<AppState>, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    let req: RollbackRequest = try_or_respond!(body(&b));
+async fn rollback(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
-        core.rollback(peer, req)
+        core.rollback(peer, body::<RollbackRequest>(&b)?)
     })
     .await
 }
 
 async fn import(
-    State(s): State<AppState>,
+    State(s): St,
     ConnectInfo(c): Cred,
-    q: Result<Query<ImportParams>, axum::extract::rejection::QueryRejection>,
+    q: QueryResult<ImportParams>,
     b: Bytes,
 ) -> Response {
-    let q = try_or_respond!(query(q));
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
-        core.import(peer, q, &b)
+        core.import(peer, query(q)?, &b)
     })
     .await
 }
@@ -362,27 +332,24 @@ enum ExportFormat {
     Plain,
 }
 
-async fn export(
-    State(s): State<AppState>,
-    ConnectInfo(c): Cred,
-    q: Result<Query<ExportQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let q = try_or_respond!(query(q));
-    let format = q.format;
-    let core = s.clone();
-    let resp = core
+async fn export(State(s): St, ConnectInfo(c): Cred, q: QueryResult<ExportQuery>) -> Response {
+    let format = q.as_ref().map_or(ExportFormat::Json, |q| q.format);
+    let resp = s
         .call(c, Role::Viewer, StatusCode::OK, move |core, _| {
+            let q = query(q)?;
             core.entries(q.draft, q.list, None, None, None)
         })
         .await;
     match format {
-        ExportFormat::Json => resp,
         ExportFormat::Plain if resp.status().is_success() => {
             let bytes = match axum::body::to_bytes(resp.into_body(), usize::MAX).await {
                 Ok(b) => b,
                 Err(e) => return error(ApiError::failure(e.to_string())),
             };
-            let entries: Vec<crate::entry::Entry> = try_or_respond!(body(&bytes));
+            let entries: Vec<crate::entry::Entry> = match body(&bytes) {
+                Ok(e) => e,
+                Err(e) => return error(e),
+            };
             let mut text = String::with_capacity(entries.len() * 16);
             for e in entries {
                 text.push_str(&e.target.to_string());
@@ -394,37 +361,34 @@ async fn export(
             )
                 .into_response()
         }
-        ExportFormat::Plain => resp,
+        _ => resp,
     }
 }
 
-async fn attach(State(s): State<AppState>, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    let req: AttachRequest = try_or_respond!(body(&b));
+async fn attach(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
-        core.attach(peer, req)
+        core.attach(peer, body::<AttachRequest>(&b)?)
     })
     .await
 }
 
-async fn detach(State(s): State<AppState>, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    let req: DetachRequest = try_or_respond!(body(&b));
+async fn detach(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
-        core.detach(peer, req)
+        core.detach(peer, body::<DetachRequest>(&b)?)
     })
     .await
 }
 
-async fn verify(State(s): State<AppState>, ConnectInfo(c): Cred) -> Response {
+async fn verify(State(s): St, ConnectInfo(c): Cred) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, |core, peer| {
         core.verify(&peer.user)
     })
     .await
 }
 
-async fn backup(State(s): State<AppState>, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    let req: BackupRequest = try_or_respond!(body(&b));
+async fn backup(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, _| {
-        core.backup(&req.path)
+        core.backup(&body::<BackupRequest>(&b)?.path)
     })
     .await
 }

@@ -233,18 +233,16 @@ fn not_writable(path: &Path, detail: impl ToString) -> StoreError {
     }
 }
 
-/// Checks an existing database without changing a byte: opened immutable,
-/// so SQLite neither takes locks nor rolls back a hot journal.
+/// Checks an existing database without changing a byte of it: opened
+/// read-only, SQLite cannot roll back a hot journal. In WAL mode a
+/// read-only reader still sees the committed transactions in the WAL.
 fn check_read_only(db: &Path) -> Result<(), StoreError> {
     let corrupt = |detail: String| StoreError::Corrupt {
         path: db.to_path_buf(),
         detail,
     };
-    let uri = format!("file:{}?immutable=1", db.display());
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_URI
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(&uri, flags).map_err(|e| corrupt(e.to_string()))?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(db, flags).map_err(|e| corrupt(e.to_string()))?;
     let result: String = conn
         .query_row("PRAGMA quick_check", [], |r| r.get(0))
         .map_err(|e| corrupt(e.to_string()))?;

@@ -1,6 +1,7 @@
 //! Shared pieces of the tests that need root and a kernel: frames, the
 //! network-namespace sandbox, and running the real program.
 
+pub mod daemon;
 pub mod frame;
 pub mod netns;
 

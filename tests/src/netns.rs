@@ -434,6 +434,54 @@ impl Pair {
     }
 }
 
+/// A ping left running while a test does something else (restarts the
+/// daemon, deploys), so a gap in filtering would show as replies.
+pub struct Flood {
+    child: std::process::Child,
+    src: IpAddr,
+}
+
+impl Pair {
+    /// Starts pinging from `src` every `interval` seconds (e.g. "0.01")
+    /// until [`Flood::finish`].
+    pub fn flood(&self, src: IpAddr, interval: &str) -> Result<Flood> {
+        let (family, dst) = match src {
+            IpAddr::V4(_) => ("-4", IpAddr::V4(self.receiver_v4)),
+            IpAddr::V6(_) => ("-6", IpAddr::V6(self.receiver_v6)),
+        };
+        let child = self
+            .sender
+            .cmd("ping")
+            .args([family, "-n", "-q", "-i", interval, "-W", "1", "-I"])
+            .arg(src.to_string())
+            .arg(dst.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .context("spawning ping")?;
+        Ok(Flood { child, src })
+    }
+}
+
+impl Flood {
+    /// Stops the ping (SIGINT, so it prints its summary) and returns
+    /// (sent, received).
+    pub fn finish(self) -> Result<(u32, u32)> {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let out = self.child.wait_with_output().context("waiting for ping")?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let sent = stdout
+            .lines()
+            .find(|l| l.contains("packets transmitted"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .with_context(|| format!("no summary from ping {}: {stdout}", self.src))?;
+        let received = parse_received(&stdout)
+            .with_context(|| format!("no summary from ping {}: {stdout}", self.src))?;
+        Ok((sent, received))
+    }
+}
+
 /// Pulls the reply count out of ping's summary
 /// ("5 packets transmitted, 3 received, 40% packet loss", maybe followed by
 /// "+2 errors"). Parsing this text works with any iputils version.

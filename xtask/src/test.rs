@@ -68,6 +68,13 @@ pub fn run(long: bool, filters: &[String]) -> anyhow::Result<()> {
              test` as root"
         );
     }
+    // The daemon tests run the real binaries; cargo test builds only the
+    // library the tests link against.
+    steps.run(
+        "build binaries",
+        "fix the build error above",
+        &mut cmd::cargo(["build", "-p", "denylist-user", "--bins"])?,
+    )?;
     // One test at a time: the tests share the kernel's state.
     let mut root_tests = cmd::cargo(["test", "-p", "denylist-tests", "--", "--test-threads=1"])?;
     root_tests.args(filters);

@@ -1,0 +1,725 @@
+//! The `denylist` admin CLI: each command is one request to denylistd's API
+//! (docs/api.md), checked here first so a typo fails before anything is sent.
+//! The binary only parses the arguments and calls [`run`].
+//!
+//! Exit codes follow the error classes of [`crate::error`]: 0 success, 1
+//! failure, 2 invalid input or usage, 3 refused by a guardrail, 4 permission
+//! denied, 5 not found, 6 conflict.
+
+mod args;
+mod output;
+mod query;
+
+use std::{
+    env,
+    io::{self, BufWriter, IsTerminal as _, Read as _, StdoutLock, Write},
+    net::IpAddr,
+    path::Path,
+};
+
+use clap::CommandFactory as _;
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+pub use args::Cli;
+use args::{
+    AllowCommand, AttachArgs, AuditArgs, BackupArgs, CheckArgs, Command, CompletionsArgs,
+    DeployArgs, DetachArgs, ExportArgs, ExportFormat, ImportArgs, ListArgs, Output, RollbackArgs,
+    StageArgs, StatsArgs, TargetsArgs,
+};
+
+use crate::{
+    api::IMPORT_LIMIT,
+    client::Client,
+    entry::{Entry, Millis, now_ms},
+    error::{ApiError, Class},
+    guard,
+    proto::{
+        AddRequest, AttachRequest, BackupRequest, CheckResponse, DeployRequest, DeployResponse,
+        DetachRequest, Diff, ImportParams, ImportResponse, ModeRequest, RemoveRequest,
+        RollbackRequest, RollbackResponse, SeqResponse, StageItem, StageResponse, StatItem, Status,
+        VerifyResponse,
+    },
+    target::{Target, TargetError},
+    verdict::List,
+};
+
+/// The whole command line, for completions and the man page.
+pub fn command() -> clap::Command {
+    Cli::command()
+}
+
+/// The man page, in roff.
+pub fn man_page(out: &mut impl Write) -> io::Result<()> {
+    clap_mangen::Man::new(command()).render(out)
+}
+
+/// Runs one command; returns the process exit code.
+pub fn run(cli: Cli) -> i32 {
+    let mut session = Session {
+        client: Client::new(&cli.socket),
+        out: BufWriter::new(io::stdout().lock()),
+        now: now_ms(),
+    };
+    let result = session.dispatch(cli.command);
+    let result = result.and_then(|()| session.out.flush().map_err(Error::Output));
+    match result {
+        Ok(()) => 0,
+        // The reader went away (`denylist list | head`): not a failure.
+        Err(Error::Output(e)) if e.kind() == io::ErrorKind::BrokenPipe => 0,
+        Err(e @ Error::Output(_)) => {
+            eprintln!("denylist: {e}");
+            1
+        }
+        Err(Error::Api(e)) => {
+            // Whatever was printed before the error still goes out first.
+            let _ = session.out.flush();
+            eprintln!("denylist: {}", e.message);
+            let details = e.details.as_ref().map(detail_lines).unwrap_or_default();
+            // A lone refusal is already the message; say it once.
+            for line in details.iter().filter(|l| !e.message.contains(l.as_str())) {
+                eprintln!("  {line}");
+            }
+            e.class.exit_code()
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum Error {
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error("cannot write the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl From<output::EachError> for Error {
+    fn from(e: output::EachError) -> Self {
+        match e {
+            output::EachError::Output(e) => Error::Output(e),
+            reply @ output::EachError::Reply(_) => Error::Api(ApiError::failure(reply.to_string())),
+        }
+    }
+}
+
+type Result<T, E = Error> = std::result::Result<T, E>;
+
+struct Session {
+    client: Client,
+    out: BufWriter<StdoutLock<'static>>,
+    /// One "now" for the whole output, so relative times agree.
+    now: Millis,
+}
+
+impl Session {
+    fn dispatch(&mut self, command: Command) -> Result<()> {
+        match command {
+            Command::Add(a) => self.stage(List::Deny, a.stage, a.monitor.then_some(true)),
+            Command::Remove(a) => self.remove(List::Deny, a),
+            Command::Enforce(a) => self.mode(a, false),
+            Command::Monitor(a) => self.mode(a, true),
+            Command::List(a) => self.list(List::Deny, a),
+            Command::Diff(o) => self.diff(o),
+            Command::Deploy(a) => self.deploy(a),
+            Command::Discard(o) => self.discard(o),
+            Command::Check(a) => self.check(a),
+            Command::Status(o) => self.status(o),
+            Command::Stats(a) => self.stats(a),
+            Command::History(o) => self.history(o),
+            Command::Audit(a) => self.audit(a),
+            Command::Rollback(a) => self.rollback(a),
+            Command::Import(a) => self.import(a),
+            Command::Export(a) => self.export(a),
+            Command::Allow(AllowCommand::Add(a)) => self.stage(List::Allow, a, None),
+            Command::Allow(AllowCommand::Remove(a)) => self.remove(List::Allow, a),
+            Command::Allow(AllowCommand::List(a)) => self.list(List::Allow, a),
+            Command::Attach(a) => self.attach(a),
+            Command::Detach(a) => self.detach(a),
+            Command::Verify(o) => self.verify(o),
+            Command::Backup(a) => self.backup(a),
+            Command::Completions(a) => self.completions(a),
+        }
+    }
+
+    /// The body of a 2xx reply, or the API error the reply carries.
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> Result<Vec<u8>> {
+        let reply = self.client.request(method, path, body, content_type)?;
+        if (200..300).contains(&reply.status) {
+            return Ok(reply.body);
+        }
+        Err(match reply.json::<serde::de::IgnoredAny>() {
+            Err(e) => e,
+            Ok(_) => ApiError::failure("denylistd answered with an error but no reason"),
+        }
+        .into())
+    }
+
+    fn get(&self, path: &str) -> Result<Vec<u8>> {
+        self.send("GET", path, None, "application/json")
+    }
+
+    fn post(&self, path: &str, body: &impl Serialize) -> Result<Vec<u8>> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| ApiError::failure(format!("cannot encode the request: {e}")))?;
+        self.send("POST", path, Some(&body), "application/json")
+    }
+
+    /// A POST whose route takes no body.
+    fn post_empty(&self, path: &str) -> Result<Vec<u8>> {
+        self.send("POST", path, None, "application/json")
+    }
+
+    /// With `--json`, the API's document as is; otherwise `human` renders it.
+    fn show<T: DeserializeOwned>(
+        &mut self,
+        body: &[u8],
+        output: Output,
+        human: impl FnOnce(&mut BufWriter<StdoutLock<'static>>, T, Millis) -> io::Result<()>,
+    ) -> Result<()> {
+        if output.json {
+            return self.raw_json(body);
+        }
+        let value = decode(body)?;
+        human(&mut self.out, value, self.now)?;
+        Ok(())
+    }
+
+    fn raw_json(&mut self, body: &[u8]) -> Result<()> {
+        self.out.write_all(body)?;
+        if !body.ends_with(b"\n") {
+            self.out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
+
+    fn stage(&mut self, list: List, a: StageArgs, monitor: Option<bool>) -> Result<()> {
+        let (targets, notes) = check_targets(&a.targets, a.force)?;
+        for n in notes {
+            eprintln!("{n}");
+        }
+        let req = AddRequest {
+            entries: targets
+                .into_iter()
+                .map(|t| StageItem {
+                    target: t.to_string(),
+                    list,
+                    reason: a.reason.clone(),
+                    ttl: a.ttl.clone(),
+                    monitor,
+                })
+                .collect(),
+            force: a.force,
+            deploy: a.deploy,
+            message: None,
+            admin_addr: admin_addr(),
+        };
+        let body = self.post("/v1/entries", &req)?;
+        self.show(&body, a.output, |out, r: StageResponse, _| {
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            output::stage(out, &r)
+        })
+    }
+
+    fn remove(&mut self, list: List, a: TargetsArgs) -> Result<()> {
+        let (targets, _) = check_targets(&a.targets, false)?;
+        let req = RemoveRequest {
+            targets: targets.iter().map(Target::to_string).collect(),
+            list,
+            deploy: a.deploy,
+            message: None,
+        };
+        let body = self.post("/v1/entries/remove", &req)?;
+        self.show(&body, a.output, |out, r: StageResponse, _| {
+            output::stage(out, &r)
+        })
+    }
+
+    fn mode(&mut self, a: TargetsArgs, monitor: bool) -> Result<()> {
+        let (targets, _) = check_targets(&a.targets, false)?;
+        let req = ModeRequest {
+            targets: targets.iter().map(Target::to_string).collect(),
+            monitor,
+            deploy: a.deploy,
+            message: None,
+        };
+        let body = self.post("/v1/entries/mode", &req)?;
+        self.show(&body, a.output, |out, r: StageResponse, _| {
+            output::stage(out, &r)
+        })
+    }
+
+    fn list(&mut self, list: List, a: ListArgs) -> Result<()> {
+        #[derive(Serialize)]
+        struct Query<'a> {
+            draft: bool,
+            list: List,
+            source: Option<&'a str>,
+            #[serde(rename = "match")]
+            matching: Option<IpAddr>,
+            limit: Option<usize>,
+        }
+        let q = query::encode(&Query {
+            draft: a.draft,
+            list,
+            source: a.source.as_deref(),
+            matching: a.matching,
+            limit: a.limit,
+        });
+        let body = self.get(&format!("/v1/entries{q}"))?;
+        if a.output.json {
+            return self.raw_json(&body);
+        }
+        let now = self.now;
+        let mut table = output::entry_table(&mut self.out);
+        output::each(&body, |e: Entry| table.row(output::entry_row(&e, now)))?;
+        table.finish_or("no entries")?;
+        Ok(())
+    }
+
+    fn diff(&mut self, o: Output) -> Result<()> {
+        let body = self.get("/v1/diff")?;
+        self.show(&body, o, |out, d: Diff, _| output::diff(out, &d))
+    }
+
+    fn deploy(&mut self, a: DeployArgs) -> Result<()> {
+        let req = DeployRequest {
+            message: a.message,
+            dry_run: a.dry_run,
+            only: None,
+        };
+        let body = self.post("/v1/deploy", &req)?;
+        self.show(&body, a.output, |out, d: DeployResponse, _| {
+            output::deploy(out, &d)
+        })
+    }
+
+    fn discard(&mut self, o: Output) -> Result<()> {
+        let body = self.post_empty("/v1/discard")?;
+        self.show(&body, o, |out, r: SeqResponse, _| {
+            let n = r
+                .detail
+                .as_ref()
+                .and_then(|d| d.get("discarded"))
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let n = output::plural(n, "pending change", "pending changes");
+            writeln!(out, "discarded {n}")
+        })
+    }
+
+    fn check(&mut self, a: CheckArgs) -> Result<()> {
+        let body = self.get(&format!("/v1/check/{}", a.ip))?;
+        self.show(&body, a.output, |out, c: CheckResponse, _| {
+            output::check(out, &c)
+        })
+    }
+
+    fn status(&mut self, o: Output) -> Result<()> {
+        let body = self.get("/v1/status")?;
+        let status: Status = decode(&body)?;
+        if o.json {
+            self.raw_json(&body)?;
+        } else {
+            output::status(&mut self.out, &status)?;
+        }
+        if status.degraded {
+            return Err(ApiError::failure("denylistd is degraded")
+                .with_details(Value::from(output::degraded(&status)))
+                .into());
+        }
+        Ok(())
+    }
+
+    fn stats(&mut self, a: StatsArgs) -> Result<()> {
+        #[derive(Serialize)]
+        struct Query {
+            top: Option<usize>,
+            idle: Option<String>,
+        }
+        let q = query::encode(&Query {
+            top: a.top,
+            idle: a.idle,
+        });
+        let body = self.get(&format!("/v1/stats{q}"))?;
+        self.show(&body, a.output, |out, s: Vec<StatItem>, now| {
+            output::stats(out, &s, now)
+        })
+    }
+
+    fn history(&mut self, o: Output) -> Result<()> {
+        let body = self.get("/v1/history")?;
+        self.show(&body, o, |out, h: Vec<output::Revision>, _| {
+            output::history(out, &h)
+        })
+    }
+
+    fn audit(&mut self, a: AuditArgs) -> Result<()> {
+        #[derive(Serialize)]
+        struct Query {
+            since: Option<u64>,
+        }
+        let q = query::encode(&Query { since: a.since });
+        let body = self.get(&format!("/v1/audit{q}"))?;
+        self.show(&body, a.output, |out, e: Vec<output::AuditEvent>, _| {
+            output::audit(out, &e)
+        })
+    }
+
+    fn rollback(&mut self, a: RollbackArgs) -> Result<()> {
+        let req = RollbackRequest {
+            revision: a.revision,
+            force: a.force,
+            deploy: a.deploy,
+            message: a.message,
+        };
+        let body = self.post("/v1/rollback", &req)?;
+        self.show(&body, a.output, |out, r: RollbackResponse, _| {
+            output::rollback(out, a.revision, &r)
+        })
+    }
+
+    fn import(&mut self, a: ImportArgs) -> Result<()> {
+        let stdin = a.file == Path::new("-");
+        let data = read_input(&a.file, stdin)?;
+        // The daemon names standard input `stdin` itself.
+        let source = match (a.source, stdin) {
+            (Some(name), _) => Some(name),
+            (None, true) => None,
+            (None, false) => a.file.file_name().map(|n| n.to_string_lossy().into_owned()),
+        };
+        let params = ImportParams {
+            format: a.format,
+            source,
+            list: None,
+            replace: a.replace,
+            reason: a.reason,
+            ttl: a.ttl,
+            force: a.force,
+            skip_invalid: a.skip_invalid,
+            skip_guarded: a.skip_guarded,
+            deploy: a.deploy,
+            admin_addr: admin_addr(),
+        };
+        if io::stderr().is_terminal() {
+            eprintln!("uploading {} bytes…", data.len());
+        }
+        let path = format!("/v1/import{}", query::encode(&params));
+        let body = self.send("POST", &path, Some(&data), "application/octet-stream")?;
+        self.show(&body, a.output, |out, r: ImportResponse, _| {
+            output::import(out, &r)
+        })
+    }
+
+    fn export(&mut self, a: ExportArgs) -> Result<()> {
+        #[derive(Serialize)]
+        struct Query {
+            draft: bool,
+            list: Option<List>,
+            format: &'static str,
+        }
+        // Plain text cannot say which list a target is on, so it never mixes
+        // them: re-imported, an allow entry would become a deny entry.
+        let list = match a.format {
+            ExportFormat::Plain => Some(a.list.unwrap_or(List::Deny)),
+            ExportFormat::Json => a.list,
+        };
+        let q = query::encode(&Query {
+            draft: a.draft,
+            list,
+            format: a.format.name(),
+        });
+        let body = self.get(&format!("/v1/export{q}"))?;
+        match a.format {
+            ExportFormat::Json => self.raw_json(&body),
+            ExportFormat::Plain => Ok(self.out.write_all(&body)?),
+        }
+    }
+
+    fn attach(&mut self, a: AttachArgs) -> Result<()> {
+        let req = AttachRequest {
+            iface: a.iface.clone(),
+            xdp_mode: a.xdp_mode,
+        };
+        let body = self.post("/v1/attach", &req)?;
+        self.show(&body, a.output, |out, r: SeqResponse, _| {
+            let mode = r
+                .detail
+                .as_ref()
+                .and_then(|d| d.get("xdp_mode"))
+                .and_then(Value::as_str)
+                .unwrap_or("?");
+            writeln!(out, "attached to {} (xdp {mode})", a.iface)
+        })
+    }
+
+    fn detach(&mut self, a: DetachArgs) -> Result<()> {
+        let req = DetachRequest {
+            iface: a.iface.clone(),
+        };
+        let body = self.post("/v1/detach", &req)?;
+        self.show(&body, a.output, |out, _: SeqResponse, _| {
+            writeln!(out, "detached from {}", a.iface)
+        })
+    }
+
+    fn verify(&mut self, o: Output) -> Result<()> {
+        let body = self.post_empty("/v1/verify")?;
+        let v: VerifyResponse = decode(&body)?;
+        if o.json {
+            self.raw_json(&body)?;
+        } else if v.drift.is_empty() {
+            writeln!(self.out, "no drift: the kernel holds the deployed revision")?;
+        } else {
+            writeln!(
+                self.out,
+                "drift in {}, {} repaired:",
+                output::plural(v.drift.len() as u64, "entry", "entries"),
+                v.repaired
+            )?;
+            for t in &v.drift {
+                writeln!(self.out, "  {t}")?;
+            }
+        }
+        let left = (v.drift.len() as u64).saturating_sub(v.repaired);
+        if left > 0 {
+            return Err(ApiError::failure(format!(
+                "{} could not be repaired: see denylistd's log, then run denylist verify again",
+                output::plural(left, "entry", "entries")
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    fn backup(&mut self, a: BackupArgs) -> Result<()> {
+        // The daemon resolves paths from its own working directory, not ours.
+        let path = std::path::absolute(&a.file).map_err(|e| {
+            ApiError::invalid(format!("cannot make {} absolute: {e}", a.file.display()))
+        })?;
+        let req = BackupRequest {
+            path: path.to_string_lossy().into_owned(),
+        };
+        let body = self.post("/v1/backup", &req)?;
+        self.show(&body, a.output, |out, _: SeqResponse, _| {
+            writeln!(out, "backup written to {}", path.display())
+        })
+    }
+
+    fn completions(&mut self, a: CompletionsArgs) -> Result<()> {
+        let shell: clap_complete::Shell = a.shell.into();
+        clap_complete::generate(shell, &mut command(), "denylist", &mut self.out);
+        Ok(())
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| {
+        ApiError::failure(format!(
+            "denylistd sent a reply this client cannot read ({e}): are the CLI and the daemon the same version?"
+        ))
+    })
+}
+
+/// Where the admin is connected from, so the daemon can refuse to lock them
+/// out.
+fn admin_addr() -> Option<IpAddr> {
+    guard::admin_address(
+        env::var("SSH_CONNECTION").ok().as_deref(),
+        env::var("SSH_CLIENT").ok().as_deref(),
+    )
+}
+
+/// Parses every target before anything is sent: one invalid target rejects
+/// the whole command. With `force`, a prefix with host bits set becomes its
+/// network; the notes say which.
+fn check_targets(input: &[String], force: bool) -> Result<(Vec<Target>, Vec<String>), ApiError> {
+    let mut targets = Vec::with_capacity(input.len());
+    let mut notes = Vec::new();
+    let mut invalid = Vec::new();
+    for t in input {
+        match Target::parse(t) {
+            Ok(target) => targets.push(target),
+            Err(TargetError::HostBits { network, .. }) if force => {
+                let target = Target::from(network);
+                notes.push(format!("{} → {target}", t.trim()));
+                targets.push(target);
+            }
+            Err(e) => invalid.push(e.to_string()),
+        }
+    }
+    match invalid.len() {
+        0 => Ok((targets, notes)),
+        1 => Err(ApiError::invalid(format!(
+            "{}; nothing was sent",
+            invalid.remove(0)
+        ))),
+        n => Err(
+            ApiError::invalid(format!("{n} targets are invalid; nothing was sent"))
+                .with_details(Value::from(invalid)),
+        ),
+    }
+}
+
+fn read_input(file: &Path, stdin: bool) -> Result<Vec<u8>, ApiError> {
+    let mut data = Vec::new();
+    let read = if stdin {
+        io::stdin().lock().read_to_end(&mut data).map(drop)
+    } else {
+        std::fs::File::open(file).and_then(|mut f| f.read_to_end(&mut data).map(drop))
+    };
+    let name = if stdin {
+        "standard input".to_string()
+    } else {
+        file.display().to_string()
+    };
+    read.map_err(|e| ApiError::invalid(format!("cannot read {name}: {e}")))?;
+    if data.len() > IMPORT_LIMIT {
+        return Err(ApiError::new(
+            Class::TooLarge,
+            format!(
+                "{name} is {} bytes, more than the {} MiB one import takes: split it",
+                data.len(),
+                IMPORT_LIMIT >> 20
+            ),
+        ));
+    }
+    Ok(data)
+}
+
+/// The lines of an error's details: each refused target, each bad line.
+fn detail_lines(details: &Value) -> Vec<String> {
+    let Value::Array(items) = details else {
+        return vec![details.to_string()];
+    };
+    items.iter().map(detail_line).collect()
+}
+
+fn detail_line(item: &Value) -> String {
+    let field = |k: &str| item.get(k).and_then(Value::as_str);
+    let line = item.get("line").and_then(Value::as_u64);
+    match (
+        line,
+        field("text"),
+        field("error"),
+        field("target"),
+        field("reason"),
+    ) {
+        (Some(n), Some(text), Some(error), _, _) => format!("line {n}: '{text}': {error}"),
+        (Some(n), _, _, _, Some(reason)) => format!("line {n}: {reason}"),
+        (None, _, _, Some(target), Some(reason)) if !reason.contains(target) => {
+            format!("{target}: {reason}")
+        }
+        (None, _, _, _, Some(reason)) => reason.to_string(),
+        _ => match item {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn strings(targets: &[Target]) -> Vec<String> {
+        targets.iter().map(Target::to_string).collect()
+    }
+
+    fn args(targets: &[&str]) -> Vec<String> {
+        targets.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn targets_are_sent_in_normal_form() {
+        let (t, notes) = check_targets(
+            &args(&["198.51.100.7/32", "::ffff:198.51.100.9", "2001:DB8::1"]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(strings(&t), ["198.51.100.7", "198.51.100.9", "2001:db8::1"]);
+        assert!(notes.is_empty());
+    }
+
+    #[test]
+    fn host_bits_need_force_and_are_then_normalized() {
+        let e = check_targets(&args(&["203.0.113.77/24"]), false).unwrap_err();
+        assert_eq!(e.class, Class::Invalid);
+        assert!(
+            e.message
+                .contains("did you mean 203.0.113.77 or 203.0.113.0/24?"),
+            "{}",
+            e.message
+        );
+        let (t, notes) = check_targets(&args(&["203.0.113.77/24"]), true).unwrap();
+        assert_eq!(strings(&t), ["203.0.113.0/24"]);
+        assert_eq!(notes, ["203.0.113.77/24 → 203.0.113.0/24"]);
+    }
+
+    #[test]
+    fn one_invalid_target_rejects_the_command_and_all_are_named() {
+        let e = check_targets(&args(&["198.51.100.7", "fe80::1%eth0"]), true).unwrap_err();
+        assert_eq!(e.class.exit_code(), 2);
+        assert!(e.message.contains("zone ids"), "{}", e.message);
+        let e =
+            check_targets(&args(&["01.2.3.4", "198.51.100.7", "256.1.1.1"]), false).unwrap_err();
+        assert_eq!(e.message, "2 targets are invalid; nothing was sent");
+        let lines = detail_lines(e.details.as_ref().unwrap());
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].contains("01.2.3.4") && lines[1].contains("256.1.1.1"));
+    }
+
+    #[test]
+    fn error_details_are_one_line_each() {
+        let import = json!([
+            { "line": 12, "text": "xyz", "error": "not an IPv4 or IPv6 address" },
+            { "line": 13, "target": "10.0.0.0/8", "reason": "refusing deny entry 10.0.0.0/8: private" },
+        ]);
+        assert_eq!(
+            detail_lines(&import),
+            [
+                "line 12: 'xyz': not an IPv4 or IPv6 address",
+                "line 13: refusing deny entry 10.0.0.0/8: private",
+            ]
+        );
+        let refused = json!([
+            { "target": "10.0.0.1", "reason": "refusing deny entry 10.0.0.1: private" },
+            { "target": "10.0.0.2", "reason": "lies inside 10.0.0.0/8" },
+        ]);
+        assert_eq!(
+            detail_lines(&refused),
+            [
+                "refusing deny entry 10.0.0.1: private",
+                "10.0.0.2: lies inside 10.0.0.0/8",
+            ]
+        );
+        assert_eq!(detail_lines(&json!({"n": 1})), [r#"{"n":1}"#]);
+        assert_eq!(detail_lines(&json!(["plain"])), ["plain"]);
+    }
+
+    #[test]
+    fn the_man_page_and_completions_render() {
+        let mut man = Vec::new();
+        man_page(&mut man).unwrap();
+        let man = String::from_utf8(man).unwrap();
+        assert!(man.contains("denylist"), "{man}");
+        let mut bash = Vec::new();
+        clap_complete::generate(
+            clap_complete::Shell::Bash,
+            &mut command(),
+            "denylist",
+            &mut bash,
+        );
+        let bash = String::from_utf8(bash).unwrap();
+        assert!(bash.contains("rollback") && bash.contains("--skip-guarded"));
+    }
+}

@@ -1,0 +1,206 @@
+//! A real `denylistd` for tests: its own state dir, socket and bpffs
+//! directory, optionally inside a network namespace, removed on drop even
+//! when the test fails.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::atomic::{AtomicU32, Ordering},
+    thread,
+    time::{Duration, Instant},
+};
+
+use denylist::{client::Client, pins::ensure_bpffs_mounted};
+
+use crate::netns::Netns;
+
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// A built binary of the workspace: `cargo xtask test` builds them before
+/// the root tests run; DENYLIST_BIN_DIR overrides where to look.
+pub fn bin(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("DENYLIST_BIN_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let exe = std::env::current_exe().expect("the test binary's path");
+            // target/debug/deps/<test> → target/debug
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf()
+        }
+    };
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests through `cargo xtask test`, which builds it",
+        path.display()
+    );
+    path
+}
+
+/// A directory removed on drop.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        let p = std::env::temp_dir().join(format!(
+            "denylist-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&p).expect("create a temp dir");
+        Self(p)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Where one daemon keeps everything, stable across its restarts.
+pub struct Home {
+    pub dir: TempDir,
+    pub bpffs: PathBuf,
+}
+
+impl Home {
+    pub fn new(tag: &str) -> Self {
+        ensure_bpffs_mounted().expect("bpffs");
+        let dir = TempDir::new(tag);
+        let bpffs = PathBuf::from(format!(
+            "/sys/fs/bpf/dltest-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        Self { dir, bpffs }
+    }
+
+    pub fn socket(&self) -> PathBuf {
+        self.dir.path().join("denylist.sock")
+    }
+
+    pub fn state(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    pub fn client(&self) -> Client {
+        Client::new(self.socket())
+    }
+}
+
+impl Drop for Home {
+    /// Unpinning the links detaches the program; unpinning the maps frees them.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.bpffs);
+    }
+}
+
+/// A running denylistd.
+pub struct Daemon {
+    child: Option<Child>,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    /// Starts denylistd with `extra` arguments (inside `netns` when given)
+    /// and waits until its API answers.
+    pub fn start(home: &Home, netns: Option<&Netns>, extra: &[&str]) -> Self {
+        let d = Self::spawn(home, netns, extra);
+        d.wait_ready(home);
+        d
+    }
+
+    /// Starts denylistd without waiting, e.g. to see it refuse to start.
+    pub fn spawn(home: &Home, netns: Option<&Netns>, extra: &[&str]) -> Self {
+        let exe = bin("denylistd");
+        let mut cmd = match netns {
+            Some(ns) => ns.cmd(exe.to_str().expect("utf-8 path")),
+            None => Command::new(&exe),
+        };
+        let log = home.dir.path().join("denylistd.log");
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log file");
+        cmd.arg("--socket")
+            .arg(home.socket())
+            .arg("--state-dir")
+            .arg(home.state())
+            .arg("--bpffs")
+            .arg(&home.bpffs)
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log fd"))
+            .stderr(out);
+        let child = cmd.spawn().expect("spawn denylistd");
+        Self {
+            child: Some(child),
+            log,
+        }
+    }
+
+    fn wait_ready(&self, home: &Home) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline {
+            if home.client().get::<serde_json::Value>("/v1/status").is_ok() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        panic!("denylistd did not come up:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn signal(&mut self, sig: i32) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        // nsenter execs denylistd in place, so the pid is the daemon's.
+        // SAFETY: kill on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, sig) };
+        child.wait().expect("wait for denylistd")
+    }
+
+    /// SIGTERM and wait: the filter must stay in place.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        self.signal(libc::SIGTERM)
+    }
+
+    /// kill -9: no chance to clean up.
+    pub fn kill(mut self) {
+        self.signal(libc::SIGKILL);
+    }
+
+    /// Waits for a daemon that is expected to exit by itself.
+    pub fn wait_exit(mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
