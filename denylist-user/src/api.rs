@@ -337,7 +337,13 @@ async fn export(State(s): St, ConnectInfo(c): Cred, q: QueryResult<ExportQuery>)
     let resp = s
         .call(c, Role::Viewer, StatusCode::OK, move |core, _| {
             let q = query(q)?;
-            core.entries(q.draft, q.list, None, None, None)
+            // Plain text cannot say which list a line is on, so a plain
+            // export is one list: deny unless asked otherwise.
+            let list = match (q.format, q.list) {
+                (ExportFormat::Plain, None) => Some(List::Deny),
+                (_, l) => l,
+            };
+            core.entries(q.draft, list, None, None, None)
         })
         .await;
     match format {
@@ -387,8 +393,8 @@ async fn verify(State(s): St, ConnectInfo(c): Cred) -> Response {
 }
 
 async fn backup(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    s.call(c, Role::Admin, StatusCode::OK, move |core, _| {
-        core.backup(&body::<BackupRequest>(&b)?.path)
+    s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
+        core.backup(&peer.user, &body::<BackupRequest>(&b)?.path)
     })
     .await
 }

@@ -69,6 +69,9 @@ pub struct Core {
     ifaces: BTreeMap<String, Iface>,
     /// Drift found by the last verify and not repaired.
     drift: usize,
+    /// Kernel hit counters as of the last fold into the store; the kernel
+    /// counts from zero in each generation.
+    hits_seen: HashMap<u32, denylist_common::Hit>,
     pub ops: OpsCounters,
 }
 
@@ -205,6 +208,7 @@ impl Core {
             pins,
             ifaces,
             drift: 0,
+            hits_seen: HashMap::new(),
             ops: OpsCounters::default(),
         };
         core.refresh_modes();
@@ -848,15 +852,42 @@ impl Core {
         Ok(out)
     }
 
+    /// Folds the kernel's per-entry counters into the store's totals, and
+    /// frees the counters removed entries still hold in the kernel.
+    pub fn fold_hits(&mut self) -> Result<(), ApiError> {
+        let kernel = self.dp.sweep_hits()?;
+        let mono_to_wall = now_ms() - coarse_monotonic_ms();
+        let mut deltas = Vec::new();
+        for (id, h) in &kernel {
+            let seen = self.hits_seen.get(id).copied().unwrap_or_default();
+            // Fewer than last time: the LRU evicted and restarted it.
+            let (p, b) = if h.packets >= seen.packets {
+                (h.packets - seen.packets, h.bytes.saturating_sub(seen.bytes))
+            } else {
+                (h.packets, h.bytes)
+            };
+            if p > 0 {
+                let last = (h.last_hit_ns > 0)
+                    .then(|| (h.last_hit_ns / 1_000_000) as Millis + mono_to_wall);
+                deltas.push((*id, p, b, last));
+            }
+        }
+        if !deltas.is_empty() {
+            self.store.add_hits(&deltas)?;
+        }
+        self.hits_seen = kernel;
+        Ok(())
+    }
+
     /// Per-entry hits, busiest first; with `idle_ms`, only entries without a
     /// hit for that long.
     pub fn stats(
-        &self,
+        &mut self,
         top: Option<usize>,
         idle_ms: Option<Millis>,
     ) -> Result<Vec<StatItem>, ApiError> {
-        let hits = self.dp.hits()?;
-        let mono_to_wall = now_ms() - coarse_monotonic_ms();
+        self.fold_hits()?;
+        let totals = self.store.hit_totals()?;
         let now = now_ms();
         let mut out: Vec<StatItem> = self
             .store
@@ -864,14 +895,13 @@ impl Core {
             .into_iter()
             .filter(|s| !s.entry.expired_at(now))
             .map(|s| {
-                let h = hits.get(&s.id).copied().unwrap_or_default();
+                let (packets, bytes, last_hit) = totals.get(&s.id).copied().unwrap_or((0, 0, None));
                 StatItem {
                     target: s.entry.target.to_string(),
                     list: s.entry.list,
-                    packets: h.packets,
-                    bytes: h.bytes,
-                    last_hit: (h.last_hit_ns > 0)
-                        .then(|| (h.last_hit_ns / 1_000_000) as Millis + mono_to_wall),
+                    packets,
+                    bytes,
+                    last_hit,
                 }
             })
             .collect();
@@ -999,18 +1029,30 @@ impl Core {
         })
     }
 
-    pub fn backup(&self, path: &str) -> Result<SeqResponse, ApiError> {
+    pub fn backup(&mut self, user: &str, path: &str) -> Result<SeqResponse, ApiError> {
         let p = PathBuf::from(path);
         if !p.is_absolute() {
             return Err(ApiError::invalid(
                 "the backup path must be absolute (it is on the daemon's host)",
             ));
         }
+        if p.exists() {
+            return Err(ApiError::invalid(format!(
+                "{path} exists: choose a new file name"
+            )));
+        }
         self.store
             .backup(Path::new(path))
             .map_err(|e| ApiError::failure(format!("backup failed: {e}")))?;
+        let seq = self.store.record(
+            user,
+            "backup",
+            None,
+            Some(serde_json::json!({ "path": path })),
+            now_ms(),
+        )?;
         Ok(SeqResponse {
-            seq: 0,
+            seq,
             detail: Some(serde_json::json!({ "path": path })),
         })
     }
@@ -1019,6 +1061,7 @@ impl Core {
     /// draft. They are already dead in the kernel; this keeps a later
     /// deploy from reviving them.
     pub fn sweep(&mut self) -> Result<usize, ApiError> {
+        self.fold_hits()?;
         let now = now_ms();
         let expired = self.store.expired(now)?;
         if expired.is_empty() {
@@ -1036,6 +1079,9 @@ impl Core {
 
     /// Leaves filtering in place (the default), or detaches everything.
     pub fn shutdown(mut self) {
+        if let Err(e) = self.fold_hits() {
+            tracing::warn!("could not save the last hit counts: {}", e.message);
+        }
         if self.config.detach_on_exit {
             let names: Vec<String> = self.ifaces.keys().cloned().collect();
             for iface in names {

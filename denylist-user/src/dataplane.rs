@@ -618,14 +618,86 @@ impl Dataplane {
     /// latest hit time; only entries that were hit (and not evicted from
     /// the LRU) appear.
     pub fn hits(&self) -> Result<HashMap<u32, Hit>, DataplaneError> {
-        fn add(out: &mut HashMap<u32, Hit>, id: u32, v: &Hit) {
-            let sum = out.entry(id).or_default();
-            sum.packets += v.packets;
-            sum.bytes += v.bytes;
-            sum.last_hit_ns = sum.last_hit_ns.max(v.last_hit_ns);
-        }
         let mut out = HashMap::new();
+        for (_, per_cpu) in self.hit_slots()? {
+            for s in per_cpu.iter().filter(|s| s.id != 0) {
+                add_hit(&mut out, s.id, &s.hit);
+            }
+        }
+        for (id, per_cpu) in self.hit_overflow()? {
+            for v in &per_cpu {
+                add_hit(&mut out, id, v);
+            }
+        }
+        Ok(out)
+    }
 
+    /// [`Self::hits`] for installed entries, freeing what removed entries
+    /// still hold: their direct-mapped slots and LRU elements. Clearing a
+    /// slot rewrites its index on every CPU, so an increment racing on
+    /// another CPU for a live entry at that index may be lost.
+    pub fn sweep_hits(&mut self) -> Result<HashMap<u32, Hit>, DataplaneError> {
+        let live: HashSet<u32> = self.installed.values().map(|i| i.id).collect();
+        let mut out = HashMap::new();
+        let mut stale_slots = Vec::new();
+        for (index, mut per_cpu) in self.hit_slots()? {
+            let mut stale = false;
+            for s in per_cpu.iter_mut().filter(|s| s.id != 0) {
+                if live.contains(&s.id) {
+                    add_hit(&mut out, s.id, &s.hit);
+                } else {
+                    *s = HitSlot::default();
+                    stale = true;
+                }
+            }
+            if stale {
+                stale_slots.push((index, per_cpu));
+            }
+        }
+        let mut stale_ids = Vec::new();
+        for (id, per_cpu) in self.hit_overflow()? {
+            if live.contains(&id) {
+                for v in &per_cpu {
+                    add_hit(&mut out, id, v);
+                }
+            } else {
+                stale_ids.push(id);
+            }
+        }
+        let name = MAP_HIT_SLOTS;
+        let err = |source| DataplaneError::Map { name, source };
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap { name })?;
+        let mut slots: PerCpuArray<&mut MapData, HitSlot> =
+            PerCpuArray::try_from(map).map_err(err)?;
+        for (index, per_cpu) in stale_slots {
+            let values = aya::maps::PerCpuValues::try_from(per_cpu).map_err(|e| {
+                err(MapError::SyscallError(aya::sys::SyscallError {
+                    call: "per-CPU values",
+                    io_error: e,
+                }))
+            })?;
+            slots.set(index, values, 0).map_err(err)?;
+        }
+        let name = MAP_HITS;
+        let err = |source| DataplaneError::Map { name, source };
+        let map = self
+            .ebpf
+            .map_mut(name)
+            .ok_or(DataplaneError::MissingMap { name })?;
+        let mut lru: PerCpuHashMap<&mut MapData, u32, Hit> =
+            PerCpuHashMap::try_from(map).map_err(err)?;
+        for id in stale_ids {
+            // Already evicted is as good as removed.
+            let _ = lru.remove(&id);
+        }
+        Ok(out)
+    }
+
+    /// Every slot of the direct-mapped table, per CPU.
+    fn hit_slots(&self) -> Result<Vec<(u32, Vec<HitSlot>)>, DataplaneError> {
         let name = MAP_HIT_SLOTS;
         let err = |source| DataplaneError::Map { name, source };
         let map = self
@@ -633,12 +705,13 @@ impl Dataplane {
             .map(name)
             .ok_or(DataplaneError::MissingMap { name })?;
         let slots: PerCpuArray<&MapData, HitSlot> = PerCpuArray::try_from(map).map_err(err)?;
-        for i in 0..HIT_SLOTS {
-            for s in slots.get(&i, 0).map_err(err)?.iter().filter(|s| s.id != 0) {
-                add(&mut out, s.id, &s.hit);
-            }
-        }
+        (0..HIT_SLOTS)
+            .map(|i| Ok((i, slots.get(&i, 0).map_err(err)?.iter().copied().collect())))
+            .collect()
+    }
 
+    /// Every element of the LRU overflow table, per CPU.
+    fn hit_overflow(&self) -> Result<Vec<(u32, Vec<Hit>)>, DataplaneError> {
         let name = MAP_HITS;
         let err = |source| DataplaneError::Map { name, source };
         let map = self
@@ -646,14 +719,20 @@ impl Dataplane {
             .map(name)
             .ok_or(DataplaneError::MissingMap { name })?;
         let lru: PerCpuHashMap<&MapData, u32, Hit> = PerCpuHashMap::try_from(map).map_err(err)?;
-        for item in lru.iter() {
-            let (id, per_cpu) = item.map_err(err)?;
-            for v in per_cpu.iter() {
-                add(&mut out, id, v);
-            }
-        }
-        Ok(out)
+        lru.iter()
+            .map(|item| {
+                let (id, per_cpu) = item.map_err(err)?;
+                Ok((id, per_cpu.iter().copied().collect()))
+            })
+            .collect()
     }
+}
+
+fn add_hit(out: &mut HashMap<u32, Hit>, id: u32, v: &Hit) {
+    let sum = out.entry(id).or_default();
+    sum.packets += v.packets;
+    sum.bytes += v.bytes;
+    sum.last_hit_ns = sum.last_hit_ns.max(v.last_hit_ns);
 }
 
 impl AttachMode {

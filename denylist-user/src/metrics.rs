@@ -20,8 +20,8 @@ pub fn router(core: Arc<Mutex<Core>>) -> Router {
             let core = core.clone();
             async move {
                 let text = tokio::task::spawn_blocking(move || {
-                    let c = core.lock().unwrap_or_else(|p| p.into_inner());
-                    render(&c)
+                    let mut c = core.lock().unwrap_or_else(|p| p.into_inner());
+                    render(&mut c)
                 })
                 .await
                 .unwrap_or_else(|e| format!("# metrics failed: {e}\n"));
@@ -39,7 +39,7 @@ fn series(out: &mut String, name: &str, help: &str, kind: &str, rows: &[(String,
 }
 
 /// The whole exposition; a field that cannot be read is left out.
-pub fn render(core: &Core) -> String {
+pub fn render(core: &mut Core) -> String {
     let mut out = String::new();
     if let Ok(s) = core.status() {
         let c = &s.counters;

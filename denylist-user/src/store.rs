@@ -53,6 +53,8 @@ CREATE TABLE audit(
   seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, user TEXT NOT NULL,
   kind TEXT NOT NULL, target TEXT, detail TEXT);
 CREATE TABLE attachments(iface TEXT PRIMARY KEY, mode TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE hits(
+  id INTEGER PRIMARY KEY, packets INTEGER NOT NULL, bytes INTEGER NOT NULL, last_hit INTEGER);
 INSERT INTO meta VALUES ('schema', 1), ('revision', 0), ('next_id', 1);
 ";
 
@@ -82,7 +84,7 @@ pub enum StoreError {
     #[error("revision {rev} does not exist: `denylist history` lists the revisions")]
     NoRevision { rev: u64 },
     #[error(
-        "there are {count} pending changes that this would overwrite: deploy or discard them, or pass force"
+        "there are {count} pending changes that this would overwrite: deploy or discard them, or pass --force"
     )]
     Conflict { count: usize },
     #[error("the store holds an unreadable value ({0}): restore a backup")]
@@ -184,7 +186,7 @@ impl Pending {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Revision {
     pub revision: u64,
     #[serde(with = "crate::entry::time_ms")]
@@ -196,7 +198,7 @@ pub struct Revision {
     pub changed: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AuditEvent {
     pub seq: u64,
     #[serde(with = "crate::entry::time_ms")]
@@ -661,6 +663,8 @@ impl Store {
         let rev = meta(&tx, "revision")? + 1;
         for s in &plan.removes {
             delete_entry(&tx, &s.entry, rev)?;
+            tx.prepare_cached("DELETE FROM hits WHERE id = ?1")?
+                .execute([s.id])?;
         }
         for (before, after) in &plan.changes {
             delete_entry(&tx, &before.entry, rev)?;
@@ -795,6 +799,44 @@ impl Store {
         }
         tx.commit()?;
         Ok(seq)
+    }
+
+    /// Adds hit counts folded from the kernel: (id, packets, bytes, last hit).
+    pub fn add_hits(
+        &mut self,
+        deltas: &[(u32, u64, u64, Option<Millis>)],
+    ) -> Result<(), StoreError> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO hits VALUES (?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET
+                 packets = packets + excluded.packets, bytes = bytes + excluded.bytes,
+                 last_hit = max(coalesce(last_hit, 0), coalesce(excluded.last_hit, 0))",
+            )?;
+            for (id, p, b, last) in deltas {
+                stmt.execute(params![id, *p as i64, *b as i64, last])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Folded hit totals by entry id: (packets, bytes, last hit).
+    pub fn hit_totals(&self) -> Result<HashMap<u32, (u64, u64, Option<Millis>)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, packets, bytes, last_hit FROM hits")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                (
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u64,
+                    r.get(3)?,
+                ),
+            ))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Records an event that changed nothing in the store itself.

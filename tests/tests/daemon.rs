@@ -667,3 +667,234 @@ fn only_admins_change_viewers_read_and_others_get_nothing() {
     );
     drop(accounts);
 }
+
+#[test]
+fn hits_are_counted_per_entry_and_survive_a_restart() {
+    let sb = sandbox("hits");
+    let d = sb.start(&[]);
+    add(&sb.client(), &[A, "203.0.113.0/24"], true);
+    assert_eq!(sb.replies(A), 0);
+    let stats: Vec<denylist::proto::StatItem> = sb.client().get("/v1/stats").unwrap();
+    assert_eq!(
+        (stats[0].target.as_str(), stats[0].packets),
+        (A, u64::from(COUNT)),
+        "busiest first: {stats:?}"
+    );
+    assert!(
+        stats[0]
+            .last_hit
+            .is_some_and(|t| (denylist::entry::now_ms() - t).abs() < 10_000)
+    );
+    assert_eq!(stats[1].packets, 0);
+    assert!(d.stop().success());
+    let _d = sb.start(&[]);
+    assert_eq!(sb.replies(A), 0);
+    let stats: Vec<denylist::proto::StatItem> = sb.client().get("/v1/stats?top=1").unwrap();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(
+        stats[0].packets,
+        2 * u64::from(COUNT),
+        "folded into the store across the restart"
+    );
+    let idle: Vec<denylist::proto::StatItem> = sb.client().get("/v1/stats?idle=1h").unwrap();
+    assert_eq!(
+        idle.iter().map(|s| s.target.as_str()).collect::<Vec<_>>(),
+        ["203.0.113.0/24"]
+    );
+}
+
+fn xdp_prog_name(ns: &denylist_tests::netns::Netns, iface: &str) -> Option<String> {
+    let out = ns
+        .run(&["ip", "-j", "-d", "link", "show", "dev", iface])
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    v[0]["xdp"]["prog"]["name"].as_str().map(str::to_string)
+}
+
+#[test]
+fn late_and_returning_interfaces_are_attached_and_others_programs_are_not_replaced() {
+    let sb = sandbox("ifc");
+    let ns = &sb.pair.receiver;
+    let _d = sb.start(&["--iface", "dl-late"]);
+    let c = sb.client();
+    let st = status(&c);
+    assert!(st.degraded, "a configured interface is missing");
+    let late = st.interfaces.iter().find(|i| i.name == "dl-late").unwrap();
+    assert!(!late.attached);
+
+    ns.run(&[
+        "ip",
+        "link",
+        "add",
+        "dl-late",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "dl-late-p",
+    ])
+    .unwrap();
+    ns.run(&["ip", "link", "set", "dl-late", "up"]).unwrap();
+    let attached = |c: &Client| {
+        status(c)
+            .interfaces
+            .iter()
+            .any(|i| i.name == "dl-late" && i.attached)
+    };
+    let wait = |want: bool| {
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < until && attached(&c) != want {
+            thread::sleep(Duration::from_millis(200));
+        }
+        attached(&c) == want
+    };
+    assert!(wait(true), "attached once it appeared");
+    assert_eq!(xdp_prog_name(ns, "dl-late").as_deref(), Some("denylist"));
+    assert!(!status(&c).degraded);
+
+    ns.run(&["ip", "link", "del", "dl-late"]).unwrap();
+    assert!(wait(false), "noticed it went away");
+    ns.run(&[
+        "ip",
+        "link",
+        "add",
+        "dl-late",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "dl-late-p",
+    ])
+    .unwrap();
+    assert!(wait(true), "re-attached when it came back");
+    assert_eq!(xdp_prog_name(ns, "dl-late").as_deref(), Some("denylist"));
+
+    // Another tool's XDP program: a clear error naming it, and it stays.
+    ns.run(&[
+        "ip",
+        "link",
+        "add",
+        "dl-other",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "dl-other-p",
+    ])
+    .unwrap();
+    ns.run(&[
+        "xdp-filter",
+        "load",
+        "dl-other",
+        "-m",
+        "skb",
+        "-f",
+        "ipv4,ipv6",
+    ])
+    .unwrap();
+    let before = xdp_prog_name(ns, "dl-other").expect("xdp-filter loaded");
+    let e = c
+        .post::<_, serde_json::Value>("/v1/attach", &serde_json::json!({ "iface": "dl-other" }))
+        .unwrap_err();
+    assert!(
+        e.message.contains("already carries XDP program") && e.message.contains(&before),
+        "{}",
+        e.message
+    );
+    assert_eq!(
+        xdp_prog_name(ns, "dl-other"),
+        Some(before),
+        "nothing was replaced"
+    );
+    let _ = ns.run(&["xdp-filter", "unload", "dl-other", "--all"]);
+}
+
+#[test]
+fn a_peer_with_a_live_ssh_session_is_not_blocked_without_force() {
+    let sb = sandbox("ssh");
+    let _d = sb.start(&[]);
+    let listen = "import socket,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',22))\ns.listen()\nc,_=s.accept()\ntime.sleep(60)";
+    let connect = format!(
+        "import socket,time\nfor _ in range(50):\n  try:\n    s=socket.socket();s.bind(('{A}',0));s.connect(('{}',22));break\n  except OSError:\n    time.sleep(0.1)\ntime.sleep(60)",
+        sb.pair.receiver_v4
+    );
+    let mut server = sb
+        .pair
+        .receiver
+        .cmd("python3")
+        .args(["-c", listen])
+        .spawn()
+        .unwrap();
+    let mut client = sb
+        .pair
+        .sender
+        .cmd("python3")
+        .args(["-c", &connect])
+        .spawn()
+        .unwrap();
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let mut refused = None;
+    while std::time::Instant::now() < until {
+        let req = AddRequest {
+            entries: vec![item(A)],
+            ..AddRequest::default()
+        };
+        match sb.client().post::<_, StageResponse>("/v1/entries", &req) {
+            Err(e) if e.class == Class::Guarded => {
+                refused = Some(e);
+                break;
+            }
+            Ok(_) => {
+                let rm = RemoveRequest {
+                    targets: vec![A.into()],
+                    list: List::Deny,
+                    deploy: false,
+                    message: None,
+                };
+                let _: StageResponse = sb.client().post("/v1/entries/remove", &rm).unwrap();
+            }
+            Err(e) => panic!("{e}"),
+        }
+        thread::sleep(Duration::from_millis(200));
+    }
+    let _ = server.kill();
+    let _ = client.kill();
+    let _ = server.wait();
+    let _ = client.wait();
+    let e = refused.expect("refused while the session was up");
+    assert!(e.message.contains("live SSH session"), "{}", e.message);
+    let forced = AddRequest {
+        entries: vec![item(A)],
+        force: true,
+        ..AddRequest::default()
+    };
+    let _: StageResponse = sb.client().post("/v1/entries", &forced).unwrap();
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_text() {
+    require_root();
+    let home = Home::new("met");
+    let port = 20_000 + std::process::id() % 20_000;
+    let addr = format!("127.0.0.1:{port}");
+    let _d = Daemon::start(&home, None, &["--metrics", &addr]);
+    add(&home.client(), &[A], true);
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://{addr}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "denylist_packets_total{verdict=\"dropped\"}",
+        "denylist_bytes_total{verdict=\"passed\"}",
+        "denylist_revision 1",
+        "denylist_entries{list=\"deny\"} 1",
+        "denylist_capacity{kind=\"total\"}",
+        "denylist_last_deploy_duration_milliseconds",
+        "denylist_deploy_failures_total 0",
+        "denylist_verify_repairs_total 0",
+        "denylist_attached_interfaces 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
