@@ -26,7 +26,7 @@ use crate::{
         RemoveRequest, RollbackRequest, RollbackResponse, SeqResponse, StageItem, StageResponse,
         Staged, StatItem, Status, StatusCounters, VerifyResponse,
     },
-    store::{Audit, Op, Plan, Stage, Store, StoreError},
+    store::{Audit, HitTotal, Op, Plan, Stage, Store, StoreError},
     target::Target,
     verdict::{List, Rule, Verdict},
 };
@@ -869,7 +869,14 @@ impl Core {
             if p > 0 {
                 let last = (h.last_hit_ns > 0)
                     .then(|| (h.last_hit_ns / 1_000_000) as Millis + mono_to_wall);
-                deltas.push((*id, p, b, last));
+                deltas.push((
+                    *id,
+                    HitTotal {
+                        packets: p,
+                        bytes: b,
+                        last_hit: last,
+                    },
+                ));
             }
         }
         if !deltas.is_empty() {
@@ -895,13 +902,13 @@ impl Core {
             .into_iter()
             .filter(|s| !s.entry.expired_at(now))
             .map(|s| {
-                let (packets, bytes, last_hit) = totals.get(&s.id).copied().unwrap_or((0, 0, None));
+                let t = totals.get(&s.id).copied().unwrap_or_default();
                 StatItem {
                     target: s.entry.target.to_string(),
                     list: s.entry.list,
-                    packets,
-                    bytes,
-                    last_hit,
+                    packets: t.packets,
+                    bytes: t.bytes,
+                    last_hit: t.last_hit,
                 }
             })
             .collect();

@@ -209,6 +209,14 @@ pub struct AuditEvent {
     pub detail: Option<serde_json::Value>,
 }
 
+/// An entry's hits, folded from the kernel's per-CPU counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HitTotal {
+    pub packets: u64,
+    pub bytes: u64,
+    pub last_hit: Option<Millis>,
+}
+
 /// What a deploy will do, with ids and expiries fixed.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
@@ -801,11 +809,8 @@ impl Store {
         Ok(seq)
     }
 
-    /// Adds hit counts folded from the kernel: (id, packets, bytes, last hit).
-    pub fn add_hits(
-        &mut self,
-        deltas: &[(u32, u64, u64, Option<Millis>)],
-    ) -> Result<(), StoreError> {
+    /// Adds hit counts folded from the kernel, by entry id.
+    pub fn add_hits(&mut self, deltas: &[(u32, HitTotal)]) -> Result<(), StoreError> {
         let tx = self.conn.transaction()?;
         {
             let mut stmt = tx.prepare_cached(
@@ -813,28 +818,26 @@ impl Store {
                  packets = packets + excluded.packets, bytes = bytes + excluded.bytes,
                  last_hit = max(coalesce(last_hit, 0), coalesce(excluded.last_hit, 0))",
             )?;
-            for (id, p, b, last) in deltas {
-                stmt.execute(params![id, *p as i64, *b as i64, last])?;
+            for (id, h) in deltas {
+                stmt.execute(params![id, h.packets as i64, h.bytes as i64, h.last_hit])?;
             }
         }
         tx.commit()?;
         Ok(())
     }
 
-    /// Folded hit totals by entry id: (packets, bytes, last hit).
-    pub fn hit_totals(&self) -> Result<HashMap<u32, (u64, u64, Option<Millis>)>, StoreError> {
+    /// Folded hit totals by entry id.
+    pub fn hit_totals(&self) -> Result<HashMap<u32, HitTotal>, StoreError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT id, packets, bytes, last_hit FROM hits")?;
         let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, u32>(0)?,
-                (
-                    r.get::<_, i64>(1)? as u64,
-                    r.get::<_, i64>(2)? as u64,
-                    r.get(3)?,
-                ),
-            ))
+            let total = HitTotal {
+                packets: r.get::<_, i64>(1)? as u64,
+                bytes: r.get::<_, i64>(2)? as u64,
+                last_hit: r.get(3)?,
+            };
+            Ok((r.get::<_, u32>(0)?, total))
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
