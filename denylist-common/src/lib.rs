@@ -27,7 +27,7 @@ pub const MAP_HITS: &str = "HITS";
 /// The XDP program's name in the object.
 pub const PROGRAM_NAME: &str = "denylist";
 
-/// Every map of the object, for pinning and layout checks.
+/// Every map of the object: the loader sizes each one.
 pub const ALL_MAPS: [&str; 8] = [
     MAP_EXACT_V4,
     MAP_EXACT_V6,
@@ -43,10 +43,6 @@ pub const ALL_MAPS: [&str; 8] = [
 /// lookup is inlined by the verifier, where an LRU hash lookup costs about
 /// 50 ns a packet here, so busy entries count through this table.
 pub const HIT_SLOTS: u32 = 16_384;
-
-/// Bumped whenever a map's key, value or meaning changes, so a daemon never
-/// adopts pins written by an incompatible release.
-pub const LAYOUT_VERSION: u32 = 1;
 
 /// `Slot::word` / `Rule::word` flag: this slot holds an entry.
 pub const FLAG_PRESENT: u64 = 1;

@@ -406,6 +406,12 @@ async fn not_found() -> Response {
     ))
 }
 
+async fn wrong_method() -> Response {
+    error(ApiError::invalid(
+        "this route does not take that method: docs/api.md lists each route's method",
+    ))
+}
+
 /// Every route of docs/api.md.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -431,6 +437,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/verify", post(verify))
         .route("/v1/backup", post(backup))
         .fallback(not_found)
+        .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

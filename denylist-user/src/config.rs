@@ -41,7 +41,7 @@ pub struct Args {
     /// Where the store lives [default: /var/lib/denylist].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
-    /// Where the program, links and maps are pinned [default: /sys/fs/bpf/denylist].
+    /// Where the XDP links and the maps are pinned [default: /sys/fs/bpf/denylist].
     #[arg(long)]
     pub bpffs: Option<PathBuf>,
     /// Entries across both lists and both families [default: 131072].

@@ -393,33 +393,23 @@ impl Core {
         self.stage_and_maybe_deploy(peer, ops, warnings, req.deploy, req.message.as_deref())
     }
 
+    /// Warnings that need no force: a deny entry an allow entry covers,
+    /// and an entry covering existing ones. One pass over the installed
+    /// entries keeps only those that matter to `guard::warnings`.
     fn warnings(&self, t: &Target, list: List) -> Vec<String> {
-        let mut out = Vec::new();
-        if list == List::Deny {
-            let (v, _) = self.dp.decide(t.addr(), 0);
-            if v == Verdict::Allowed {
-                out.push(format!(
-                    "{t}: an allow entry covers it, so it will never drop anything"
-                ));
-            }
-        }
-        if !t.is_exact() {
-            let inside: Vec<Rule> = self
-                .dp
-                .rules()
-                .filter(|r| r.list == list && r.target != *t && t.covers(&r.target))
-                .take(1_000)
-                .collect();
-            if let Some(first) = inside.first() {
-                out.push(format!(
-                    "{t} covers {} existing {} entries, e.g. {}",
-                    inside.len(),
-                    list.as_str(),
-                    first.target
-                ));
-            }
-        }
-        out
+        let relevant: Vec<(Target, List)> = self
+            .dp
+            .rules()
+            .filter(|r| {
+                (r.list == List::Allow && list == List::Deny && r.target.covers(t))
+                    || (r.list == list && t.covers(&r.target))
+            })
+            .map(|r| (r.target, r.list))
+            .collect();
+        guard::warnings(t, list, &relevant)
+            .iter()
+            .map(ToString::to_string)
+            .collect()
     }
 
     fn stage_and_maybe_deploy(
@@ -496,7 +486,27 @@ impl Core {
         p: ImportParams,
         body: &[u8],
     ) -> Result<ImportResponse, ApiError> {
-        let parsed = import::parse(body, p.format, p.force);
+        let mut parsed = import::parse(body, p.format, p.force);
+        let now = now_ms();
+        // Our own export carries whole entries; fields it leaves out get
+        // the values a new entry would get. A bad one is an invalid line.
+        let mut restored: Vec<Option<Entry>> = Vec::with_capacity(parsed.json_entries.len());
+        for (i, v) in parsed.json_entries.iter().enumerate() {
+            match serde_json::from_value::<ImportedEntry>(v.clone()) {
+                Ok(e) => restored.push(Some(e.into_entry(&peer.user, now))),
+                Err(e) => {
+                    restored.push(None);
+                    let mut text = v.to_string();
+                    text.truncate(200);
+                    parsed.invalid.push(import::Invalid {
+                        line: parsed.entries[i].line,
+                        text,
+                        error: e.to_string(),
+                    });
+                }
+            }
+        }
+        parsed.invalid.sort_by_key(|i| i.line);
         if !parsed.invalid.is_empty() && !p.skip_invalid {
             let lines: Vec<serde_json::Value> = parsed
                 .invalid
@@ -505,8 +515,9 @@ impl Core {
                 .collect();
             let first = &parsed.invalid[0];
             return Err(ApiError::invalid(format!(
-                "{} invalid lines, e.g. line {}: {:?}: {}; nothing was staged (fix them, or pass --skip-invalid)",
+                "{} invalid {}, e.g. line {}: {:?}: {}; nothing was staged (fix them, or pass --skip-invalid)",
                 lines.len(),
+                if lines.len() == 1 { "line" } else { "lines" },
                 first.line,
                 first.text,
                 first.error
@@ -529,13 +540,9 @@ impl Core {
         let mut guarded = Vec::new();
         for (i, line) in parsed.entries.iter().enumerate() {
             let op = if parsed.format == import::Format::Json {
-                let mut e: Entry =
-                    serde_json::from_value(parsed.json_entries[i].clone()).map_err(|e| {
-                        ApiError::invalid(format!(
-                            "entry {} of the JSON import: {e}; nothing was staged",
-                            line.line
-                        ))
-                    })?;
+                let Some(mut e) = restored[i].take() else {
+                    continue;
+                };
                 if let Some(r) = &p.reason {
                     e.reason = Some(r.clone());
                 }
@@ -587,7 +594,7 @@ impl Core {
             .with_details(serde_json::Value::Array(guarded)));
         }
         if p.replace {
-            for e in self.store.draft()? {
+            for e in self.store.draft(now_ms())? {
                 if e.source == source && !index.contains_key(&(e.target, e.list)) {
                     ops.push(Stage::Remove {
                         target: e.target,
@@ -642,7 +649,7 @@ impl Core {
     pub fn mode(&mut self, peer: &Peer, req: ModeRequest) -> Result<StageResponse, ApiError> {
         let draft: HashSet<(Target, List)> = self
             .store
-            .draft()?
+            .draft(now_ms())?
             .iter()
             .map(|e| (e.target, e.list))
             .collect();
@@ -830,7 +837,7 @@ impl Core {
     ) -> Result<Vec<Entry>, ApiError> {
         let now = now_ms();
         let all: Vec<Entry> = if draft {
-            self.store.draft()?
+            self.store.draft(now_ms())?
         } else {
             self.store
                 .deployed()?
@@ -962,15 +969,25 @@ impl Core {
                 format!("there is no interface {}", req.iface),
             ));
         }
-        if self
-            .ifaces
-            .get(&req.iface)
-            .is_some_and(|i| i.attached.is_some())
-        {
-            let _ = self.dp.detach(&req.iface);
-            let _ = self.pins.remove_link(&req.iface);
-        }
-        let attached = self.attach_now(&req.iface, mode)?;
+        let current = self.ifaces.get(&req.iface).and_then(|i| i.attached);
+        let attached = match current {
+            // Already filtering as asked: re-attaching would open a gap.
+            Some((m, _))
+                if mode == AttachMode::Auto
+                    || (mode == AttachMode::Native) == (m == AttachedMode::Native) =>
+            {
+                m
+            }
+            Some(_) => {
+                let _ = self.dp.detach(&req.iface);
+                let _ = self.pins.remove_link(&req.iface);
+                if let Some(i) = self.ifaces.get_mut(&req.iface) {
+                    i.attached = None;
+                }
+                self.attach_now(&req.iface, mode)?
+            }
+            None => self.attach_now(&req.iface, mode)?,
+        };
         let seq =
             self.store
                 .set_attachment(&req.iface, Some(mode.as_str()), &peer.user, now_ms())?;
@@ -1068,7 +1085,10 @@ impl Core {
     /// draft. They are already dead in the kernel; this keeps a later
     /// deploy from reviving them.
     pub fn sweep(&mut self) -> Result<usize, ApiError> {
-        self.fold_hits()?;
+        // Counting is secondary: a failed fold must not stop expiry.
+        if let Err(e) = self.fold_hits() {
+            tracing::warn!("folding hit counters: {}", e.message);
+        }
         let now = now_ms();
         let expired = self.store.expired(now)?;
         if expired.is_empty() {
@@ -1110,6 +1130,48 @@ impl Core {
 
     pub fn dataplane(&self) -> &Dataplane {
         &self.dp
+    }
+}
+
+/// An entry of our JSON export, as an import reads it: every field but
+/// the target may be left out.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImportedEntry {
+    target: Target,
+    #[serde(default)]
+    list: Option<List>,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    ttl: Option<u64>,
+    /// Ignored: the expiry is set again by the deploy, from the TTL.
+    #[serde(default, rename = "expires_at")]
+    _expires_at: Option<serde_json::Value>,
+    #[serde(default)]
+    monitor: Option<bool>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    added_by: Option<String>,
+    #[serde(default, with = "crate::entry::time_ms::opt")]
+    added_at: Option<Millis>,
+}
+
+impl ImportedEntry {
+    fn into_entry(self, user: &str, now: Millis) -> Entry {
+        let list = self.list.unwrap_or(List::Deny);
+        Entry {
+            target: self.target,
+            list,
+            reason: self.reason,
+            ttl: self.ttl,
+            expires_at: None,
+            monitor: self.monitor.unwrap_or(false) && list == List::Deny,
+            source: self.source.unwrap_or_else(|| "manual".into()),
+            added_by: self.added_by.unwrap_or_else(|| user.to_string()),
+            added_at: self.added_at.unwrap_or(now),
+        }
     }
 }
 

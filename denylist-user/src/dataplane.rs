@@ -41,7 +41,7 @@ use crate::{
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error(
-        "loading the XDP program failed: {0} (run as root, on a kernel with BTF, 5.18 or newer)"
+        "loading the XDP program failed: {0} (run as root, on a kernel with BTF, 6.1 or newer)"
     )]
     Load(#[from] aya::EbpfError),
     #[error("the XDP program was rejected: {0}")]
@@ -538,15 +538,25 @@ impl Dataplane {
             }
             for (ip, v) in got {
                 seen.insert(ip);
-                if want.get(&ip) != Some(&v) {
-                    let t = Target::host(ip);
+                let w = want.get(&ip).copied().unwrap_or_default();
+                let t = Target::host(ip);
+                if w.deny != v.deny {
                     drift.insert((t, List::Deny));
+                }
+                if w.allow != v.allow {
+                    drift.insert((t, List::Allow));
                 }
             }
         }
-        for ip in want.keys() {
+        for (ip, w) in &want {
             if !seen.contains(ip) {
-                drift.insert((Target::host(*ip), List::Deny));
+                let t = Target::host(*ip);
+                if w.deny.word != 0 {
+                    drift.insert((t, List::Deny));
+                }
+                if w.allow.word != 0 {
+                    drift.insert((t, List::Allow));
+                }
             }
         }
         for ((t, l), i) in &self.installed {

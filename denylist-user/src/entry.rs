@@ -87,7 +87,7 @@ pub struct Entry {
     /// Seconds; `None` never expires.
     pub ttl: Option<u64>,
     /// Set by the deploy that puts the entry into effect.
-    #[serde(with = "time_ms::opt")]
+    #[serde(default, with = "time_ms::opt")]
     pub expires_at: Option<Millis>,
     pub monitor: bool,
     /// `manual`, or `import:NAME`.

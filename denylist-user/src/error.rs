@@ -2,7 +2,7 @@
 //!
 //! | class | CLI exit | HTTP |
 //! |---|---|---|
-//! | failure | 1 | 500 (503 when the daemon cannot serve) |
+//! | failure | 1 | 500 (the client's "cannot reach denylistd" is class unavailable, 503) |
 //! | invalid input or usage | 2 | 400 (413 if too large) |
 //! | refused by a guardrail | 3 | 422 |
 //! | permission denied | 4 | 403 |
@@ -101,7 +101,7 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         use crate::store::StoreError as S;
         let class = match &e {
-            S::NotFound { .. } | S::NoRevision { .. } => Class::NotFound,
+            S::NotFound { .. } | S::NotPending { .. } | S::NoRevision { .. } => Class::NotFound,
             S::Conflict { .. } => Class::Conflict,
             _ => Class::Failure,
         };

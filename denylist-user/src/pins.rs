@@ -3,7 +3,8 @@
 //! Under `--bpffs` (default `/sys/fs/bpf/denylist`):
 //! - `link-IFACE`: the pinned XDP link of each attached interface. The kernel
 //!   keeps a pinned link attached after its process exits.
-//! - `gen-N/`: the maps of generation N, in the layout of `LAYOUT_VERSION`.
+//! - `gen-N/`: the maps of generation N, in this release's layout and the
+//!   configured capacity.
 //!
 //! Every start of the daemon builds a new generation from the store, moves
 //! the links to it with one BPF_LINK_UPDATE each, then unpins the older

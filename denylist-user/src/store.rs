@@ -22,7 +22,7 @@ use crate::{
     verdict::List,
 };
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 pub const DB_FILE: &str = "denylist.db";
 
 const SCHEMA: &str = "
@@ -55,7 +55,7 @@ CREATE TABLE audit(
 CREATE TABLE attachments(iface TEXT PRIMARY KEY, mode TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE hits(
   id INTEGER PRIMARY KEY, packets INTEGER NOT NULL, bytes INTEGER NOT NULL, last_hit INTEGER);
-INSERT INTO meta VALUES ('schema', 1), ('revision', 0), ('next_id', 1);
+INSERT INTO meta VALUES ('schema', 2), ('revision', 0), ('next_id', 1);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -81,6 +81,8 @@ pub enum StoreError {
     },
     #[error("{target} is not on the {} list: nothing was staged", list.as_str())]
     NotFound { target: Target, list: List },
+    #[error("{target} ({}) has no pending change to deploy: `denylist diff` lists them", list.as_str())]
+    NotPending { target: Target, list: List },
     #[error("revision {rev} does not exist: `denylist history` lists the revisions")]
     NoRevision { rev: u64 },
     #[error(
@@ -351,7 +353,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        if !exists {
+        if exists {
+            upgrade(&conn)?;
+        } else {
             conn.execute_batch(&format!("BEGIN; {SCHEMA} COMMIT;"))?;
         }
         Ok(Self { conn, path })
@@ -380,11 +384,13 @@ impl Store {
         Ok(out)
     }
 
-    /// The draft's entries: deployed ones with the pending changes applied.
-    pub fn draft(&self) -> Result<Vec<Entry>, StoreError> {
+    /// The draft's entries: live deployed ones with the pending changes
+    /// applied (a pending entry's expiry is set again by its deploy).
+    pub fn draft(&self, now: Millis) -> Result<Vec<Entry>, StoreError> {
         let mut by_key: BTreeMap<(Target, List), Entry> = self
             .deployed()?
             .into_iter()
+            .filter(|s| !s.entry.expired_at(now))
             .map(|s| ((s.entry.target, s.entry.list), s.entry))
             .collect();
         for p in self.pending()? {
@@ -461,10 +467,14 @@ impl Store {
             let (target, list) = op.key();
             let deployed = deployed_entry(&tx, target, list)?;
             let pending = pending_row(&tx, target, list)?;
+            // An expired entry is absent, even before the sweep removes it.
             let draft: Option<Entry> = match &pending {
                 Some((Op::Remove, _)) => None,
                 Some((_, e)) => Some(e.clone()),
-                None => deployed.as_ref().map(|s| s.entry.clone()),
+                None => deployed
+                    .as_ref()
+                    .filter(|d| !d.entry.expired_at(now))
+                    .map(|s| s.entry.clone()),
             };
             let existed = draft.is_some();
             let new = match op {
@@ -528,7 +538,7 @@ impl Store {
                 (None, None) => None,
                 (Some(d), None) => Some((Op::Remove, d.entry.clone())),
                 (None, Some(n)) => Some((Op::Add, n.clone())),
-                (Some(d), Some(n)) if d.entry.same_settings(n) => None,
+                (Some(d), Some(n)) if d.entry.same_settings(n) && !d.entry.expired_at(now) => None,
                 (Some(_), Some(n)) => Some((Op::Change, n.clone())),
             };
             if let Some((op, e)) = &row {
@@ -606,7 +616,7 @@ impl Store {
         if let Some(keys) = only {
             for k in keys {
                 if !pending.iter().any(|p| p.key() == *k) {
-                    return Err(StoreError::NotFound {
+                    return Err(StoreError::NotPending {
                         target: k.0,
                         list: k.1,
                     });
@@ -636,8 +646,9 @@ impl Store {
                 }
                 (Op::Change, Some(before), Some(mut e)) => {
                     // A TTL counts from the deploy that sets it; an
-                    // unchanged TTL keeps its expiry.
-                    e.expires_at = if e.ttl == before.entry.ttl {
+                    // unchanged TTL keeps its expiry, unless that has passed
+                    // and the entry is being put back.
+                    e.expires_at = if e.ttl == before.entry.ttl && !before.entry.expired_at(now) {
                         before.entry.expires_at
                     } else {
                         expiry(e.ttl)
@@ -791,6 +802,7 @@ impl Store {
     /// the draft, with an `expiry` audit event each; no revision.
     pub fn expire(&mut self, expired: &[Stored], now: Millis) -> Result<u64, StoreError> {
         let tx = self.conn.transaction()?;
+        let rev = meta(&tx, "revision")?;
         let mut seq = 0;
         for s in expired {
             let (t, l) = (s.entry.target.to_string(), s.entry.list.as_str());
@@ -802,6 +814,12 @@ impl Store {
                 "DELETE FROM pending WHERE target = ?1 AND list = ?2",
                 params![t, l],
             )?;
+            // It was in the revisions up to now, and is in none after.
+            tx.execute(
+                "UPDATE versions SET to_rev = ?3 WHERE target = ?1 AND list = ?2 AND to_rev IS NULL",
+                params![t, l, rev + 1],
+            )?;
+            tx.execute("DELETE FROM hits WHERE id = ?1", [s.id])?;
             let detail = serde_json::json!({ "list": l, "expires_at": s.entry.expires_at.map(crate::entry::rfc3339) });
             seq = audit(&tx, now, "denylistd", "expiry", Some(&t), Some(detail))?;
         }
@@ -816,7 +834,9 @@ impl Store {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO hits VALUES (?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET
                  packets = packets + excluded.packets, bytes = bytes + excluded.bytes,
-                 last_hit = max(coalesce(last_hit, 0), coalesce(excluded.last_hit, 0))",
+                 last_hit = CASE WHEN last_hit IS NULL THEN excluded.last_hit
+                                 WHEN excluded.last_hit IS NULL THEN last_hit
+                                 ELSE max(last_hit, excluded.last_hit) END",
             )?;
             for (id, h) in deltas {
                 stmt.execute(params![id, h.packets as i64, h.bytes as i64, h.last_hit])?;
@@ -960,6 +980,22 @@ impl Store {
         })?;
         Ok((m.permissions().mode() & 0o7777, m.uid()))
     }
+}
+
+/// Brings a store written by an older denylistd to SCHEMA_VERSION, in one
+/// transaction: version 2 added per-entry hit totals and the expiry index.
+fn upgrade(conn: &Connection) -> Result<(), StoreError> {
+    if meta(conn, "schema")? < 2 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE IF NOT EXISTS hits(
+               id INTEGER PRIMARY KEY, packets INTEGER NOT NULL, bytes INTEGER NOT NULL, last_hit INTEGER);
+             CREATE INDEX IF NOT EXISTS entries_expiry ON entries(expires_at) WHERE expires_at IS NOT NULL;
+             UPDATE meta SET value = 2 WHERE key = 'schema';
+             COMMIT;",
+        )?;
+    }
+    Ok(())
 }
 
 fn prefixed(t: &str) -> String {
@@ -1282,13 +1318,13 @@ mod tests {
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].target, t("198.51.100.9"));
         let draft: Vec<String> = s
-            .draft()
+            .draft(5_000)
             .unwrap()
             .iter()
             .map(|e| e.target.to_string())
             .collect();
         assert_eq!(draft, ["198.51.100.7"]);
-        let restored = s.draft().unwrap().remove(0);
+        let restored = s.draft(5_000).unwrap().remove(0);
         assert_eq!(
             (restored.added_by.as_str(), restored.added_at),
             ("alice", 0)

@@ -22,12 +22,17 @@ pub fn bin(name: &str) -> PathBuf {
     let dir = match std::env::var_os("DENYLIST_BIN_DIR") {
         Some(d) => PathBuf::from(d),
         None => {
-            let exe = std::env::current_exe().expect("the test binary's path");
-            // target/debug/deps/<test> → target/debug
-            exe.parent()
-                .and_then(Path::parent)
-                .expect("target dir")
-                .to_path_buf()
+            // Tests live in target/PROFILE/deps, binaries such as the demo
+            // in target/PROFILE: either way the workspace's binaries are in
+            // target/PROFILE.
+            let exe = std::env::current_exe().expect("the running binary's path");
+            let dir = exe.parent().expect("a directory");
+            if dir.ends_with("deps") {
+                dir.parent()
+                    .map_or_else(|| dir.to_path_buf(), Path::to_path_buf)
+            } else {
+                dir.to_path_buf()
+            }
         }
     };
     let path = dir.join(name);

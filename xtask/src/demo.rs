@@ -1,10 +1,17 @@
-//! `cargo xtask demo`: runs the demo binary of denylist-tests; its exit code
-//! is the task's.
+//! `cargo xtask demo`: builds denylistd and the CLI, then runs the demo
+//! binary of denylist-tests, whose exit code is the task's.
 
 use crate::{cmd, setup};
 
 pub fn run() -> anyhow::Result<()> {
     setup::ensure()?;
+    cmd::run(&mut cmd::cargo([
+        "build",
+        "--release",
+        "-p",
+        "denylist-user",
+        "--bins",
+    ])?)?;
     Err(cmd::exec(&mut cmd::cargo([
         "run",
         "--release",

@@ -1,20 +1,19 @@
-//! `cargo xtask demo`: the data plane in a sandbox of two network
-//! namespaces, dropping and passing live traffic. Everything it creates is
-//! removed when it ends, also after Ctrl-C.
+//! `cargo xtask demo`: the admin's story with live traffic. Two network
+//! namespaces joined by a veth pair; denylistd on the inside end; every
+//! `denylist` command printed before it runs. Everything is removed when it
+//! ends, also after Ctrl-C.
 
 use std::{
     net::IpAddr,
+    process::Command,
     sync::atomic::{AtomicBool, Ordering},
+    thread,
+    time::Duration,
 };
 
 use anyhow::{Context as _, Result, bail};
-use denylist::{
-    dataplane::{AttachMode, Dataplane},
-    layout::Layout,
-    target::Target,
-    verdict::{List, Rule},
-};
 use denylist_tests::{
+    daemon::{Daemon, Home, bin},
     netns::{Pair, PairConfig},
     require_root,
 };
@@ -25,8 +24,9 @@ extern "C" fn on_interrupt(_: libc::c_int) {
     INTERRUPTED.store(true, Ordering::SeqCst);
 }
 
-/// Ctrl-C also reaches ping (same process group), which then returns; the
-/// demo stops at the next step and its Drop guards remove the namespaces.
+/// Ctrl-C also reaches ping and the CLI (same process group), which then
+/// return; the demo stops at its next step and its Drop guards remove the
+/// daemon, the pins and the namespaces.
 fn catch_interrupt() {
     let handler: extern "C" fn(libc::c_int) = on_interrupt;
     // SAFETY: the handler only stores to an atomic, which is signal-safe.
@@ -36,67 +36,56 @@ fn catch_interrupt() {
     }
 }
 
+const ATTACKER: &str = "198.51.100.7";
+const NAT: &str = "203.0.113.9";
+const NEIGHBOUR: &str = "203.0.113.10";
+const WATCHED: &str = "198.51.100.8";
+const BRIEF: &str = "198.51.100.9";
+
 struct Demo {
     pair: Pair,
-    dp: Dataplane,
-    next_id: u32,
+    home: Home,
 }
 
 impl Demo {
-    fn step(&self, text: &str) -> Result<()> {
+    fn step(&self, n: u32, text: &str) -> Result<()> {
         if INTERRUPTED.load(Ordering::SeqCst) {
             bail!("interrupted: cleaning up");
         }
-        println!("\n== {text}");
+        println!("\n── {n}. {text}");
         Ok(())
     }
 
-    fn ping(&self, src: &str) -> Result<()> {
+    /// Prints and runs one CLI command; returns its exit code.
+    fn denylist(&self, args: &[&str]) -> Result<i32> {
+        println!("$ denylist {}", args.join(" "));
+        let out = Command::new(bin("denylist"))
+            .args(args)
+            .env("DENYLIST_SOCKET", self.home.socket())
+            .output()
+            .context("running denylist")?;
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            println!("  {line}");
+        }
+        for line in String::from_utf8_lossy(&out.stderr).lines() {
+            println!("  {line}");
+        }
+        let code = out.status.code().unwrap_or(-1);
+        if code != 0 {
+            println!("  (exit code {code})");
+        }
+        Ok(code)
+    }
+
+    fn traffic(&self, src: &str) -> Result<()> {
         let ip: IpAddr = src.parse()?;
         let got = self.pair.ping(ip, 10, 56)?;
         let what = match got {
-            0 => "all dropped",
-            10 => "all through",
-            _ => "some through",
+            0 => "dropped",
+            10 => "flowing",
+            _ => "partly through",
         };
-        println!("   ping from {src:<15} → {got}/10 replies ({what})");
-        Ok(())
-    }
-
-    fn rule(&mut self, t: &str, list: List, monitor: bool) -> Result<Rule> {
-        self.next_id += 1;
-        Ok(Rule {
-            id: self.next_id,
-            target: Target::parse(t)?,
-            list,
-            monitor,
-            expires_ms: None,
-        })
-    }
-
-    fn apply(&mut self, add: &[Rule], remove: &[Rule]) -> Result<()> {
-        for r in add {
-            let mode = if r.monitor { " (monitor)" } else { "" };
-            println!("   + {:?} {}{mode}", r.list, r.target);
-        }
-        for r in remove {
-            println!("   - {:?} {}", r.list, r.target);
-        }
-        let keys: Vec<_> = remove.iter().map(|r| (r.target, r.list)).collect();
-        self.dp.apply(add, &keys)?;
-        Ok(())
-    }
-
-    fn counters(&self) -> Result<()> {
-        let c = self.dp.counters()?;
-        println!(
-            "   counters: dropped {} · passed {} · monitored {} · allowed {} · unparsable {}",
-            c.dropped_packets,
-            c.passed_packets,
-            c.monitored_packets,
-            c.allowed_packets,
-            c.unparsable_packets
-        );
+        println!("  traffic from {src:<13} {got:>2}/10 replies: {what}");
         Ok(())
     }
 }
@@ -104,75 +93,83 @@ impl Demo {
 fn main() -> Result<()> {
     require_root();
     catch_interrupt();
-    println!("Building a sandbox: two network namespaces joined by a veth pair.");
+    println!("A sandbox: two network namespaces joined by a veth pair. The client side");
+    println!("sends from documentation addresses; denylistd guards the inside end.");
     let pair = Pair::new("demo", PairConfig::default()).context("building the sandbox")?;
-    for src in [
-        "198.51.100.7",
-        "198.51.100.8",
-        "203.0.113.9",
-        "203.0.113.10",
-        "2001:db8:1::7",
-    ] {
+    for src in [ATTACKER, NAT, NEIGHBOUR, WATCHED, BRIEF] {
         pair.add_sender_source(src.parse()?)?;
     }
+    let home = Home::new("demo");
     let iface = pair.receiver_xdp_if.clone();
-    let dp = pair.receiver.enter(move || -> Result<Dataplane> {
-        let mut dp = Dataplane::load(Layout::new(65_536)?)?;
-        let mode = dp.attach(&iface, AttachMode::Auto)?;
-        println!("XDP program `denylist` attached to {iface} ({mode:?} mode).");
-        Ok(dp)
-    })??;
-    let mut demo = Demo {
-        pair,
-        dp,
-        next_id: 0,
-    };
+    let _daemon = Daemon::start(
+        &home,
+        Some(&pair.receiver),
+        &["--iface", &iface, "--expiry-sweep", "2s"],
+    );
+    let demo = Demo { pair, home };
 
-    demo.step("No entries: everything flows")?;
-    demo.ping("198.51.100.7")?;
-    demo.ping("2001:db8:1::7")?;
+    demo.step(
+        1,
+        "Add an address. Nothing changes in production until Save and Deploy.",
+    )?;
+    demo.traffic(ATTACKER)?;
+    demo.denylist(&["add", ATTACKER, "--reason", "credential stuffing"])?;
+    demo.traffic(ATTACKER)?;
 
-    demo.step("Deny one IPv4 and one IPv6 address")?;
-    let v4 = demo.rule("198.51.100.7", List::Deny, false)?;
-    let v6 = demo.rule("2001:db8:1::7", List::Deny, false)?;
-    demo.apply(&[v4.clone(), v6.clone()], &[])?;
-    demo.ping("198.51.100.7")?;
-    demo.ping("2001:db8:1::7")?;
-    demo.ping("198.51.100.8")?;
-    demo.counters()?;
+    demo.step(
+        2,
+        "Review the pending change, then deploy: the traffic stops.",
+    )?;
+    demo.denylist(&["diff"])?;
+    demo.denylist(&["deploy", "--message", "block the stuffing bot"])?;
+    demo.traffic(ATTACKER)?;
+    demo.denylist(&["status"])?;
 
-    demo.step("Remove them: traffic flows again")?;
-    demo.apply(&[], &[v4, v6])?;
-    demo.ping("198.51.100.7")?;
-    demo.ping("2001:db8:1::7")?;
+    demo.step(3, "Why is it blocked, and what does the entry hit?")?;
+    demo.denylist(&["check", ATTACKER])?;
+    demo.denylist(&["stats"])?;
 
-    demo.step("Deny a /24 with an allow exception for a shared address")?;
-    let net = demo.rule("203.0.113.0/24", List::Deny, false)?;
-    let allow = demo.rule("203.0.113.9", List::Allow, false)?;
-    demo.apply(&[net.clone(), allow.clone()], &[])?;
-    demo.ping("203.0.113.9")?;
-    demo.ping("203.0.113.10")?;
+    demo.step(
+        4,
+        "Remove it: blocked until the next deploy, then flowing again.",
+    )?;
+    demo.denylist(&["remove", ATTACKER])?;
+    demo.traffic(ATTACKER)?;
+    demo.denylist(&["deploy"])?;
+    demo.traffic(ATTACKER)?;
 
-    demo.step("Watch an address in monitor mode before enforcing it")?;
-    let watched = demo.rule("198.51.100.8", List::Deny, true)?;
-    demo.apply(std::slice::from_ref(&watched), &[])?;
-    demo.ping("198.51.100.8")?;
-    demo.counters()?;
-    let enforced = Rule {
-        monitor: false,
-        ..watched
-    };
-    println!("   enforce {}", enforced.target);
-    demo.dp.apply(&[enforced], &[])?;
-    demo.ping("198.51.100.8")?;
-    demo.counters()?;
+    demo.step(
+        5,
+        "Block a /24, but allow the shared NAT address inside it.",
+    )?;
+    demo.denylist(&["add", "203.0.113.0/24", "--reason", "abusive hosting range"])?;
+    demo.denylist(&["allow", "add", NAT, "--reason", "customer office NAT"])?;
+    demo.denylist(&["deploy"])?;
+    demo.traffic(NAT)?;
+    demo.traffic(NEIGHBOUR)?;
+    demo.denylist(&["check", NAT])?;
 
-    let hits = demo.dp.hits()?;
-    demo.step("Hits per entry")?;
-    for r in [&net, &allow] {
-        let n = hits.get(&r.id).map_or(0, |h| h.packets);
-        println!("   {:?} {:<16} {n} packets", r.list, r.target.to_string());
-    }
-    println!("\nDone: the sandbox is removed on exit.");
+    demo.step(6, "Watch an entry in monitor mode before enforcing it.")?;
+    demo.denylist(&["add", WATCHED, "--monitor", "--deploy"])?;
+    demo.traffic(WATCHED)?;
+    demo.denylist(&["stats", "--top", "3"])?;
+    demo.denylist(&["enforce", WATCHED, "--deploy"])?;
+    demo.traffic(WATCHED)?;
+
+    demo.step(7, "A block with a short TTL expires by itself.")?;
+    demo.denylist(&["add", BRIEF, "--ttl", "5s", "--deploy"])?;
+    demo.traffic(BRIEF)?;
+    println!("  (waiting 6 s)");
+    thread::sleep(Duration::from_secs(6));
+    demo.traffic(BRIEF)?;
+    demo.denylist(&["list"])?;
+
+    demo.step(8, "Guardrails: a private range is refused, unless forced.")?;
+    demo.denylist(&["add", "10.20.0.0/16"])?;
+    demo.denylist(&["add", "10.20.0.0/16", "--force"])?;
+    demo.denylist(&["discard"])?;
+    demo.denylist(&["history"])?;
+
+    println!("\nDone. The daemon, its pins and the sandbox are removed on exit.");
     Ok(())
 }
