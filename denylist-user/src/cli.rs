@@ -138,6 +138,7 @@ impl Session {
             Command::Verify(o) => self.verify(o),
             Command::Backup(a) => self.backup(a),
             Command::Completions(a) => self.completions(a),
+            Command::Man => Ok(man_page(&mut self.out)?),
         }
     }
 

@@ -84,6 +84,9 @@ pub enum Command {
     Backup(BackupArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
+    /// Print the man page (roff); `cargo xtask build` installs it.
+    #[command(hide = true)]
+    Man,
 }
 
 #[derive(Debug, Subcommand)]

@@ -58,7 +58,17 @@ impl Demo {
 
     /// Prints and runs one CLI command; returns its exit code.
     fn denylist(&self, args: &[&str]) -> Result<i32> {
-        println!("$ denylist {}", args.join(" "));
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| {
+                if a.contains(' ') {
+                    format!("'{a}'")
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        println!("$ denylist {}", shown.join(" "));
         let out = Command::new(bin("denylist"))
             .args(args)
             .env("DENYLIST_SOCKET", self.home.socket())
