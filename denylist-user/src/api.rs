@@ -64,22 +64,56 @@ pub struct AppState {
     pub core: Arc<Mutex<Core>>,
     admin_group: String,
     viewer_group: String,
+    db: std::path::PathBuf,
 }
 
 impl AppState {
     pub fn new(core: Arc<Mutex<Core>>) -> Self {
-        let (admin_group, viewer_group) = {
+        let (admin_group, viewer_group, db) = {
             let c = core.lock().expect("core lock");
+            let config = c.config();
             (
-                c.config().admin_group.clone(),
-                c.config().viewer_group.clone(),
+                config.admin_group.clone(),
+                config.viewer_group.clone(),
+                config.state_dir.join(crate::store::DB_FILE),
             )
         };
         Self {
             core,
             admin_group,
             viewer_group,
+            db,
         }
+    }
+
+    /// The peer, if it may do what `need` asks; otherwise the 403 to send.
+    fn authorize(&self, cred: PeerCred, need: Role) -> Result<Peer, ApiError> {
+        let Some(uid) = cred.uid else {
+            return Err(ApiError::new(
+                Class::Forbidden,
+                "cannot read the peer's credentials",
+            ));
+        };
+        let peer = auth::authorize(uid, cred.pid, &self.admin_group, &self.viewer_group);
+        if peer.role >= need {
+            return Ok(peer);
+        }
+        let group = match need {
+            Role::Admin => &self.admin_group,
+            _ => &self.viewer_group,
+        };
+        let what = if need == Role::Admin {
+            "change the denylist"
+        } else {
+            "read the denylist"
+        };
+        Err(ApiError::new(
+            Class::Forbidden,
+            format!(
+                "permission denied: {} may not {what}; add yourself to group {group}",
+                peer.user
+            ),
+        ))
     }
 
     /// Authorizes, then runs `f` on the blocking pool with the core locked.
@@ -90,31 +124,10 @@ impl AppState {
         ok: StatusCode,
         f: impl FnOnce(&mut Core, &Peer) -> Result<T, ApiError> + Send + 'static,
     ) -> Response {
-        let Some(uid) = cred.uid else {
-            return error(ApiError::new(
-                Class::Forbidden,
-                "cannot read the peer's credentials",
-            ));
+        let peer = match self.authorize(cred, need) {
+            Ok(p) => p,
+            Err(e) => return error(e),
         };
-        let peer = auth::authorize(uid, cred.pid, &self.admin_group, &self.viewer_group);
-        if peer.role < need {
-            let group = match need {
-                Role::Admin => &self.admin_group,
-                _ => &self.viewer_group,
-            };
-            let what = if need == Role::Admin {
-                "change the denylist"
-            } else {
-                "read the denylist"
-            };
-            return error(ApiError::new(
-                Class::Forbidden,
-                format!(
-                    "permission denied: {} may not {what}; add yourself to group {group}",
-                    peer.user
-                ),
-            ));
-        }
         let core = self.core.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
@@ -129,6 +142,85 @@ impl AppState {
             ))),
         }
     }
+}
+
+/// What a listing streams, and how.
+struct Listing {
+    draft: bool,
+    list: Option<List>,
+    source: Option<String>,
+    matching: Option<IpAddr>,
+    limit: Option<usize>,
+    plain: bool,
+}
+
+/// Streams entries from the store in address order, 64 KiB at a time, from
+/// a read-only connection of its own: neither side holds 1M rows, and the
+/// core stays free for other requests meanwhile.
+fn stream_entries(db: std::path::PathBuf, l: Listing) -> Response {
+    const FLUSH: usize = 64 * 1024;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    tokio::task::spawn_blocking(move || {
+        let mut buf: Vec<u8> = Vec::with_capacity(FLUSH + 1024);
+        if !l.plain {
+            buf.push(b'[');
+        }
+        let (mut sent, mut open) = (0usize, true);
+        let source = l.source.as_deref();
+        let result = crate::store::for_each_entry(&db, l.draft, crate::entry::now_ms(), |e| {
+            let wanted = l.list.is_none_or(|x| e.list == x)
+                && source
+                    .is_none_or(|s| e.source == s || e.source.strip_prefix("import:") == Some(s))
+                && l.matching.is_none_or(|ip| e.target.contains(ip));
+            if !wanted {
+                return true;
+            }
+            if l.limit.is_some_and(|n| sent >= n) {
+                return false;
+            }
+            if l.plain {
+                buf.extend_from_slice(e.target.to_string().as_bytes());
+                buf.push(b'\n');
+            } else {
+                if sent > 0 {
+                    buf.push(b',');
+                }
+                if serde_json::to_writer(&mut buf, &e).is_err() {
+                    return false;
+                }
+            }
+            sent += 1;
+            if buf.len() >= FLUSH {
+                open = tx
+                    .blocking_send(Ok(Bytes::from(std::mem::take(&mut buf))))
+                    .is_ok();
+            }
+            open
+        });
+        match result {
+            Ok(()) => {
+                if !l.plain {
+                    buf.push(b']');
+                }
+                let _ = tx.blocking_send(Ok(Bytes::from(buf)));
+            }
+            // The status is already sent: break the body so the client
+            // sees a truncated reply rather than a short list.
+            Err(e) => {
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            }
+        }
+    });
+    let ct = if l.plain {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/json"
+    };
+    (
+        [(header::CONTENT_TYPE, ct)],
+        Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx)),
+    )
+        .into_response()
 }
 
 #[derive(Serialize)]
@@ -178,11 +270,24 @@ struct EntriesQuery {
 }
 
 async fn entries(State(s): St, ConnectInfo(c): Cred, q: QueryResult<EntriesQuery>) -> Response {
-    s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
-        let q = query(q)?;
-        core.entries(q.draft, q.list, q.source.as_deref(), q.matching, q.limit)
-    })
-    .await
+    if let Err(e) = s.authorize(c, Role::Viewer) {
+        return error(e);
+    }
+    let q = match query(q) {
+        Ok(q) => q,
+        Err(e) => return error(e),
+    };
+    stream_entries(
+        s.db.clone(),
+        Listing {
+            draft: q.draft,
+            list: q.list,
+            source: q.source,
+            matching: q.matching,
+            limit: q.limit,
+            plain: false,
+        },
+    )
 }
 
 async fn add(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
@@ -333,42 +438,31 @@ enum ExportFormat {
 }
 
 async fn export(State(s): St, ConnectInfo(c): Cred, q: QueryResult<ExportQuery>) -> Response {
-    let format = q.as_ref().map_or(ExportFormat::Json, |q| q.format);
-    let resp = s
-        .call(c, Role::Viewer, StatusCode::OK, move |core, _| {
-            let q = query(q)?;
-            // Plain text cannot say which list a line is on, so a plain
-            // export is one list: deny unless asked otherwise.
-            let list = match (q.format, q.list) {
-                (ExportFormat::Plain, None) => Some(List::Deny),
-                (_, l) => l,
-            };
-            core.entries(q.draft, list, None, None, None)
-        })
-        .await;
-    match format {
-        ExportFormat::Plain if resp.status().is_success() => {
-            let bytes = match axum::body::to_bytes(resp.into_body(), usize::MAX).await {
-                Ok(b) => b,
-                Err(e) => return error(ApiError::failure(e.to_string())),
-            };
-            let entries: Vec<crate::entry::Entry> = match body(&bytes) {
-                Ok(e) => e,
-                Err(e) => return error(e),
-            };
-            let mut text = String::with_capacity(entries.len() * 16);
-            for e in entries {
-                text.push_str(&e.target.to_string());
-                text.push('\n');
-            }
-            (
-                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-                Body::from(text),
-            )
-                .into_response()
-        }
-        _ => resp,
+    if let Err(e) = s.authorize(c, Role::Viewer) {
+        return error(e);
     }
+    let q = match query(q) {
+        Ok(q) => q,
+        Err(e) => return error(e),
+    };
+    let plain = matches!(q.format, ExportFormat::Plain);
+    // Plain text cannot say which list a line is on, so a plain export is
+    // one list: deny unless asked otherwise.
+    let list = match (plain, q.list) {
+        (true, None) => Some(List::Deny),
+        (_, l) => l,
+    };
+    stream_entries(
+        s.db.clone(),
+        Listing {
+            draft: q.draft,
+            list,
+            source: None,
+            matching: None,
+            limit: None,
+            plain,
+        },
+    )
 }
 
 async fn attach(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {

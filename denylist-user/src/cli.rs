@@ -161,6 +161,34 @@ impl Session {
         .into())
     }
 
+    /// A GET whose reply streams: listings and exports of any size.
+    fn get_reader(&self, path: &str) -> Result<Box<dyn io::Read + Send>> {
+        let (status, mut body) =
+            self.client
+                .request_reader("GET", path, None, "application/json")?;
+        if (200..300).contains(&status) {
+            return Ok(body);
+        }
+        let mut bytes = Vec::new();
+        body.read_to_end(&mut bytes)?;
+        let reply = crate::client::Reply {
+            status,
+            body: bytes,
+        };
+        Err(match reply.json::<serde::de::IgnoredAny>() {
+            Err(e) => e,
+            Ok(_) => ApiError::failure("denylistd answered with an error but no reason"),
+        }
+        .into())
+    }
+
+    /// Copies a streamed JSON document to the output, ending the line.
+    fn copy_json(&mut self, mut body: Box<dyn io::Read + Send>) -> Result<()> {
+        io::copy(&mut body, &mut self.out)?;
+        self.out.write_all(b"\n")?;
+        Ok(())
+    }
+
     fn get(&self, path: &str) -> Result<Vec<u8>> {
         self.send("GET", path, None, "application/json")
     }
@@ -274,13 +302,15 @@ impl Session {
             matching: a.matching,
             limit: a.limit,
         });
-        let body = self.get(&format!("/v1/entries{q}"))?;
+        let body = self.get_reader(&format!("/v1/entries{q}"))?;
         if a.output.json {
-            return self.raw_json(&body);
+            return self.copy_json(body);
         }
         let now = self.now;
         let mut table = output::entry_table(&mut self.out);
-        output::each(&body, |e: Entry| table.row(output::entry_row(&e, now)))?;
+        output::each(io::BufReader::new(body), |e: Entry| {
+            table.row(output::entry_row(&e, now))
+        })?;
         table.finish_or("no entries")?;
         Ok(())
     }
@@ -437,10 +467,13 @@ impl Session {
             list,
             format: a.format.name(),
         });
-        let body = self.get(&format!("/v1/export{q}"))?;
+        let mut body = self.get_reader(&format!("/v1/export{q}"))?;
         match a.format {
-            ExportFormat::Json => self.raw_json(&body),
-            ExportFormat::Plain => Ok(self.out.write_all(&body)?),
+            ExportFormat::Json => self.copy_json(body),
+            ExportFormat::Plain => {
+                io::copy(&mut body, &mut self.out)?;
+                Ok(())
+            }
         }
     }
 

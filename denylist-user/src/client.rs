@@ -2,7 +2,7 @@
 //! connection. The CLI and the tests use it.
 
 use std::{
-    io::{BufRead, BufReader, Write},
+    io::{BufRead, BufReader, Read, Write},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
 };
@@ -79,6 +79,23 @@ impl Client {
         body: Option<&[u8]>,
         content_type: &str,
     ) -> Result<Reply, ApiError> {
+        let (status, mut reader) = self.request_reader(method, path, body, content_type)?;
+        let mut body = Vec::new();
+        reader
+            .read_to_end(&mut body)
+            .map_err(|e| ApiError::failure(format!("reading denylistd's reply: {e}")))?;
+        Ok(Reply { status, body })
+    }
+
+    /// One request whose reply body is read as it arrives, so a listing of
+    /// 1M entries is never held whole.
+    pub fn request_reader(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&[u8]>,
+        content_type: &str,
+    ) -> Result<(u16, Box<dyn Read + Send>), ApiError> {
         let unreachable = |e: std::io::Error| {
             ApiError::new(
                 Class::Unavailable,
@@ -96,13 +113,15 @@ impl Client {
         );
         s.write_all(head.as_bytes()).map_err(unreachable)?;
         s.write_all(body).map_err(unreachable)?;
-        read_reply(BufReader::new(s))
+        read_head(BufReader::with_capacity(64 * 1024, s))
             .map_err(|e| ApiError::failure(format!("reading denylistd's reply: {e}")))
     }
 }
 
-fn read_reply(mut r: impl BufRead) -> std::io::Result<Reply> {
-    let bad = |m: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string());
+/// Reads the status line and headers; the body follows in the reader.
+fn read_head<R: BufRead + Send + 'static>(
+    mut r: R,
+) -> std::io::Result<(u16, Box<dyn Read + Send>)> {
     let mut line = String::new();
     r.read_line(&mut line)?;
     let status: u16 = line
@@ -121,35 +140,63 @@ fn read_reply(mut r: impl BufRead) -> std::io::Result<Reply> {
         if let Some((k, v)) = l.split_once(':') {
             let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
             if k == "content-length" {
-                length = v.parse::<usize>().ok();
+                length = v.parse::<u64>().ok();
             } else if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
                 chunked = true;
             }
         }
     }
-    let mut body = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            r.read_line(&mut line)?;
-            let size = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| bad("bad chunk size"))?;
-            if size == 0 {
-                break;
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            r.read_exact(&mut body[start..])?;
-            line.clear();
-            r.read_line(&mut line)?;
+    let body: Box<dyn Read + Send> = match (chunked, length) {
+        (true, _) => Box::new(Chunked {
+            inner: r,
+            left: 0,
+            done: false,
+        }),
+        (false, Some(n)) => Box::new(r.take(n)),
+        (false, None) => Box::new(r),
+    };
+    Ok((status, body))
+}
+
+fn bad(m: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, m.to_string())
+}
+
+/// A chunked transfer-encoded body, decoded as it is read.
+struct Chunked<R> {
+    inner: R,
+    /// Bytes left in the current chunk.
+    left: usize,
+    done: bool,
+}
+
+impl<R: BufRead> Read for Chunked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
         }
-    } else if let Some(n) = length {
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
-    } else {
-        r.read_to_end(&mut body)?;
+        if self.left == 0 {
+            let mut line = String::new();
+            self.inner.read_line(&mut line)?;
+            self.left = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
+                .map_err(|_| bad("bad chunk size"))?;
+            if self.left == 0 {
+                self.done = true;
+                return Ok(0);
+            }
+        }
+        let want = buf.len().min(self.left);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(bad("the reply ended inside a chunk"));
+        }
+        self.left -= n;
+        if self.left == 0 {
+            let mut crlf = [0u8; 2];
+            self.inner.read_exact(&mut crlf)?;
+        }
+        Ok(n)
     }
-    Ok(Reply { status, body })
 }
 
 #[cfg(test)]
@@ -158,12 +205,16 @@ mod tests {
 
     #[test]
     fn reads_plain_and_chunked_replies() {
-        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}";
-        let r = read_reply(&plain[..]).unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (200, &b"{}"[..]));
+        fn read(reply: &'static [u8]) -> (u16, Vec<u8>) {
+            let (status, mut body) = read_head(reply).unwrap();
+            let mut out = Vec::new();
+            body.read_to_end(&mut out).unwrap();
+            (status, out)
+        }
+        let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}trailing";
+        assert_eq!(read(plain), (200, b"{}".to_vec()));
         let chunked = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        let r = read_reply(&chunked[..]).unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (404, &b"abcde"[..]));
+        assert_eq!(read(chunked), (404, b"abcde".to_vec()));
     }
 
     #[test]

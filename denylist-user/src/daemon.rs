@@ -21,10 +21,10 @@ use crate::{
     import,
     pins::{Pins, PinsError},
     proto::{
-        AddRequest, AttachRequest, Capacity, Change, CheckResponse, Counts, DeployResponse,
-        DetachRequest, Diff, ImportParams, ImportResponse, Interface, ListCounts, ModeRequest,
-        RemoveRequest, RollbackRequest, RollbackResponse, SeqResponse, StageItem, StageResponse,
-        Staged, StatItem, Status, StatusCounters, VerifyResponse,
+        AddRequest, AttachRequest, Capacity, Change, CheckResponse, Counts, DeployPhases,
+        DeployResponse, DetachRequest, Diff, ImportParams, ImportResponse, Interface, ListCounts,
+        ModeRequest, RemoveRequest, RollbackRequest, RollbackResponse, SeqResponse, StageItem,
+        StageResponse, Staged, StatItem, Status, StatusCounters, VerifyResponse,
     },
     store::{Audit, HitTotal, Op, Plan, Stage, Store, StoreError},
     target::Target,
@@ -486,6 +486,7 @@ impl Core {
         p: ImportParams,
         body: &[u8],
     ) -> Result<ImportResponse, ApiError> {
+        let parse_start = Instant::now();
         let mut parsed = import::parse(body, p.format, p.force);
         let now = now_ms();
         // Our own export carries whole entries; fields it leaves out get
@@ -608,6 +609,8 @@ impl Core {
             "source": source, "format": parsed.format, "entries": entries, "replace": p.replace,
             "skipped_invalid": parsed.invalid.len(), "skipped_guarded": guarded.len(),
         });
+        let parse_ms = parse_start.elapsed().as_millis() as u64;
+        let stage_start = Instant::now();
         let audit_as = Audit::Summary {
             kind: "import".into(),
             detail,
@@ -620,6 +623,8 @@ impl Core {
             entries,
             counts: staged.counts,
             skipped_invalid: parsed.invalid.len() as u64,
+            parse_ms,
+            stage_ms: stage_start.elapsed().as_millis() as u64,
             skipped_guarded: guarded
                 .iter()
                 .filter_map(|g| g["target"].as_str().map(str::to_string))
@@ -743,6 +748,10 @@ impl Core {
         } else {
             self.store.plan(only, now)?
         };
+        let mut phases = DeployPhases {
+            plan: start.elapsed().as_millis() as u64,
+            ..DeployPhases::default()
+        };
         let counts = Counts {
             added: plan.adds.len() as u64,
             removed: plan.removes.len() as u64,
@@ -756,18 +765,24 @@ impl Core {
                 dry_run,
                 nothing_pending: plan.is_empty(),
                 duration_ms: 0,
+                phases_ms: phases,
             });
         }
         let tai = tai_offset_ms();
         let (upserts, removals) = kernel_changes(&plan, tai);
-        if let Err(e) = self.dp.apply(&upserts, &removals) {
+        let kernel_start = Instant::now();
+        let applied = self.dp.apply(&upserts, &removals);
+        phases.kernel = kernel_start.elapsed().as_millis() as u64;
+        if let Err(e) = applied {
             self.ops.deploy_failures += 1;
             return Err(ApiError::failure(format!(
                 "deploy failed, the kernel is unchanged and the changes stay staged: {e}"
             )));
         }
+        let commit_start = Instant::now();
         match self.store.commit(&plan, user, message, now, kind) {
             Ok((rev, seq)) => {
+                phases.commit = commit_start.elapsed().as_millis() as u64;
                 let ms = start.elapsed().as_millis() as u64;
                 self.ops.last_deploy_ms = ms;
                 Ok(DeployResponse {
@@ -777,6 +792,7 @@ impl Core {
                     dry_run: false,
                     nothing_pending: false,
                     duration_ms: ms,
+                    phases_ms: phases,
                 })
             }
             Err(e) => {
@@ -824,39 +840,6 @@ impl Core {
                 entry
             },
         }
-    }
-
-    /// Deployed entries (or the draft), sorted by address, live only.
-    pub fn entries(
-        &self,
-        draft: bool,
-        list: Option<List>,
-        source: Option<&str>,
-        matching: Option<IpAddr>,
-        limit: Option<usize>,
-    ) -> Result<Vec<Entry>, ApiError> {
-        let now = now_ms();
-        let all: Vec<Entry> = if draft {
-            self.store.draft(now_ms())?
-        } else {
-            self.store
-                .deployed()?
-                .into_iter()
-                .map(|s| s.entry)
-                .collect()
-        };
-        let mut out: Vec<Entry> = all
-            .into_iter()
-            .filter(|e| !e.expired_at(now))
-            .filter(|e| list.is_none_or(|l| e.list == l))
-            .filter(|e| source.is_none_or(|s| e.source == s || e.source == format!("import:{s}")))
-            .filter(|e| matching.is_none_or(|ip| e.target.contains(ip)))
-            .collect();
-        out.sort_by_key(|e| (e.target, e.list));
-        if let Some(n) = limit {
-            out.truncate(n);
-        }
-        Ok(out)
     }
 
     /// Folds the kernel's per-entry counters into the store's totals, and

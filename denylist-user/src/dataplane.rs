@@ -30,6 +30,7 @@ use denylist_common::{
 };
 
 use crate::{
+    batch,
     layout::Layout,
     object,
     region::{Region, RuleCell},
@@ -72,6 +73,11 @@ pub enum DataplaneError {
     Attach { iface: String, source: ProgramError },
     #[error("{iface} is not attached")]
     NotAttached { iface: String },
+    #[error("batch update of kernel map {name}: {source}")]
+    Batch {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("pinning {path}: {source}")]
     Pin { path: PathBuf, source: PinError },
     #[error("the pinned link {path} cannot be used: {detail}")]
@@ -96,6 +102,10 @@ pub enum AttachedMode {
     Native,
     Skb,
 }
+
+/// Exact-address values waiting for one batched write: the last value per
+/// address wins, `None` deletes.
+type ExactBatch = HashMap<IpAddr, Option<ExactValue>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Installed {
@@ -357,28 +367,85 @@ impl Dataplane {
             .collect();
         ops.sort_by_key(|op| op.0);
         let mut undo = Vec::with_capacity(ops.len());
+        let mut batch = ExactBatch::new();
+        let mut done = Ok(());
         for (_, t, l, new) in ops {
-            match self.set(t, l, new) {
+            // Exact writes wait in the batch; a prefix change must not
+            // overtake the exact ones ordered before it.
+            if !t.is_exact()
+                && let Err(e) = self.flush(&mut batch)
+            {
+                done = Err(e);
+                break;
+            }
+            match self.set(t, l, new, Some(&mut batch)) {
                 Ok(prev) => undo.push((t, l, prev)),
                 Err(e) => {
-                    for (t, l, prev) in undo.into_iter().rev() {
-                        if let Err(u) = self.set(t, l, prev) {
-                            tracing::error!("undoing {t} ({l:?}) after a failed change: {u}");
-                        }
-                    }
-                    return Err(e);
+                    done = Err(e);
+                    break;
                 }
             }
+        }
+        if done.is_ok() {
+            done = self.flush(&mut batch);
+        }
+        if let Err(e) = done {
+            batch.clear();
+            for (t, l, prev) in undo.into_iter().rev() {
+                if let Err(u) = self.set(t, l, prev, None) {
+                    tracing::error!("undoing {t} ({l:?}) after a failed change: {u}");
+                }
+            }
+            return Err(e);
         }
         Ok(())
     }
 
+    /// Writes the batched exact-address changes with one bpf() call per
+    /// map and kind (BPF_MAP_UPDATE_BATCH, BPF_MAP_DELETE_BATCH).
+    fn flush(&mut self, batch: &mut ExactBatch) -> Result<(), DataplaneError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (mut up4, mut vals4, mut del4) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut up6, mut vals6, mut del6) = (Vec::new(), Vec::new(), Vec::new());
+        for (ip, v) in batch.drain() {
+            match (ip, v) {
+                (IpAddr::V4(a), Some(v)) => {
+                    up4.push(a.octets());
+                    vals4.push(v);
+                }
+                (IpAddr::V4(a), None) => del4.push(a.octets()),
+                (IpAddr::V6(a), Some(v)) => {
+                    up6.push(a.octets());
+                    vals6.push(v);
+                }
+                (IpAddr::V6(a), None) => del6.push(a.octets()),
+            }
+        }
+        let fd = |name: &'static str| -> Result<BorrowedFd<'_>, DataplaneError> {
+            match self.ebpf.map(name) {
+                Some(Map::HashMap(d)) => Ok(d.fd().as_fd()),
+                _ => Err(DataplaneError::MissingMap { name }),
+            }
+        };
+        let err = |name: &'static str| move |source| DataplaneError::Batch { name, source };
+        batch::update(fd(MAP_EXACT_V4)?, &up4, &vals4).map_err(err(MAP_EXACT_V4))?;
+        batch::delete(fd(MAP_EXACT_V4)?, &del4).map_err(err(MAP_EXACT_V4))?;
+        batch::update(fd(MAP_EXACT_V6)?, &up6, &vals6).map_err(err(MAP_EXACT_V6))?;
+        batch::delete(fd(MAP_EXACT_V6)?, &del6).map_err(err(MAP_EXACT_V6))?;
+        Ok(())
+    }
+
     /// Sets one entry's kernel state, returning what it was.
+    /// Sets one entry's kernel state, returning what it was. An exact
+    /// address's new value goes into `batch` when given, else straight in.
     fn set(
         &mut self,
         t: Target,
         l: List,
         new: Option<Installed>,
+        batch: Option<&mut ExactBatch>,
     ) -> Result<Option<Installed>, DataplaneError> {
         let prev = self.installed.get(&(t, l)).copied();
         if prev == new {
@@ -407,10 +474,13 @@ impl Dataplane {
                     allow: mine,
                 },
             };
-            self.write_exact(
-                t.addr(),
-                (new.is_some() || theirs.word != 0).then_some(value),
-            )?;
+            let value = (new.is_some() || theirs.word != 0).then_some(value);
+            match batch {
+                Some(b) => {
+                    b.insert(t.addr(), value);
+                }
+                None => self.write_exact(t.addr(), value)?,
+            }
         } else {
             match (prev, new) {
                 (None, Some(n)) => self.prefixes.insert(&t, l, n.id, n.word)?,

@@ -145,6 +145,17 @@ pub struct DeployResponse {
     pub dry_run: bool,
     pub nothing_pending: bool,
     pub duration_ms: u64,
+    /// Where the time went: reading the plan from the store, writing the
+    /// kernel maps, committing the revision.
+    #[serde(default)]
+    pub phases_ms: DeployPhases,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct DeployPhases {
+    pub plan: u64,
+    pub kernel: u64,
+    pub commit: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -311,6 +322,12 @@ pub struct ImportResponse {
     pub counts: Counts,
     pub skipped_invalid: u64,
     pub skipped_guarded: Vec<String>,
+    /// Parsing and checking the file, then staging it in the store (and
+    /// deploying it, with `deploy`).
+    #[serde(default)]
+    pub parse_ms: u64,
+    #[serde(default)]
+    pub stage_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed: Option<DeployResponse>,
 }

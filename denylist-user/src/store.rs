@@ -22,7 +22,7 @@ use crate::{
     verdict::List,
 };
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 pub const DB_FILE: &str = "denylist.db";
 
 const SCHEMA: &str = "
@@ -31,14 +31,18 @@ CREATE TABLE entries(
   target TEXT NOT NULL, list TEXT NOT NULL, id INTEGER NOT NULL,
   reason TEXT, ttl INTEGER, expires_at INTEGER, monitor INTEGER NOT NULL,
   source TEXT NOT NULL, added_by TEXT NOT NULL, added_at INTEGER NOT NULL,
+  sort_key BLOB NOT NULL,
   PRIMARY KEY(target, list)) WITHOUT ROWID;
+CREATE INDEX entries_sorted ON entries(sort_key, list);
 CREATE INDEX entries_expiry ON entries(expires_at) WHERE expires_at IS NOT NULL;
 CREATE TABLE pending(
   target TEXT NOT NULL, list TEXT NOT NULL, op TEXT NOT NULL,
   reason TEXT, ttl INTEGER, expires_at INTEGER, monitor INTEGER NOT NULL,
   source TEXT NOT NULL, added_by TEXT NOT NULL, added_at INTEGER NOT NULL,
   staged_by TEXT NOT NULL, staged_at INTEGER NOT NULL,
+  sort_key BLOB NOT NULL,
   PRIMARY KEY(target, list)) WITHOUT ROWID;
+CREATE INDEX pending_sorted ON pending(sort_key, list);
 CREATE TABLE revisions(
   rev INTEGER PRIMARY KEY, deployed_at INTEGER NOT NULL, deployed_by TEXT NOT NULL,
   message TEXT, added INTEGER NOT NULL, removed INTEGER NOT NULL, changed INTEGER NOT NULL);
@@ -55,7 +59,7 @@ CREATE TABLE audit(
 CREATE TABLE attachments(iface TEXT PRIMARY KEY, mode TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE hits(
   id INTEGER PRIMARY KEY, packets INTEGER NOT NULL, bytes INTEGER NOT NULL, last_hit INTEGER);
-INSERT INTO meta VALUES ('schema', 2), ('revision', 0), ('next_id', 1);
+INSERT INTO meta VALUES ('schema', 3), ('revision', 0), ('next_id', 1);
 ";
 
 #[derive(Debug, thiserror::Error)]
@@ -353,8 +357,9 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let mut conn = conn;
         if exists {
-            upgrade(&conn)?;
+            upgrade(&mut conn)?;
         } else {
             conn.execute_batch(&format!("BEGIN; {SCHEMA} COMMIT;"))?;
         }
@@ -530,10 +535,8 @@ impl Store {
                 }),
             };
             // The pending row is whatever makes draft = deployed + pending.
-            tx.execute(
-                "DELETE FROM pending WHERE target = ?1 AND list = ?2",
-                params![target.to_string(), list.as_str()],
-            )?;
+            tx.prepare_cached("DELETE FROM pending WHERE target = ?1 AND list = ?2")?
+                .execute(params![target.to_string(), list.as_str()])?;
             let row = match (&deployed, &new) {
                 (None, None) => None,
                 (Some(d), None) => Some((Op::Remove, d.entry.clone())),
@@ -982,9 +985,10 @@ impl Store {
     }
 }
 
-/// Brings a store written by an older denylistd to SCHEMA_VERSION, in one
-/// transaction: version 2 added per-entry hit totals and the expiry index.
-fn upgrade(conn: &Connection) -> Result<(), StoreError> {
+/// Brings a store written by an older denylistd to SCHEMA_VERSION, one
+/// transaction a version: 2 added per-entry hit totals and the expiry
+/// index; 3 a sort key, so listings stream in address order.
+fn upgrade(conn: &mut Connection) -> Result<(), StoreError> {
     if meta(conn, "schema")? < 2 {
         conn.execute_batch(
             "BEGIN;
@@ -995,7 +999,140 @@ fn upgrade(conn: &Connection) -> Result<(), StoreError> {
              COMMIT;",
         )?;
     }
+    if meta(conn, "schema")? < 3 {
+        let tx = conn.transaction()?;
+        tx.execute_batch(
+            "ALTER TABLE entries ADD COLUMN sort_key BLOB NOT NULL DEFAULT x'';
+             ALTER TABLE pending ADD COLUMN sort_key BLOB NOT NULL DEFAULT x'';",
+        )?;
+        for table in ["entries", "pending"] {
+            let targets: Vec<String> = tx
+                .prepare(&format!("SELECT DISTINCT target FROM {table}"))?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            for t in targets {
+                let key = Target::parse(&t).map_err(|e| StoreError::Damaged(e.to_string()))?;
+                tx.execute(
+                    &format!("UPDATE {table} SET sort_key = ?2 WHERE target = ?1"),
+                    params![t, sort_key(&key).as_slice()],
+                )?;
+            }
+        }
+        tx.execute_batch(
+            "CREATE INDEX entries_sorted ON entries(sort_key, list);
+             CREATE INDEX pending_sorted ON pending(sort_key, list);
+             UPDATE meta SET value = 3 WHERE key = 'schema';",
+        )?;
+        tx.commit()?;
+    }
     Ok(())
+}
+
+/// Orders targets as `Target` does: IPv4 before IPv6, then by address, then
+/// by prefix length.
+fn sort_key(t: &Target) -> [u8; 18] {
+    let mut k = [0u8; 18];
+    match t.addr() {
+        std::net::IpAddr::V4(a) => k[1..5].copy_from_slice(&a.octets()),
+        std::net::IpAddr::V6(a) => {
+            k[0] = 1;
+            k[1..17].copy_from_slice(&a.octets());
+        }
+    }
+    k[17] = t.prefix_len();
+    k
+}
+
+/// Calls `f` with each live entry in address order (deny before allow for
+/// one target), deployed or the draft, until it returns false. It opens its
+/// own read-only connection: a WAL reader sees one consistent snapshot and
+/// never waits for the daemon's writes, so a 1M-row listing streams.
+pub fn for_each_entry(
+    db: &Path,
+    draft: bool,
+    now: Millis,
+    mut f: impl FnMut(Entry) -> bool,
+) -> Result<(), StoreError> {
+    let conn = Connection::open_with_flags(
+        db,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    let tx = conn.unchecked_transaction()?;
+    let mut deployed = tx.prepare(&format!(
+        "SELECT {ENTRY_COLS}, sort_key FROM entries ORDER BY sort_key, list DESC"
+    ))?;
+    let mut pending = tx.prepare(&format!(
+        "SELECT {ENTRY_COLS}, sort_key, op FROM pending ORDER BY sort_key, list DESC"
+    ))?;
+    type Row = (Entry, Vec<u8>, Option<String>);
+    let read =
+        |r: &rusqlite::Row<'_>, with_op: bool| -> rusqlite::Result<Result<Row, StoreError>> {
+            let e = entry_from(r, 0)?;
+            let key: Vec<u8> = r.get(9)?;
+            let op: Option<String> = if with_op { Some(r.get(10)?) } else { None };
+            Ok(e.map(|e| (e, key, op)))
+        };
+    let rank = |e: &Entry| u8::from(e.list == List::Allow);
+    let mut ds = deployed.query_map([], |r| read(r, false))?.peekable();
+    let mut ps = if draft {
+        Some(pending.query_map([], |r| read(r, true))?.peekable())
+    } else {
+        None
+    };
+    loop {
+        let d = match ds.peek() {
+            Some(Ok(Ok((e, k, _)))) => Some((k.clone(), rank(e))),
+            Some(_) => return Err(next_err(ds.next())),
+            None => None,
+        };
+        let p = match ps.as_mut().and_then(|ps| ps.peek()) {
+            Some(Ok(Ok((e, k, _)))) => Some((k.clone(), rank(e))),
+            Some(_) => return Err(next_err(ps.as_mut().and_then(|ps| ps.next()))),
+            None => None,
+        };
+        let (entry, op) = match (d, p) {
+            (None, None) => return Ok(()),
+            (Some(d), Some(p)) if d == p => {
+                ds.next();
+                let (e, _, op) = taken(ps.as_mut().and_then(|ps| ps.next()))?;
+                (e, op)
+            }
+            (Some(d), Some(p)) if p < d => {
+                let (e, _, op) = taken(ps.as_mut().and_then(|ps| ps.next()))?;
+                (e, op)
+            }
+            (Some(_), _) => {
+                let (e, _, op) = taken(ds.next())?;
+                (e, op)
+            }
+            (None, Some(_)) => {
+                let (e, _, op) = taken(ps.as_mut().and_then(|ps| ps.next()))?;
+                (e, op)
+            }
+        };
+        let removed = op.as_deref() == Some(Op::Remove.as_str());
+        // A pending entry's expiry is set again by its deploy.
+        let live = op.is_some() || !entry.expired_at(now);
+        if !removed && live && !f(entry) {
+            return Ok(());
+        }
+    }
+}
+
+fn taken<T>(item: Option<rusqlite::Result<Result<T, StoreError>>>) -> Result<T, StoreError> {
+    match item {
+        Some(Ok(Ok(t))) => Ok(t),
+        Some(Ok(Err(e))) => Err(e),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(StoreError::Damaged("a row vanished while listing".into())),
+    }
+}
+
+fn next_err<T>(item: Option<rusqlite::Result<Result<T, StoreError>>>) -> StoreError {
+    match taken(item) {
+        Err(e) => e,
+        Ok(_) => StoreError::Damaged("a row changed while listing".into()),
+    }
 }
 
 fn prefixed(t: &str) -> String {
@@ -1037,11 +1174,12 @@ fn audit(
 
 fn deployed_entry(tx: &Transaction<'_>, t: Target, l: List) -> Result<Option<Stored>, StoreError> {
     let row = tx
-        .query_row(
-            &format!("SELECT id, {ENTRY_COLS} FROM entries WHERE target = ?1 AND list = ?2"),
-            params![t.to_string(), l.as_str()],
-            |r| Ok((r.get::<_, u32>(0)?, entry_from(r, 1)?)),
-        )
+        .prepare_cached(&format!(
+            "SELECT id, {ENTRY_COLS} FROM entries WHERE target = ?1 AND list = ?2"
+        ))?
+        .query_row(params![t.to_string(), l.as_str()], |r| {
+            Ok((r.get::<_, u32>(0)?, entry_from(r, 1)?))
+        })
         .optional()?;
     match row {
         Some((id, e)) => Ok(Some(Stored { id, entry: e? })),
@@ -1055,11 +1193,12 @@ fn pending_row(
     l: List,
 ) -> Result<Option<(Op, Entry)>, StoreError> {
     let row = tx
-        .query_row(
-            &format!("SELECT op, {ENTRY_COLS} FROM pending WHERE target = ?1 AND list = ?2"),
-            params![t.to_string(), l.as_str()],
-            |r| Ok((r.get::<_, String>(0)?, entry_from(r, 1)?)),
-        )
+        .prepare_cached(&format!(
+            "SELECT op, {ENTRY_COLS} FROM pending WHERE target = ?1 AND list = ?2"
+        ))?
+        .query_row(params![t.to_string(), l.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, entry_from(r, 1)?))
+        })
         .optional()?;
     match row {
         Some((op, e)) => Ok(Some((Op::parse(&op)?, e?))),
@@ -1075,7 +1214,7 @@ fn insert_pending(
     now: Millis,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO pending VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        "INSERT OR REPLACE INTO pending VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?
     .execute(params![
         e.target.to_string(),
@@ -1090,12 +1229,14 @@ fn insert_pending(
         e.added_at,
         user,
         now,
+        sort_key(&e.target).as_slice(),
     ])?;
     Ok(())
 }
 
 fn insert_entry(tx: &Transaction<'_>, s: &Stored, rev: i64) -> Result<(), StoreError> {
     let e = &s.entry;
+    let key = sort_key(&e.target);
     let values = params![
         e.target.to_string(),
         e.list.as_str(),
@@ -1107,9 +1248,10 @@ fn insert_entry(tx: &Transaction<'_>, s: &Stored, rev: i64) -> Result<(), StoreE
         e.source,
         e.added_by,
         e.added_at,
+        key.as_slice(),
     ];
     tx.prepare_cached(
-        "INSERT OR REPLACE INTO entries VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        "INSERT OR REPLACE INTO entries VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?
     .execute(values)?;
     tx.prepare_cached(
@@ -1329,6 +1471,79 @@ mod tests {
             (restored.added_by.as_str(), restored.added_at),
             ("alice", 0)
         );
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn listings_stream_in_address_order_and_merge_the_draft() {
+        let dir = tmp();
+        let mut s = Store::open(&dir).unwrap();
+        let allow = |x: &str| Stage::Upsert {
+            target: t(x),
+            list: List::Allow,
+            reason: None,
+            ttl: None,
+            monitor: None,
+            source: None,
+            keep_longer_ttl: false,
+        };
+        s.stage(
+            &[
+                add("2001:db8::1"),
+                add("198.51.100.9"),
+                add("10.0.0.0/24"),
+                add("198.51.100.10"),
+                allow("198.51.100.9"),
+            ],
+            "alice",
+            0,
+            None,
+            &Audit::Each,
+        )
+        .unwrap();
+        deploy(&mut s, 0);
+        let remove = Stage::Remove {
+            target: t("198.51.100.10"),
+            list: List::Deny,
+        };
+        s.stage(&[remove, add("198.51.100.2")], "bob", 1, None, &Audit::Each)
+            .unwrap();
+        let collect = |draft: bool| {
+            let mut out = Vec::new();
+            for_each_entry(s.path(), draft, 5, |e| {
+                out.push(format!("{} {}", e.target, e.list.as_str()));
+                true
+            })
+            .unwrap();
+            out
+        };
+        assert_eq!(
+            collect(false),
+            [
+                "10.0.0.0/24 deny",
+                "198.51.100.9 deny",
+                "198.51.100.9 allow",
+                "198.51.100.10 deny",
+                "2001:db8::1 deny"
+            ]
+        );
+        assert_eq!(
+            collect(true),
+            [
+                "10.0.0.0/24 deny",
+                "198.51.100.2 deny",
+                "198.51.100.9 deny",
+                "198.51.100.9 allow",
+                "2001:db8::1 deny"
+            ]
+        );
+        let mut first = Vec::new();
+        for_each_entry(s.path(), true, 5, |e| {
+            first.push(e.target);
+            first.len() < 2
+        })
+        .unwrap();
+        assert_eq!(first.len(), 2, "stops when asked");
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -127,7 +127,7 @@ fn width(s: &str) -> usize {
 /// Calls `f` on each element of the JSON array `body` as it is decoded, so
 /// a reply of 1M entries never becomes a 1M-element `Vec`.
 pub fn each<T: DeserializeOwned>(
-    body: &[u8],
+    body: impl io::Read,
     f: impl FnMut(T) -> io::Result<()>,
 ) -> Result<(), EachError> {
     struct Each<T, F> {
@@ -157,7 +157,7 @@ pub fn each<T: DeserializeOwned>(
         failed: None,
         item: PhantomData,
     };
-    let mut de = serde_json::Deserializer::from_slice(body);
+    let mut de = serde_json::Deserializer::from_reader(body);
     let decoded = (&mut de).deserialize_seq(&mut each).and_then(|()| de.end());
     match (each.failed, decoded) {
         (Some(e), _) => Err(EachError::Output(e)),
@@ -730,7 +730,7 @@ mod tests {
         let body = serde_json::to_vec(&[&a, &b]).unwrap();
         let out = text(|out| {
             let mut t = entry_table(out);
-            each(&body, |e: Entry| t.row(entry_row(&e, NOW))).map_err(|e| match e {
+            each(body.as_slice(), |e: Entry| t.row(entry_row(&e, NOW))).map_err(|e| match e {
                 EachError::Output(e) => e,
                 EachError::Reply(e) => panic!("{e}"),
             })?;
@@ -755,11 +755,11 @@ mod tests {
             "{out}"
         );
         assert!(matches!(
-            each(b"{}", |_: Entry| Ok(())),
+            each(&b"{}"[..], |_: Entry| Ok(())),
             Err(EachError::Reply(_))
         ));
         assert!(matches!(
-            each(b"[1]", |_: Entry| Ok(())),
+            each(&b"[1]"[..], |_: Entry| Ok(())),
             Err(EachError::Reply(_))
         ));
     }
@@ -768,7 +768,7 @@ mod tests {
     fn a_failed_write_stops_the_stream() {
         let body = serde_json::to_vec(&[entry("198.51.100.7"), entry("198.51.100.8")]).unwrap();
         let mut calls = 0;
-        let r = each(&body, |_: Entry| {
+        let r = each(body.as_slice(), |_: Entry| {
             calls += 1;
             Err(io::Error::from(io::ErrorKind::BrokenPipe))
         });
@@ -826,6 +826,7 @@ mod tests {
             dry_run,
             nothing_pending,
             duration_ms: 4,
+            phases_ms: Default::default(),
         };
         assert_eq!(
             text(|o| deploy(o, &d(Some(7), false, false))),
