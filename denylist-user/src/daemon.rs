@@ -432,39 +432,25 @@ impl Core {
         message: Option<&str>,
         audit_as: &Audit,
     ) -> Result<StageResponse, ApiError> {
-        let before: HashMap<(Target, List), Op> = self
-            .store
-            .pending()?
-            .into_iter()
-            .map(|p| (p.key(), p.op))
-            .collect();
         let default_ttl = self.config.default_ttl.map(|d| d.as_secs());
-        let seq = self
+        let (seq, left) = self
             .store
             .stage(&ops, &peer.user, now_ms(), default_ttl, audit_as)?;
         let keys: Vec<(Target, List)> = ops.iter().map(Stage::key).collect();
-        let after: HashMap<(Target, List), Op> = self
-            .store
-            .pending()?
-            .into_iter()
-            .filter(|p| keys.contains(&p.key()))
-            .map(|p| (p.key(), p.op))
-            .collect();
         let mut counts = Counts::default();
-        for k in &keys {
-            match after.get(k) {
-                Some(Op::Add) => counts.added += 1,
-                Some(Op::Change) => counts.changed += 1,
-                Some(Op::Remove) => counts.removed += 1,
-                None if before.contains_key(k) => {}
-                None => {}
+        for op in left.iter().flatten() {
+            match op {
+                Op::Add => counts.added += 1,
+                Op::Change => counts.changed += 1,
+                Op::Remove => counts.removed += 1,
             }
         }
         let deployed = if deploy {
             let only: Vec<(Target, List)> = keys
                 .iter()
-                .filter(|k| after.contains_key(k))
-                .copied()
+                .zip(&left)
+                .filter(|(_, op)| op.is_some())
+                .map(|(k, _)| *k)
                 .collect();
             Some(self.deploy(&peer.user, Some(&only), message, false)?)
         } else {

@@ -457,7 +457,8 @@ impl Store {
 
     /// Stages `ops` as one transaction: a target that is not there to
     /// remove fails the whole call and nothing is staged. Returns the
-    /// sequence number of the last audit event.
+    /// sequence number of the last audit event, and for each op the pending
+    /// change it left (none when the draft now equals the deployed entry).
     pub fn stage(
         &mut self,
         ops: &[Stage],
@@ -465,9 +466,10 @@ impl Store {
         now: Millis,
         default_ttl: Option<u64>,
         audit_as: &Audit,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<(u64, Vec<Option<Op>>), StoreError> {
         let tx = self.conn.transaction()?;
         let mut seq = 0;
+        let mut left = Vec::with_capacity(ops.len());
         for op in ops {
             let (target, list) = op.key();
             let deployed = deployed_entry(&tx, target, list)?;
@@ -547,6 +549,7 @@ impl Store {
             if let Some((op, e)) = &row {
                 insert_pending(&tx, *op, e, user, now)?;
             }
+            left.push(row.as_ref().map(|(op, _)| *op));
             let kind = match (&new, existed) {
                 (None, _) => "remove",
                 (Some(_), false) => "add",
@@ -570,7 +573,7 @@ impl Store {
             seq = audit(&tx, now, user, kind, None, Some(detail.clone()))?;
         }
         tx.commit()?;
-        Ok(seq)
+        Ok((seq, left))
     }
 
     /// Drops every pending change.
@@ -617,14 +620,17 @@ impl Store {
     ) -> Result<Plan, StoreError> {
         let mut pending = self.pending()?;
         if let Some(keys) = only {
+            let staged: std::collections::HashSet<(Target, List)> =
+                pending.iter().map(Pending::key).collect();
             for k in keys {
-                if !pending.iter().any(|p| p.key() == *k) {
+                if !staged.contains(k) {
                     return Err(StoreError::NotPending {
                         target: k.0,
                         list: k.1,
                     });
                 }
             }
+            let keys: std::collections::HashSet<&(Target, List)> = keys.iter().collect();
             pending.retain(|p| keys.contains(&p.key()));
         }
         let adds = pending.iter().filter(|p| p.op == Op::Add).count() as i64;
