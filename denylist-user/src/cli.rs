@@ -439,11 +439,15 @@ impl Session {
             deploy: a.deploy,
             admin_addr: admin_addr(),
         };
-        if io::stderr().is_terminal() {
-            eprintln!("uploading {} bytes…", data.len());
-        }
         let path = format!("/v1/import{}", query::encode(&params));
-        let body = self.send("POST", &path, Some(&data), "application/octet-stream")?;
+        let progress = io::stderr()
+            .is_terminal()
+            .then(|| Progress::start(data.len()));
+        let body = self.send("POST", &path, Some(&data), "application/octet-stream");
+        if let Some(p) = progress {
+            p.finish();
+        }
+        let body = body?;
         self.show(&body, a.output, |out, r: ImportResponse, _| {
             output::import(out, &r)
         })
@@ -551,6 +555,42 @@ impl Session {
         let shell: clap_complete::Shell = a.shell.into();
         clap_complete::generate(shell, &mut command(), "denylist", &mut self.out);
         Ok(())
+    }
+}
+
+/// A progress line on a terminal while an import is sent and staged: the
+/// daemon stages a 1M-line file in one transaction, which takes a while.
+struct Progress {
+    done: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Progress {
+    fn start(bytes: usize) -> Self {
+        let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let thread = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            let bar = ["▏", "▎", "▍", "▌", "▋", "▊", "▉", "█"];
+            let mut i = 0;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                eprint!(
+                    "\r{} staging {:.1} MB in one transaction… {}s ",
+                    bar[i % bar.len()],
+                    bytes as f64 / 1e6,
+                    start.elapsed().as_secs()
+                );
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            eprint!("\r\x1b[2K");
+        });
+        Self { done, thread }
+    }
+
+    fn finish(self) {
+        self.done.store(true, std::sync::atomic::Ordering::Relaxed);
+        let _ = self.thread.join();
     }
 }
 
