@@ -35,10 +35,9 @@ use crate::{
     error::{ApiError, Class},
     guard,
     proto::{
-        AddRequest, AttachRequest, BackupRequest, CheckResponse, DeployRequest, DeployResponse,
-        DetachRequest, Diff, ImportParams, ImportResponse, ModeRequest, RemoveRequest,
-        RollbackRequest, RollbackResponse, SeqResponse, StageItem, StageResponse, StatItem, Status,
-        VerifyResponse,
+        AddRequest, AttachRequest, CheckResponse, DeployRequest, DeployResponse, DetachRequest,
+        Diff, ImportParams, ImportResponse, ModeRequest, RemoveRequest, RollbackRequest,
+        RollbackResponse, SeqResponse, StageItem, StageResponse, StatItem, Status, VerifyResponse,
     },
     target::{Target, TargetError},
     verdict::List,
@@ -537,18 +536,56 @@ impl Session {
         Ok(())
     }
 
+    /// The daemon streams a consistent copy of its store; the file is
+    /// written here, with the rights of whoever runs the CLI.
     fn backup(&mut self, a: BackupArgs) -> Result<()> {
-        // The daemon resolves paths from its own working directory, not ours.
-        let path = std::path::absolute(&a.file).map_err(|e| {
-            ApiError::invalid(format!("cannot make {} absolute: {e}", a.file.display()))
-        })?;
-        let req = BackupRequest {
-            path: path.to_string_lossy().into_owned(),
-        };
-        let body = self.post("/v1/backup", &req)?;
-        self.show(&body, a.output, |out, _: SeqResponse, _| {
-            writeln!(out, "backup written to {}", path.display())
-        })
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&a.file)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => ApiError::invalid(format!(
+                    "{} exists: choose a new file name",
+                    a.file.display()
+                )),
+                _ => ApiError::invalid(format!("cannot create {}: {e}", a.file.display())),
+            })?;
+        let copied = self
+            .client
+            .request_reader("POST", "/v1/backup", None, "application/json")
+            .map_err(Error::from)
+            .and_then(|(status, mut body)| {
+                if (200..300).contains(&status) {
+                    io::copy(&mut body, &mut file)?;
+                    file.sync_all()?;
+                    return Ok(());
+                }
+                let mut bytes = Vec::new();
+                body.read_to_end(&mut bytes)?;
+                let reply = crate::client::Reply {
+                    status,
+                    body: bytes,
+                };
+                Err(match reply.json::<serde::de::IgnoredAny>() {
+                    Err(e) => e,
+                    Ok(_) => ApiError::failure("denylistd answered with an error but no reason"),
+                }
+                .into())
+            });
+        if let Err(e) = copied {
+            drop(file);
+            let _ = std::fs::remove_file(&a.file);
+            return Err(e);
+        }
+        if a.output.json {
+            let path = std::path::absolute(&a.file).unwrap_or(a.file.clone());
+            writeln!(self.out, "{}", serde_json::json!({ "path": path }))?;
+        } else {
+            writeln!(self.out, "backup written to {}", a.file.display())?;
+        }
+        Ok(())
     }
 
     fn completions(&mut self, a: CompletionsArgs) -> Result<()> {

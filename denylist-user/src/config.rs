@@ -155,6 +155,14 @@ impl Config {
                 "--expiry-sweep must be longer than 0s".into(),
             ));
         }
+        let default_ttl = dur(args.default_ttl, file.default_ttl, "default-ttl")?;
+        if default_ttl
+            .is_some_and(|d| d.as_secs() == 0 || d.as_secs() > crate::daemon::MAX_TTL_SECS)
+        {
+            return Err(ConfigError::Invalid(
+                "--default-ttl must be between 1s and 100 years (leave it out for entries that never expire)".into(),
+            ));
+        }
         let mut protect_ports = if args.protect_port.is_empty() {
             file.protect_port
         } else {
@@ -188,7 +196,7 @@ impl Config {
                 .or(file.viewer_group)
                 .unwrap_or_else(|| "denylist".into()),
             metrics: args.metrics.or(file.metrics),
-            default_ttl: dur(args.default_ttl, file.default_ttl, "default-ttl")?,
+            default_ttl,
             protect_ports,
             expiry_sweep,
             detach_on_exit: args.detach_on_exit || file.detach_on_exit.unwrap_or(false),

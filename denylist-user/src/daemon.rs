@@ -7,7 +7,7 @@
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     net::IpAddr,
-    path::{Path, PathBuf},
+    path::PathBuf,
     time::Instant,
 };
 
@@ -123,12 +123,25 @@ fn parse_ttl(ttl: &Option<String>) -> Result<Option<Option<u64>>, ApiError> {
         Some("never") => Ok(Some(None)),
         Some(d) => {
             let d = parse_duration(d).map_err(ApiError::invalid)?;
-            if d.as_secs() == 0 {
-                return Err(ApiError::invalid("a TTL must be at least 1s"));
-            }
-            Ok(Some(Some(d.as_secs())))
+            check_ttl(d.as_secs()).map(|t| Some(Some(t)))
         }
     }
+}
+
+/// The longest TTL: beyond it, `never` says what is meant, and expiry
+/// times stay far inside the kernel word's 56 bits of milliseconds.
+pub const MAX_TTL_SECS: u64 = 100 * 365 * 86_400;
+
+fn check_ttl(secs: u64) -> Result<u64, ApiError> {
+    if secs == 0 {
+        return Err(ApiError::invalid("a TTL must be at least 1s"));
+    }
+    if secs > MAX_TTL_SECS {
+        return Err(ApiError::invalid(
+            "a TTL must be at most 100 years: use never for a permanent entry",
+        ));
+    }
+    Ok(secs)
 }
 
 impl Core {
@@ -325,12 +338,25 @@ impl Core {
         })
     }
 
-    fn guard_context(&self, admin_addr: Option<IpAddr>) -> GuardContext {
-        GuardContext {
-            host_addrs: guard::host_addresses().unwrap_or_default(),
-            live_ssh_peers: guard::live_peers(&self.config.protect_ports).unwrap_or_default(),
+    /// What the guardrails check against. If this host's addresses or its
+    /// live sessions cannot be read, the checks fail closed: the request is
+    /// refused until forced.
+    fn guard_context(&self, admin_addr: Option<IpAddr>) -> Result<GuardContext, ApiError> {
+        let unreadable = |what: &str, e: std::io::Error| {
+            ApiError::new(
+                Class::Guarded,
+                format!(
+                    "cannot read {what} ({e}), so the guardrails cannot run: use --force to add without them"
+                ),
+            )
+        };
+        Ok(GuardContext {
+            host_addrs: guard::host_addresses()
+                .map_err(|e| unreadable("this host's addresses", e))?,
+            live_ssh_peers: guard::live_peers(&self.config.protect_ports)
+                .map_err(|e| unreadable("the live TCP sessions", e))?,
             admin_addr,
-        }
+        })
     }
 
     /// Stages adds and changes; with `deploy`, deploys just these.
@@ -338,7 +364,11 @@ impl Core {
         if req.entries.is_empty() {
             return Err(ApiError::invalid("no targets given"));
         }
-        let ctx = self.guard_context(req.admin_addr);
+        let ctx = if req.force {
+            GuardContext::default()
+        } else {
+            self.guard_context(req.admin_addr)?
+        };
         let mut ops = Vec::with_capacity(req.entries.len());
         let mut refused = Vec::new();
         let mut warnings = Vec::new();
@@ -479,16 +509,18 @@ impl Core {
         // the values a new entry would get. A bad one is an invalid line.
         let mut restored: Vec<Option<Entry>> = Vec::with_capacity(parsed.json_entries.len());
         for (i, v) in parsed.json_entries.iter().enumerate() {
-            match serde_json::from_value::<ImportedEntry>(v.clone()) {
-                Ok(e) => restored.push(Some(e.into_entry(&peer.user, now))),
+            let read = serde_json::from_value::<ImportedEntry>(v.clone())
+                .map_err(|e| e.to_string())
+                .and_then(|e| e.into_entry(&peer.user, now).map_err(|e| e.message));
+            match read {
+                Ok(e) => restored.push(Some(e)),
                 Err(e) => {
                     restored.push(None);
-                    let mut text = v.to_string();
-                    text.truncate(200);
+                    let text: String = v.to_string().chars().take(200).collect();
                     parsed.invalid.push(import::Invalid {
                         line: parsed.entries[i].line,
                         text,
-                        error: e.to_string(),
+                        error: e,
                     });
                 }
             }
@@ -520,7 +552,11 @@ impl Core {
         let source = format!("import:{source_name}");
         let ttl = parse_ttl(&p.ttl)?;
         let list = p.list.unwrap_or(List::Deny);
-        let ctx = self.guard_context(p.admin_addr);
+        let ctx = if p.force {
+            GuardContext::default()
+        } else {
+            self.guard_context(p.admin_addr)?
+        };
         let mut ops: Vec<Stage> = Vec::with_capacity(parsed.entries.len());
         let mut index: HashMap<(Target, List), usize> =
             HashMap::with_capacity(parsed.entries.len());
@@ -1022,32 +1058,27 @@ impl Core {
         })
     }
 
-    pub fn backup(&mut self, user: &str, path: &str) -> Result<SeqResponse, ApiError> {
-        let p = PathBuf::from(path);
-        if !p.is_absolute() {
-            return Err(ApiError::invalid(
-                "the backup path must be absolute (it is on the daemon's host)",
-            ));
-        }
-        if p.exists() {
-            return Err(ApiError::invalid(format!(
-                "{path} exists: choose a new file name"
+    /// A consistent copy of the store in a new private file in the state
+    /// directory, for the API to stream to the client and then delete. The
+    /// client writes it with its own rights: the daemon writes nowhere a
+    /// client names, since it runs as root.
+    pub fn backup(&mut self, user: &str) -> Result<PathBuf, ApiError> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let path = self
+            .config
+            .state_dir
+            .join(format!(".backup-{}-{nanos}.db", std::process::id()));
+        if let Err(e) = self.store.backup(&path) {
+            let _ = std::fs::remove_file(&path);
+            return Err(ApiError::failure(format!(
+                "backup failed: {e}; check the free space in {}",
+                self.config.state_dir.display()
             )));
         }
-        self.store
-            .backup(Path::new(path))
-            .map_err(|e| ApiError::failure(format!("backup failed: {e}")))?;
-        let seq = self.store.record(
-            user,
-            "backup",
-            None,
-            Some(serde_json::json!({ "path": path })),
-            now_ms(),
-        )?;
-        Ok(SeqResponse {
-            seq,
-            detail: Some(serde_json::json!({ "path": path })),
-        })
+        self.store.record(user, "backup", None, None, now_ms())?;
+        Ok(path)
     }
 
     /// Removes expired entries from the maps, the deployed set and the
@@ -1063,9 +1094,12 @@ impl Core {
         if expired.is_empty() {
             return Ok(0);
         }
+        // Only what the kernel still holds: after a failed store write, a
+        // later sweep must not trip over entries already taken out.
         let keys: Vec<(Target, List)> = expired
             .iter()
             .map(|s| (s.entry.target, s.entry.list))
+            .filter(|(t, l)| self.dp.is_installed(t, *l))
             .collect();
         self.dp.apply(&[], &keys)?;
         self.store.expire(&expired, now)?;
@@ -1128,9 +1162,12 @@ struct ImportedEntry {
 }
 
 impl ImportedEntry {
-    fn into_entry(self, user: &str, now: Millis) -> Entry {
+    fn into_entry(self, user: &str, now: Millis) -> Result<Entry, ApiError> {
+        if let Some(t) = self.ttl {
+            check_ttl(t)?;
+        }
         let list = self.list.unwrap_or(List::Deny);
-        Entry {
+        Ok(Entry {
             target: self.target,
             list,
             reason: self.reason,
@@ -1140,7 +1177,7 @@ impl ImportedEntry {
             source: self.source.unwrap_or_else(|| "manual".into()),
             added_by: self.added_by.unwrap_or_else(|| user.to_string()),
             added_at: self.added_at.unwrap_or(now),
-        }
+        })
     }
 }
 

@@ -289,6 +289,11 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Is this entry in the kernel?
+    pub fn is_installed(&self, t: &Target, l: List) -> bool {
+        self.installed.contains_key(&(*t, l))
+    }
+
     /// Interfaces this program is attached to.
     pub fn attached(&self) -> impl Iterator<Item = &str> {
         self.links.keys().map(String::as_str)
@@ -393,12 +398,34 @@ impl Dataplane {
             batch.clear();
             for (t, l, prev) in undo.into_iter().rev() {
                 if let Err(u) = self.set(t, l, prev, None) {
+                    // What user space believes must stay what the store
+                    // holds; `drift` then shows the kernel's difference and
+                    // verify rewrites it.
                     tracing::error!("undoing {t} ({l:?}) after a failed change: {u}");
+                    self.force_installed(t, l, prev);
                 }
             }
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Records `new` as installed without touching the kernel.
+    fn force_installed(&mut self, t: Target, l: List, new: Option<Installed>) {
+        let prev = match new {
+            Some(n) => self.installed.insert((t, l), n),
+            None => self.installed.remove(&(t, l)),
+        };
+        let key = (t.is_ipv4(), t.prefix_len());
+        match (prev, new) {
+            (None, Some(_)) => *self.lengths.entry(key).or_default() += 1,
+            (Some(_), None) => {
+                if let Some(n) = self.lengths.get_mut(&key) {
+                    *n -= 1;
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Writes the batched exact-address changes with one bpf() call per
@@ -431,9 +458,25 @@ impl Dataplane {
         };
         let err = |name: &'static str| move |source| DataplaneError::Batch { name, source };
         batch::update(fd(MAP_EXACT_V4)?, &up4, &vals4).map_err(err(MAP_EXACT_V4))?;
-        batch::delete(fd(MAP_EXACT_V4)?, &del4).map_err(err(MAP_EXACT_V4))?;
         batch::update(fd(MAP_EXACT_V6)?, &up6, &vals6).map_err(err(MAP_EXACT_V6))?;
-        batch::delete(fd(MAP_EXACT_V6)?, &del6).map_err(err(MAP_EXACT_V6))?;
+        // A batch delete stops at the first missing key; one by one, a
+        // missing key (deleted behind our back) is simply already done.
+        let v4_done = batch::delete(fd(MAP_EXACT_V4)?, &del4).is_ok();
+        let v6_done = batch::delete(fd(MAP_EXACT_V6)?, &del6).is_ok();
+        let retry4 = (!v4_done)
+            .then_some(del4)
+            .into_iter()
+            .flatten()
+            .map(IpAddr::from);
+        let retry6 = (!v6_done)
+            .then_some(del6)
+            .into_iter()
+            .flatten()
+            .map(IpAddr::from);
+        let retry: Vec<IpAddr> = retry4.chain(retry6).collect();
+        for ip in retry {
+            self.write_exact(ip, None)?;
+        }
         Ok(())
     }
 
@@ -518,7 +561,12 @@ impl Dataplane {
                 BpfHashMap::try_from(map).map_err(err)?;
             match value {
                 Some(v) => h.insert(key, v, 0).map_err(err),
-                None => h.remove(&key).map_err(err),
+                // Already gone is what a delete wants: an undo may delete
+                // what a failed batch never wrote.
+                None => match h.remove(&key) {
+                    Err(MapError::KeyNotFound) => Ok(()),
+                    r => r.map_err(err),
+                },
             }
         }
         let name = if ip.is_ipv4() {

@@ -121,13 +121,6 @@ pub struct DetachRequest {
     pub iface: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BackupRequest {
-    /// An absolute path on the daemon's host; the file must not exist.
-    pub path: String,
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
     pub added: u64,

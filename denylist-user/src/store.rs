@@ -819,8 +819,14 @@ impl Store {
                 "DELETE FROM entries WHERE target = ?1 AND list = ?2",
                 params![t, l],
             )?;
+            // The draft loses it too, so no later deploy revives it; but a
+            // re-add staged after it expired is a new entry, and stays.
             tx.execute(
-                "DELETE FROM pending WHERE target = ?1 AND list = ?2",
+                "DELETE FROM pending WHERE target = ?1 AND list = ?2 AND (op = 'remove' OR staged_at < ?3)",
+                params![t, l, s.entry.expires_at.unwrap_or(now)],
+            )?;
+            tx.execute(
+                "UPDATE pending SET op = 'add' WHERE target = ?1 AND list = ?2",
                 params![t, l],
             )?;
             // It was in the revisions up to now, and is in none after.
