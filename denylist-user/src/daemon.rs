@@ -711,7 +711,14 @@ impl Core {
             removed: Vec::new(),
             changed: Vec::new(),
         };
-        for p in self.store.pending()? {
+        for mut p in self.store.pending()? {
+            // The deploy sets a pending entry's expiry; the marker that says
+            // how is not shown.
+            if let Some(after) = p.after.as_mut()
+                && after.expires_at == Some(crate::store::REFRESH)
+            {
+                after.expires_at = None;
+            }
             let (by, at) = (p.staged_by, p.staged_at);
             match (p.op, p.before, p.after) {
                 (Op::Add, _, Some(after)) => d.added.push(Staged {

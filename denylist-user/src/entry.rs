@@ -30,7 +30,8 @@ pub fn from_ms(ms: Millis) -> SystemTime {
 
 /// RFC 3339 in UTC with milliseconds, e.g. `2026-11-28T11:50:58.123Z`.
 pub fn rfc3339(ms: Millis) -> String {
-    humantime::format_rfc3339_millis(from_ms(ms)).to_string()
+    // humantime cannot show times before 1970, and no entry has one.
+    humantime::format_rfc3339_millis(from_ms(ms.max(0))).to_string()
 }
 
 /// Parses a human duration: `90s`, `30m`, `24h`, `7d`, or combinations.

@@ -109,6 +109,10 @@ pub enum Audit {
     },
 }
 
+/// A pending entry's `expires_at` that means "at the deploy: now + TTL,
+/// unless the deployed expiry is later": an import re-listing an entry.
+pub const REFRESH: Millis = -1;
+
 /// What a client asks to stage for one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
@@ -121,7 +125,8 @@ pub enum Stage {
         ttl: Option<Option<u64>>,
         monitor: Option<bool>,
         source: Option<String>,
-        /// Imports keep the longer of the old and new TTL.
+        /// An import: its TTL replaces the old one, but the expiry it gives
+        /// never comes before the deployed one (the longer expiry wins).
         keep_longer_ttl: bool,
     },
     Remove {
@@ -505,11 +510,17 @@ impl Store {
                             e.reason = Some(r.clone());
                         }
                         if let Some(t) = ttl {
-                            e.ttl = match (*keep_longer_ttl, e.ttl, t) {
-                                (true, None, _) | (true, _, None) => None,
-                                (true, Some(old), Some(new)) => Some(old.max(*new)),
-                                (false, _, t) => *t,
-                            };
+                            // A TTL given again counts from the next deploy:
+                            // exactly (the admin said so), or never shorter
+                            // (an import, where the longer expiry wins, and
+                            // a permanent entry stays permanent).
+                            if !*keep_longer_ttl {
+                                e.ttl = *t;
+                                e.expires_at = None;
+                            } else if e.ttl.is_some() {
+                                e.ttl = *t;
+                                e.expires_at = Some(REFRESH);
+                            }
                         }
                         if let Some(m) = monitor {
                             e.monitor = *m && list == List::Deny;
@@ -543,7 +554,13 @@ impl Store {
                 (None, None) => None,
                 (Some(d), None) => Some((Op::Remove, d.entry.clone())),
                 (None, Some(n)) => Some((Op::Add, n.clone())),
-                (Some(d), Some(n)) if d.entry.same_settings(n) && !d.entry.expired_at(now) => None,
+                (Some(d), Some(n))
+                    if d.entry.same_settings(n)
+                        && !d.entry.expired_at(now)
+                        && !(n.ttl.is_some() && matches!(n.expires_at, None | Some(REFRESH))) =>
+                {
+                    None
+                }
                 (Some(_), Some(n)) => Some((Op::Change, n.clone())),
             };
             if let Some((op, e)) = &row {
@@ -556,9 +573,13 @@ impl Store {
                 (Some(_), true) => "change",
             };
             if let Audit::Each = audit_as {
-                let detail = new
-                    .as_ref()
-                    .map(|e| serde_json::to_value(e).expect("entries serialize"));
+                let detail = new.as_ref().map(|e| {
+                    let mut shown = e.clone();
+                    if shown.expires_at == Some(REFRESH) {
+                        shown.expires_at = None;
+                    }
+                    serde_json::to_value(shown).expect("entries serialize")
+                });
                 seq = audit(
                     &tx,
                     now,
@@ -657,10 +678,14 @@ impl Store {
                     // A TTL counts from the deploy that sets it; an
                     // unchanged TTL keeps its expiry, unless that has passed
                     // and the entry is being put back.
-                    e.expires_at = if e.ttl == before.entry.ttl && !before.entry.expired_at(now) {
-                        before.entry.expires_at
-                    } else {
-                        expiry(e.ttl)
+                    let live = !before.entry.expired_at(now);
+                    e.expires_at = match e.expires_at {
+                        Some(REFRESH) if live => match (before.entry.expires_at, expiry(e.ttl)) {
+                            (Some(old), Some(new)) => Some(old.max(new)),
+                            (_, new) => new,
+                        },
+                        Some(_) if live && e.ttl == before.entry.ttl => before.entry.expires_at,
+                        _ => expiry(e.ttl),
                     };
                     let id = before.id;
                     plan.changes.push((before, Stored { id, entry: e }));
@@ -1122,6 +1147,10 @@ pub fn for_each_entry(
                 (e, op)
             }
         };
+        let mut entry = entry;
+        if entry.expires_at == Some(REFRESH) {
+            entry.expires_at = None;
+        }
         let removed = op.as_deref() == Some(Op::Remove.as_str());
         // A pending entry's expiry is set again by its deploy.
         let live = op.is_some() || !entry.expired_at(now);
@@ -1556,6 +1585,53 @@ mod tests {
         })
         .unwrap();
         assert_eq!(first.len(), 2, "stops when asked");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn given_ttls_restart_at_the_deploy_and_imports_never_shorten() {
+        let dir = tmp();
+        let mut s = Store::open(&dir).unwrap();
+        let with_ttl = |ttl: u64, import: bool| Stage::Upsert {
+            target: t("198.51.100.7"),
+            list: List::Deny,
+            reason: None,
+            ttl: Some(Some(ttl)),
+            monitor: None,
+            source: None,
+            keep_longer_ttl: import,
+        };
+        let expires = |s: &Store| s.deployed().unwrap()[0].entry.expires_at;
+        s.stage(&[with_ttl(100, false)], "a", 0, None, &Audit::Each)
+            .unwrap();
+        deploy(&mut s, 0);
+        assert_eq!(expires(&s), Some(100_000));
+        // A feed re-lists it with the same TTL a minute later: extended.
+        s.stage(&[with_ttl(100, true)], "feed", 60_000, None, &Audit::Each)
+            .unwrap();
+        assert_eq!(s.pending_count().unwrap(), 1, "a refresh is a change");
+        deploy(&mut s, 60_000);
+        assert_eq!(expires(&s), Some(160_000));
+        // A feed with a shorter TTL never shortens it.
+        s.stage(&[with_ttl(10, true)], "feed", 70_000, None, &Audit::Each)
+            .unwrap();
+        deploy(&mut s, 70_000);
+        assert_eq!(expires(&s), Some(160_000));
+        // An admin's --ttl says exactly when.
+        s.stage(&[with_ttl(10, false)], "a", 80_000, None, &Audit::Each)
+            .unwrap();
+        deploy(&mut s, 80_000);
+        assert_eq!(expires(&s), Some(90_000));
+        // A re-add without a TTL changes only what it gives, and keeps
+        // the expiry.
+        s.stage(&[add("198.51.100.7")], "a", 85_000, None, &Audit::Each)
+            .unwrap();
+        deploy(&mut s, 85_000);
+        assert_eq!(expires(&s), Some(90_000));
+        assert_eq!(
+            s.deployed().unwrap()[0].entry.reason.as_deref(),
+            Some("test")
+        );
         let _ = fs::remove_dir_all(dir);
     }
 
