@@ -1,5 +1,5 @@
 //! The `denylist` XDP program: finds a frame's source address and applies the
-//! verdict function (docs/verdict.md):
+//! verdict function (docs/dataplane.md):
 //!
 //! 1. an expired entry is absent; the next most specific covering entry decides;
 //! 2. any live allow entry covering the source: pass, counted as allowed;
@@ -107,7 +107,8 @@ fn classify(ctx: &XdpContext, now: &mut Now) -> (Verdict, u32) {
     }
     // SAFETY: bounds checked above; every read below checks its own bounds.
     let mut proto = u16::from_be(unsafe { *((start + 12) as *const u16) });
-    // Up to two tags: 802.1ad (QinQ) outer, 802.1Q inner.
+    // Up to two tags, 802.1Q or 802.1ad in either order: switches disagree
+    // on which TPID a QinQ outer tag carries.
     for _ in 0..2 {
         if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
             break;

@@ -545,9 +545,9 @@ impl Core {
         }
         let source_name = p.source.clone().unwrap_or_else(|| "stdin".into());
         if source_name.is_empty() || source_name.contains(char::is_whitespace) {
-            return Err(ApiError::invalid(
-                "a source name must be non-empty and without spaces",
-            ));
+            return Err(ApiError::invalid(format!(
+                "{source_name:?} cannot name a source: it must be non-empty and without spaces; pass --source NAME"
+            )));
         }
         let source = format!("import:{source_name}");
         let ttl = parse_ttl(&p.ttl)?;
@@ -1013,7 +1013,10 @@ impl Core {
         if !self.ifaces.contains_key(&req.iface) {
             return Err(ApiError::new(
                 Class::NotFound,
-                format!("{} is not attached", req.iface),
+                format!(
+                    "denylistd does not look after {}: `denylist status` lists the interfaces it does",
+                    req.iface
+                ),
             ));
         }
         let _ = self.dp.detach(&req.iface);
@@ -1132,10 +1135,6 @@ impl Core {
             }
             tracing::info!("detached on exit");
         }
-    }
-
-    pub fn generation_count(&self) -> usize {
-        self.pins.generations().map_or(0, |g| g.len())
     }
 
     pub fn dataplane(&self) -> &Dataplane {

@@ -294,11 +294,6 @@ impl Dataplane {
         self.installed.contains_key(&(*t, l))
     }
 
-    /// Interfaces this program is attached to.
-    pub fn attached(&self) -> impl Iterator<Item = &str> {
-        self.links.keys().map(String::as_str)
-    }
-
     pub fn detach(&mut self, iface: &str) -> Result<(), DataplaneError> {
         let id = self
             .links
@@ -480,7 +475,6 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Sets one entry's kernel state, returning what it was.
     /// Sets one entry's kernel state, returning what it was. An exact
     /// address's new value goes into `batch` when given, else straight in.
     fn set(

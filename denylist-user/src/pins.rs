@@ -118,10 +118,6 @@ impl Pins {
         })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn link(&self, iface: &str) -> PathBuf {
         self.dir.join(format!("link-{iface}"))
     }

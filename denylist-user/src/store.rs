@@ -10,7 +10,7 @@
 use std::{
     collections::{BTreeMap, HashMap},
     fs,
-    os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt},
+    os::unix::fs::{DirBuilderExt, OpenOptionsExt},
     path::{Path, PathBuf},
 };
 
@@ -93,6 +93,10 @@ pub enum StoreError {
         "there are {count} pending changes that this would overwrite: deploy or discard them, or pass --force"
     )]
     Conflict { count: usize },
+    #[error(
+        "all 2^32 entry ids have been used: export the entries, start a new store, and import them"
+    )]
+    IdsExhausted,
     #[error("the store holds an unreadable value ({0}): restore a backup")]
     Damaged(String),
 }
@@ -658,7 +662,7 @@ impl Store {
         let tx = self.conn.transaction()?;
         let first_id = meta(&tx, "next_id")?;
         if first_id + adds > i64::from(u32::MAX) {
-            return Err(StoreError::Damaged("entry ids are exhausted".into()));
+            return Err(StoreError::IdsExhausted);
         }
         if reserve {
             set_meta(&tx, "next_id", first_id + adds)?;
@@ -1010,15 +1014,6 @@ impl Store {
         let b = rusqlite::backup::Backup::new(&self.conn, &mut out)?;
         b.run_to_completion(1024, std::time::Duration::ZERO, None)?;
         Ok(())
-    }
-
-    /// The store file's mode bits, for status and tests.
-    pub fn file_mode(&self) -> Result<(u32, u32), StoreError> {
-        let m = fs::metadata(&self.path).map_err(|source| StoreError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
-        Ok((m.permissions().mode() & 0o7777, m.uid()))
     }
 }
 
@@ -1661,7 +1656,9 @@ mod tests {
     fn files_are_private_and_symlinks_are_not_followed() {
         let dir = tmp();
         let s = Store::open(&dir).unwrap();
-        assert_eq!(s.file_mode().unwrap().0, 0o600);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = fs::metadata(s.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o600);
         assert_eq!(
             fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             0o700
