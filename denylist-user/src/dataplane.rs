@@ -397,7 +397,7 @@ impl Dataplane {
                     // holds; `drift` then shows the kernel's difference and
                     // verify rewrites it.
                     tracing::error!("undoing {t} ({l:?}) after a failed change: {u}");
-                    self.force_installed(t, l, prev);
+                    self.record_installed(t, l, prev);
                 }
             }
             return Err(e);
@@ -405,8 +405,9 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Records `new` as installed without touching the kernel.
-    fn force_installed(&mut self, t: Target, l: List, new: Option<Installed>) {
+    /// Records `new` as what the kernel holds for (t, l), and keeps the
+    /// per-length counts `decide` probes by.
+    fn record_installed(&mut self, t: Target, l: List, new: Option<Installed>) {
         let prev = match new {
             Some(n) => self.installed.insert((t, l), n),
             None => self.installed.remove(&(t, l)),
@@ -526,20 +527,7 @@ impl Dataplane {
                 (None, None) => {}
             }
         }
-        let key = (t.is_ipv4(), t.prefix_len());
-        match (prev, new) {
-            (None, Some(_)) => *self.lengths.entry(key).or_default() += 1,
-            (Some(_), None) => {
-                if let Some(n) = self.lengths.get_mut(&key) {
-                    *n -= 1;
-                }
-            }
-            _ => {}
-        }
-        match new {
-            Some(n) => self.installed.insert((t, l), n),
-            None => self.installed.remove(&(t, l)),
-        };
+        self.record_installed(t, l, new);
         Ok(prev)
     }
 
