@@ -10,7 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+use std::{collections::BTreeSet, net::IpAddr};
+
+use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use denylist::{client::Client, pins::ensure_bpffs_mounted};
+use denylist_common::{ExactValue, MAP_EXACT_V4};
 
 use crate::netns::Netns;
 
@@ -208,4 +212,26 @@ impl Drop for Daemon {
             let _ = c.wait();
         }
     }
+}
+
+/// The exact IPv4 deny entries in the live generation's pinned map: what
+/// the kernel really holds, read without asking the daemon.
+pub fn kernel_exact_v4(home: &Home) -> BTreeSet<String> {
+    let gens: Vec<_> = std::fs::read_dir(&home.bpffs)
+        .expect("the pin directory")
+        .map(|e| e.expect("a pin").path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("gen-"))
+        })
+        .collect();
+    assert_eq!(gens.len(), 1, "one generation after a start: {gens:?}");
+    let data = MapData::from_pin(gens[0].join(MAP_EXACT_V4)).expect("the pinned map");
+    let map = Map::HashMap(data);
+    let h: BpfHashMap<_, [u8; 4], ExactValue> = BpfHashMap::try_from(&map).expect("a hash map");
+    h.iter()
+        .map(|kv| kv.expect("an element"))
+        .filter(|(_, v)| v.deny.word != 0)
+        .map(|(k, _)| IpAddr::from(k).to_string())
+        .collect()
 }

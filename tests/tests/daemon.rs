@@ -16,7 +16,7 @@ use denylist::{
 };
 use denylist_common::{ExactValue, MAP_EXACT_V4};
 use denylist_tests::{
-    daemon::{Daemon, Home},
+    daemon::{Daemon, Home, kernel_exact_v4},
     netns::{Pair, PairConfig},
     require_root,
 };
@@ -208,24 +208,6 @@ fn restarts_and_crashes_never_let_a_denied_packet_through() {
         "old generations are unpinned"
     );
     drop(d);
-}
-
-/// The exact IPv4 deny entries in the live generation's pinned map.
-fn kernel_exact_v4(home: &Home) -> BTreeSet<String> {
-    let gens: Vec<_> = std::fs::read_dir(&home.bpffs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("gen-"))
-        .collect();
-    assert_eq!(gens.len(), 1, "one generation after a start: {gens:?}");
-    let data = MapData::from_pin(gens[0].join(MAP_EXACT_V4)).unwrap();
-    let map = Map::HashMap(data);
-    let h: BpfHashMap<_, [u8; 4], ExactValue> = BpfHashMap::try_from(&map).unwrap();
-    h.iter()
-        .map(|kv| kv.unwrap())
-        .filter(|(_, v)| v.deny.word != 0)
-        .map(|(k, _)| IpAddr::from(k).to_string())
-        .collect()
 }
 
 /// The deployed exact deny entries, read from the store file itself.
