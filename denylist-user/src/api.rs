@@ -352,8 +352,15 @@ async fn discard(State(s): St, ConnectInfo(c): Cred) -> Response {
     .await
 }
 
-async fn check(State(s): St, ConnectInfo(c): Cred, Path(ip): Path<String>) -> Response {
+async fn check(
+    State(s): St,
+    ConnectInfo(c): Cred,
+    ip: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
+        let Path(ip) = ip.map_err(|e| {
+            ApiError::invalid(format!("invalid address in the path: {}", e.body_text()))
+        })?;
         let ip: IpAddr = ip
             .parse()
             .map_err(|_| ApiError::invalid(format!("{ip:?} is not an IP address")))?;

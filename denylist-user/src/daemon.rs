@@ -502,8 +502,18 @@ impl Core {
         p: ImportParams,
         body: &[u8],
     ) -> Result<ImportResponse, ApiError> {
+        if p.force && p.skip_guarded {
+            return Err(ApiError::invalid(
+                "force lets guarded lines in and skip_guarded leaves them out: choose one",
+            ));
+        }
         let parse_start = Instant::now();
         let mut parsed = import::parse(body, p.format, p.force);
+        if parsed.format == import::Format::Json && p.list.is_some() {
+            return Err(ApiError::invalid(
+                "a json import carries each entry's list: leave out list",
+            ));
+        }
         let now = now_ms();
         // Our own export carries whole entries; fields it leaves out get
         // the values a new entry would get. A bad one is an invalid line.

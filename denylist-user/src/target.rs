@@ -209,6 +209,12 @@ fn parse_net(input: &str) -> Result<(IpAddr, IpNet), TargetError> {
             if l.is_empty() || !l.bytes().all(|b| b.is_ascii_digit()) || l.len() > 3 {
                 return Err(invalid(s, "the prefix length is not a number"));
             }
+            if l.len() > 1 && l.starts_with('0') {
+                return Err(invalid(
+                    s,
+                    "the prefix length has a leading zero: write /24, not /024",
+                ));
+            }
             let n: u8 = l
                 .parse()
                 .map_err(|_| invalid(s, "the prefix length is out of range"))?;
@@ -317,6 +323,7 @@ mod tests {
             ("", "empty"),
             ("example.com", "not an IPv4 or IPv6"),
             ("1.2.3.4/024x", "not a number"),
+            ("198.51.100.0/024", "leading zero"),
         ] {
             let e = Target::parse(input).unwrap_err().to_string();
             assert!(e.contains(reason), "{input}: {e}");
