@@ -85,15 +85,22 @@ fn ifindex(iface: &str) -> u32 {
 
 /// The XDP program another tool attached to `iface`, as `ip` reports it.
 fn xdp_holder(iface: &str) -> Option<String> {
+    let xdp = ip_xdp(iface)?;
+    let prog = xdp.get("prog")?;
+    let name = prog.get("name").and_then(|n| n.as_str()).unwrap_or("?");
+    let id = prog.get("id").and_then(|i| i.as_u64()).unwrap_or(0);
+    Some(format!("program {name} (id {id})"))
+}
+
+/// The `xdp` object `ip -j -d link show` reports for an interface: aya
+/// cannot say which program a foreign tool attached, nor in which mode.
+fn ip_xdp(iface: &str) -> Option<serde_json::Value> {
     let out = std::process::Command::new("ip")
         .args(["-j", "-d", "link", "show", "dev", iface])
         .output()
         .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let prog = &v.get(0)?.get("xdp")?.get("prog")?;
-    let name = prog.get("name").and_then(|n| n.as_str()).unwrap_or("?");
-    let id = prog.get("id").and_then(|i| i.as_u64()).unwrap_or(0);
-    Some(format!("program {name} (id {id})"))
+    let mut v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+    Some(v.get_mut(0)?.get_mut("xdp")?.take())
 }
 
 /// The kernel's view of a stored entry: expiry moved to CLOCK_TAI.
@@ -1199,12 +1206,7 @@ impl ImportedEntry {
 
 /// The mode `ip` reports for an interface's XDP program.
 fn xdp_mode_of(iface: &str) -> Option<AttachedMode> {
-    let out = std::process::Command::new("ip")
-        .args(["-j", "-d", "link", "show", "dev", iface])
-        .output()
-        .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    match v.get(0)?.get("xdp")?.get("mode")?.as_u64()? {
+    match ip_xdp(iface)?.get("mode")?.as_u64()? {
         2 => Some(AttachedMode::Skb),
         _ => Some(AttachedMode::Native),
     }
