@@ -14,7 +14,7 @@
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
-    helpers::generated::{bpf_ktime_get_coarse_ns, bpf_ktime_get_tai_ns, bpf_xdp_get_buff_len},
+    helpers::generated::{bpf_ktime_get_tai_ns, bpf_xdp_get_buff_len},
     macros::{map, xdp},
     maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray},
     programs::XdpContext,
@@ -306,8 +306,6 @@ fn count(verdict: Verdict, len: u64) {
 
 #[inline(always)]
 fn hit(id: u32, len: u64) {
-    // SAFETY: a helper without arguments.
-    let now = unsafe { bpf_ktime_get_coarse_ns() };
     if let Some(s) = HIT_SLOT_TABLE.get_ptr_mut(id & (HIT_SLOTS - 1)) {
         // SAFETY: a per-CPU value, written only by this CPU, so no atomics.
         let s = unsafe { &mut *s };
@@ -315,7 +313,6 @@ fn hit(id: u32, len: u64) {
             s.id = id;
             s.hit.packets += 1;
             s.hit.bytes += len;
-            s.hit.last_hit_ns = now;
             return;
         }
     }
@@ -324,7 +321,6 @@ fn hit(id: u32, len: u64) {
         let h = unsafe { &mut *h };
         h.packets += 1;
         h.bytes += len;
-        h.last_hit_ns = now;
     } else {
         // A failed insert (the LRU evicting under pressure) loses one
         // packet's count, never the verdict.
@@ -333,7 +329,6 @@ fn hit(id: u32, len: u64) {
             Hit {
                 packets: 1,
                 bytes: len,
-                last_hit_ns: now,
             },
             BPF_NOEXIST as u64,
         );

@@ -159,6 +159,11 @@ struct Listing {
 /// core stays free for other requests meanwhile.
 fn stream_entries(db: std::path::PathBuf, l: Listing) -> Response {
     const FLUSH: usize = 64 * 1024;
+    // Checked while an error can still be the reply: once streaming, a
+    // failure can only break the body.
+    if let Err(e) = crate::store::refuse_links(&db) {
+        return error(e.into());
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::task::spawn_blocking(move || {
         let mut buf: Vec<u8> = Vec::with_capacity(FLUSH + 1024);
@@ -234,17 +239,47 @@ fn error(e: ApiError) -> Response {
     (status, axum::Json(ErrorBody { error: &e })).into_response()
 }
 
-/// Bodies are parsed here rather than by axum's Json extractor, whose
-/// rejections use 422, the status of a guardrail refusal. Parsing happens
-/// after authorization, so a stranger learns nothing from a malformed body.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+/// Decodes a request body as every route does. Bodies are parsed here
+/// rather than by axum's Json extractor, whose rejections use 422, the
+/// status of a guardrail refusal. Parsing happens after authorization, so a
+/// stranger learns nothing from a malformed body. Public for the fuzz
+/// targets (fuzz/), which drive this decoder rather than a copy of it.
+pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
 }
 
-type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+/// Pending changes by key: a target and its list.
+pub type Keys = Vec<(Target, List)>;
 
-fn query<T: DeserializeOwned>(q: QueryResult<T>) -> Result<T, ApiError> {
+/// Decodes a deploy's body: empty deploys everything pending; `only`'s
+/// targets are parsed as TARGETs, with the list each names.
+pub fn deploy_body(bytes: &[u8]) -> Result<(DeployRequest, Option<Keys>), ApiError> {
+    let req: DeployRequest = if bytes.is_empty() {
+        DeployRequest::default()
+    } else {
+        body(bytes)?
+    };
+    let only = match &req.only {
+        Some(keys) => Some(
+            keys.iter()
+                .map(|k| {
+                    Target::parse(&k.target)
+                        .map(|t| (t, k.list))
+                        .map_err(|e| ApiError::invalid(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+        None => None,
+    };
+    Ok((req, only))
+}
+
+/// What axum's `Query` extractor made of the query string.
+pub type QueryResult<T> = Result<Query<T>, axum::extract::rejection::QueryRejection>;
+
+/// Turns a query the extractor refused into the API's 400.
+pub fn query<T: DeserializeOwned>(q: QueryResult<T>) -> Result<T, ApiError> {
     q.map(|Query(t)| t)
         .map_err(|e| ApiError::invalid(format!("invalid query: {}", e.body_text())))
 }
@@ -318,23 +353,7 @@ async fn diff(State(s): St, ConnectInfo(c): Cred) -> Response {
 
 async fn deploy(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
-        let req: DeployRequest = if b.is_empty() {
-            DeployRequest::default()
-        } else {
-            body(&b)?
-        };
-        let only = match req.only {
-            Some(keys) => Some(
-                keys.iter()
-                    .map(|k| {
-                        Target::parse(&k.target)
-                            .map(|t| (t, k.list))
-                            .map_err(|e| ApiError::invalid(e.to_string()))
-                    })
-                    .collect::<Result<Vec<_>, _>>()?,
-            ),
-            None => None,
-        };
+        let (req, only) = deploy_body(&b)?;
         core.deploy(
             &peer.user,
             only.as_deref(),

@@ -1,12 +1,14 @@
-//! BPF_MAP_UPDATE_BATCH and BPF_MAP_DELETE_BATCH (Linux 5.6), which aya
-//! 0.14 lacks: one bpf() call writes thousands of hash elements, so a 1M
-//! entry deploy spends its time in the kernel's hash code, not in syscalls.
+//! BPF_MAP_LOOKUP_BATCH, BPF_MAP_UPDATE_BATCH and BPF_MAP_DELETE_BATCH
+//! (Linux 5.6), which aya 0.14 lacks: one bpf() call reads or writes
+//! thousands of hash elements, so a 1M entry deploy or read-back spends its
+//! time in the kernel's hash code, not in syscalls.
 
 use std::{
     io,
     os::fd::{AsRawFd, BorrowedFd},
 };
 
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
 const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// Elements per call: large enough to amortize the syscall, small enough
@@ -72,4 +74,43 @@ pub fn delete<K: Copy>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
         call(BPF_MAP_DELETE_BATCH, &mut attr)?;
     }
     Ok(())
+}
+
+/// Every element of a hash map, read in chunks. Element by element (aya's
+/// iterator: a get_next_key and a lookup per key) 1M entries take seconds,
+/// all the while holding the daemon's lock.
+pub fn lookup_all<K: Copy + Default, V: Copy + Default>(
+    map: BorrowedFd<'_>,
+) -> io::Result<Vec<(K, V)>> {
+    let mut out = Vec::new();
+    let mut keys = vec![K::default(); CHUNK];
+    let mut values = vec![V::default(); CHUNK];
+    // Where the next call starts: opaque to user space (a bucket index for
+    // hash maps); a key-sized buffer always holds it.
+    let mut at = [0u64; 4];
+    let mut next = [0u64; 4];
+    let mut started = false;
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if started { at.as_ptr() as u64 } else { 0 },
+            out_batch: next.as_mut_ptr() as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: CHUNK as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..BatchAttr::default()
+        };
+        let result = call(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        // The kernel writes back how many it copied, also on the last call.
+        let n = (attr.count as usize).min(CHUNK);
+        out.extend(keys[..n].iter().copied().zip(values[..n].iter().copied()));
+        match result {
+            Ok(()) => {
+                at = next;
+                started = true;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(out),
+            Err(e) => return Err(e),
+        }
+    }
 }

@@ -8,7 +8,9 @@
 
 mod args;
 mod output;
-mod query;
+// Public for the API fuzz target, which checks that what the CLI encodes
+// decodes to the same request.
+pub mod query;
 
 use std::{
     env,

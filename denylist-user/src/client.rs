@@ -111,10 +111,17 @@ impl Client {
             "{method} {path} HTTP/1.1\r\nHost: denylistd\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
-        s.write_all(head.as_bytes()).map_err(unreachable)?;
-        s.write_all(body).map_err(unreachable)?;
-        read_head(BufReader::with_capacity(64 * 1024, s))
-            .map_err(|e| ApiError::failure(format!("reading denylistd's reply: {e}")))
+        let sent = s
+            .write_all(head.as_bytes())
+            .and_then(|()| s.write_all(body));
+        // The daemon refuses a stranger before reading the body, answers
+        // and closes: the rest of the body then meets a broken pipe, and
+        // the answer waiting to be read is what counts.
+        match (read_head(BufReader::with_capacity(64 * 1024, s)), sent) {
+            (Ok(reply), _) => Ok(reply),
+            (Err(_), Err(e)) => Err(unreachable(e)),
+            (Err(e), Ok(())) => Err(ApiError::failure(format!("reading denylistd's reply: {e}"))),
+        }
     }
 }
 

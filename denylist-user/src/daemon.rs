@@ -19,6 +19,7 @@ use crate::{
     error::{ApiError, Class},
     guard::{self, GuardContext},
     import,
+    layout::Layout,
     pins::{Pins, PinsError},
     proto::{
         AddRequest, AttachRequest, Capacity, Change, CheckResponse, Counts, DeployPhases,
@@ -87,9 +88,13 @@ fn ifindex(iface: &str) -> u32 {
 fn xdp_holder(iface: &str) -> Option<String> {
     let xdp = ip_xdp(iface)?;
     let prog = xdp.get("prog")?;
-    let name = prog.get("name").and_then(|n| n.as_str()).unwrap_or("?");
     let id = prog.get("id").and_then(|i| i.as_u64()).unwrap_or(0);
-    Some(format!("program {name} (id {id})"))
+    // `ip` names a program only with CAP_SYS_ADMIN (BPF_PROG_GET_FD_BY_ID),
+    // which the systemd unit does not grant; the id is always there.
+    Some(match prog.get("name").and_then(|n| n.as_str()) {
+        Some(name) => format!("program {name} (id {id})"),
+        None => format!("program id {id} (`bpftool prog show id {id}` names it)"),
+    })
 }
 
 /// The `xdp` object `ip -j -d link show` reports for an interface: aya
@@ -168,8 +173,13 @@ impl Core {
             });
         }
         let (generation, dir) = pins.new_generation()?;
+        // The prefix arrays are allocated whole, so they are sized for the
+        // prefixes deployed, and grow when deploys need more.
+        let layout = config
+            .layout
+            .fitting(crate::trie::needs(deployed.iter().map(|s| s.entry.target)));
         let built = (|| -> Result<Dataplane, StartError> {
-            let mut dp = Dataplane::load_at(config.layout, Some(&dir))?;
+            let mut dp = Dataplane::load_at(layout, Some(&dir))?;
             let tai = tai_offset_ms();
             let rules: Vec<Rule> = deployed.iter().map(|s| kernel_rule(s, tai)).collect();
             dp.apply(&rules, &[])?;
@@ -187,6 +197,8 @@ impl Core {
             entries = deployed.len(),
             "built the maps from the store"
         );
+        drop(deployed);
+        release_heap();
         let mut ifaces: BTreeMap<String, Iface> = BTreeMap::new();
         for (iface, mode) in store.attachments()? {
             let mode = mode.parse().unwrap_or(AttachMode::Auto);
@@ -238,6 +250,11 @@ impl Core {
             }
         }
         core.watch_ifaces();
+        // What expired while no daemon ran leaves the store now, not a
+        // sweep period after the start.
+        if let Err(e) = core.sweep() {
+            tracing::error!("expiry sweep at start: {}", e.message);
+        }
         Ok(core)
     }
 
@@ -434,16 +451,7 @@ impl Core {
     /// and an entry covering existing ones. One pass over the installed
     /// entries keeps only those that matter to `guard::warnings`.
     fn warnings(&self, t: &Target, list: List) -> Vec<String> {
-        let relevant: Vec<(Target, List)> = self
-            .dp
-            .rules()
-            .filter(|r| {
-                (r.list == List::Allow && list == List::Deny && r.target.covers(t))
-                    || (r.list == list && t.covers(&r.target))
-            })
-            .map(|r| (r.target, r.list))
-            .collect();
-        guard::warnings(t, list, &relevant)
+        guard::warnings(t, list, &self.dp.related(t, list))
             .iter()
             .map(ToString::to_string)
             .collect()
@@ -504,6 +512,19 @@ impl Core {
 
     /// Bulk staging from a file, all or nothing (one transaction).
     pub fn import(
+        &mut self,
+        peer: &Peer,
+        p: ImportParams,
+        body: &[u8],
+    ) -> Result<ImportResponse, ApiError> {
+        let result = self.import_inner(peer, p, body);
+        if body.len() > BULK_BYTES {
+            release_heap();
+        }
+        result
+    }
+
+    fn import_inner(
         &mut self,
         peer: &Peer,
         p: ImportParams,
@@ -634,12 +655,9 @@ impl Core {
             .with_details(serde_json::Value::Array(guarded)));
         }
         if p.replace {
-            for e in self.store.draft(now_ms())? {
-                if e.source == source && !index.contains_key(&(e.target, e.list)) {
-                    ops.push(Stage::Remove {
-                        target: e.target,
-                        list: e.list,
-                    });
+            for (target, list) in self.store.draft_keys_from(&source, now_ms())? {
+                if !index.contains_key(&(target, list)) {
+                    ops.push(Stage::Remove { target, list });
                 }
             }
         }
@@ -776,7 +794,13 @@ impl Core {
         message: Option<&str>,
         dry_run: bool,
     ) -> Result<DeployResponse, ApiError> {
-        self.deploy_as(user, only, message, dry_run, "deploy")
+        let result = self.deploy_as(user, only, message, dry_run, "deploy");
+        if let Ok(r) = &result
+            && r.counts.added + r.counts.removed + r.counts.changed > BULK_ENTRIES
+        {
+            release_heap();
+        }
+        result
     }
 
     fn deploy_as(
@@ -816,17 +840,34 @@ impl Core {
         }
         let tai = tai_offset_ms();
         let (upserts, removals) = kernel_changes(&plan, tai);
-        let kernel_start = Instant::now();
-        let applied = self.dp.apply(&upserts, &removals);
-        phases.kernel = kernel_start.elapsed().as_millis() as u64;
-        if let Err(e) = applied {
+        if let Err(e) = self.fit_prefixes(&upserts) {
             self.ops.deploy_failures += 1;
-            return Err(ApiError::failure(format!(
-                "deploy failed, the kernel is unchanged and the changes stay staged: {e}"
-            )));
+            return Err(e);
         }
+        // The store writes the revision while the kernel takes the changes,
+        // and commits it only once the kernel has them all.
+        let dp = &mut self.dp;
         let commit_start = Instant::now();
-        match self.store.commit(&plan, user, message, now, kind) {
+        let applied = self
+            .store
+            .commit_alongside(&plan, user, message, now, kind, || {
+                let kernel_start = Instant::now();
+                dp.apply(&upserts, &removals)
+                    .map(|()| kernel_start.elapsed().as_millis() as u64)
+            });
+        let recorded = match applied {
+            Ok((kernel_ms, recorded)) => {
+                phases.kernel = kernel_ms;
+                recorded
+            }
+            Err(e) => {
+                self.ops.deploy_failures += 1;
+                return Err(ApiError::failure(format!(
+                    "deploy failed, the kernel is unchanged and the changes stay staged: {e}"
+                )));
+            }
+        };
+        match recorded {
             Ok((rev, seq)) => {
                 phases.commit = commit_start.elapsed().as_millis() as u64;
                 let ms = start.elapsed().as_millis() as u64;
@@ -855,6 +896,78 @@ impl Core {
                 )))
             }
         }
+    }
+
+    /// Moves to larger prefix arrays when `upserts` might not fit the
+    /// current ones, sized for what they need with room to double, within
+    /// what `--capacity` allows. Beyond that the deploy fails as before.
+    fn fit_prefixes(&mut self, upserts: &[Rule]) -> Result<(), ApiError> {
+        if self.dp.prefixes_fit(upserts) {
+            return Ok(());
+        }
+        let needs = self.dp.prefix_needs(upserts);
+        let now = self.dp.layout();
+        if now.holds(needs) {
+            return Ok(());
+        }
+        let want = self.config.layout.fitting(needs);
+        let grown = Layout {
+            prefix_rules: want.prefix_rules.max(now.prefix_rules),
+            nodes_v4: want.nodes_v4.max(now.nodes_v4),
+            nodes_v6: want.nodes_v6.max(now.nodes_v6),
+            ..now
+        };
+        if grown == now {
+            return Ok(());
+        }
+        self.relayout(grown)
+    }
+
+    /// Moves the filter to fresh maps of `layout` holding what the kernel
+    /// holds now. As at a start, the new generation is complete before any
+    /// pinned link moves to it with BPF_LINK_UPDATE, so no packet goes
+    /// unfiltered; then the old generation is unpinned. Hit counts are
+    /// folded into the store first, since the new maps count from zero.
+    fn relayout(&mut self, layout: Layout) -> Result<(), ApiError> {
+        let start = Instant::now();
+        let failed = |e: &dyn std::fmt::Display| {
+            ApiError::failure(format!(
+                "moving to larger prefix maps failed ({e}); nothing changed and the filter goes on"
+            ))
+        };
+        self.fold_hits()?;
+        let (generation, dir) = self.pins.new_generation().map_err(|e| failed(&e))?;
+        let mut dp = match self.dp.rebuilt(layout, Some(&dir)) {
+            Ok(dp) => dp,
+            Err(e) => {
+                let _ = self.pins.remove_generation(generation);
+                return Err(failed(&e));
+            }
+        };
+        for iface in self.pins.links().map_err(|e| failed(&e))? {
+            if let Err(e) = dp.adopt(&iface, &self.pins.link(&iface)) {
+                tracing::error!(%iface, "moving the pinned link to the larger maps: {e}");
+            }
+        }
+        let old = std::mem::replace(&mut self.dp, dp);
+        self.hits_seen.clear();
+        for g in self.pins.generations().map_err(|e| failed(&e))? {
+            if g != generation
+                && let Err(e) = self.pins.remove_generation(g)
+            {
+                tracing::warn!(generation = g, "could not unpin an old generation: {e}");
+            }
+        }
+        drop(old);
+        tracing::info!(
+            generation,
+            prefix_rules = layout.prefix_rules,
+            nodes_v4 = layout.nodes_v4,
+            nodes_v6 = layout.nodes_v6,
+            took_ms = start.elapsed().as_millis() as u64,
+            "moved to larger prefix maps"
+        );
+        Ok(())
     }
 
     pub fn discard(&mut self, peer: &Peer) -> Result<SeqResponse, ApiError> {
@@ -889,10 +1002,13 @@ impl Core {
     }
 
     /// Folds the kernel's per-entry counters into the store's totals, and
-    /// frees the counters removed entries still hold in the kernel.
+    /// frees the counters removed entries still hold in the kernel. An entry
+    /// with new hits was last hit by now: the kernel keeps no time (see
+    /// `denylist_common::Hit`), so a last hit is dated to within the time
+    /// between folds, at most the sweep period.
     pub fn fold_hits(&mut self) -> Result<(), ApiError> {
         let kernel = self.dp.sweep_hits()?;
-        let mono_to_wall = now_ms() - coarse_monotonic_ms();
+        let now = now_ms();
         let mut deltas = Vec::new();
         for (id, h) in &kernel {
             let seen = self.hits_seen.get(id).copied().unwrap_or_default();
@@ -903,14 +1019,12 @@ impl Core {
                 (h.packets, h.bytes)
             };
             if p > 0 {
-                let last = (h.last_hit_ns > 0)
-                    .then(|| (h.last_hit_ns / 1_000_000) as Millis + mono_to_wall);
                 deltas.push((
                     *id,
                     HitTotal {
                         packets: p,
                         bytes: b,
-                        last_hit: last,
+                        last_hit: Some(now),
                     },
                 ));
             }
@@ -1047,8 +1161,57 @@ impl Core {
         Ok(SeqResponse { seq, detail: None })
     }
 
-    /// Reads the kernel back, repairs any drift, and records each repair.
+    /// Pins again whatever was deleted from `--bpffs` behind our back, and
+    /// then reads the kernel back against the deployed revision. Filtering
+    /// never stopped, since this process holds the maps and the links; but
+    /// without their pins the next start could not move the links, and the
+    /// filter would go with this process.
+    pub fn watch_pins(&mut self) {
+        match self.restore_pins() {
+            Ok(0) => {}
+            Ok(_) => {
+                if let Err(e) = self.verify("denylistd") {
+                    tracing::error!("verify after restoring the pins: {}", e.message);
+                }
+            }
+            Err(e) => tracing::error!("restoring the pins: {}", e.message),
+        }
+    }
+
+    /// Pins again what lost its pin, with a `pins restored` audit event;
+    /// returns how many pins it made.
+    fn restore_pins(&mut self) -> Result<usize, ApiError> {
+        self.pins
+            .ensure_dir()
+            .map_err(|e| ApiError::failure(e.to_string()))?;
+        let links: Vec<(String, PathBuf)> = self
+            .ifaces
+            .iter()
+            .filter(|(_, i)| i.attached.is_some())
+            .map(|(name, _)| (name.clone(), self.pins.link(name)))
+            .collect();
+        let restored = self.dp.restore_pins(&links)?;
+        if restored.is_empty() {
+            return Ok(0);
+        }
+        let paths: Vec<String> = restored.iter().map(|p| p.display().to_string()).collect();
+        tracing::warn!(
+            pins = ?paths,
+            "pins were deleted behind our back; pinned the live maps and links again"
+        );
+        let detail = serde_json::json!({ "pins": paths });
+        self.store
+            .record("denylistd", "pins restored", None, Some(detail), now_ms())?;
+        Ok(restored.len())
+    }
+
+    /// Reads the kernel back, repairs any drift, and records each repair;
+    /// first pins again whatever lost its pin.
     pub fn verify(&mut self, user: &str) -> Result<VerifyResponse, ApiError> {
+        // The maps can be read back even when they cannot be pinned.
+        if let Err(e) = self.restore_pins() {
+            tracing::error!("restoring the pins: {}", e.message);
+        }
         let drift = self.dp.drift()?;
         if drift.is_empty() {
             self.drift = 0;
@@ -1212,14 +1375,20 @@ fn xdp_mode_of(iface: &str) -> Option<AttachedMode> {
     }
 }
 
-fn coarse_monotonic_ms() -> Millis {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    ts.tv_sec * 1000 + ts.tv_nsec / 1_000_000
+/// Above these sizes an operation's transient buffers are worth handing back.
+const BULK_BYTES: usize = 1 << 20;
+const BULK_ENTRIES: u64 = 10_000;
+
+/// Returns the heap's free pages to the kernel. glibc keeps what a bulk
+/// import or deploy freed, so without this the daemon would hold its peak
+/// (about 1 KB per entry of a 1M import) for good.
+fn release_heap() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only gives free memory back; it has no
+    // preconditions.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 fn kernel_changes(plan: &Plan, tai: i64) -> (Vec<Rule>, Vec<(Target, List)>) {

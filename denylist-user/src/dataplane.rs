@@ -73,13 +73,19 @@ pub enum DataplaneError {
     Attach { iface: String, source: ProgramError },
     #[error("{iface} is not attached")]
     NotAttached { iface: String },
-    #[error("batch update of kernel map {name}: {source}")]
+    #[error("batch {op} of kernel map {name}: {source}")]
     Batch {
+        op: &'static str,
         name: &'static str,
         source: std::io::Error,
     },
     #[error("pinning {path}: {source}")]
     Pin { path: PathBuf, source: PinError },
+    #[error("creating the pin directory {path}: {source}")]
+    PinDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the pinned link {path} cannot be used: {detail}")]
     Link { path: PathBuf, detail: String },
 }
@@ -122,6 +128,11 @@ pub struct Dataplane {
     lengths: HashMap<(bool, u8), usize>,
     layout: Layout,
     links: HashMap<String, XdpLinkId>,
+    /// The kernel's id of each pinned link, to pin it again if its pin is
+    /// deleted: aya hands out no borrowed fd of a link it holds.
+    link_ids: HashMap<String, u32>,
+    /// Where the maps are pinned, if they are.
+    pin_dir: Option<PathBuf>,
 }
 
 /// The packed flags and expiry of a rule, as the kernel reads them.
@@ -189,6 +200,8 @@ impl Dataplane {
             lengths: HashMap::new(),
             layout,
             links: HashMap::new(),
+            link_ids: HashMap::new(),
+            pin_dir: pins.map(Path::to_path_buf),
         })
     }
 
@@ -259,6 +272,7 @@ impl Dataplane {
                  XDP links need Linux 5.9"
             ))
         })?;
+        let kernel_id = fd.info().map_err(|e| pin_err(e.to_string()))?.id();
         let pinned = fd.pin(link).map_err(|source| DataplaneError::Pin {
             path: link.to_path_buf(),
             source,
@@ -269,6 +283,7 @@ impl Dataplane {
             .attach_to_link(XdpLink::try_from(fd).map_err(|e| pin_err(e.to_string()))?)
             .map_err(|e| pin_err(e.to_string()))?;
         self.links.insert(iface.to_string(), id);
+        self.link_ids.insert(iface.to_string(), kernel_id);
         Ok(attached)
     }
 
@@ -281,12 +296,66 @@ impl Dataplane {
             detail,
         };
         let pinned = PinnedLink::from_pin(link).map_err(|e: LinkError| err(e.to_string()))?;
-        let xdp = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| err(e.to_string()))?;
+        let fd = FdLink::from(pinned);
+        let kernel_id = fd.info().map_err(|e| err(e.to_string()))?.id();
+        let xdp = XdpLink::try_from(fd).map_err(|e| err(e.to_string()))?;
         let id = program(&mut self.ebpf)
             .attach_to_link(xdp)
             .map_err(|e| err(e.to_string()))?;
         self.links.insert(iface.to_string(), id);
+        self.link_ids.insert(iface.to_string(), kernel_id);
         Ok(())
+    }
+
+    /// Pins again whatever of ours has lost its pin (deleted behind our
+    /// back): each map of this generation, and the link of each interface
+    /// named in `links`, returning what was pinned. The program keeps the
+    /// maps and our fds keep the links, so filtering never stopped; but
+    /// without the pins the next start could neither find the links to
+    /// move nor leave the filter running once this process exits.
+    pub fn restore_pins(
+        &self,
+        links: &[(String, PathBuf)],
+    ) -> Result<Vec<PathBuf>, DataplaneError> {
+        let mut restored = Vec::new();
+        let missing = |p: &Path| std::fs::symlink_metadata(p).is_err();
+        if let Some(dir) = &self.pin_dir {
+            for (name, _) in self.layout.max_entries() {
+                let path = dir.join(name);
+                if !missing(&path) {
+                    continue;
+                }
+                if missing(dir) {
+                    std::fs::create_dir(dir).map_err(|source| DataplaneError::PinDir {
+                        path: dir.clone(),
+                        source,
+                    })?;
+                }
+                let map = self
+                    .ebpf
+                    .map(name)
+                    .ok_or(DataplaneError::MissingMap { name })?;
+                map.pin(&path).map_err(|source| DataplaneError::Pin {
+                    path: path.clone(),
+                    source,
+                })?;
+                restored.push(path);
+            }
+        }
+        for (iface, path) in links {
+            let Some(&id) = self.link_ids.get(iface) else {
+                continue;
+            };
+            if !missing(path) {
+                continue;
+            }
+            crate::pins::pin_link(id, path).map_err(|source| DataplaneError::Link {
+                path: path.clone(),
+                detail: source.to_string(),
+            })?;
+            restored.push(path.clone());
+        }
+        Ok(restored)
     }
 
     /// Is this entry in the kernel?
@@ -295,6 +364,7 @@ impl Dataplane {
     }
 
     pub fn detach(&mut self, iface: &str) -> Result<(), DataplaneError> {
+        self.link_ids.remove(iface);
         let id = self
             .links
             .remove(iface)
@@ -313,7 +383,11 @@ impl Dataplane {
     /// takes `removals` out, all or nothing.
     ///
     /// Order: allow additions; deny additions, most specific first; changes
-    /// in place; deny removals, least specific first; allow removals.
+    /// in place; deny removals, least specific first; allow removals. An
+    /// exact removal that no other change in the batch can affect decides
+    /// its packets alone, so it goes first: the maps then never hold both a
+    /// replaced list and its successor, which would not fit when the list
+    /// is more than half the capacity.
     pub fn apply(
         &mut self,
         upserts: &[Rule],
@@ -343,12 +417,13 @@ impl Dataplane {
                 capacity: self.layout.capacity,
             });
         }
+        let alone = lone_exact_removals(upserts, removals);
         let mut ops: Vec<(u16, Target, List, Option<Installed>)> = upserts
             .iter()
             .map(|r| {
                 let rank = match (self.installed.contains_key(&(r.target, r.list)), r.list) {
                     (true, _) => 600,
-                    (false, List::Allow) => 0,
+                    (false, List::Allow) => 1,
                     (false, List::Deny) => 300 - u16::from(r.target.prefix_len()),
                 };
                 let new = Installed {
@@ -359,6 +434,7 @@ impl Dataplane {
             })
             .chain(removals.iter().map(|&(t, l)| {
                 let rank = match l {
+                    _ if alone.contains(&(t, l)) => 0,
                     List::Deny => 700 + u16::from(t.prefix_len()),
                     List::Allow => 900,
                 };
@@ -452,9 +528,16 @@ impl Dataplane {
                 _ => Err(DataplaneError::MissingMap { name }),
             }
         };
-        let err = |name: &'static str| move |source| DataplaneError::Batch { name, source };
-        batch::update(fd(MAP_EXACT_V4)?, &up4, &vals4).map_err(err(MAP_EXACT_V4))?;
-        batch::update(fd(MAP_EXACT_V6)?, &up6, &vals6).map_err(err(MAP_EXACT_V6))?;
+        let err = |name: &'static str| {
+            move |source| DataplaneError::Batch {
+                op: "update",
+                name,
+                source,
+            }
+        };
+        // Deletes first, so the hash maps peak at the larger of the old and
+        // the new size. Each packet reads one exact key, so the order among
+        // the keys of one batch never mixes two verdicts for it.
         // A batch delete stops at the first missing key; one by one, a
         // missing key (deleted behind our back) is simply already done.
         let v4_done = batch::delete(fd(MAP_EXACT_V4)?, &del4).is_ok();
@@ -473,6 +556,14 @@ impl Dataplane {
         for ip in retry {
             self.write_exact(ip, None)?;
         }
+        let fd = |name: &'static str| -> Result<BorrowedFd<'_>, DataplaneError> {
+            match self.ebpf.map(name) {
+                Some(Map::HashMap(d)) => Ok(d.fd().as_fd()),
+                _ => Err(DataplaneError::MissingMap { name }),
+            }
+        };
+        batch::update(fd(MAP_EXACT_V4)?, &up4, &vals4).map_err(err(MAP_EXACT_V4))?;
+        batch::update(fd(MAP_EXACT_V6)?, &up6, &vals6).map_err(err(MAP_EXACT_V6))?;
         Ok(())
     }
 
@@ -615,27 +706,28 @@ impl Dataplane {
         let mut drift = HashSet::new();
         let mut seen = HashSet::new();
         for (name, v4) in [(MAP_EXACT_V4, true), (MAP_EXACT_V6, false)] {
-            let err = |source| DataplaneError::Map { name, source };
-            let map = self
-                .ebpf
-                .map(name)
-                .ok_or(DataplaneError::MissingMap { name })?;
-            let mut got: Vec<(IpAddr, ExactValue)> = Vec::new();
-            if v4 {
-                let h: BpfHashMap<&MapData, [u8; 4], ExactValue> =
-                    BpfHashMap::try_from(map).map_err(err)?;
-                for kv in h.iter() {
-                    let (k, v) = kv.map_err(err)?;
-                    got.push((IpAddr::from(k), v));
-                }
+            let fd = match self.ebpf.map(name) {
+                Some(Map::HashMap(d)) => d.fd().as_fd(),
+                _ => return Err(DataplaneError::MissingMap { name }),
+            };
+            let read = |source| DataplaneError::Batch {
+                op: "read",
+                name,
+                source,
+            };
+            let got: Vec<(IpAddr, ExactValue)> = if v4 {
+                crate::batch::lookup_all::<[u8; 4], ExactValue>(fd)
+                    .map_err(read)?
+                    .into_iter()
+                    .map(|(k, v)| (IpAddr::from(k), v))
+                    .collect()
             } else {
-                let h: BpfHashMap<&MapData, [u8; 16], ExactValue> =
-                    BpfHashMap::try_from(map).map_err(err)?;
-                for kv in h.iter() {
-                    let (k, v) = kv.map_err(err)?;
-                    got.push((IpAddr::from(k), v));
-                }
-            }
+                crate::batch::lookup_all::<[u8; 16], ExactValue>(fd)
+                    .map_err(read)?
+                    .into_iter()
+                    .map(|(k, v)| (IpAddr::from(k), v))
+                    .collect()
+            };
             for (ip, v) in got {
                 seen.insert(ip);
                 let w = want.get(&ip).copied().unwrap_or_default();
@@ -692,6 +784,82 @@ impl Dataplane {
             }
         }
         Ok(())
+    }
+
+    /// Whether the prefix arrays surely hold the installed entries plus
+    /// `upserts`: a quick test that needs no walk over the installed
+    /// entries, counting the most nodes a new prefix could take.
+    pub fn prefixes_fit(&self, upserts: &[Rule]) -> bool {
+        let new = upserts
+            .iter()
+            .filter(|r| !r.target.is_exact() && !self.installed.contains_key(&(r.target, r.list)))
+            .count() as u64;
+        // A prefix takes at most one node a level below the root: 14 in IPv6.
+        let (v4, v6) = self.prefixes.nodes_in_use();
+        self.prefixes.len() as u64 + new <= u64::from(self.layout.prefix_rules)
+            && u64::from(v4) + 2 * new <= u64::from(self.layout.nodes_v4)
+            && u64::from(v6) + 14 * new <= u64::from(self.layout.nodes_v6)
+    }
+
+    /// Prefix rules and trie nodes ([`crate::trie::needs`]) the installed
+    /// entries plus `upserts` take. Entries a batch replaces or removes are
+    /// counted too: the maps hold both while it applies.
+    pub fn prefix_needs(&self, upserts: &[Rule]) -> crate::layout::Needs {
+        let installed = self
+            .installed
+            .keys()
+            .filter(|(t, _)| !t.is_exact())
+            .map(|(t, _)| *t);
+        let new = upserts
+            .iter()
+            .filter(|r| !r.target.is_exact() && !self.installed.contains_key(&(r.target, r.list)))
+            .map(|r| r.target);
+        crate::trie::needs(installed.chain(new))
+    }
+
+    /// What this data plane holds, in fresh maps of `layout` pinned under
+    /// `pins`; nothing is attached.
+    pub fn rebuilt(&self, layout: Layout, pins: Option<&Path>) -> Result<Self, DataplaneError> {
+        let mut dp = Self::load_at(layout, pins)?;
+        let rules: Vec<Rule> = self.rules().collect();
+        dp.apply(&rules, &[])?;
+        Ok(dp)
+    }
+
+    /// Installed entries that bear on staging `t` on `list`: allow entries
+    /// covering it (for a deny entry), and entries of the same list inside
+    /// it. Covering entries are probed by the prefix lengths in use, so a
+    /// single address costs a few lookups even at 1M entries; only a prefix
+    /// scans for the entries inside it.
+    pub fn related(&self, t: &Target, list: List) -> Vec<(Target, List)> {
+        let mut out = Vec::new();
+        if list == List::Deny {
+            for len in 0..=t.prefix_len() {
+                if self.lengths.get(&(t.is_ipv4(), len)).copied().unwrap_or(0) == 0 {
+                    continue;
+                }
+                let net = ipnet::IpNet::new(t.addr(), len)
+                    .expect("length within the family")
+                    .trunc();
+                let key = (Target::from(net), List::Allow);
+                if self.installed.contains_key(&key) {
+                    out.push(key);
+                }
+            }
+        }
+        if t.is_exact() {
+            if self.installed.contains_key(&(*t, list)) {
+                out.push((*t, list));
+            }
+        } else {
+            out.extend(
+                self.installed
+                    .keys()
+                    .filter(|(r, l)| *l == list && t.covers(r))
+                    .copied(),
+            );
+        }
+        out
     }
 
     /// Every installed entry, as the kernel reads it.
@@ -838,11 +1006,50 @@ impl Dataplane {
     }
 }
 
+/// Exact removals that no other change of the batch can affect: no other
+/// change to the same address (on either list), and none to a prefix that
+/// covers it. Removing one of these at any point moves its packets straight
+/// from the old verdict to the new one.
+fn lone_exact_removals(upserts: &[Rule], removals: &[(Target, List)]) -> HashSet<(Target, List)> {
+    if !removals.iter().any(|(t, _)| t.is_exact()) {
+        return HashSet::new();
+    }
+    let keys = upserts
+        .iter()
+        .map(|r| (r.target, r.list))
+        .chain(removals.iter().copied());
+    let mut per_addr: HashMap<IpAddr, u32> = HashMap::new();
+    let mut prefixes = HashSet::new();
+    let mut lengths = HashSet::new();
+    for (t, _) in keys {
+        if t.is_exact() {
+            *per_addr.entry(t.addr()).or_default() += 1;
+        } else {
+            prefixes.insert(t);
+            lengths.insert((t.is_ipv4(), t.prefix_len()));
+        }
+    }
+    removals
+        .iter()
+        .filter(|(t, _)| t.is_exact() && per_addr.get(&t.addr()) == Some(&1))
+        .filter(|(t, _)| {
+            !lengths.iter().any(|&(v4, len)| {
+                v4 == t.is_ipv4()
+                    && prefixes.contains(&Target::from(
+                        ipnet::IpNet::new(t.addr(), len)
+                            .expect("length within the family")
+                            .trunc(),
+                    ))
+            })
+        })
+        .copied()
+        .collect()
+}
+
 fn add_hit(out: &mut HashMap<u32, Hit>, id: u32, v: &Hit) {
     let sum = out.entry(id).or_default();
     sum.packets += v.packets;
     sum.bytes += v.bytes;
-    sum.last_hit_ns = sum.last_hit_ns.max(v.last_hit_ns);
 }
 
 impl AttachMode {

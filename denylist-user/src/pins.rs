@@ -15,6 +15,7 @@
 use std::{
     ffi::CString,
     fs, io,
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
     path::{Path, PathBuf},
 };
 
@@ -89,6 +90,61 @@ pub fn ensure_bpffs_mounted() -> Result<(), PinsError> {
     Ok(())
 }
 
+const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_LINK_GET_FD_BY_ID: libc::c_long = 30;
+
+/// `union bpf_attr` for BPF_OBJ_PIN (include/uapi/linux/bpf.h), with the
+/// tail padding spelled out: the kernel wants every byte past the
+/// command's fields zero.
+#[repr(C)]
+struct PinAttr {
+    pathname: u64,
+    bpf_fd: u32,
+    file_flags: u32,
+    path_fd: i32,
+    pad: u32,
+}
+
+/// `union bpf_attr` for BPF_LINK_GET_FD_BY_ID.
+#[repr(C)]
+struct GetFdAttr {
+    link_id: u32,
+    next_id: u32,
+    open_flags: u32,
+}
+
+fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
+    // SAFETY: attr is a fully initialised bpf_attr member; its pointer
+    // field, when set, refers to a C string that outlives the call.
+    let rc = unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut A, std::mem::size_of::<A>()) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(rc)
+}
+
+/// Pins the BPF link with kernel id `id` at `path`. The link stays as it
+/// is: the fd it is pinned through is closed again, and the pin holds it.
+pub fn pin_link(id: u32, path: &Path) -> io::Result<()> {
+    let mut get = GetFdAttr {
+        link_id: id,
+        next_id: 0,
+        open_flags: 0,
+    };
+    let raw = bpf(BPF_LINK_GET_FD_BY_ID, &mut get)?;
+    // SAFETY: the kernel just returned this fd, and nothing else owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
+    let mut pin = PinAttr {
+        pathname: c.as_ptr() as u64,
+        bpf_fd: fd.as_raw_fd() as u32,
+        file_flags: 0,
+        path_fd: 0,
+        pad: 0,
+    };
+    bpf(BPF_OBJ_PIN, &mut pin).map(drop)
+}
+
 /// The pin directory, checked to be on the host's bpffs.
 pub struct Pins {
     dir: PathBuf,
@@ -100,22 +156,30 @@ impl Pins {
         if dir.starts_with(DEFAULT_BPFFS) {
             ensure_bpffs_mounted()?;
         }
-        if !dir.exists() {
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(dir)
-                .map_err(io_err(dir))?;
-        }
+        let pins = Self {
+            dir: dir.to_path_buf(),
+        };
+        pins.ensure_dir()?;
         if fs_type(dir).map_err(io_err(dir))? != BPF_FS_MAGIC {
             return Err(PinsError::NotBpffs {
                 path: dir.to_path_buf(),
             });
         }
-        Ok(Self {
-            dir: dir.to_path_buf(),
-        })
+        Ok(pins)
+    }
+
+    /// Creates the directory (mode 0700) if it is missing, e.g. deleted
+    /// behind our back.
+    pub fn ensure_dir(&self) -> Result<(), PinsError> {
+        if self.dir.exists() {
+            return Ok(());
+        }
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.dir)
+            .map_err(io_err(&self.dir))
     }
 
     pub fn link(&self, iface: &str) -> PathBuf {

@@ -1,5 +1,6 @@
 //! Runs the daemon: the API on its socket, the periodic tasks (expiry sweep,
-//! interface watch, drift check) and the metrics endpoint, until `shutdown`.
+//! interface and pin watch, drift check) and the metrics endpoint, until
+//! `shutdown`.
 //! Tests inject both the listener and the shutdown signal.
 
 use std::{
@@ -19,7 +20,7 @@ use crate::{
     metrics,
 };
 
-/// How often configured interfaces are looked for.
+/// How often configured interfaces and the pins are looked for.
 const IFACE_POLL: Duration = Duration::from_secs(1);
 /// How often the kernel is read back for drift.
 const VERIFY_EVERY: Duration = Duration::from_secs(60);
@@ -40,14 +41,17 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, SocketError> {
         path: path.display().to_string(),
         source,
     };
-    if let Some(dir) = path.parent()
-        && !dir.exists()
-    {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o755)
-            .create(dir)
-            .map_err(err)?;
+    if let Some(dir) = path.parent() {
+        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
+        for d in missing.into_iter().rev() {
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(d)
+                .map_err(err)?;
+            // Set again: a umask such as the unit's 0077 would otherwise
+            // keep every other user from reaching the socket.
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).map_err(err)?;
+        }
     }
     if let Ok(meta) = std::fs::symlink_metadata(path) {
         if !meta.file_type().is_socket() {
@@ -111,6 +115,7 @@ pub async fn run(
             }
         }),
         every(&core, IFACE_POLL, "interface watch", Core::watch_ifaces),
+        every(&core, IFACE_POLL, "pin watch", Core::watch_pins),
         every(&core, VERIFY_EVERY, "verify", |c| {
             if let Err(e) = c.verify("denylistd") {
                 tracing::error!("verify: {}", e.message);

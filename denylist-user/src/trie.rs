@@ -303,6 +303,46 @@ impl Family {
     }
 }
 
+/// What holding `entries` (one item per entry, any list) takes: prefix
+/// rules, and trie nodes beyond the root per family. A node stands for one
+/// distinct path below the root, the first 2, 3, … address bytes of the
+/// prefixes longer than that path, which is exactly the set of nodes the
+/// trie builds. Exact entries need neither.
+pub fn needs(entries: impl IntoIterator<Item = Target>) -> crate::layout::Needs {
+    let mut rules = 0u32;
+    let mut paths: std::collections::HashSet<(bool, usize, [u8; 16])> =
+        std::collections::HashSet::new();
+    for t in entries {
+        if t.is_exact() {
+            continue;
+        }
+        rules += 1;
+        let (v4, octets) = match t.addr() {
+            std::net::IpAddr::V4(a) => {
+                let mut o = [0u8; 16];
+                o[..4].copy_from_slice(&a.octets());
+                (true, o)
+            }
+            std::net::IpAddr::V6(a) => (false, a.octets()),
+        };
+        // The root covers 2 bytes; a prefix longer than 8n bits needs the
+        // node its first n bytes name.
+        let mut n = 2;
+        while usize::from(t.prefix_len()) > 8 * n {
+            let mut path = [0u8; 16];
+            path[..n].copy_from_slice(&octets[..n]);
+            paths.insert((v4, n, path));
+            n += 1;
+        }
+    }
+    let nodes_v4 = paths.iter().filter(|(v4, _, _)| *v4).count() as u32;
+    crate::layout::Needs {
+        rules,
+        nodes_v4,
+        nodes_v6: paths.len() as u32 - nodes_v4,
+    }
+}
+
 /// Both families' tries and the rules they share.
 pub struct Prefixes {
     v4: Family,
@@ -511,7 +551,7 @@ mod tests {
         verdict::{self, Rule, Verdict},
     };
 
-    const NODES: usize = ROOT_NODES as usize + 512;
+    const NODES: usize = ROOT_NODES as usize + 4096;
 
     fn prefixes(rules: usize) -> Prefixes {
         Prefixes::new(
@@ -677,6 +717,39 @@ mod tests {
             assert!(
                 slots.into_iter().all(|s| s.load(Relaxed) == RULE_NONE),
                 "the root is empty again"
+            );
+        }
+    }
+
+    #[test]
+    fn needs_counts_exactly_the_rules_and_nodes_the_trie_builds() {
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut p = prefixes(2000);
+        let mut live: Vec<Rule> = Vec::new();
+        let mut id = 0;
+        while live.len() < 800 {
+            id += 1;
+            let v4 = rng.random_bool(0.5);
+            let r = random_rule(&mut rng, id, v4);
+            if r.target.is_exact()
+                || live
+                    .iter()
+                    .any(|x| (x.target, x.list) == (r.target, r.list))
+            {
+                continue;
+            }
+            p.insert(&r.target, r.list, r.id, word(&r)).unwrap();
+            live.push(r);
+            let (nodes_v4, nodes_v6) = p.nodes_in_use();
+            assert_eq!(
+                needs(live.iter().map(|r| r.target)),
+                crate::layout::Needs {
+                    rules: p.len() as u32,
+                    nodes_v4,
+                    nodes_v6
+                },
+                "after {} prefixes",
+                live.len()
             );
         }
     }

@@ -167,6 +167,12 @@ impl Daemon {
         panic!("denylistd did not come up:\n{}", self.log_text());
     }
 
+    /// The daemon's pid (nsenter execs it in place), e.g. to read its
+    /// memory from /proc.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -1,7 +1,13 @@
 //! denylistd end to end: a real daemon in a network namespace, real
 //! traffic, restarts and crashes, and the store and kernel read back.
 
-use std::{collections::BTreeSet, net::IpAddr, process::Command, thread, time::Duration};
+use std::{
+    collections::BTreeSet,
+    net::IpAddr,
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use denylist::{
@@ -231,63 +237,168 @@ fn store_exact(home: &Home) -> (BTreeSet<String>, i64) {
     (deployed, pending)
 }
 
+/// The store file itself: the deployed exact deny entries, the pending
+/// adds and removes, and the revision.
+struct StoreFile {
+    deployed: BTreeSet<String>,
+    adds: BTreeSet<String>,
+    removes: BTreeSet<String>,
+    revision: u64,
+}
+
+fn store_file(home: &Home) -> StoreFile {
+    let db = rusqlite::Connection::open_with_flags(
+        home.state().join("denylist.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let targets = |sql: &str| -> BTreeSet<String> {
+        let mut stmt = db.prepare(sql).unwrap();
+        stmt.query_map([], |r| r.get::<_, String>(0))
+            .unwrap()
+            .map(|r| r.unwrap())
+            .collect()
+    };
+    let deployed = targets("SELECT target FROM entries WHERE list = 'deny'");
+    let adds = targets("SELECT target FROM pending WHERE op = 'add'");
+    let removes = targets("SELECT target FROM pending WHERE op = 'remove'");
+    let other: i64 = db
+        .query_row(
+            "SELECT count(*) FROM pending WHERE op NOT IN ('add', 'remove')",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(other, 0, "a replace stages only adds and removes");
+    let revision: i64 = db
+        .query_row("SELECT value FROM meta WHERE key = 'revision'", [], |r| {
+            r.get(0)
+        })
+        .unwrap();
+    StoreFile {
+        deployed,
+        adds,
+        removes,
+        revision: revision as u64,
+    }
+}
+
+/// `n` addresses of their own for each round, staged with `import
+/// --replace`: the draft becomes exactly these.
+fn stage_round(home: &Home, round: u32, n: u32) -> BTreeSet<String> {
+    let base = 0x0A00_0000u32 + (round << 19); // 10.0.0.0 + round * 2^19
+    let addrs: Vec<String> = (0..n)
+        .map(|i| std::net::Ipv4Addr::from(base + 2 * i + 1).to_string())
+        .collect();
+    let body: String = addrs.iter().map(|a| format!("{a}\n")).collect();
+    let reply = home
+        .client()
+        .request(
+            "POST",
+            "/v1/import?format=plain&source=crash&replace=true&force=true",
+            Some(body.as_bytes()),
+            "text/plain",
+        )
+        .unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    addrs.into_iter().collect()
+}
+
 #[test]
 fn a_crash_during_a_big_deploy_leaves_kernel_and_store_equal() {
     require_root();
     let home = Home::new("crash");
-    let n = 50_000;
-    let crashes = if long() { 5 } else { 2 };
-    let mut d = Daemon::start(&home, None, &["--capacity", "200000"]);
-    for round in 0..crashes {
-        // Each round stages n fresh addresses and removes the last round's.
-        let base = 0xC633_0000u32 + round * 0x1_0000; // 198.51.0.0 + round
-        let body: String = (0..n)
-            .map(|i| format!("{}\n", std::net::Ipv4Addr::from(base + 2 * i + 1)))
-            .collect();
-        let reply = home
-            .client()
-            .request(
-                "POST",
-                "/v1/import?format=plain&source=crash&replace=true&force=true",
-                Some(body.as_bytes()),
-                "text/plain",
-            )
-            .unwrap();
-        assert_eq!(
-            reply.status,
-            200,
-            "{}",
-            String::from_utf8_lossy(&reply.body)
-        );
+    let (n, crashes) = if long() { (200_000, 20) } else { (50_000, 2) };
+    // The capacity is the list's size: a deploy that replaces the whole
+    // list must fit as well.
+    let capacity = n.to_string();
+    let args = ["--capacity", capacity.as_str()];
+    let mut d = Daemon::start(&home, None, &args);
+    let mut want = stage_round(&home, 0, n);
+    // An uncrashed deploy first: how long one takes bounds the kill times.
+    let t = Instant::now();
+    deploy(&home.client(), None);
+    let mut deploy_ms = t.elapsed().as_millis() as u64;
+    let mut deployed = want.clone();
+    let mut killed_during = 0;
+    for round in 1..=crashes {
+        let t = Instant::now();
+        want = stage_round(&home, round, n);
+        let stage_ms = t.elapsed().as_millis();
         let client = home.client();
         let deployer = thread::spawn(move || {
             client.post::<_, DeployResponse>("/v1/deploy", &DeployRequest::default())
         });
-        thread::sleep(Duration::from_millis(rand::random_range(0..1_500)));
+        let kill_at = rand::random_range(0..deploy_ms * 11 / 10 + 1);
+        thread::sleep(Duration::from_millis(kill_at));
         d.kill();
-        let _ = deployer.join();
-        d = Daemon::start(&home, None, &["--capacity", "200000"]);
+        let finished = deployer.join().unwrap().is_ok();
+        let t = Instant::now();
+        d = Daemon::start(&home, None, &args);
+        let restart_ms = t.elapsed().as_millis();
         let kernel = kernel_exact_v4(&home);
-        let (stored, pending) = store_exact(&home);
+        let s = store_file(&home);
         assert_eq!(
-            kernel, stored,
+            kernel, s.deployed,
             "round {round}: the kernel maps equal the deployed revision"
         );
-        assert!(
-            (stored.len() == n as usize && pending == 0) || pending >= n as i64,
-            "round {round}: the draft is intact: {} deployed, {pending} pending",
-            stored.len()
-        );
+        let committed = s.deployed == want;
+        if committed {
+            assert!(
+                s.adds.is_empty() && s.removes.is_empty(),
+                "round {round}: the deploy committed and left nothing pending"
+            );
+        } else {
+            assert!(!finished, "round {round}: an answered deploy was lost");
+            assert_eq!(
+                s.deployed, deployed,
+                "round {round}: an uncommitted deploy left the last revision"
+            );
+            assert_eq!(
+                (&s.adds, &s.removes),
+                (&want, &deployed),
+                "round {round}: the draft is intact"
+            );
+            killed_during += 1;
+        }
         let st = status(&home.client());
         assert_eq!(
-            st.capacity.used as usize,
-            stored.len(),
-            "status tells the truth"
+            (
+                st.capacity.used as usize,
+                st.revision,
+                st.pending_changes as usize
+            ),
+            (s.deployed.len(), s.revision, s.adds.len() + s.removes.len()),
+            "round {round}: status tells the truth"
         );
-        if pending > 0 {
-            deploy(&home.client(), None);
+        assert!(!st.degraded, "round {round}: {st:?}");
+        if !committed {
+            let t = Instant::now();
+            let r = deploy(&home.client(), None);
+            deploy_ms = t.elapsed().as_millis() as u64;
+            assert_eq!(
+                (r.counts.added, r.counts.removed),
+                (u64::from(n), u64::from(n)),
+                "round {round}: the staged replace deploys whole after the restart"
+            );
+            assert_eq!(kernel_exact_v4(&home), want, "round {round}");
         }
+        deployed = want.clone();
+        eprintln!(
+            "round {round}: staged {n} in {stage_ms} ms, killed at {kill_at} ms ({}), restarted in {restart_ms} ms, deploy {deploy_ms} ms",
+            if committed {
+                "after the commit"
+            } else {
+                "before the commit"
+            }
+        );
     }
+    eprintln!("{killed_during} of {crashes} kills landed before the commit");
     drop(d);
 }
 
@@ -879,4 +990,86 @@ fn metrics_are_served_in_prometheus_text() {
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
+}
+
+#[test]
+fn deleted_pins_are_restored_and_a_restart_afterwards_has_no_gap() {
+    let sb = sandbox("pins");
+    let d = sb.start(&[]);
+    let c = sb.client();
+    add(&c, &[A], true);
+    let denied = sb.pair.flood(ip(A), "0.005").unwrap();
+    let allowed = sb.pair.flood(ip(FREE), "0.02").unwrap();
+    thread::sleep(Duration::from_millis(200));
+    // Behind the daemon's back: every pin goes, the links' and the maps'.
+    std::fs::remove_dir_all(&sb.home.bpffs).unwrap();
+    let link = sb
+        .home
+        .bpffs
+        .join(format!("link-{}", sb.pair.receiver_xdp_if));
+    let restored = |c: &Client| {
+        let audit: Vec<serde_json::Value> = c.get("/v1/audit?since=0").unwrap();
+        audit
+            .iter()
+            .any(|e| e["kind"] == "pins restored" && e["user"] == "denylistd")
+    };
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while std::time::Instant::now() < until && !restored(&c) {
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(restored(&c), "the daemon noticed and pinned them again");
+    assert!(link.exists(), "the link is pinned again");
+    assert!(
+        d.log_text().contains("pins were deleted behind our back"),
+        "and said so in its log"
+    );
+    let gen_dir = std::fs::read_dir(&sb.home.bpffs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("gen-"))
+        .expect("the generation is pinned again");
+    let mut maps: Vec<String> = std::fs::read_dir(&gen_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    maps.sort();
+    let mut all: Vec<String> = denylist_common::ALL_MAPS
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    all.sort();
+    assert_eq!(maps, all, "every map is pinned again");
+    assert_eq!(
+        kernel_exact_v4(&sb.home),
+        BTreeSet::from([A.to_string()]),
+        "the pins are the live maps"
+    );
+    let st = status(&c);
+    assert!(!st.degraded && st.drift == 0, "{st:?}");
+
+    // The restored pins carry the filter across a restart and a crash.
+    assert!(d.stop().success());
+    let d = sb.start(&[]);
+    d.kill();
+    let d = sb.start(&[]);
+    thread::sleep(Duration::from_millis(300));
+    let (sent, received) = denied.finish().unwrap();
+    let (free_sent, free_received) = allowed.finish().unwrap();
+    assert!(sent > 100, "the denied stream ran throughout ({sent} sent)");
+    assert_eq!(
+        received, 0,
+        "{received} of {sent} denied packets got through"
+    );
+    assert!(
+        free_received * 10 >= free_sent * 9,
+        "allowed stream kept flowing: {free_received}/{free_sent}"
+    );
+    assert_eq!(
+        d.log_text()
+            .matches("moved the pinned link to the new program")
+            .count(),
+        2,
+        "both starts moved the restored link rather than attaching anew"
+    );
+    assert_eq!(kernel_exact_v4(&sb.home), BTreeSet::from([A.to_string()]));
 }

@@ -115,6 +115,21 @@ fn a_full_disk_fails_the_deploy_and_leaves_the_kernel_as_it_was() {
     import(&c, 1, 100);
     let _: DeployResponse = c.post("/v1/deploy", &DeployRequest::default()).unwrap();
     import(&c, 1_000, 3_000);
+    // The daemon checkpoints its WAL in the background and reuses the file,
+    // whose blocks the import already allocated; truncating it makes the
+    // commit need new blocks.
+    let db = rusqlite::Connection::open(home.state().join(denylist::store::DB_FILE)).unwrap();
+    let truncated = (0..100).any(|_| {
+        let busy: i64 = db
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
+            .unwrap();
+        busy == 0 || {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            false
+        }
+    });
+    assert!(truncated, "the WAL could not be truncated");
+    drop(db);
     // Fill what is left but 128 KiB: enough for the deploy to reserve ids
     // and change the kernel, not for its commit, so the kernel must be
     // rolled back.

@@ -215,7 +215,6 @@ fn allow_overrides_monitor_watches_and_the_most_specific_deny_decides() {
     );
     assert_eq!(packets(7), 0, "an overridden deny is never counted");
     assert_eq!(packets(13), 3);
-    assert!(hits[&4].last_hit_ns > 0);
 }
 
 #[test]

@@ -1,10 +1,11 @@
-//! `cargo xtask`: installs what denylist needs, builds it, tests it and runs
-//! the demo. Every task that builds runs a cheap setup check first.
+//! `cargo xtask`: installs what denylist needs, builds it, tests it, fuzzes
+//! it and runs the demo. Every task that builds runs a cheap setup check first.
 
 mod bench;
 mod build;
 mod cmd;
 mod demo;
+mod fuzz;
 mod host;
 mod setup;
 mod test;
@@ -21,7 +22,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what building and testing need: apt packages, nightly with
-    /// rust-src, and bpf-linker linked against the nightly toolchain's LLVM.
+    /// rust-src, bpf-linker linked against the nightly toolchain's LLVM, and
+    /// cargo-fuzz.
     Setup,
     /// Build denylistd and the denylist CLI.
     Build {
@@ -29,7 +31,8 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// Run fmt, clippy, eBPF clippy, unit tests and the root tests, in order.
+    /// Run fmt, clippy, eBPF clippy, unit tests, 10 s of each fuzz target and
+    /// the root tests, in order.
     Test {
         /// Also run the long root tests (sets DENYLIST_LONG=1).
         #[arg(long)]
@@ -46,6 +49,13 @@ enum Task {
     },
     /// Run the demo (needs root).
     Demo,
+    /// Run every cargo-fuzz target in fuzz/ (with nightly), from its seeds in
+    /// fuzz/corpus; what the runs find is kept in target/fuzz/corpus.
+    Fuzz {
+        /// How long to fuzz each target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -55,5 +65,6 @@ fn main() -> anyhow::Result<()> {
         Task::Test { long, filters } => test::run(long, &filters),
         Task::Bench { quick } => bench::run(quick),
         Task::Demo => demo::run(),
+        Task::Fuzz { seconds } => fuzz::run(seconds),
     }
 }

@@ -21,16 +21,27 @@ const APT_PACKAGES: &[&str] = &[
     "xdp-tools",
     "nftables",
     "ipset",
+    "iptables",
     "netsniff-ng",
     "python3-scapy",
+    // The font the bench's charts are drawn with.
+    "fonts-dejavu-core",
     "procps",
     "util-linux",
+    // useradd and gpasswd, for the authorization tests' real users.
+    "passwd",
+    // systemd-analyze, which checks the packaged unit.
+    "systemd",
 ];
 
 /// rust-src for `-Z build-std=core`; clippy for the eBPF clippy pass.
 const NIGHTLY_COMPONENTS: &[&str] = &["rust-src", "clippy"];
 
 const BPF_LINKER_VERSION: &str = "0.13.0";
+
+/// Runs the fuzz targets in fuzz/ (`cargo xtask fuzz`, and briefly in
+/// `cargo xtask test`).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// What is present, found without changing anything.
 struct State {
@@ -40,6 +51,8 @@ struct State {
     missing_components: Vec<&'static str>,
     /// `bpf-linker --version`, if bpf-linker runs.
     bpf_linker: Option<String>,
+    /// `cargo fuzz --version`, if cargo-fuzz runs.
+    cargo_fuzz: Option<String>,
 }
 
 impl State {
@@ -55,14 +68,18 @@ impl State {
             nightly,
             missing_components,
             bpf_linker: cmd::probe(cmd::new("bpf-linker")?.arg("--version")),
+            cargo_fuzz: cmd::probe(&mut cmd::cargo(["fuzz", "--version"])?),
         })
     }
 
-    fn complete(&self) -> bool {
+    /// Whether a task can run without setup; cargo-fuzz counts only for the
+    /// tasks that fuzz.
+    fn complete(&self, fuzz: bool) -> bool {
         self.missing_packages.is_empty()
             && self.nightly.is_some()
             && self.missing_components.is_empty()
             && self.bpf_linker.is_some()
+            && (!fuzz || self.cargo_fuzz.is_some())
     }
 }
 
@@ -73,8 +90,17 @@ pub fn run() -> anyhow::Result<()> {
 
 /// Runs the full setup only when something it installs is missing.
 pub fn ensure() -> anyhow::Result<()> {
+    ensure_for(false)
+}
+
+/// [`ensure`] for the tasks that fuzz, which need cargo-fuzz too.
+pub fn ensure_fuzz() -> anyhow::Result<()> {
+    ensure_for(true)
+}
+
+fn ensure_for(fuzz: bool) -> anyhow::Result<()> {
     let state = State::probe()?;
-    if state.complete() {
+    if state.complete(fuzz) {
         return Ok(());
     }
     println!("setup: something is missing, running `cargo xtask setup` first");
@@ -91,6 +117,10 @@ fn install(state: State) -> anyhow::Result<()> {
     match state.bpf_linker {
         Some(version) => println!("setup: bpf-linker present ({version})"),
         None => install_bpf_linker()?,
+    }
+    match state.cargo_fuzz {
+        Some(version) => println!("setup: cargo-fuzz present ({version})"),
+        None => install_cargo_fuzz()?,
     }
     println!("setup: done");
     Ok(())
@@ -231,6 +261,25 @@ fn install_bpf_linker() -> anyhow::Result<()> {
             prefix.join("lib").display()
         )
     })?;
+    println!("setup: {version} works");
+    Ok(())
+}
+
+fn install_cargo_fuzz() -> anyhow::Result<()> {
+    println!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION}");
+    cmd::run(&mut cmd::cargo([
+        "install",
+        "cargo-fuzz",
+        "--version",
+        CARGO_FUZZ_VERSION,
+        "--locked",
+        "--force",
+    ])?)
+    .context("installing cargo-fuzz failed: fix the error above, then rerun `cargo xtask setup`")?;
+    let version = cmd::probe(&mut cmd::cargo(["fuzz", "--version"])?).context(
+        "cargo-fuzz was installed but `cargo fuzz --version` fails: check that $CARGO_HOME/bin \
+         holds cargo-fuzz",
+    )?;
     println!("setup: {version} works");
     Ok(())
 }

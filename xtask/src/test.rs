@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every check CI runs, in order, stopping at the first
 //! failure: fmt, clippy, clippy of the XDP program for the BPF target, the
-//! unit tests, the root tests against the running kernel, and a quick bench.
+//! unit tests, a short run of each fuzz target, the root tests against the
+//! running kernel, and a quick bench.
 
 use std::{
     process::Command,
@@ -9,15 +10,21 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
-use crate::{cmd, host, setup};
+use crate::{bench, cmd, fuzz, host, setup};
 
 pub fn run(long: bool, filters: &[String]) -> anyhow::Result<()> {
-    setup::ensure()?;
+    setup::ensure_fuzz()?;
     let mut steps = Steps::default();
     steps.run(
         "fmt",
         "run `cargo fmt --all`, then rerun `cargo xtask test`",
         &mut cmd::cargo(["fmt", "--all", "--", "--check"])?,
+    )?;
+    // The fuzz crate is a workspace of its own, which `--all` leaves out.
+    steps.run(
+        "fmt fuzz",
+        "run `cargo fmt --manifest-path fuzz/Cargo.toml`, then rerun `cargo xtask test`",
+        &mut cmd::cargo(["fmt", "--manifest-path", "fuzz/Cargo.toml", "--", "--check"])?,
     )?;
     // denylist-ebpf is left out of the host passes: built together with
     // denylist-user, denylist-common gains its `user` feature and with it aya
@@ -61,6 +68,21 @@ pub fn run(long: bool, filters: &[String]) -> anyhow::Result<()> {
             "denylist-ebpf",
         ])?,
     )?;
+    // Needs no root. Each target replays its committed seeds, then fuzzes
+    // for 10 s; `cargo xtask fuzz` runs longer.
+    steps.run(
+        "fuzz build",
+        "fix the build error above; `cargo xtask fuzz --seconds 1` reruns it",
+        &mut fuzz::build()?,
+    )?;
+    for target in fuzz::TARGETS {
+        let scratch = fuzz::fresh_scratch(target)?;
+        steps.run(
+            &format!("fuzz {target}"),
+            &fuzz::failed(target),
+            &mut fuzz::fuzz(target, 10, &scratch)?,
+        )?;
+    }
     if !host::is_root()? {
         steps.print_summary("stopped before the root tests");
         bail!(
@@ -89,18 +111,14 @@ pub fn run(long: bool, filters: &[String]) -> anyhow::Result<()> {
     // The quick bench checks that every measurement runs and produces
     // output, so the bench cannot rot; it asserts no speed.
     steps.run(
+        "build release binaries",
+        "fix the build error above",
+        &mut bench::build_binaries()?,
+    )?;
+    steps.run(
         "bench --quick",
         "fix the benchmark above; `cargo xtask bench --quick` reruns it",
-        &mut cmd::cargo([
-            "run",
-            "--release",
-            "-p",
-            "denylist-tests",
-            "--bin",
-            "bench",
-            "--",
-            "--quick",
-        ])?,
+        &mut bench::bench(true)?,
     )?;
     steps.print_summary("passed");
     Ok(())
@@ -109,16 +127,16 @@ pub fn run(long: bool, filters: &[String]) -> anyhow::Result<()> {
 /// The steps run so far and how long each took.
 #[derive(Default)]
 struct Steps {
-    done: Vec<(&'static str, Duration)>,
+    done: Vec<(String, Duration)>,
 }
 
 impl Steps {
     /// Runs one step; on failure prints the summary and names the step.
-    fn run(&mut self, name: &'static str, hint: &str, command: &mut Command) -> anyhow::Result<()> {
+    fn run(&mut self, name: &str, hint: &str, command: &mut Command) -> anyhow::Result<()> {
         println!("==> {name}");
         let start = Instant::now();
         let result = cmd::run(command);
-        self.done.push((name, start.elapsed()));
+        self.done.push((name.to_owned(), start.elapsed()));
         if result.is_err() {
             self.print_summary(&format!("failed at {name}"));
         }

@@ -11,18 +11,27 @@ use denylist::{
     server,
 };
 
-/// CAP_BPF and CAP_NET_ADMIN (bits 39 and 12 of CapEff) load and attach
-/// XDP programs; root has them all.
-fn privileged() -> bool {
-    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
-        return false;
-    };
-    let caps = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+/// What the daemon cannot work without, as bits of CapEff: CAP_BPF to
+/// load the program and make its maps, CAP_PERFMON because the verifier
+/// refuses the program's packet pointer arithmetic without it, and
+/// CAP_NET_ADMIN to attach. Root has them all.
+const NEEDED: [(u32, &str); 3] = [(39, "CAP_BPF"), (38, "CAP_PERFMON"), (12, "CAP_NET_ADMIN")];
+
+fn missing_capabilities() -> Vec<&'static str> {
+    let caps = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
         .unwrap_or(0);
-    caps & (1 << 39) != 0 && caps & (1 << 12) != 0
+    NEEDED
+        .iter()
+        .filter(|(bit, _)| caps & (1 << bit) == 0)
+        .map(|(_, name)| *name)
+        .collect()
 }
 
 async fn shutdown_signal() {
@@ -85,9 +94,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if !privileged() {
+    let missing = missing_capabilities();
+    if !missing.is_empty() {
         eprintln!(
-            "denylistd: needs CAP_BPF and CAP_NET_ADMIN to load and attach XDP programs: run it as root or through packaging/denylistd.service"
+            "denylistd: needs CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN to load and attach its XDP program, and lacks {}: run it as root or through packaging/denylistd.service",
+            missing.join(" and ")
         );
         return ExitCode::from(1);
     }
