@@ -611,11 +611,21 @@ impl Store {
             let (target, list) = ops[i].key();
             (sort_key(&target), list)
         });
+        // With no draft to start from (the usual bulk import), only a key
+        // this call already staged can have a pending row: a million
+        // lookups that would find nothing are skipped.
+        let no_draft = pending_rows(&tx)? == 0;
+        let mut staged: std::collections::HashSet<(Target, List)> =
+            std::collections::HashSet::new();
         for i in order {
             let op = &ops[i];
             let (target, list) = op.key();
             let deployed = deployed_entry(&tx, target, list)?;
-            let pending = pending_row(&tx, target, list)?;
+            let pending = if no_draft && staged.insert((target, list)) {
+                None
+            } else {
+                pending_row(&tx, target, list)?
+            };
             // An expired entry is absent, even before the sweep removes it.
             let draft: Option<Entry> = match &pending {
                 Some((Op::Remove, _)) => None,
