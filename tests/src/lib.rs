@@ -51,3 +51,58 @@ pub fn run(dp: &mut Dataplane, frame: &[u8]) -> u32 {
         .expect("BPF_PROG_TEST_RUN")
         .return_value
 }
+
+/// BPF_PROG_TEST_RUN of `frame`, `repeat` times, on a program fd: (verdict,
+/// the kernel's mean ns per repeat). A raw syscall, because aya runs only
+/// its own `Xdp`: a thread testing while another changes the data plane,
+/// or a program another tool loaded (xdp-filter's), has none.
+pub fn test_run_fd(
+    prog: std::os::fd::BorrowedFd<'_>,
+    frame: &[u8],
+    repeat: u32,
+) -> std::io::Result<(u32, u32)> {
+    use std::os::fd::AsRawFd;
+    /// `union bpf_attr`'s `test` member (include/uapi/linux/bpf.h).
+    #[repr(C)]
+    #[derive(Default)]
+    struct Attr {
+        prog_fd: u32,
+        retval: u32,
+        data_size_in: u32,
+        data_size_out: u32,
+        data_in: u64,
+        data_out: u64,
+        repeat: u32,
+        duration: u32,
+        ctx_size_in: u32,
+        ctx_size_out: u32,
+        ctx_in: u64,
+        ctx_out: u64,
+        flags: u32,
+        cpu: u32,
+        batch_size: u32,
+        pad: u32,
+    }
+    const BPF_PROG_TEST_RUN: libc::c_long = 10;
+    let mut attr = Attr {
+        prog_fd: prog.as_raw_fd() as u32,
+        data_size_in: frame.len() as u32,
+        data_in: frame.as_ptr() as u64,
+        repeat,
+        ..Attr::default()
+    };
+    // SAFETY: attr is a valid bpf_attr prefix; the frame it points to
+    // outlives the call, and no output buffer is given.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            &mut attr as *mut Attr,
+            std::mem::size_of::<Attr>(),
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok((attr.retval, attr.duration))
+}

@@ -463,6 +463,23 @@ impl Pair {
     }
 }
 
+/// Stops two floods that ran across some disruption and asserts there was
+/// no gap: not one packet of the `denied` stream came back, and the
+/// `allowed` one kept flowing (at least 90% answered).
+pub fn assert_no_gap(denied: Flood, allowed: Flood) {
+    let (sent, received) = denied.finish().expect("the denied flood");
+    let (free_sent, free_received) = allowed.finish().expect("the allowed flood");
+    assert!(sent > 100, "the denied stream ran throughout ({sent} sent)");
+    assert_eq!(
+        received, 0,
+        "{received} of {sent} denied packets got through"
+    );
+    assert!(
+        free_received * 10 >= free_sent * 9,
+        "the allowed stream kept flowing: {free_received}/{free_sent}"
+    );
+}
+
 impl Flood {
     /// Stops the ping (SIGINT, so it prints its summary) and returns
     /// (sent, received).

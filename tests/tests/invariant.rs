@@ -7,7 +7,7 @@
 
 use std::{
     net::IpAddr,
-    os::fd::{AsFd, AsRawFd, OwnedFd},
+    os::fd::{AsFd, OwnedFd},
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -24,53 +24,12 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 
 const SOURCES: usize = 1_000;
 
-/// BPF_PROG_TEST_RUN on a program fd, so the runner thread needs no `&mut`
-/// of the dataplane the main thread is changing.
+/// One run of `frame`, on a program fd, so the runner thread needs no
+/// `&mut` of the dataplane the main thread is changing.
 fn test_run(prog: &OwnedFd, frame: &[u8]) -> u32 {
-    #[repr(C)]
-    #[derive(Default)]
-    struct Attr {
-        prog_fd: u32,
-        retval: u32,
-        data_size_in: u32,
-        data_size_out: u32,
-        data_in: u64,
-        data_out: u64,
-        repeat: u32,
-        duration: u32,
-        ctx_size_in: u32,
-        ctx_size_out: u32,
-        ctx_in: u64,
-        ctx_out: u64,
-        flags: u32,
-        cpu: u32,
-        batch_size: u32,
-        pad: u32,
-    }
-    const BPF_PROG_TEST_RUN: libc::c_long = 10;
-    let mut attr = Attr {
-        prog_fd: prog.as_raw_fd() as u32,
-        data_size_in: frame.len() as u32,
-        data_in: frame.as_ptr() as u64,
-        repeat: 1,
-        ..Attr::default()
-    };
-    // SAFETY: attr is a valid bpf_attr prefix whose pointer outlives the call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut Attr,
-            std::mem::size_of::<Attr>(),
-        )
-    };
-    assert_eq!(
-        rc,
-        0,
-        "BPF_PROG_TEST_RUN: {}",
-        std::io::Error::last_os_error()
-    );
-    attr.retval
+    denylist_tests::test_run_fd(prog.as_fd(), frame, 1)
+        .expect("BPF_PROG_TEST_RUN")
+        .0
 }
 
 fn action(rules: &[Rule], ip: IpAddr) -> u32 {

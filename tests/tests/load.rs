@@ -5,7 +5,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
     net::{IpAddr, Ipv4Addr},
-    os::fd::{AsFd, AsRawFd},
+    os::fd::AsFd,
     path::Path,
     process::Command,
     thread,
@@ -90,52 +90,9 @@ impl Live {
     /// since aya makes an `Xdp` of a loaded program only with a type from
     /// aya-obj, which the tests do not depend on.
     fn run(&self, frame: &[u8]) -> u32 {
-        /// `union bpf_attr`'s `test` member.
-        #[repr(C)]
-        #[derive(Default)]
-        struct Attr {
-            prog_fd: u32,
-            retval: u32,
-            data_size_in: u32,
-            data_size_out: u32,
-            data_in: u64,
-            data_out: u64,
-            repeat: u32,
-            duration: u32,
-            ctx_size_in: u32,
-            ctx_size_out: u32,
-            ctx_in: u64,
-            ctx_out: u64,
-            flags: u32,
-            cpu: u32,
-            batch_size: u32,
-            pad: u32,
-        }
-        const BPF_PROG_TEST_RUN: libc::c_long = 10;
-        let mut attr = Attr {
-            prog_fd: self.prog.as_fd().as_raw_fd() as u32,
-            data_size_in: frame.len() as u32,
-            data_in: frame.as_ptr() as u64,
-            repeat: 1,
-            ..Attr::default()
-        };
-        // SAFETY: attr is a valid bpf_attr member; the frame it points to
-        // outlives the call, and no output buffer is given.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut Attr,
-                std::mem::size_of::<Attr>(),
-            )
-        };
-        assert_eq!(
-            rc,
-            0,
-            "BPF_PROG_TEST_RUN: {}",
-            std::io::Error::last_os_error()
-        );
-        attr.retval
+        denylist_tests::test_run_fd(self.prog.as_fd(), frame, 1)
+            .expect("BPF_PROG_TEST_RUN")
+            .0
     }
 
     /// The kernel word of an exact IPv4 deny entry in this program's map.

@@ -8,7 +8,7 @@
 use std::{
     collections::HashSet,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    os::fd::{AsFd, AsRawFd, BorrowedFd},
+    os::fd::{AsFd, BorrowedFd},
     path::Path,
     time::Instant,
 };
@@ -275,61 +275,12 @@ impl<'a> Probe<'a> {
     }
 }
 
-/// BPF_PROG_TEST_RUN of `frame`, `repeat` times: (verdict, mean ns). A raw
-/// syscall on the program's fd, because a program another tool pinned
-/// (xdp-filter's) has no aya `Xdp` to call `test_run` on.
-fn test_run(prog: BorrowedFd<'_>, frame: &[u8], repeat: u32) -> std::io::Result<(u32, u32)> {
-    /// bpf_attr's `test` member.
-    #[repr(C)]
-    #[derive(Default)]
-    struct Attr {
-        prog_fd: u32,
-        retval: u32,
-        data_size_in: u32,
-        data_size_out: u32,
-        data_in: u64,
-        data_out: u64,
-        repeat: u32,
-        duration: u32,
-        ctx_size_in: u32,
-        ctx_size_out: u32,
-        ctx_in: u64,
-        ctx_out: u64,
-        flags: u32,
-        cpu: u32,
-        batch_size: u32,
-        pad: u32,
-    }
-    const BPF_PROG_TEST_RUN: libc::c_long = 10;
-    let mut attr = Attr {
-        prog_fd: prog.as_raw_fd() as u32,
-        data_size_in: frame.len() as u32,
-        data_in: frame.as_ptr() as u64,
-        repeat,
-        ..Attr::default()
-    };
-    // SAFETY: attr is a valid bpf_attr prefix; the frame it points to
-    // outlives the call, and no output buffer is given.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut Attr,
-            std::mem::size_of::<Attr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok((attr.retval, attr.duration))
-}
-
 /// Runs every probe `runs` times, interleaved, checking each verdict; the
 /// kernel reports the mean time per repeat of each run.
 fn measure(probes: &mut [Probe<'_>], plan: &Plan) -> Result<()> {
     for _ in 0..plan.runs {
         for p in probes.iter_mut() {
-            let (verdict, ns) = test_run(p.prog, &p.frame, plan.repeat)
+            let (verdict, ns) = denylist_tests::test_run_fd(p.prog, &p.frame, plan.repeat)
                 .with_context(|| format!("BPF_PROG_TEST_RUN of {}", p.what))?;
             ensure!(
                 verdict == p.want,
