@@ -164,7 +164,6 @@ impl Core {
         // touched, so the pinned filter keeps running.
         let store = Store::open(&config.state_dir)?;
         let pins = Pins::open(&config.bpffs)?;
-        let old = pins.generations()?;
         let deployed = store.deployed()?;
         if deployed.len() > config.layout.capacity as usize {
             return Err(StartError::TooSmall {
@@ -172,26 +171,15 @@ impl Core {
                 capacity: config.layout.capacity,
             });
         }
-        let (generation, dir) = pins.new_generation()?;
         // The prefix arrays are allocated whole, so they are sized for the
         // prefixes deployed, and grow when deploys need more.
         let layout = config
             .layout
             .fitting(crate::trie::needs(deployed.iter().map(|s| s.entry.target)));
-        let built = (|| -> Result<Dataplane, StartError> {
-            let mut dp = Dataplane::load_at(layout, Some(&dir))?;
-            let tai = tai_offset_ms();
-            let rules: Vec<Rule> = deployed.iter().map(|s| kernel_rule(s, tai)).collect();
-            dp.apply(&rules, &[])?;
-            Ok(dp)
-        })();
-        let mut dp = match built {
-            Ok(dp) => dp,
-            Err(e) => {
-                let _ = pins.remove_generation(generation);
-                return Err(e);
-            }
-        };
+        let tai = tai_offset_ms();
+        let rules: Vec<Rule> = deployed.iter().map(|s| kernel_rule(s, tai)).collect();
+        let (generation, mut dp) = build_generation(&pins, layout, &rules)?;
+        drop(rules);
         tracing::info!(
             generation,
             entries = deployed.len(),
@@ -244,11 +232,7 @@ impl Core {
             ops: OpsCounters::default(),
         };
         core.refresh_modes();
-        for g in old {
-            if let Err(e) = core.pins.remove_generation(g) {
-                tracing::warn!(generation = g, "could not unpin an old generation: {e}");
-            }
-        }
+        unpin_older(&core.pins, generation);
         core.watch_ifaces();
         // What expired while no daemon ran leaves the store now, not a
         // sweep period after the start.
@@ -936,14 +920,9 @@ impl Core {
             ))
         };
         self.fold_hits()?;
-        let (generation, dir) = self.pins.new_generation().map_err(|e| failed(&e))?;
-        let mut dp = match self.dp.rebuilt(layout, Some(&dir)) {
-            Ok(dp) => dp,
-            Err(e) => {
-                let _ = self.pins.remove_generation(generation);
-                return Err(failed(&e));
-            }
-        };
+        let rules: Vec<Rule> = self.dp.rules().collect();
+        let (generation, mut dp) =
+            build_generation(&self.pins, layout, &rules).map_err(|e| failed(&e))?;
         for iface in self.pins.links().map_err(|e| failed(&e))? {
             if let Err(e) = dp.adopt(&iface, &self.pins.link(&iface)) {
                 tracing::error!(%iface, "moving the pinned link to the larger maps: {e}");
@@ -951,13 +930,7 @@ impl Core {
         }
         let old = std::mem::replace(&mut self.dp, dp);
         self.hits_seen.clear();
-        for g in self.pins.generations().map_err(|e| failed(&e))? {
-            if g != generation
-                && let Err(e) = self.pins.remove_generation(g)
-            {
-                tracing::warn!(generation = g, "could not unpin an old generation: {e}");
-            }
-        }
+        unpin_older(&self.pins, generation);
         drop(old);
         tracing::info!(
             generation,
@@ -1372,6 +1345,44 @@ fn xdp_mode_of(iface: &str) -> Option<AttachedMode> {
     match ip_xdp(iface)?.get("mode")?.as_u64()? {
         2 => Some(AttachedMode::Skb),
         _ => Some(AttachedMode::Native),
+    }
+}
+
+/// A new generation of maps of `layout`, pinned, holding `rules`: complete
+/// before any link moves to it. On failure its pins go again, and the
+/// running filter is untouched.
+fn build_generation(
+    pins: &Pins,
+    layout: Layout,
+    rules: &[Rule],
+) -> Result<(u64, Dataplane), StartError> {
+    let (generation, dir) = pins.new_generation()?;
+    let built = Dataplane::load_at(layout, Some(&dir)).and_then(|mut dp| {
+        dp.apply(rules, &[])?;
+        Ok(dp)
+    });
+    match built {
+        Ok(dp) => Ok((generation, dp)),
+        Err(e) => {
+            let _ = pins.remove_generation(generation);
+            Err(e.into())
+        }
+    }
+}
+
+/// Unpins every generation before `current`, once the links have moved.
+fn unpin_older(pins: &Pins, current: u64) {
+    let generations = match pins.generations() {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::warn!("could not list the old generations to unpin: {e}");
+            return;
+        }
+    };
+    for g in generations.into_iter().filter(|&g| g != current) {
+        if let Err(e) = pins.remove_generation(g) {
+            tracing::warn!(generation = g, "could not unpin an old generation: {e}");
+        }
     }
 }
 

@@ -790,10 +790,7 @@ impl Dataplane {
     /// `upserts`: a quick test that needs no walk over the installed
     /// entries, counting the most nodes a new prefix could take.
     pub fn prefixes_fit(&self, upserts: &[Rule]) -> bool {
-        let new = upserts
-            .iter()
-            .filter(|r| !r.target.is_exact() && !self.installed.contains_key(&(r.target, r.list)))
-            .count() as u64;
+        let new = self.new_prefixes(upserts).count() as u64;
         // A prefix takes at most one node a level below the root: 14 in IPv6.
         let (v4, v6) = self.prefixes.nodes_in_use();
         self.prefixes.len() as u64 + new <= u64::from(self.layout.prefix_rules)
@@ -810,20 +807,15 @@ impl Dataplane {
             .keys()
             .filter(|(t, _)| !t.is_exact())
             .map(|(t, _)| *t);
-        let new = upserts
-            .iter()
-            .filter(|r| !r.target.is_exact() && !self.installed.contains_key(&(r.target, r.list)))
-            .map(|r| r.target);
+        let new = self.new_prefixes(upserts).map(|r| r.target);
         crate::trie::needs(installed.chain(new))
     }
 
-    /// What this data plane holds, in fresh maps of `layout` pinned under
-    /// `pins`; nothing is attached.
-    pub fn rebuilt(&self, layout: Layout, pins: Option<&Path>) -> Result<Self, DataplaneError> {
-        let mut dp = Self::load_at(layout, pins)?;
-        let rules: Vec<Rule> = self.rules().collect();
-        dp.apply(&rules, &[])?;
-        Ok(dp)
+    /// The prefixes among `upserts` that are not installed yet.
+    fn new_prefixes<'a>(&'a self, upserts: &'a [Rule]) -> impl Iterator<Item = &'a Rule> {
+        upserts
+            .iter()
+            .filter(|r| !r.target.is_exact() && !self.installed.contains_key(&(r.target, r.list)))
     }
 
     /// Installed entries that bear on staging `t` on `list`: allow entries
