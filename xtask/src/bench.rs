@@ -1,6 +1,6 @@
 //! `cargo xtask bench`: builds the release binaries the bench runs (the
 //! daemon and the CLI, for the deploy and control-plane sections), then runs
-//! the benchmark binary of denylist-tests.
+//! the `bench` binary of denylist-bench.
 
 use std::process::Command;
 
@@ -21,7 +21,7 @@ pub fn build_binaries() -> anyhow::Result<Command> {
 /// The bench itself; `--quick` runs small sizes and checks only that every
 /// measurement produced output.
 pub fn bench(quick: bool) -> anyhow::Result<Command> {
-    let mut bench = cmd::cargo(["run", "--release", "-p", "denylist-tests", "--bin", "bench"])?;
+    let mut bench = cmd::cargo(["run", "--release", "-p", "denylist-bench", "--bin", "bench"])?;
     if quick {
         bench.args(["--", "--quick"]);
     }

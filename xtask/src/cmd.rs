@@ -4,7 +4,7 @@
 use std::{
     ffi::OsStr,
     os::unix::process::CommandExt as _,
-    process::{Command, Output},
+    process::{Command, Output, Stdio},
 };
 
 use anyhow::{Context as _, bail};
@@ -44,6 +44,22 @@ pub fn run(command: &mut Command) -> anyhow::Result<()> {
         bail!("`{shown}` failed ({status})");
     }
     Ok(())
+}
+
+/// Prints `command`, runs it with this process's stdin and stderr and
+/// returns its stdout; fails unless it exits successfully.
+pub fn output(command: &mut Command) -> anyhow::Result<String> {
+    let shown = show(command);
+    println!("$ {shown}");
+    let Output { status, stdout, .. } = command
+        .stdin(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot start `{shown}`: is it installed and on PATH?"))?;
+    if !status.success() {
+        bail!("`{shown}` failed ({status})");
+    }
+    String::from_utf8(stdout).with_context(|| format!("`{shown}` printed something not UTF-8"))
 }
 
 /// Prints `command` and replaces this process with it, so that its exit code

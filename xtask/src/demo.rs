@@ -1,5 +1,5 @@
 //! `cargo xtask demo`: builds denylistd and the CLI, then runs the demo
-//! binary of denylist-tests, whose exit code is the task's.
+//! binary of denylist-bench, whose exit code is the task's.
 
 use crate::{cmd, setup};
 
@@ -16,7 +16,7 @@ pub fn run() -> anyhow::Result<()> {
         "run",
         "--release",
         "-p",
-        "denylist-tests",
+        "denylist-bench",
         "--bin",
         "demo",
     ])?))

@@ -3,10 +3,12 @@
 
 mod bench;
 mod build;
+mod cli_alone;
 mod cmd;
 mod demo;
 mod fuzz;
 mod host;
+mod layers;
 mod setup;
 mod test;
 
@@ -31,8 +33,13 @@ enum Task {
         #[arg(long)]
         release: bool,
     },
-    /// Run fmt, clippy, eBPF clippy, unit tests, 10 s of each fuzz target and
-    /// the root tests, in order.
+    /// Run every check CI runs; a failed step skips only the steps that need
+    /// it.
+    ///
+    /// The steps: the layer check, fmt, clippy, eBPF clippy, the CLI built
+    /// alone with stable, unit tests, 10 s of each fuzz target, the root
+    /// tests and a quick bench. A line per step at the end says how each
+    /// went; the task fails if any step failed.
     Test {
         /// Also run the long root tests (sets DENYLIST_LONG=1).
         #[arg(long)]
@@ -41,6 +48,9 @@ enum Task {
         #[arg(last = true)]
         filters: Vec<String>,
     },
+    /// Check that every `crate::` path in denylist-user points down the
+    /// layers (docs/architecture.md); `test` runs this first.
+    Layers,
     /// Run the benchmarks (needs root).
     Bench {
         /// A short run, for checking that the benchmarks work.
@@ -63,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         Task::Setup => setup::run(),
         Task::Build { release } => build::run(release),
         Task::Test { long, filters } => test::run(long, &filters),
+        Task::Layers => layers::check(),
         Task::Bench { quick } => bench::run(quick),
         Task::Demo => demo::run(),
         Task::Fuzz { seconds } => fuzz::run(seconds),

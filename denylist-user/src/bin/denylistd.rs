@@ -6,8 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use denylist::{
-    config::{Args, Config},
-    daemon::Core,
+    daemon::{Args, Config, Core},
     server,
 };
 

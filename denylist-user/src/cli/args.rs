@@ -8,8 +8,8 @@ use clap::{
 };
 
 use crate::{
-    config::DEFAULT_SOCKET, dataplane::AttachMode, entry::parse_duration, import::Format,
-    target::Target,
+    model::{AttachMode, ExportFormat, Format, Target, parse_duration},
+    wire::DEFAULT_SOCKET,
 };
 
 #[derive(Debug, Parser)]
@@ -270,23 +270,6 @@ pub struct ImportArgs {
     pub output: Output,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
-    /// One target per line.
-    Plain,
-    /// Every field of every entry; `denylist import` reads it back.
-    Json,
-}
-
-impl ExportFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            ExportFormat::Plain => "plain",
-            ExportFormat::Json => "json",
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// Export the draft instead of the deployed entries.
@@ -299,9 +282,9 @@ pub struct ExportArgs {
     #[arg(
         long,
         value_parser = PossibleValuesParser::new(["deny", "allow"])
-            .map(|name| name.parse::<crate::verdict::List>().expect("a listed list")),
+            .map(|name| name.parse::<crate::model::List>().expect("a listed list")),
     )]
-    pub list: Option<crate::verdict::List>,
+    pub list: Option<crate::model::List>,
 }
 
 #[derive(Debug, Args)]
@@ -361,7 +344,7 @@ fn ttl(s: &str) -> Result<String, String> {
     if s == "never" {
         return Ok(s.to_string());
     }
-    if parse_duration(s)?.as_secs() == 0 {
+    if parse_duration(s).map_err(|e| e.to_string())?.as_secs() == 0 {
         return Err("a TTL must be at least 1s (or never)".to_string());
     }
     Ok(s.to_string())
@@ -378,7 +361,9 @@ fn address(s: &str) -> Result<IpAddr, String> {
 }
 
 fn duration(s: &str) -> Result<String, String> {
-    parse_duration(s).map(|_| s.trim().to_string())
+    parse_duration(s)
+        .map(|_| s.trim().to_string())
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -497,7 +482,7 @@ mod tests {
         };
         assert_eq!(
             (a.list, a.format),
-            (Some(crate::verdict::List::Allow), ExportFormat::Plain)
+            (Some(crate::model::List::Allow), ExportFormat::Plain)
         );
     }
 

@@ -48,7 +48,10 @@ pub fn percent(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{import::Format, proto::ImportParams, verdict::List};
+    use crate::{
+        model::{Format, List},
+        wire::ImportParams,
+    };
 
     #[test]
     fn values_are_percent_encoded() {

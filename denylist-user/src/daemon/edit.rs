@@ -1,0 +1,291 @@
+//! Editing the draft: staging adds, changes and removals (each through the
+//! guardrails), the diff, discarding, and rollback to an old revision.
+
+use std::{collections::HashSet, net::IpAddr};
+
+use super::{Core, CoreError, MAX_TTL_SECS};
+use crate::{
+    model::{List, Target, now_ms, parse_duration},
+    policy::{self, GuardContext},
+    store::{Audit, Op, REFRESH, Stage},
+    wire::{
+        AddRequest, Change, Counts, Diff, ModeRequest, RemoveRequest, RollbackRequest,
+        RollbackResponse, SeqResponse, StageItem, StageResponse, Staged,
+    },
+};
+
+impl Core {
+    /// Stages adds and changes; with `deploy`, deploys just these.
+    pub fn add(&mut self, user: &str, req: AddRequest) -> Result<StageResponse, CoreError> {
+        if req.entries.is_empty() {
+            return Err(CoreError::NoTargets);
+        }
+        let ctx = if req.force {
+            GuardContext::default()
+        } else {
+            self.guard_context(req.admin_addr)?
+        };
+        let mut ops = Vec::with_capacity(req.entries.len());
+        let mut refused = Vec::new();
+        let mut warnings = Vec::new();
+        for StageItem {
+            target,
+            list,
+            reason,
+            ttl,
+            monitor,
+        } in &req.entries
+        {
+            let t = parse_target(target, req.force)?;
+            if *list == List::Allow && monitor.is_some() {
+                return Err(CoreError::MonitorOnAllow);
+            }
+            let ttl = parse_ttl(ttl.as_deref())?;
+            if !req.force {
+                refused.extend(policy::check(&t, *list, &ctx).into_iter().map(|r| (t, r)));
+            }
+            warnings.extend(self.warnings(&t, *list));
+            ops.push(Stage::Upsert {
+                target: t,
+                list: *list,
+                reason: reason.clone(),
+                ttl,
+                monitor: *monitor,
+                source: None,
+                keep_longer_ttl: false,
+            });
+        }
+        if !refused.is_empty() {
+            return Err(CoreError::Refused { refusals: refused });
+        }
+        self.stage(
+            user,
+            ops,
+            warnings,
+            req.deploy,
+            req.message.as_deref(),
+            &Audit::Each,
+        )
+    }
+
+    /// Warnings that need no force: a deny entry an allow entry covers,
+    /// and an entry covering existing ones. One pass over the installed
+    /// entries keeps only those that matter to `policy::warnings`.
+    fn warnings(&self, t: &Target, list: List) -> Vec<String> {
+        policy::warnings(t, list, &self.filter.related(t, list))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    /// What the guardrails check against. If this host's addresses or its
+    /// live sessions cannot be read, the checks fail closed: the request is
+    /// refused until forced.
+    pub(super) fn guard_context(
+        &self,
+        admin_addr: Option<IpAddr>,
+    ) -> Result<GuardContext, CoreError> {
+        let unreadable = |what, source| CoreError::GuardUnavailable { what, source };
+        Ok(GuardContext {
+            host_addrs: policy::host_addresses()
+                .map_err(|e| unreadable("this host's addresses", e))?,
+            live_ssh_peers: policy::live_peers(&self.config.protect_ports)
+                .map_err(|e| unreadable("the live TCP sessions", e))?,
+            admin_addr,
+        })
+    }
+
+    /// Stages `ops` in one transaction, audited as `audit_as`; with
+    /// `deploy`, deploys just the changes they left.
+    pub(super) fn stage(
+        &mut self,
+        user: &str,
+        ops: Vec<Stage>,
+        warnings: Vec<String>,
+        deploy: bool,
+        message: Option<&str>,
+        audit_as: &Audit,
+    ) -> Result<StageResponse, CoreError> {
+        let default_ttl = self.config.default_ttl.map(|d| d.as_secs());
+        let (seq, left) = self
+            .store
+            .stage(&ops, user, now_ms(), default_ttl, audit_as)?;
+        let keys: Vec<(Target, List)> = ops.iter().map(Stage::key).collect();
+        let mut counts = Counts::default();
+        for op in left.iter().flatten() {
+            match op {
+                Op::Add => counts.added += 1,
+                Op::Change => counts.changed += 1,
+                Op::Remove => counts.removed += 1,
+            }
+        }
+        let deployed = if deploy {
+            let only: Vec<(Target, List)> = keys
+                .iter()
+                .zip(&left)
+                .filter(|(_, op)| op.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+            Some(self.deploy(user, Some(&only), message, false)?)
+        } else {
+            None
+        };
+        Ok(StageResponse {
+            seq,
+            counts,
+            targets: keys.iter().map(|(t, _)| t.to_string()).collect(),
+            warnings,
+            deployed,
+        })
+    }
+
+    pub fn remove(&mut self, user: &str, req: RemoveRequest) -> Result<StageResponse, CoreError> {
+        if req.targets.is_empty() {
+            return Err(CoreError::NoTargets);
+        }
+        let ops = req
+            .targets
+            .iter()
+            .map(|t| {
+                parse_target(t, false).map(|target| Stage::Remove {
+                    target,
+                    list: req.list,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let message = req.message.as_deref();
+        self.stage(user, ops, Vec::new(), req.deploy, message, &Audit::Each)
+    }
+
+    /// Enforce or monitor: only existing deny entries.
+    pub fn mode(&mut self, user: &str, req: ModeRequest) -> Result<StageResponse, CoreError> {
+        let draft: HashSet<(Target, List)> = self
+            .store
+            .draft(now_ms())?
+            .iter()
+            .map(|e| (e.target, e.list))
+            .collect();
+        let mut ops = Vec::new();
+        for t in &req.targets {
+            let target = parse_target(t, false)?;
+            if !draft.contains(&(target, List::Deny)) {
+                return Err(CoreError::NotOnDenyList { target });
+            }
+            ops.push(Stage::Upsert {
+                target,
+                list: List::Deny,
+                reason: None,
+                ttl: None,
+                monitor: Some(req.monitor),
+                source: None,
+                keep_longer_ttl: false,
+            });
+        }
+        if ops.is_empty() {
+            return Err(CoreError::NoTargets);
+        }
+        let message = req.message.as_deref();
+        self.stage(user, ops, Vec::new(), req.deploy, message, &Audit::Each)
+    }
+
+    pub fn diff(&self) -> Result<Diff, CoreError> {
+        let mut d = Diff {
+            added: Vec::new(),
+            removed: Vec::new(),
+            changed: Vec::new(),
+        };
+        for mut p in self.store.pending()? {
+            // The deploy sets a pending entry's expiry; the marker that says
+            // how is not shown.
+            if let Some(after) = p.after.as_mut()
+                && after.expires_at == Some(REFRESH)
+            {
+                after.expires_at = None;
+            }
+            let (by, at) = (p.staged_by, p.staged_at);
+            match (p.op, p.before, p.after) {
+                (Op::Add, _, Some(after)) => d.added.push(Staged {
+                    item: after,
+                    staged_by: by,
+                    staged_at: at,
+                }),
+                (Op::Remove, Some(before), _) => d.removed.push(Staged {
+                    item: before.entry,
+                    staged_by: by,
+                    staged_at: at,
+                }),
+                (Op::Change, Some(before), Some(after)) => d.changed.push(Staged {
+                    item: Change {
+                        before: before.entry,
+                        after,
+                    },
+                    staged_by: by,
+                    staged_at: at,
+                }),
+                (op, _, _) => {
+                    return Err(crate::store::StoreError::MissingEntry { op: op.as_str() }.into());
+                }
+            }
+        }
+        Ok(d)
+    }
+
+    pub fn discard(&mut self, user: &str) -> Result<SeqResponse, CoreError> {
+        let (seq, n) = self.store.discard(user, now_ms())?;
+        Ok(SeqResponse {
+            seq,
+            detail: Some(serde_json::json!({ "discarded": n })),
+        })
+    }
+
+    pub fn rollback(
+        &mut self,
+        user: &str,
+        req: RollbackRequest,
+    ) -> Result<RollbackResponse, CoreError> {
+        let (seq, expired) = self
+            .store
+            .rollback(req.revision, req.force, user, now_ms())?;
+        let deployed = if req.deploy {
+            let msg = req
+                .message
+                .clone()
+                .unwrap_or_else(|| format!("rollback to {}", req.revision));
+            Some(self.deploy_as(user, None, Some(&msg), false, "rollback")?)
+        } else {
+            None
+        };
+        Ok(RollbackResponse {
+            seq,
+            expired: expired.iter().map(|e| e.target.to_string()).collect(),
+            deployed,
+        })
+    }
+}
+
+pub(super) fn parse_target(s: &str, force: bool) -> Result<Target, CoreError> {
+    Ok(if force {
+        Target::parse_forced(s)?
+    } else {
+        Target::parse(s)?
+    })
+}
+
+/// `Some(None)` for never, `Some(Some(secs))` for a duration.
+pub(super) fn parse_ttl(ttl: Option<&str>) -> Result<Option<Option<u64>>, CoreError> {
+    match ttl {
+        None => Ok(None),
+        Some("never") => Ok(Some(None)),
+        Some(d) => Ok(Some(Some(check_ttl(parse_duration(d)?.as_secs())?))),
+    }
+}
+
+pub(super) fn check_ttl(secs: u64) -> Result<u64, CoreError> {
+    if secs == 0 {
+        return Err(CoreError::TtlZero);
+    }
+    if secs > MAX_TTL_SECS {
+        return Err(CoreError::TtlTooLong);
+    }
+    Ok(secs)
+}

@@ -1,0 +1,159 @@
+//! denylistd's core: the one owner of the store and the filter.
+//!
+//! Every operation runs with the core locked, so the store and the kernel
+//! change together, one request at a time. Operations are synchronous (the
+//! store and bpf() calls block); the server runs them on tokio's blocking
+//! pool. The core reaches the store through [`Store`] and the kernel through
+//! [`Filter`], so its logic is tested without root against an in-memory
+//! filter.
+
+mod config;
+mod deploy;
+mod edit;
+mod error;
+mod health;
+mod ifaces;
+mod import;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+
+pub use config::{Args, Config, ConfigError, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_STATE_DIR};
+use denylist_common::Hit;
+pub use error::{CoreError, GuardedLine, StartError};
+
+// The core's interface hands out these: its errors carry store errors, and
+// listings stream from the store's snapshots.
+pub use crate::store::{Snapshot, Snapshots, StoreError};
+use crate::{
+    dataplane::{Filter, PinnedFilter, prefix_needs, tai_offset_ms},
+    model::{AttachMode, AttachedMode, Rule},
+    store::{SqliteStore, Store},
+};
+
+/// The longest TTL: beyond it, `never` says what is meant, and expiry
+/// times stay far inside the kernel word's 56 bits of milliseconds.
+pub const MAX_TTL_SECS: u64 = 100 * 365 * 86_400;
+
+/// One configured interface.
+#[derive(Debug, Clone)]
+struct Iface {
+    mode: AttachMode,
+    /// The mode and ifindex while attached.
+    attached: Option<(AttachedMode, u32)>,
+}
+
+/// Operational counters for /metrics.
+#[derive(Debug, Default, Clone)]
+pub struct OpsCounters {
+    pub deploy_failures: u64,
+    pub verify_repairs: u64,
+    pub last_deploy_ms: u64,
+}
+
+pub struct Core {
+    config: Config,
+    store: Box<dyn Store>,
+    filter: Box<dyn Filter>,
+    ifaces: BTreeMap<String, Iface>,
+    /// Drift found by the last verify and not repaired.
+    drift: usize,
+    /// Kernel hit counters as of the last fold into the store; the kernel
+    /// counts from zero in each generation.
+    hits_seen: HashMap<u32, Hit>,
+    pub ops: OpsCounters,
+}
+
+impl Core {
+    /// Opens the store, builds a new generation of maps from the deployed
+    /// revision, and moves every pinned link to it without a gap.
+    pub fn start(config: Config) -> Result<Self, StartError> {
+        // The store first: a damaged one stops us before the kernel is
+        // touched, so the pinned filter keeps running.
+        let store = SqliteStore::open(&config.state_dir)?;
+        let deployed = store.deployed()?;
+        if deployed.len() > config.layout.capacity as usize {
+            return Err(StartError::TooSmall {
+                entries: deployed.len(),
+                capacity: config.layout.capacity,
+            });
+        }
+        let tai = tai_offset_ms();
+        let rules: Vec<Rule> = deployed.iter().map(|s| deploy::rule_of(s, tai)).collect();
+        drop(deployed);
+        // The prefix arrays are allocated whole, so they are sized for the
+        // prefixes deployed, and grow when deploys need more.
+        let layout = config.layout.fitting(prefix_needs(&rules));
+        let (filter, adopted) = PinnedFilter::start(&config.bpffs, layout, &rules)?;
+        drop(rules);
+        deploy::release_heap();
+        Self::assemble(config, Box::new(store), Box::new(filter), &adopted)
+    }
+
+    /// The core over any store and filter; `adopted` are the interfaces
+    /// whose pinned links the filter already carries.
+    fn assemble(
+        config: Config,
+        store: Box<dyn Store>,
+        filter: Box<dyn Filter>,
+        adopted: &[String],
+    ) -> Result<Self, StartError> {
+        let mut ifaces: BTreeMap<String, Iface> = BTreeMap::new();
+        for (iface, mode) in store.attachments()? {
+            let mode = mode.parse().unwrap_or(AttachMode::Auto);
+            ifaces.insert(
+                iface,
+                Iface {
+                    mode,
+                    attached: None,
+                },
+            );
+        }
+        for iface in config.ifaces.iter().chain(adopted) {
+            ifaces.entry(iface.clone()).or_insert(Iface {
+                mode: config.xdp_mode,
+                attached: None,
+            });
+        }
+        for iface in adopted {
+            let index = filter.ifindex(iface);
+            if let Some(i) = ifaces.get_mut(iface) {
+                i.attached = Some((AttachedMode::Native, index));
+            }
+        }
+        let mut core = Self {
+            config,
+            store,
+            filter,
+            ifaces,
+            drift: 0,
+            hits_seen: HashMap::new(),
+            ops: OpsCounters::default(),
+        };
+        core.refresh_modes();
+        core.watch_ifaces();
+        // What expired while no daemon ran leaves the store now, not a
+        // sweep period after the start.
+        if let Err(e) = core.sweep() {
+            tracing::error!("expiry sweep at start: {e}");
+        }
+        Ok(core)
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Leaves filtering in place (the default), or detaches everything.
+    pub fn shutdown(mut self) {
+        if let Err(e) = self.fold_hits() {
+            tracing::warn!("could not save the last hit counts: {e}");
+        }
+        if self.config.detach_on_exit {
+            let names: Vec<String> = self.ifaces.keys().cloned().collect();
+            self.filter.remove(&names);
+            tracing::info!("detached on exit");
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! Map sizes from the configured capacity, and the memory they reserve.
+//!
+//! Capacity counts entries across both lists and both families. Exact
+//! addresses live in hash maps created with BPF_F_NO_PREALLOC, so their
+//! memory grows with the entries, not the capacity. Prefixes take a rule
+//! each (counted against the capacity) plus trie nodes from a per-family
+//! pool. Those arrays are allocated whole when the maps are created, so the
+//! daemon sizes them for the prefixes it holds ([`Layout::fitting`]) and
+//! moves to larger maps when they fill up, up to what the capacity allows;
+//! docs/dataplane.md explains the formulas below.
+
+use denylist_common::{
+    ALL_MAPS, Counters, HIT_SLOTS, Hit, HitSlot, MAP_COUNTERS, MAP_EXACT_V4, MAP_EXACT_V6,
+    MAP_HIT_SLOTS, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6, MAP_RULES, Node, ROOT_NODES, Rule,
+};
+
+/// The smallest useful capacity; also keeps the pools non-empty.
+pub const MIN_CAPACITY: u32 = 16;
+/// The largest capacity: trie slots address rules with 31 bits.
+pub const MAX_CAPACITY: u32 = 1 << 30;
+/// The fewest prefix rules and trie nodes per family a layout holds.
+pub const MIN_POOL: u32 = 1024;
+/// The most trie nodes per family (16 GiB of them).
+pub const MAX_NODES: u32 = 1 << 24;
+
+/// What a set of entries takes of the prefix arrays (`trie::needs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    pub rules: u32,
+    pub nodes_v4: u32,
+    pub nodes_v6: u32,
+}
+/// Hit counters are kept for at most this many busy entries at once.
+pub const MAX_HIT_ENTRIES: u32 = 65_536;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error(
+        "capacity {capacity} is out of range: choose between {MIN_CAPACITY} and {MAX_CAPACITY}"
+    )]
+    Capacity { capacity: u64 },
+}
+
+/// The max_entries of every map for one capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    pub capacity: u32,
+    /// Prefix rules (one per prefix entry, both families).
+    pub prefix_rules: u32,
+    /// IPv4 trie nodes beyond the 256 root nodes.
+    pub nodes_v4: u32,
+    /// IPv6 trie nodes beyond the 256 root nodes.
+    pub nodes_v6: u32,
+    /// Entries whose hit counters are kept at once (LRU).
+    pub hit_entries: u32,
+}
+
+impl Layout {
+    pub fn new(capacity: u64) -> Result<Self, LayoutError> {
+        if !(u64::from(MIN_CAPACITY)..=u64::from(MAX_CAPACITY)).contains(&capacity) {
+            return Err(LayoutError::Capacity { capacity });
+        }
+        let capacity = capacity as u32;
+        Ok(Self {
+            capacity,
+            prefix_rules: capacity,
+            // Limits only: the pools are sized for what the prefixes take
+            // (`fitting`). An IPv4 prefix takes at most 2 nodes of its own,
+            // so that limit never binds; an IPv6 one up to 14, but a /48 at
+            // most 4, and real lists share most of theirs.
+            nodes_v4: capacity.saturating_mul(2).clamp(MIN_POOL, MAX_NODES),
+            nodes_v6: capacity.saturating_mul(4).clamp(MIN_POOL, MAX_NODES),
+            hit_entries: capacity.clamp(1024, MAX_HIT_ENTRIES),
+        })
+    }
+
+    /// A layout within this one (the largest allowed) whose prefix arrays
+    /// hold `needs` with half as much again to grow into: each size a
+    /// multiple of [`MIN_POOL`], at least that, at most this layout's. Growth
+    /// beyond costs a move to new maps, so half is room enough.
+    pub fn fitting(&self, needs: Needs) -> Self {
+        let size = |need: u32, most: u32| {
+            need.saturating_add(need / 2)
+                .max(1)
+                .div_ceil(MIN_POOL)
+                .saturating_mul(MIN_POOL)
+                .min(most)
+        };
+        Self {
+            prefix_rules: size(needs.rules, self.prefix_rules),
+            nodes_v4: size(needs.nodes_v4, self.nodes_v4),
+            nodes_v6: size(needs.nodes_v6, self.nodes_v6),
+            ..*self
+        }
+    }
+
+    /// Whether the prefix arrays hold `needs`.
+    pub fn holds(&self, needs: Needs) -> bool {
+        needs.rules <= self.prefix_rules
+            && needs.nodes_v4 <= self.nodes_v4
+            && needs.nodes_v6 <= self.nodes_v6
+    }
+
+    /// max_entries for each map, by name.
+    pub fn max_entries(&self) -> [(&'static str, u32); ALL_MAPS.len()] {
+        [
+            (MAP_EXACT_V4, self.capacity),
+            (MAP_EXACT_V6, self.capacity),
+            (MAP_NODES_V4, ROOT_NODES + self.nodes_v4),
+            (MAP_NODES_V6, ROOT_NODES + self.nodes_v6),
+            // Rule 0 means "none", so one more.
+            (MAP_RULES, self.prefix_rules + 1),
+            (MAP_COUNTERS, 1),
+            (MAP_HIT_SLOTS, HIT_SLOTS),
+            (MAP_HITS, self.hit_entries),
+        ]
+    }
+
+    /// Kernel memory reserved up front, before any entry, on `cpus` CPUs.
+    ///
+    /// Hash buckets are 16 bytes, one per max_entries rounded up to a power
+    /// of two; arrays are value-size × max_entries; the LRU per-CPU hash
+    /// preallocates its elements (about 64 bytes each) plus a 16-byte value
+    /// per CPU; the direct-mapped hit table is 16,384 24-byte slots per CPU;
+    /// the counters are one 80-byte value per CPU.
+    pub fn reserved_bytes(&self, cpus: u64) -> u64 {
+        let buckets = 2 * 16 * u64::from(self.capacity).next_power_of_two();
+        let nodes = size(size_of::<Node>())
+            * (u64::from(ROOT_NODES + self.nodes_v4) + u64::from(ROOT_NODES + self.nodes_v6));
+        let rules = size(size_of::<Rule>()) * (u64::from(self.prefix_rules) + 1);
+        let hits = u64::from(self.hit_entries) * (64 + cpus * size(size_of::<Hit>()));
+        let slots = cpus * u64::from(HIT_SLOTS) * size(size_of::<HitSlot>());
+        let counters = cpus * size(size_of::<Counters>());
+        buckets + nodes + rules + hits + slots + counters
+    }
+}
+
+fn size(bytes: usize) -> u64 {
+    bytes as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacity_bounds() {
+        assert!(Layout::new(0).is_err());
+        assert!(Layout::new(u64::from(MAX_CAPACITY) + 1).is_err());
+        let msg = Layout::new(1).unwrap_err().to_string();
+        assert!(msg.contains("choose between 16"), "{msg}");
+    }
+
+    #[test]
+    fn sizes_follow_capacity() {
+        let l = Layout::new(1_000_000).unwrap();
+        let sizes = l.max_entries();
+        assert!(sizes.contains(&(MAP_EXACT_V4, 1_000_000)));
+        assert!(sizes.contains(&(MAP_RULES, 1_000_001)));
+        assert!(sizes.contains(&(MAP_NODES_V4, 256 + 2_000_000)));
+        assert!(sizes.contains(&(MAP_NODES_V6, 256 + 4_000_000)));
+        assert!(sizes.contains(&(MAP_HITS, MAX_HIT_ENTRIES)));
+        assert_eq!(Layout::new(100).unwrap().nodes_v6, 1024);
+        assert_eq!(Layout::new(1 << 30).unwrap().nodes_v4, MAX_NODES);
+    }
+
+    #[test]
+    fn fitting_layouts_double_and_stay_within_the_largest() {
+        let most = Layout::new(1_000_000).unwrap();
+        let needs = |rules, nodes_v4, nodes_v6| Needs {
+            rules,
+            nodes_v4,
+            nodes_v6,
+        };
+        let empty = most.fitting(Needs::default());
+        let sizes = |l: Layout| (l.prefix_rules, l.nodes_v4, l.nodes_v6);
+        assert_eq!(sizes(empty), (1024, 1024, 1024));
+        assert_eq!(empty.capacity, 1_000_000, "exact maps keep the capacity");
+        let some = most.fitting(needs(3000, 700, 5000));
+        assert_eq!(sizes(some), (5120, 2048, 8192));
+        assert!(some.holds(needs(3000, 700, 5000)));
+        assert!(!some.holds(needs(3000, 700, 8193)));
+        let all = most.fitting(needs(900_000, 3_000_000, 10));
+        assert_eq!(sizes(all), (1_000_000, 2_000_000, 1024));
+        assert_eq!(most.fitting(needs(u32::MAX, u32::MAX, u32::MAX)), most);
+        assert!(empty.reserved_bytes(2) < most.reserved_bytes(2) / 10);
+    }
+
+    #[test]
+    fn reserved_memory_formula() {
+        let l = Layout::new(1 << 20).unwrap();
+        let cpus = 64;
+        let expect = 2 * 16 * (1 << 20)
+            + 1024 * (256 + (1 << 21) + 256 + (1 << 22))
+            + 24 * ((1 << 20) + 1)
+            + 65_536 * (64 + cpus * 16)
+            + cpus * 16_384 * 24
+            + cpus * 80;
+        assert_eq!(l.reserved_bytes(cpus), expect);
+    }
+}

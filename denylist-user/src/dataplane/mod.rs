@@ -1,0 +1,184 @@
+//! The data plane: the XDP program, its maps, links and pins, and the one
+//! place that writes entries into the kernel.
+//!
+//! Changes go in an order that keeps each packet's verdict either the old or
+//! the new one (docs/dataplane.md has the argument), and a batch is all or
+//! nothing: when a step fails, the steps already done are undone.
+
+mod apply;
+mod attach;
+mod batch;
+mod change;
+mod clock;
+mod error;
+#[cfg(test)]
+pub(crate) mod fake;
+mod filter;
+mod iface;
+mod layout;
+pub mod object;
+mod pins;
+mod readback;
+mod region;
+mod sys;
+pub mod trie;
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    os::fd::{AsFd, BorrowedFd},
+    path::{Path, PathBuf},
+    sync::atomic::AtomicU32,
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::Map,
+    programs::{Xdp, xdp::XdpLinkId},
+};
+pub use change::ChangeList;
+pub use clock::tai_offset_ms;
+use denylist_common::{
+    ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, MAP_NODES_V4, MAP_NODES_V6, MAP_RULES,
+    NODE_SLOTS, PROGRAM_NAME, pack_word,
+};
+pub use error::DataplaneError;
+pub use filter::{Filter, PinnedFilter, prefix_needs};
+pub use layout::{Layout, LayoutError, MAX_CAPACITY, MIN_CAPACITY, Needs};
+pub use pins::{Pins, PinsError, ensure_bpffs_mounted};
+use region::{Region, RuleCell};
+use trie::Prefixes;
+
+use crate::model::{List, Rule, Target};
+
+/// Exact-address values waiting for one batched write: the last value per
+/// address wins, `None` deletes.
+type ExactBatch = HashMap<IpAddr, Option<ExactValue>>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Installed {
+    id: u32,
+    word: u64,
+}
+
+/// The program, its maps, and what user space has put into them.
+pub struct Dataplane {
+    ebpf: Ebpf,
+    prefixes: Prefixes,
+    installed: HashMap<(Target, List), Installed>,
+    /// Installed targets per (is IPv4, prefix length), for `decide`.
+    lengths: HashMap<(bool, u8), usize>,
+    layout: Layout,
+    links: HashMap<String, XdpLinkId>,
+    /// The kernel's id of each pinned link, to pin it again if its pin is
+    /// deleted: aya hands out no borrowed fd of a link it holds.
+    link_ids: HashMap<String, u32>,
+    /// Where the maps are pinned, if they are.
+    pin_dir: Option<PathBuf>,
+}
+
+/// The packed flags and expiry of a rule, as the kernel reads them.
+pub fn word_of(r: &Rule) -> u64 {
+    let mut flags = FLAG_PRESENT;
+    if r.monitor {
+        flags |= FLAG_MONITOR;
+    }
+    if r.list == List::Allow {
+        flags |= FLAG_ALLOW;
+    }
+    pack_word(flags, r.expires_ms.unwrap_or(0))
+}
+
+fn map_fd<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<BorrowedFd<'a>, DataplaneError> {
+    match ebpf.map(name) {
+        Some(Map::Array(d)) => Ok(d.fd().as_fd()),
+        _ => Err(DataplaneError::MissingMap { name }),
+    }
+}
+
+fn region<T>(ebpf: &Ebpf, name: &'static str, len: usize) -> Result<Region<T>, DataplaneError> {
+    Region::mmap(map_fd(ebpf, name)?, len).map_err(|source| DataplaneError::Mmap { name, source })
+}
+
+impl Dataplane {
+    /// Loads the program with fresh, unpinned maps sized for `layout`;
+    /// nothing is attached.
+    pub fn load(layout: Layout) -> Result<Self, DataplaneError> {
+        Self::load_at(layout, None)
+    }
+
+    /// Loads the program with fresh maps, pinned under `pins` when given (a
+    /// new, empty directory on bpffs) so they outlive this process.
+    pub fn load_at(layout: Layout, pins: Option<&Path>) -> Result<Self, DataplaneError> {
+        let mut loader = EbpfLoader::new();
+        let sizes = layout.max_entries();
+        let paths: Vec<(&str, PathBuf)> = match pins {
+            Some(dir) => sizes.iter().map(|(n, _)| (*n, dir.join(n))).collect(),
+            None => Vec::new(),
+        };
+        for (name, n) in sizes {
+            loader.map_max_entries(name, n);
+        }
+        for (name, path) in &paths {
+            loader.map_pin_path(name, path.as_path());
+        }
+        let mut ebpf = loader.load(object::DENYLIST)?;
+        let size = |name| {
+            sizes
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map_or(0, |(_, s)| *s as usize)
+        };
+        let prefixes = Prefixes::new(
+            region::<AtomicU32>(&ebpf, MAP_NODES_V4, size(MAP_NODES_V4) * NODE_SLOTS)?,
+            region::<AtomicU32>(&ebpf, MAP_NODES_V6, size(MAP_NODES_V6) * NODE_SLOTS)?,
+            region::<RuleCell>(&ebpf, MAP_RULES, size(MAP_RULES))?,
+        );
+        program(&mut ebpf).load().map_err(DataplaneError::Program)?;
+        Ok(Self {
+            ebpf,
+            prefixes,
+            installed: HashMap::new(),
+            lengths: HashMap::new(),
+            layout,
+            links: HashMap::new(),
+            link_ids: HashMap::new(),
+            pin_dir: pins.map(Path::to_path_buf),
+        })
+    }
+
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The loaded program, e.g. for BPF_PROG_TEST_RUN.
+    pub fn program(&mut self) -> &mut Xdp {
+        program(&mut self.ebpf)
+    }
+
+    /// Entries in the kernel, both lists and both families.
+    pub fn len(&self) -> usize {
+        self.installed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.installed.is_empty()
+    }
+}
+
+fn rule_of(target: Target, list: List, i: Installed) -> Rule {
+    let expires = denylist_common::word_expiry_ns(i.word) / 1_000_000;
+    Rule {
+        id: i.id,
+        target,
+        list,
+        monitor: i.word & FLAG_MONITOR != 0,
+        expires_ms: (expires != 0).then_some(expires),
+    }
+}
+
+fn program(ebpf: &mut Ebpf) -> &mut Xdp {
+    ebpf.program_mut(PROGRAM_NAME)
+        .and_then(|p| <&mut Xdp>::try_from(p).ok())
+        .expect("the embedded object holds the XDP program `denylist`")
+}

@@ -1,0 +1,19 @@
+//! The model: what an entry, a target, a list and a verdict are, with no
+//! I/O. Every other layer builds on it; it depends on nothing but
+//! `denylist-common` (the kernel's bound on fallback depth).
+
+mod attach;
+mod entry;
+mod format;
+mod history;
+mod target;
+mod verdict;
+
+pub use attach::{AttachMode, AttachedMode};
+pub use entry::{
+    DurationError, Entry, Millis, Stored, from_ms, now_ms, parse_duration, rfc3339, time_ms, to_ms,
+};
+pub use format::{ExportFormat, Format, UnknownFormat};
+pub use history::{AuditEvent, Revision};
+pub use target::{Target, TargetError, ip_bits, ip_from_bits, normal_ip};
+pub use verdict::{Decision, List, Rule, Verdict, decide};

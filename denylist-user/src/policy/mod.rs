@@ -1,0 +1,11 @@
+//! Policy: the rules that decide what may be staged, apart from any store
+//! or kernel. The guardrails are pure functions of a target and what they
+//! are given; `host` reads what they need from this machine; `import` reads
+//! the list formats.
+
+mod guard;
+mod host;
+pub mod import;
+
+pub use guard::{GuardContext, Refusal, Warning, check, warnings};
+pub use host::{host_addresses, live_peers};

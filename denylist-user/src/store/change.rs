@@ -1,0 +1,135 @@
+//! What changes the draft and the deployed set: the ops a client stages,
+//! the pending changes they leave, and the plan a deploy carries out.
+
+use crate::model::{Entry, List, Millis, Stored, Target};
+
+use super::StoreError;
+
+/// How a staging call is recorded in the audit log.
+#[derive(Debug, Clone)]
+pub enum Audit {
+    /// One `stage add|change|remove` event per target.
+    Each,
+    /// One event for the whole call, e.g. an import of 1M lines.
+    Summary {
+        kind: String,
+        detail: serde_json::Value,
+    },
+}
+
+/// A pending entry's `expires_at` that means "at the deploy: now + TTL,
+/// unless the deployed expiry is later": an import re-listing an entry.
+pub const REFRESH: Millis = -1;
+
+/// What a client asks to stage for one target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    /// Add an entry, or change the given fields of an existing one.
+    Upsert {
+        target: Target,
+        list: List,
+        reason: Option<String>,
+        /// `Some(None)`: never expires; `None`: keep (a new entry gets the default).
+        ttl: Option<Option<u64>>,
+        monitor: Option<bool>,
+        source: Option<String>,
+        /// An import: its TTL replaces the old one, but the expiry it gives
+        /// never comes before the deployed one (the longer expiry wins).
+        keep_longer_ttl: bool,
+    },
+    Remove {
+        target: Target,
+        list: List,
+    },
+    /// Put an entry back with every field as given (an import of our own
+    /// export); the expiry is set again by the deploy, from the TTL.
+    Restore(Entry),
+}
+
+impl Stage {
+    pub fn key(&self) -> (Target, List) {
+        match self {
+            Stage::Upsert { target, list, .. } | Stage::Remove { target, list } => (*target, *list),
+            Stage::Restore(e) => (e.target, e.list),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Add,
+    Change,
+    Remove,
+}
+
+impl Op {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Op::Add => "add",
+            Op::Change => "change",
+            Op::Remove => "remove",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "add" => Ok(Op::Add),
+            "change" => Ok(Op::Change),
+            "remove" => Ok(Op::Remove),
+            other => Err(StoreError::Unreadable {
+                what: "pending op",
+                value: other.to_string(),
+            }),
+        }
+    }
+}
+
+/// One pending change: the draft's row against the deployed one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    pub op: Op,
+    /// The deployed entry (change, remove), with its id.
+    pub before: Option<Stored>,
+    /// The draft's entry (add, change).
+    pub after: Option<Entry>,
+    pub staged_by: String,
+    pub staged_at: Millis,
+}
+
+impl Pending {
+    pub fn key(&self) -> (Target, List) {
+        let e = self
+            .after
+            .as_ref()
+            .or(self.before.as_ref().map(|s| &s.entry));
+        let e = e.expect("a pending change has a before or an after");
+        (e.target, e.list)
+    }
+}
+
+/// An entry's hits, folded from the kernel's per-CPU counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HitTotal {
+    pub packets: u64,
+    pub bytes: u64,
+    pub last_hit: Option<Millis>,
+}
+
+/// What a deploy will do, with ids and expiries fixed.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub adds: Vec<Stored>,
+    pub changes: Vec<(Stored, Stored)>,
+    pub removes: Vec<Stored>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.adds.len() + self.changes.len() + self.removes.len()
+    }
+}

@@ -1,0 +1,81 @@
+//! What can go wrong in the store, each with what to do about it.
+
+use std::path::PathBuf;
+
+use crate::model::{List, Target, TargetError};
+
+use super::sqlite::SCHEMA_VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "the store {path} failed its integrity check ({detail}); denylistd will not start on it and has not changed it: restore a backup (docs/operations.md) or move the file away to start empty. Filtering goes on with the pinned maps."
+    )]
+    Corrupt { path: PathBuf, detail: String },
+    #[error(
+        "the state directory {path} is not writable ({detail}): fix its permissions or choose another --state-dir"
+    )]
+    NotWritable { path: PathBuf, detail: String },
+    #[error(
+        "{path} is a symbolic link, and denylistd opens none of its files through one: remove the link"
+    )]
+    Symlink { path: PathBuf },
+    #[error(
+        "the store {path} has schema version {found}, newer than this denylistd understands ({SCHEMA_VERSION}): upgrade denylistd"
+    )]
+    Schema { path: PathBuf, found: i64 },
+    #[error("store: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{target} is not on the {} list: nothing was staged", list.as_str())]
+    NotFound { target: Target, list: List },
+    #[error("{target} ({}) has no pending change to deploy: `denylist diff` lists them", list.as_str())]
+    NotPending { target: Target, list: List },
+    #[error("revision {rev} does not exist: `denylist history` lists the revisions")]
+    NoRevision { rev: u64 },
+    #[error(
+        "there are {count} pending changes that this would overwrite: deploy or discard them, or pass --force"
+    )]
+    Conflict { count: usize },
+    #[error(
+        "all 2^32 entry ids have been used: export the entries, start a new store, and import them"
+    )]
+    IdsExhausted,
+    #[error("the store holds an unreadable {what} {value:?}: restore a backup")]
+    Unreadable { what: &'static str, value: String },
+    #[error("the store holds an unreadable target {value:?} ({source}): restore a backup")]
+    UnreadableTarget {
+        value: String,
+        #[source]
+        source: TargetError,
+    },
+    #[error("the store holds a pending {op} without its entry: restore a backup")]
+    MissingEntry { op: &'static str },
+    #[error("the store's meta table has no {key}: restore a backup")]
+    MissingMeta { key: String },
+    #[error("a row changed while listing: list again")]
+    ListingChanged,
+}
+
+impl StoreError {
+    /// A target read back from the store.
+    pub(crate) fn target(value: &str) -> Result<Target, StoreError> {
+        Target::parse(value).map_err(|source| StoreError::UnreadableTarget {
+            value: value.to_string(),
+            source,
+        })
+    }
+
+    /// A list name read back from the store.
+    pub(crate) fn list(value: &str) -> Result<List, StoreError> {
+        value.parse().map_err(|_| StoreError::Unreadable {
+            what: "list",
+            value: value.to_string(),
+        })
+    }
+}

@@ -1,0 +1,169 @@
+//! The store: the deployed entries, the shared draft (as pending changes
+//! against them), revisions, entry versions for rollback, the audit log,
+//! hit totals and attachments.
+//!
+//! The daemon reaches it only through the [`Store`] trait, so another
+//! backend (PostgreSQL, for fleets) can stand beside [`SqliteStore`], the
+//! single host's crash-safe store, without the daemon changing. Every change
+//! is one transaction, durable before the caller answers the client.
+
+mod change;
+mod error;
+mod sqlite;
+
+use std::{path::Path, sync::Arc};
+
+pub use change::{Audit, HitTotal, Op, Pending, Plan, REFRESH, Stage};
+pub use error::StoreError;
+pub use sqlite::{DB_FILE, SqliteStore};
+
+use crate::model::{AuditEvent, Entry, List, Millis, Revision, Stored, Target};
+
+/// Who deploys, why, and when: what the revision and its audit event say.
+#[derive(Debug, Clone, Copy)]
+pub struct DeployRecord<'a> {
+    pub user: &'a str,
+    pub message: Option<&'a str>,
+    pub now: Millis,
+    /// The audit event's kind: `deploy`, or `rollback` for a rollback's.
+    pub kind: &'a str,
+}
+
+/// The durable state of one denylist.
+pub trait Store: Send {
+    /// The deployed revision, 0 before the first deploy.
+    fn revision(&self) -> Result<u64, StoreError>;
+
+    /// The deployed entries, expired ones included (the sweep removes them).
+    fn deployed(&self) -> Result<Vec<Stored>, StoreError>;
+
+    /// The draft's entries: live deployed ones with the pending changes
+    /// applied (a pending entry's expiry is set again by its deploy).
+    fn draft(&self, now: Millis) -> Result<Vec<Entry>, StoreError>;
+
+    /// The draft's entries from `source`, by key only: what an import with
+    /// --replace removes when its file leaves them out.
+    fn draft_keys_from(&self, source: &str, now: Millis)
+    -> Result<Vec<(Target, List)>, StoreError>;
+
+    fn pending_count(&self) -> Result<usize, StoreError>;
+
+    /// The pending changes, sorted by target.
+    fn pending(&self) -> Result<Vec<Pending>, StoreError>;
+
+    /// Stages `ops` all or nothing: a target that is not there to remove
+    /// fails the whole call. Returns the sequence number of the last audit
+    /// event, and for each op the pending change it left (none when the
+    /// draft now equals the deployed entry).
+    fn stage(
+        &mut self,
+        ops: &[Stage],
+        user: &str,
+        now: Millis,
+        default_ttl: Option<u64>,
+        audit_as: &Audit,
+    ) -> Result<(u64, Vec<Option<Op>>), StoreError>;
+
+    /// Drops every pending change; returns the audit sequence number and
+    /// how many there were.
+    fn discard(&mut self, user: &str, now: Millis) -> Result<(u64, usize), StoreError>;
+
+    /// What deploying would do, without reserving ids: for a dry run.
+    fn preview(&mut self, only: Option<&[(Target, List)]>, now: Millis)
+    -> Result<Plan, StoreError>;
+
+    /// Fixes ids and expiries for deploying the pending changes (only those
+    /// for `only`, when given). Ids are reserved durably before the kernel
+    /// sees them, so no id is ever handed out twice.
+    fn plan(&mut self, only: Option<&[(Target, List)]>, now: Millis) -> Result<Plan, StoreError>;
+
+    /// Writes a deploy's revision, entries, versions and audit event without
+    /// committing them: the daemon commits once the kernel has the plan, and
+    /// dropping what this returns records nothing.
+    fn write_deploy<'s>(
+        &'s mut self,
+        plan: &Plan,
+        record: DeployRecord<'_>,
+    ) -> Result<Box<dyn WrittenDeploy + 's>, StoreError>;
+
+    /// Makes the draft equal to revision `rev`, leaving out entries that
+    /// have expired since (returned). With pending changes and no `force`,
+    /// refuses with a conflict.
+    fn rollback(
+        &mut self,
+        rev: u64,
+        force: bool,
+        user: &str,
+        now: Millis,
+    ) -> Result<(u64, Vec<Entry>), StoreError>;
+
+    /// Deployed entries whose expiry has passed.
+    fn expired(&self, now: Millis) -> Result<Vec<Stored>, StoreError>;
+
+    /// Removes entries whose expiry has passed from the deployed set and the
+    /// draft, with an `expiry` audit event each; no revision.
+    fn expire(&mut self, expired: &[Stored], now: Millis) -> Result<u64, StoreError>;
+
+    /// Adds hit counts folded from the kernel, by entry id.
+    fn add_hits(&mut self, deltas: &[(u32, HitTotal)]) -> Result<(), StoreError>;
+
+    /// Folded hit totals by entry id.
+    fn hit_totals(&self) -> Result<std::collections::HashMap<u32, HitTotal>, StoreError>;
+
+    /// Records an event that changed nothing in the store itself.
+    fn record(
+        &mut self,
+        user: &str,
+        kind: &str,
+        target: Option<&str>,
+        detail: Option<serde_json::Value>,
+        now: Millis,
+    ) -> Result<u64, StoreError>;
+
+    fn history(&self) -> Result<Vec<Revision>, StoreError>;
+
+    /// Audit events after sequence number `since`.
+    fn audit_since(&self, since: u64) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// The interfaces an admin attached, with the XDP mode asked for.
+    fn attachments(&self) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Records an attach (`Some(mode)`) or a detach (`None`), audited.
+    fn set_attachment(
+        &mut self,
+        iface: &str,
+        mode: Option<&str>,
+        user: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError>;
+
+    /// A consistent copy of the whole store in the new file `dest`.
+    fn backup(&self, dest: &Path) -> Result<(), StoreError>;
+
+    /// Where listings get their snapshots: they stream without the core,
+    /// while the store goes on taking writes.
+    fn snapshots(&self) -> Arc<dyn Snapshots>;
+}
+
+/// A deploy written into the store but not yet committed.
+pub trait WrittenDeploy {
+    /// Makes it durable: the new revision and the audit sequence number.
+    fn commit(self: Box<Self>) -> Result<(Revision, u64), StoreError>;
+}
+
+/// Opens snapshots, from any thread, without the store itself.
+pub trait Snapshots: Send + Sync {
+    fn open(&self) -> Result<Box<dyn Snapshot>, StoreError>;
+}
+
+/// One consistent view of the entries.
+pub trait Snapshot: Send {
+    /// Calls `f` with each live entry in address order (deny before allow
+    /// for one target), deployed or the draft, until it returns false.
+    fn for_each_entry(
+        &mut self,
+        draft: bool,
+        now: Millis,
+        f: &mut dyn FnMut(Entry) -> bool,
+    ) -> Result<(), StoreError>;
+}

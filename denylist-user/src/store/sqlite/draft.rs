@@ -1,0 +1,304 @@
+//! The draft: the deployed entries with the pending changes on top, and
+//! staging, which writes those changes.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{Connection, params};
+
+use super::rows::{
+    ENTRY_COLS, audit, deployed_entry, entry_from, insert_pending, meta, pending_row, pending_rows,
+    prefixed, sort_key,
+};
+use crate::{
+    model::{Entry, List, Millis, Stored, Target},
+    store::{Audit, Op, Pending, REFRESH, Stage, StoreError},
+};
+
+/// The deployed revision, 0 before the first deploy.
+pub(super) fn revision(conn: &Connection) -> Result<u64, StoreError> {
+    Ok(meta(conn, "revision")? as u64)
+}
+
+/// The deployed entries, expired ones included (the sweep removes them).
+pub(super) fn deployed(conn: &Connection) -> Result<Vec<Stored>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT id, {ENTRY_COLS} FROM entries"))?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, u32>(0)?, entry_from(r, 1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, entry) = row?;
+        out.push(Stored { id, entry: entry? });
+    }
+    Ok(out)
+}
+
+/// The draft's entries: live deployed ones with the pending changes
+/// applied (a pending entry's expiry is set again by its deploy).
+pub(super) fn draft(conn: &Connection, now: Millis) -> Result<Vec<Entry>, StoreError> {
+    let mut by_key: BTreeMap<(Target, List), Entry> = deployed(conn)?
+        .into_iter()
+        .filter(|s| !s.entry.expired_at(now))
+        .map(|s| ((s.entry.target, s.entry.list), s.entry))
+        .collect();
+    for p in pending(conn)? {
+        let key = p.key();
+        match p.after {
+            Some(e) => by_key.insert(key, e),
+            None => by_key.remove(&key),
+        };
+    }
+    Ok(by_key.into_values().collect())
+}
+
+/// The draft's entries from `source`, by key only: what an import with
+/// --replace removes when its file leaves them out. One pass in SQL, so
+/// a 1M-entry draft is not read into memory for it.
+pub(super) fn draft_keys_from(
+    conn: &Connection,
+    source: &str,
+    now: Millis,
+) -> Result<Vec<(Target, List)>, StoreError> {
+    let mut stmt = conn.prepare(
+        "SELECT e.target, e.list FROM entries e
+         WHERE e.source = ?1 AND (e.expires_at IS NULL OR e.expires_at > ?2)
+           AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.sort_key = e.sort_key AND p.list = e.list)
+         UNION ALL
+         SELECT target, list FROM pending WHERE source = ?1 AND op != 'remove'",
+    )?;
+    let rows = stmt.query_map(params![source, now], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (t, l) = row?;
+        let target = StoreError::target(&t)?;
+        out.push((target, StoreError::list(&l)?));
+    }
+    Ok(out)
+}
+
+pub(super) fn pending_count(conn: &Connection) -> Result<usize, StoreError> {
+    pending_rows(conn)
+}
+
+/// The pending changes, sorted by target.
+pub(super) fn pending(conn: &Connection) -> Result<Vec<Pending>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT p.op, p.staged_by, p.staged_at, {p}, e.id, {e} FROM pending p
+         LEFT JOIN entries e ON e.sort_key = p.sort_key AND e.list = p.list",
+        p = prefixed("p"),
+        e = prefixed("e"),
+    ))?;
+    let rows = stmt.query_map([], |r| {
+        let op: String = r.get(0)?;
+        let staged_by: String = r.get(1)?;
+        let staged_at: Millis = r.get(2)?;
+        let after = entry_from(r, 3)?;
+        let id: Option<u32> = r.get(12)?;
+        let before = match id {
+            Some(id) => Some((id, entry_from(r, 13)?)),
+            None => None,
+        };
+        Ok((op, staged_by, staged_at, after, before))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (op, staged_by, staged_at, after, before) = row?;
+        let op = Op::parse(&op)?;
+        let before = match before {
+            Some((id, e)) => Some(Stored { id, entry: e? }),
+            None => None,
+        };
+        out.push(Pending {
+            op,
+            after: if op == Op::Remove { None } else { Some(after?) },
+            before,
+            staged_by,
+            staged_at,
+        });
+    }
+    out.sort_by_key(|p| p.key());
+    Ok(out)
+}
+
+/// Stages `ops` as one transaction: a target that is not there to
+/// remove fails the whole call and nothing is staged. Returns the
+/// sequence number of the last audit event, and for each op the pending
+/// change it left (none when the draft now equals the deployed entry).
+pub(super) fn stage(
+    conn: &mut Connection,
+    ops: &[Stage],
+    user: &str,
+    now: Millis,
+    default_ttl: Option<u64>,
+    audit_as: &Audit,
+) -> Result<(u64, Vec<Option<Op>>), StoreError> {
+    let tx = conn.transaction()?;
+    let mut seq = 0;
+    let mut left = vec![None; ops.len()];
+    // In key order, so a bulk import walks the B-trees in order; the
+    // sort is stable, so repeats of one key keep their given order.
+    let mut order: Vec<usize> = (0..ops.len()).collect();
+    order.sort_by_cached_key(|&i| {
+        let (target, list) = ops[i].key();
+        (sort_key(&target), list)
+    });
+    // With no draft to start from (the usual bulk import), only a key
+    // this call already staged can have a pending row: a million
+    // lookups that would find nothing are skipped.
+    let no_draft = pending_rows(&tx)? == 0;
+    let mut staged: std::collections::HashSet<(Target, List)> = std::collections::HashSet::new();
+    for i in order {
+        let op = &ops[i];
+        let (target, list) = op.key();
+        let deployed = deployed_entry(&tx, target, list)?;
+        let pending = if no_draft && staged.insert((target, list)) {
+            None
+        } else {
+            pending_row(&tx, target, list)?
+        };
+        // An expired entry is absent, even before the sweep removes it.
+        let draft: Option<Entry> = match &pending {
+            Some((Op::Remove, _)) => None,
+            Some((_, e)) => Some(e.clone()),
+            None => deployed
+                .as_ref()
+                .filter(|d| !d.entry.expired_at(now))
+                .map(|s| s.entry.clone()),
+        };
+        let existed = draft.is_some();
+        let new = match op {
+            Stage::Restore(e) => Some(e.clone()),
+            Stage::Remove { .. } => {
+                if draft.is_none() {
+                    return Err(StoreError::NotFound { target, list });
+                }
+                None
+            }
+            Stage::Upsert {
+                reason,
+                ttl,
+                monitor,
+                source,
+                keep_longer_ttl,
+                ..
+            } => Some(match draft {
+                Some(mut e) => {
+                    if let Some(r) = reason {
+                        e.reason = Some(r.clone());
+                    }
+                    if let Some(t) = ttl {
+                        // A TTL given again counts from the next deploy:
+                        // exactly (the admin said so), or never shorter
+                        // (an import, where the longer expiry wins, and
+                        // a permanent entry stays permanent).
+                        if !*keep_longer_ttl {
+                            e.ttl = *t;
+                            e.expires_at = None;
+                        } else if e.ttl.is_some() {
+                            e.ttl = *t;
+                            e.expires_at = Some(REFRESH);
+                        }
+                    }
+                    if let Some(m) = monitor {
+                        e.monitor = *m && list == List::Deny;
+                    }
+                    if let Some(s) = source {
+                        e.source = s.clone();
+                    }
+                    e
+                }
+                None => Entry {
+                    target,
+                    list,
+                    reason: reason.clone(),
+                    ttl: match ttl {
+                        Some(t) => *t,
+                        None if list == List::Deny => default_ttl,
+                        None => None,
+                    },
+                    expires_at: None,
+                    monitor: monitor.unwrap_or(false) && list == List::Deny,
+                    source: source.clone().unwrap_or_else(|| "manual".into()),
+                    added_by: user.to_string(),
+                    added_at: now,
+                },
+            }),
+        };
+        // The pending row is whatever makes draft = deployed + pending.
+        let row = match (&deployed, &new) {
+            (None, None) => None,
+            (Some(d), None) => Some((Op::Remove, d.entry.clone())),
+            (None, Some(n)) => Some((Op::Add, n.clone())),
+            (Some(d), Some(n))
+                if d.entry.same_settings(n)
+                    && !d.entry.expired_at(now)
+                    && !(n.ttl.is_some() && matches!(n.expires_at, None | Some(REFRESH))) =>
+            {
+                None
+            }
+            (Some(_), Some(n)) => Some((Op::Change, n.clone())),
+        };
+        match &row {
+            // INSERT OR REPLACE: it overwrites a pending row.
+            Some((op, e)) => insert_pending(&tx, *op, e, user, now)?,
+            None if pending.is_some() => {
+                tx.prepare_cached("DELETE FROM pending WHERE sort_key = ?1 AND list = ?2")?
+                    .execute(params![sort_key(&target).as_slice(), list.as_str()])?;
+            }
+            None => {}
+        }
+        left[i] = row.as_ref().map(|(op, _)| *op);
+        let kind = match (&new, existed) {
+            (None, _) => "remove",
+            (Some(_), false) => "add",
+            (Some(_), true) => "change",
+        };
+        if let Audit::Each = audit_as {
+            // The draft's entry after the change, or for a removal the
+            // list it left: enough to replay the draft from the log.
+            let detail = Some(match &new {
+                Some(e) => {
+                    let mut shown = e.clone();
+                    if shown.expires_at == Some(REFRESH) {
+                        shown.expires_at = None;
+                    }
+                    serde_json::to_value(shown).expect("entries serialize")
+                }
+                None => serde_json::json!({ "list": list.as_str() }),
+            });
+            seq = audit(
+                &tx,
+                now,
+                user,
+                &format!("stage {kind}"),
+                Some(&target.to_string()),
+                detail,
+            )?;
+        }
+    }
+    if let Audit::Summary { kind, detail } = audit_as {
+        seq = audit(&tx, now, user, kind, None, Some(detail.clone()))?;
+    }
+    tx.commit()?;
+    Ok((seq, left))
+}
+
+/// Drops every pending change.
+pub(super) fn discard(
+    conn: &mut Connection,
+    user: &str,
+    now: Millis,
+) -> Result<(u64, usize), StoreError> {
+    let tx = conn.transaction()?;
+    let n = tx.execute("DELETE FROM pending", [])?;
+    let seq = audit(
+        &tx,
+        now,
+        user,
+        "discard",
+        None,
+        Some(serde_json::json!({ "changes": n })),
+    )?;
+    tx.commit()?;
+    Ok((seq, n))
+}

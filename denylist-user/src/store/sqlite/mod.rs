@@ -1,0 +1,174 @@
+//! The single host's store: one SQLite database under `--state-dir`,
+//! written with `synchronous=FULL` and read back by listings through
+//! connections of their own. Opening never repairs, wipes or recreates a
+//! database: a damaged one is reported and left byte for byte as it was.
+
+mod audit;
+mod backup;
+mod deploy;
+mod draft;
+mod open;
+mod rows;
+mod scan;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use rusqlite::Connection;
+
+pub(crate) use schema::SCHEMA_VERSION;
+
+use super::{
+    Audit, DeployRecord, HitTotal, Op, Pending, Plan, Snapshots, Stage, Store, StoreError,
+    WrittenDeploy,
+};
+use crate::model::{AuditEvent, Entry, List, Millis, Revision, Stored, Target};
+
+/// The database's file name in the state directory.
+pub const DB_FILE: &str = "denylist.db";
+
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+    _checkpointer: open::Checkpointer,
+}
+
+impl Store for SqliteStore {
+    fn revision(&self) -> Result<u64, StoreError> {
+        draft::revision(&self.conn)
+    }
+
+    fn deployed(&self) -> Result<Vec<Stored>, StoreError> {
+        draft::deployed(&self.conn)
+    }
+
+    fn draft(&self, now: Millis) -> Result<Vec<Entry>, StoreError> {
+        draft::draft(&self.conn, now)
+    }
+
+    fn draft_keys_from(
+        &self,
+        source: &str,
+        now: Millis,
+    ) -> Result<Vec<(Target, List)>, StoreError> {
+        draft::draft_keys_from(&self.conn, source, now)
+    }
+
+    fn pending_count(&self) -> Result<usize, StoreError> {
+        draft::pending_count(&self.conn)
+    }
+
+    fn pending(&self) -> Result<Vec<Pending>, StoreError> {
+        draft::pending(&self.conn)
+    }
+
+    fn stage(
+        &mut self,
+        ops: &[Stage],
+        user: &str,
+        now: Millis,
+        default_ttl: Option<u64>,
+        audit_as: &Audit,
+    ) -> Result<(u64, Vec<Option<Op>>), StoreError> {
+        draft::stage(&mut self.conn, ops, user, now, default_ttl, audit_as)
+    }
+
+    fn discard(&mut self, user: &str, now: Millis) -> Result<(u64, usize), StoreError> {
+        draft::discard(&mut self.conn, user, now)
+    }
+
+    fn preview(
+        &mut self,
+        only: Option<&[(Target, List)]>,
+        now: Millis,
+    ) -> Result<Plan, StoreError> {
+        deploy::plan(&mut self.conn, only, now, false)
+    }
+
+    fn plan(&mut self, only: Option<&[(Target, List)]>, now: Millis) -> Result<Plan, StoreError> {
+        deploy::plan(&mut self.conn, only, now, true)
+    }
+
+    fn write_deploy<'s>(
+        &'s mut self,
+        plan: &Plan,
+        record: DeployRecord<'_>,
+    ) -> Result<Box<dyn WrittenDeploy + 's>, StoreError> {
+        Ok(Box::new(deploy::write(&mut self.conn, plan, record)?))
+    }
+
+    fn rollback(
+        &mut self,
+        rev: u64,
+        force: bool,
+        user: &str,
+        now: Millis,
+    ) -> Result<(u64, Vec<Entry>), StoreError> {
+        deploy::rollback(&mut self.conn, rev, force, user, now)
+    }
+
+    fn expired(&self, now: Millis) -> Result<Vec<Stored>, StoreError> {
+        deploy::expired(&self.conn, now)
+    }
+
+    fn expire(&mut self, expired: &[Stored], now: Millis) -> Result<u64, StoreError> {
+        deploy::expire(&mut self.conn, expired, now)
+    }
+
+    fn add_hits(&mut self, deltas: &[(u32, HitTotal)]) -> Result<(), StoreError> {
+        audit::add_hits(&mut self.conn, deltas)
+    }
+
+    fn hit_totals(&self) -> Result<HashMap<u32, HitTotal>, StoreError> {
+        audit::hit_totals(&self.conn)
+    }
+
+    fn record(
+        &mut self,
+        user: &str,
+        kind: &str,
+        target: Option<&str>,
+        detail: Option<serde_json::Value>,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        audit::record(&mut self.conn, user, kind, target, detail, now)
+    }
+
+    fn history(&self) -> Result<Vec<Revision>, StoreError> {
+        audit::history(&self.conn)
+    }
+
+    fn audit_since(&self, since: u64) -> Result<Vec<AuditEvent>, StoreError> {
+        audit::audit_since(&self.conn, since)
+    }
+
+    fn attachments(&self) -> Result<Vec<(String, String)>, StoreError> {
+        audit::attachments(&self.conn)
+    }
+
+    fn set_attachment(
+        &mut self,
+        iface: &str,
+        mode: Option<&str>,
+        user: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        audit::set_attachment(&mut self.conn, iface, mode, user, now)
+    }
+
+    fn backup(&self, dest: &Path) -> Result<(), StoreError> {
+        backup::backup(&self.conn, dest)
+    }
+
+    fn snapshots(&self) -> Arc<dyn Snapshots> {
+        Arc::new(scan::SqliteSnapshots {
+            db: self.path.clone(),
+        })
+    }
+}

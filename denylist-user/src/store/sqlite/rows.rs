@@ -1,0 +1,229 @@
+//! Rows: the entry columns, spelled once, and the statements every part of
+//! the store shares.
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+
+use crate::{
+    model::{Entry, List, Millis, Stored, Target},
+    store::{Op, StoreError},
+};
+
+pub(super) fn entry_from(row: &Row<'_>, at: usize) -> rusqlite::Result<Result<Entry, StoreError>> {
+    let target: String = row.get(at)?;
+    let list: String = row.get(at + 1)?;
+    let ttl: Option<i64> = row.get(at + 3)?;
+    Ok((|| {
+        Ok(Entry {
+            target: StoreError::target(&target)?,
+            list: StoreError::list(&list)?,
+            reason: row.get(at + 2)?,
+            ttl: ttl.map(|t| t as u64),
+            expires_at: row.get(at + 4)?,
+            monitor: row.get(at + 5)?,
+            source: row.get(at + 6)?,
+            added_by: row.get(at + 7)?,
+            added_at: row.get(at + 8)?,
+        })
+    })())
+}
+
+/// Columns after (target, list) in `entry_from` order.
+pub(super) const ENTRY_COLS: &str =
+    "target, list, reason, ttl, expires_at, monitor, source, added_by, added_at";
+
+/// Orders targets as `Target` does: IPv4 before IPv6, then by address, then
+/// by prefix length.
+pub(super) fn sort_key(t: &Target) -> [u8; 18] {
+    let mut k = [0u8; 18];
+    match t.addr() {
+        std::net::IpAddr::V4(a) => k[1..5].copy_from_slice(&a.octets()),
+        std::net::IpAddr::V6(a) => {
+            k[0] = 1;
+            k[1..17].copy_from_slice(&a.octets());
+        }
+    }
+    k[17] = t.prefix_len();
+    k
+}
+
+pub(super) fn prefixed(t: &str) -> String {
+    ENTRY_COLS
+        .split(", ")
+        .map(|c| format!("{t}.{c}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub(super) fn meta(conn: &Connection, key: &str) -> Result<i64, StoreError> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::MissingMeta {
+            key: key.to_string(),
+        })
+}
+
+pub(super) fn set_meta(tx: &Transaction<'_>, key: &str, value: i64) -> Result<(), StoreError> {
+    tx.execute(
+        "UPDATE meta SET value = ?2 WHERE key = ?1",
+        params![key, value],
+    )?;
+    Ok(())
+}
+
+pub(super) fn audit(
+    tx: &Transaction<'_>,
+    at: Millis,
+    user: &str,
+    kind: &str,
+    target: Option<&str>,
+    detail: Option<serde_json::Value>,
+) -> Result<u64, StoreError> {
+    tx.execute(
+        "INSERT INTO audit(at, user, kind, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![at, user, kind, target, detail.map(|d| d.to_string())],
+    )?;
+    Ok(tx.last_insert_rowid() as u64)
+}
+
+pub(super) fn deployed_entry(
+    tx: &Transaction<'_>,
+    t: Target,
+    l: List,
+) -> Result<Option<Stored>, StoreError> {
+    let row = tx
+        .prepare_cached(&format!(
+            "SELECT id, {ENTRY_COLS} FROM entries WHERE sort_key = ?1 AND list = ?2"
+        ))?
+        .query_row(params![sort_key(&t).as_slice(), l.as_str()], |r| {
+            Ok((r.get::<_, u32>(0)?, entry_from(r, 1)?))
+        })
+        .optional()?;
+    match row {
+        Some((id, e)) => Ok(Some(Stored { id, entry: e? })),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn pending_row(
+    tx: &Transaction<'_>,
+    t: Target,
+    l: List,
+) -> Result<Option<(Op, Entry)>, StoreError> {
+    let row = tx
+        .prepare_cached(&format!(
+            "SELECT op, {ENTRY_COLS} FROM pending WHERE sort_key = ?1 AND list = ?2"
+        ))?
+        .query_row(params![sort_key(&t).as_slice(), l.as_str()], |r| {
+            Ok((r.get::<_, String>(0)?, entry_from(r, 1)?))
+        })
+        .optional()?;
+    match row {
+        Some((op, e)) => Ok(Some((Op::parse(&op)?, e?))),
+        None => Ok(None),
+    }
+}
+
+pub(super) fn insert_pending(
+    tx: &Transaction<'_>,
+    op: Op,
+    e: &Entry,
+    user: &str,
+    now: Millis,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO pending(target, list, op, reason, ttl, expires_at, monitor,
+           source, added_by, added_at, staged_by, staged_at, sort_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        e.target.to_string(),
+        e.list.as_str(),
+        op.as_str(),
+        e.reason,
+        e.ttl.map(|t| t as i64),
+        e.expires_at,
+        e.monitor,
+        e.source,
+        e.added_by,
+        e.added_at,
+        user,
+        now,
+        sort_key(&e.target).as_slice(),
+    ])?;
+    Ok(())
+}
+
+pub(super) fn pending_rows(conn: &Connection) -> Result<usize, StoreError> {
+    Ok(conn.query_row("SELECT count(*) FROM pending", [], |r| r.get::<_, i64>(0))? as usize)
+}
+
+/// Deploys `s` as of revision `rev`. Unless the caller clears the draft in
+/// bulk (`bulk`), its pending row goes too.
+pub(super) fn insert_entry(
+    tx: &Transaction<'_>,
+    s: &Stored,
+    rev: i64,
+    bulk: bool,
+) -> Result<(), StoreError> {
+    let e = &s.entry;
+    let key = sort_key(&e.target);
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO entries(target, list, id, reason, ttl, expires_at, monitor,
+           source, added_by, added_at, sort_key, from_rev)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        e.target.to_string(),
+        e.list.as_str(),
+        s.id,
+        e.reason,
+        e.ttl.map(|t| t as i64),
+        e.expires_at,
+        e.monitor,
+        e.source,
+        e.added_by,
+        e.added_at,
+        key.as_slice(),
+        rev,
+    ])?;
+    if !bulk {
+        tx.prepare_cached("DELETE FROM pending WHERE sort_key = ?1 AND list = ?2")?
+            .execute(params![key.as_slice(), e.list.as_str()])?;
+    }
+    Ok(())
+}
+
+/// Ends the current version of a deployed entry at revision `rev`: it was
+/// in the revisions from its `from_rev` up to `rev`, and is in none after.
+pub(super) fn close_version(tx: &Transaction<'_>, e: &Entry, rev: i64) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO versions(target, list, id, reason, ttl, expires_at, monitor, source,
+           added_by, added_at, from_rev, to_rev)
+         SELECT target, list, id, reason, ttl, expires_at, monitor, source,
+           added_by, added_at, from_rev, ?3
+         FROM entries WHERE sort_key = ?1 AND list = ?2",
+    )?
+    .execute(params![
+        sort_key(&e.target).as_slice(),
+        e.list.as_str(),
+        rev
+    ])?;
+    Ok(())
+}
+
+pub(super) fn delete_entry(
+    tx: &Transaction<'_>,
+    e: &Entry,
+    rev: i64,
+    bulk: bool,
+) -> Result<(), StoreError> {
+    let (key, l) = (sort_key(&e.target), e.list.as_str());
+    close_version(tx, e, rev)?;
+    tx.prepare_cached("DELETE FROM entries WHERE sort_key = ?1 AND list = ?2")?
+        .execute(params![key.as_slice(), l])?;
+    if !bulk {
+        tx.prepare_cached("DELETE FROM pending WHERE sort_key = ?1 AND list = ?2")?
+            .execute(params![key.as_slice(), l])?;
+    }
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! Request bodies of the control API (docs/api.md), shared by the daemon
+//! and its clients. Requests refuse unknown fields, so a typo in a script
+//! is an error rather than a silently ignored option.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{AttachMode, Format, List};
+
+fn deny() -> List {
+    List::Deny
+}
+
+/// One target to stage.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StageItem {
+    /// An address or CIDR prefix.
+    pub target: String,
+    #[serde(default = "deny")]
+    pub list: List,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// A duration (`90s`, `30m`, `24h`, `7d`) or `never`; absent keeps the
+    /// entry's TTL (a new deny entry gets `--default-ttl`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitor: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddRequest {
+    pub entries: Vec<StageItem>,
+    /// Pass the guardrails, and normalize prefixes with host bits set.
+    #[serde(default)]
+    pub force: bool,
+    /// Deploy just these changes; other pending changes stay staged.
+    #[serde(default)]
+    pub deploy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Where the admin is connected from (the CLI's SSH_CONNECTION).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_addr: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RemoveRequest {
+    pub targets: Vec<String>,
+    #[serde(default = "deny")]
+    pub list: List,
+    #[serde(default)]
+    pub deploy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Switches existing deny entries between enforcing and monitor mode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModeRequest {
+    pub targets: Vec<String>,
+    pub monitor: bool,
+    #[serde(default)]
+    pub deploy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Key {
+    pub target: String,
+    #[serde(default = "deny")]
+    pub list: List,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Deploy only these pending changes; the rest stay staged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only: Option<Vec<Key>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    pub revision: u64,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub deploy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachRequest {
+    pub iface: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xdp_mode: Option<AttachMode>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetachRequest {
+    pub iface: String,
+}
+
+/// Query parameters of `POST /v1/import`; the body is the file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportParams {
+    #[serde(default)]
+    pub format: Format,
+    /// Entries become `import:SOURCE`; default `stdin`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub list: Option<List>,
+    /// The draft's entries from this source become exactly the file's.
+    #[serde(default)]
+    pub replace: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<String>,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub skip_invalid: bool,
+    #[serde(default)]
+    pub skip_guarded: bool,
+    #[serde(default)]
+    pub deploy: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_addr: Option<IpAddr>,
+}

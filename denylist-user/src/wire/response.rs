@@ -1,0 +1,181 @@
+//! Response bodies of the control API (docs/api.md).
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{AttachMode, AttachedMode, Entry, Format, List, Millis, Verdict};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counts {
+    pub added: u64,
+    pub removed: u64,
+    pub changed: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeployResponse {
+    pub seq: Option<u64>,
+    /// The new revision; `None` when nothing was pending or on a dry run.
+    pub revision: Option<u64>,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub dry_run: bool,
+    pub nothing_pending: bool,
+    pub duration_ms: u64,
+    /// Where the time went: reading the plan from the store, writing the
+    /// kernel maps, committing the revision.
+    #[serde(default)]
+    pub phases_ms: DeployPhases,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct DeployPhases {
+    pub plan: u64,
+    pub kernel: u64,
+    pub commit: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageResponse {
+    pub seq: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Targets as stored, e.g. a forced prefix in its normal form.
+    pub targets: Vec<String>,
+    pub warnings: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<DeployResponse>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeqResponse {
+    pub seq: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RollbackResponse {
+    pub seq: u64,
+    /// Entries of the revision left out because they have expired since.
+    pub expired: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<DeployResponse>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckResponse {
+    pub ip: IpAddr,
+    pub verdict: Verdict,
+    /// The entry that decided the verdict.
+    pub entry: Option<String>,
+    /// The allow entry that protects the address, if any.
+    pub allowed_by: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Interface {
+    pub name: String,
+    /// `native` or `skb`; `null` while the interface is missing.
+    pub xdp_mode: Option<AttachedMode>,
+    pub configured: AttachMode,
+    pub attached: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct StatusCounters {
+    pub dropped_packets: u64,
+    pub dropped_bytes: u64,
+    pub passed_packets: u64,
+    pub passed_bytes: u64,
+    pub monitored_packets: u64,
+    pub allowed_packets: u64,
+    pub unparsable_packets: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListCounts {
+    pub deny: u64,
+    pub allow: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Capacity {
+    pub total: u64,
+    pub used: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Status {
+    pub revision: u64,
+    pub pending_changes: u64,
+    pub interfaces: Vec<Interface>,
+    pub entries: ListCounts,
+    pub capacity: Capacity,
+    pub counters: StatusCounters,
+    /// Drift found by the last verify and not repaired.
+    pub drift: u64,
+    pub degraded: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Diff {
+    pub added: Vec<Staged<Entry>>,
+    pub removed: Vec<Staged<Entry>>,
+    pub changed: Vec<Staged<Change>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Change {
+    pub before: Entry,
+    pub after: Entry,
+}
+
+/// An item of the diff, with who staged it and when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Staged<T> {
+    #[serde(flatten)]
+    pub item: T,
+    pub staged_by: String,
+    #[serde(with = "crate::model::time_ms")]
+    pub staged_at: Millis,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StatItem {
+    pub target: String,
+    pub list: List,
+    pub packets: u64,
+    pub bytes: u64,
+    #[serde(with = "crate::model::time_ms::opt")]
+    pub last_hit: Option<Millis>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyResponse {
+    pub seq: Option<u64>,
+    pub drift: Vec<String>,
+    pub repaired: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImportResponse {
+    pub seq: u64,
+    pub format: Format,
+    pub source: String,
+    /// Distinct targets in the file.
+    pub entries: u64,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub skipped_invalid: u64,
+    pub skipped_guarded: Vec<String>,
+    /// Parsing and checking the file, then staging it in the store (and
+    /// deploying it, with `deploy`).
+    #[serde(default)]
+    pub parse_ms: u64,
+    #[serde(default)]
+    pub stage_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployed: Option<DeployResponse>,
+}
