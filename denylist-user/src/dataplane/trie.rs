@@ -537,13 +537,14 @@ impl Prefixes {
 mod tests {
     use std::net::IpAddr;
 
-    use denylist_common::{
-        FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, MAX_FALLBACK, pack_word, word_expiry_ns,
-    };
+    use denylist_common::{FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, MAX_FALLBACK, word_expiry_ns};
     use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
 
     use super::*;
-    use crate::model::{self as verdict, Rule, Verdict, ip_bits, ip_from_bits};
+    use crate::{
+        dataplane::word_of,
+        model::{self as verdict, Rule, Verdict, ip_bits, ip_from_bits},
+    };
 
     const NODES: usize = ROOT_NODES as usize + 4096;
 
@@ -611,17 +612,6 @@ mod tests {
         }
     }
 
-    fn word(r: &Rule) -> u64 {
-        let mut f = FLAG_PRESENT;
-        if r.monitor {
-            f |= FLAG_MONITOR;
-        }
-        if r.list == List::Allow {
-            f |= FLAG_ALLOW;
-        }
-        pack_word(f, r.expires_ms.unwrap_or(0))
-    }
-
     fn random_rule(rng: &mut StdRng, id: u32, v4: bool) -> Rule {
         // A small address space, so prefixes nest, overlap and share nodes.
         let (bits, len) = if v4 {
@@ -674,7 +664,7 @@ mod tests {
                     {
                         continue;
                     }
-                    p.insert(&r.target, r.list, r.id, word(&r)).unwrap();
+                    p.insert(&r.target, r.list, r.id, word_of(&r)).unwrap();
                     live.push(r);
                 }
                 for _ in 0..20 {
@@ -732,7 +722,7 @@ mod tests {
             {
                 continue;
             }
-            p.insert(&r.target, r.list, r.id, word(&r)).unwrap();
+            p.insert(&r.target, r.list, r.id, word_of(&r)).unwrap();
             live.push(r);
             let (nodes_v4, nodes_v6) = p.nodes_in_use();
             assert_eq!(
