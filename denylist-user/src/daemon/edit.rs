@@ -5,9 +5,9 @@ use std::{collections::HashSet, net::IpAddr};
 
 use super::{Core, CoreError, MAX_TTL_SECS};
 use crate::{
-    model::{List, Target, now_ms, parse_duration},
+    model::{List, Target, Ttl, now_ms, parse_duration},
     policy::{self, GuardContext},
-    store::{Audit, Op, REFRESH, Stage},
+    store::{Audit, Op, Stage},
     wire::{
         AddRequest, Change, Counts, Diff, ModeRequest, RemoveRequest, RollbackRequest,
         RollbackResponse, SeqResponse, StageItem, StageResponse, Staged,
@@ -194,14 +194,7 @@ impl Core {
             removed: Vec::new(),
             changed: Vec::new(),
         };
-        for mut p in self.store.pending()? {
-            // The deploy sets a pending entry's expiry; the marker that says
-            // how is not shown.
-            if let Some(after) = p.after.as_mut()
-                && after.expires_at == Some(REFRESH)
-            {
-                after.expires_at = None;
-            }
+        for p in self.store.pending()? {
             let (by, at) = (p.staged_by, p.staged_at);
             match (p.op, p.before, p.after) {
                 (Op::Add, _, Some(after)) => d.added.push(Staged {
@@ -271,12 +264,12 @@ pub(super) fn parse_target(s: &str, force: bool) -> Result<Target, CoreError> {
     })
 }
 
-/// `Some(None)` for never, `Some(Some(secs))` for a duration.
-pub(super) fn parse_ttl(ttl: Option<&str>) -> Result<Option<Option<u64>>, CoreError> {
+/// A TTL as the API takes it: `never` or a duration; `None` when absent.
+pub(super) fn parse_ttl(ttl: Option<&str>) -> Result<Option<Ttl>, CoreError> {
     match ttl {
         None => Ok(None),
-        Some("never") => Ok(Some(None)),
-        Some(d) => Ok(Some(Some(check_ttl(parse_duration(d)?.as_secs())?))),
+        Some("never") => Ok(Some(Ttl::Never)),
+        Some(d) => Ok(Some(Ttl::Secs(check_ttl(parse_duration(d)?.as_secs())?))),
     }
 }
 

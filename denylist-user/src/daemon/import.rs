@@ -96,7 +96,7 @@ impl Core {
                     e.reason = Some(r.clone());
                 }
                 if let Some(t) = ttl {
-                    e.ttl = t;
+                    e.ttl = t.secs();
                 }
                 e.expires_at = None;
                 Stage::Restore(e)

@@ -88,6 +88,25 @@ pub mod time_ms {
     }
 }
 
+/// A TTL as a client gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ttl {
+    /// The entry never expires.
+    Never,
+    /// The entry expires this many seconds after the deploy that sets it.
+    Secs(u64),
+}
+
+impl Ttl {
+    /// The entry's `ttl` field: seconds, `None` for never.
+    pub fn secs(self) -> Option<u64> {
+        match self {
+            Ttl::Never => None,
+            Ttl::Secs(s) => Some(s),
+        }
+    }
+}
+
 /// One entry, with every field the API documents (docs/api.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

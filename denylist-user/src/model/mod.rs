@@ -11,7 +11,8 @@ mod verdict;
 
 pub use attach::{AttachMode, AttachedMode};
 pub use entry::{
-    DurationError, Entry, Millis, Stored, from_ms, now_ms, parse_duration, rfc3339, time_ms, to_ms,
+    DurationError, Entry, Millis, Stored, Ttl, from_ms, now_ms, parse_duration, rfc3339, time_ms,
+    to_ms,
 };
 pub use format::{ExportFormat, Format, UnknownFormat};
 pub use history::{AuditEvent, Revision};

@@ -1,7 +1,7 @@
 //! What changes the draft and the deployed set: the ops a client stages,
 //! the pending changes they leave, and the plan a deploy carries out.
 
-use crate::model::{Entry, List, Millis, Stored, Target};
+use crate::model::{Entry, List, Millis, Stored, Target, Ttl};
 
 use super::StoreError;
 
@@ -17,10 +17,6 @@ pub enum Audit {
     },
 }
 
-/// A pending entry's `expires_at` that means "at the deploy: now + TTL,
-/// unless the deployed expiry is later": an import re-listing an entry.
-pub const REFRESH: Millis = -1;
-
 /// What a client asks to stage for one target.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
@@ -29,8 +25,8 @@ pub enum Stage {
         target: Target,
         list: List,
         reason: Option<String>,
-        /// `Some(None)`: never expires; `None`: keep (a new entry gets the default).
-        ttl: Option<Option<u64>>,
+        /// `None` keeps the entry's TTL (a new entry gets the default).
+        ttl: Option<Ttl>,
         monitor: Option<bool>,
         source: Option<String>,
         /// An import: its TTL replaces the old one, but the expiry it gives

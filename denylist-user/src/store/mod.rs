@@ -13,7 +13,7 @@ mod sqlite;
 
 use std::{path::Path, sync::Arc};
 
-pub use change::{Audit, HitTotal, Op, Pending, Plan, REFRESH, Stage};
+pub use change::{Audit, HitTotal, Op, Pending, Plan, Stage};
 pub use error::StoreError;
 pub use sqlite::{DB_FILE, SqliteStore};
 

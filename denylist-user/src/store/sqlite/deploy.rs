@@ -6,15 +6,15 @@ use std::collections::HashMap;
 use rusqlite::{Connection, Transaction, params};
 
 use super::{
-    draft::{deployed, pending, pending_count, revision},
+    draft::{deployed, pending_count, pending_marked, revision},
     rows::{
-        ENTRY_COLS, audit, close_version, delete_entry, entry_from, insert_entry, insert_pending,
-        meta, pending_rows, set_meta, sort_key,
+        ENTRY_COLS, REFRESH, audit, close_version, delete_entry, entry_from, insert_entry,
+        insert_pending, meta, pending_rows, set_meta, sort_key,
     },
 };
 use crate::{
     model::{Entry, List, Millis, Revision, Stored, Target, rfc3339},
-    store::{DeployRecord, Op, Pending, Plan, REFRESH, StoreError, WrittenDeploy},
+    store::{DeployRecord, Op, Pending, Plan, StoreError, WrittenDeploy},
 };
 
 /// Fixes ids and expiries for deploying the pending changes (only those
@@ -27,7 +27,7 @@ pub(super) fn plan(
     now: Millis,
     reserve: bool,
 ) -> Result<Plan, StoreError> {
-    let mut pending = pending(conn)?;
+    let mut pending = pending_marked(conn)?;
     if let Some(keys) = only {
         let staged: std::collections::HashSet<(Target, List)> =
             pending.iter().map(Pending::key).collect();

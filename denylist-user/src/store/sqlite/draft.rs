@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, params};
 
 use super::rows::{
-    ENTRY_COLS, audit, deployed_entry, entry_from, insert_pending, meta, pending_row, pending_rows,
-    prefixed, sort_key,
+    ENTRY_COLS, REFRESH, audit, deployed_entry, entry_from, insert_pending, meta, pending_row,
+    pending_rows, prefixed, sort_key,
 };
 use crate::{
     model::{Entry, List, Millis, Stored, Target},
-    store::{Audit, Op, Pending, REFRESH, Stage, StoreError},
+    store::{Audit, Op, Pending, Stage, StoreError},
 };
 
 /// The deployed revision, 0 before the first deploy.
@@ -80,8 +80,23 @@ pub(super) fn pending_count(conn: &Connection) -> Result<usize, StoreError> {
     pending_rows(conn)
 }
 
-/// The pending changes, sorted by target.
+/// The pending changes, sorted by target, as the store's users see them: a
+/// pending entry shows no expiry, since its deploy sets one.
 pub(super) fn pending(conn: &Connection) -> Result<Vec<Pending>, StoreError> {
+    let mut pending = pending_marked(conn)?;
+    for p in &mut pending {
+        if let Some(after) = p.after.as_mut()
+            && after.expires_at == Some(REFRESH)
+        {
+            after.expires_at = None;
+        }
+    }
+    Ok(pending)
+}
+
+/// The pending changes, sorted by target, with the expiry markers a deploy
+/// plans by.
+pub(super) fn pending_marked(conn: &Connection) -> Result<Vec<Pending>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT p.op, p.staged_by, p.staged_at, {p}, e.id, {e} FROM pending p
          LEFT JOIN entries e ON e.sort_key = p.sort_key AND e.list = p.list",
@@ -192,10 +207,10 @@ pub(super) fn stage(
                         // (an import, where the longer expiry wins, and
                         // a permanent entry stays permanent).
                         if !*keep_longer_ttl {
-                            e.ttl = *t;
+                            e.ttl = t.secs();
                             e.expires_at = None;
                         } else if e.ttl.is_some() {
-                            e.ttl = *t;
+                            e.ttl = t.secs();
                             e.expires_at = Some(REFRESH);
                         }
                     }
@@ -212,7 +227,7 @@ pub(super) fn stage(
                     list,
                     reason: reason.clone(),
                     ttl: match ttl {
-                        Some(t) => *t,
+                        Some(t) => t.secs(),
                         None if list == List::Deny => default_ttl,
                         None => None,
                     },

@@ -27,6 +27,12 @@ pub(super) fn entry_from(row: &Row<'_>, at: usize) -> rusqlite::Result<Result<En
     })())
 }
 
+/// A pending row's `expires_at` that means "at the deploy: now + TTL,
+/// unless the deployed expiry is later": an import re-listing an entry.
+/// It never leaves the store: what the store hands out shows no expiry for
+/// a pending entry, since its deploy sets one.
+pub(super) const REFRESH: Millis = -1;
+
 /// Columns after (target, list) in `entry_from` order.
 pub(super) const ENTRY_COLS: &str =
     "target, list, reason, ttl, expires_at, monitor, source, added_by, added_at";

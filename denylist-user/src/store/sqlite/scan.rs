@@ -7,11 +7,11 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{
     open::refuse_links,
-    rows::{ENTRY_COLS, entry_from},
+    rows::{ENTRY_COLS, REFRESH, entry_from},
 };
 use crate::{
     model::{Entry, List, Millis},
-    store::{Op, REFRESH, Snapshot, Snapshots, StoreError},
+    store::{Op, Snapshot, Snapshots, StoreError},
 };
 
 /// A read-only connection of its own: a WAL reader sees one consistent

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::{DB_FILE, SqliteStore, rows::meta, schema::SCHEMA_VERSION};
 use crate::{
-    model::{List, Millis, Revision, Target},
+    model::{List, Millis, Revision, Target, Ttl},
     store::{Audit, DeployRecord, Op, Stage, Store, StoreError},
 };
 
@@ -175,7 +175,7 @@ fn draft_keys_from_a_source_follow_the_draft() {
         target: t(target),
         list: List::Deny,
         reason: None,
-        ttl: Some(ttl),
+        ttl: Some(ttl.map_or(Ttl::Never, Ttl::Secs)),
         monitor: None,
         source: Some(source.into()),
         keep_longer_ttl: false,
@@ -236,7 +236,7 @@ fn staging_deploying_and_the_draft() {
         target: t("198.51.100.7"),
         list: List::Deny,
         reason: Some("other".into()),
-        ttl: Some(Some(60)),
+        ttl: Some(Ttl::Secs(60)),
         monitor: Some(true),
         source: None,
         keep_longer_ttl: false,
@@ -300,7 +300,7 @@ fn rollback_restores_a_revision_and_leaves_out_expired_entries() {
         target: t("198.51.100.9"),
         list: List::Deny,
         reason: None,
-        ttl: Some(Some(1)),
+        ttl: Some(Ttl::Secs(1)),
         monitor: None,
         source: None,
         keep_longer_ttl: false,
@@ -444,7 +444,7 @@ fn given_ttls_restart_at_the_deploy_and_imports_never_shorten() {
         target: t("198.51.100.7"),
         list: List::Deny,
         reason: None,
-        ttl: Some(Some(ttl)),
+        ttl: Some(Ttl::Secs(ttl)),
         monitor: None,
         source: None,
         keep_longer_ttl: import,
