@@ -48,6 +48,28 @@ impl Reply {
             )),
         }
     }
+
+    /// The API error a reply outside 2xx carries.
+    pub fn error(self) -> ApiError {
+        match self.json::<serde::de::IgnoredAny>() {
+            Err(e) => e,
+            Ok(_) => ApiError::failure("denylistd answered with an error but no reason"),
+        }
+    }
+
+    /// The error a streamed reply outside 2xx carries, read whole: an
+    /// error body is small.
+    pub fn error_from(status: u16, mut body: impl Read) -> ApiError {
+        let mut bytes = Vec::new();
+        if let Err(e) = body.read_to_end(&mut bytes) {
+            return ApiError::failure(format!("reading denylistd's reply: {e}"));
+        }
+        Reply {
+            status,
+            body: bytes,
+        }
+        .error()
+    }
 }
 
 impl Client {

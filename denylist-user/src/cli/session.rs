@@ -2,7 +2,7 @@
 //! method per command, and writes the replies, as JSON or in human form.
 
 use std::{
-    io::{self, BufWriter, IsTerminal as _, Read as _, StdoutLock, Write},
+    io::{self, BufWriter, IsTerminal as _, StdoutLock, Write},
     net::IpAddr,
     path::Path,
 };
@@ -84,11 +84,7 @@ impl Session {
         if (200..300).contains(&reply.status) {
             return Ok(reply.body);
         }
-        Err(match reply.json::<serde::de::IgnoredAny>() {
-            Err(e) => e,
-            Ok(_) => ApiError::failure("denylistd answered with an error but no reason"),
-        }
-        .into())
+        Err(reply.error().into())
     }
 
     /// A GET whose reply streams: listings and exports of any size.
@@ -99,17 +95,7 @@ impl Session {
         if (200..300).contains(&status) {
             return Ok(body);
         }
-        let mut bytes = Vec::new();
-        body.read_to_end(&mut bytes)?;
-        let reply = Reply {
-            status,
-            body: bytes,
-        };
-        Err(match reply.json::<serde::de::IgnoredAny>() {
-            Err(e) => e,
-            Ok(_) => ApiError::failure("denylistd answered with an error but no reason"),
-        }
-        .into())
+        Err(Reply::error_from(status, &mut body).into())
     }
 
     /// Copies a streamed JSON document to the output, ending the line.
@@ -493,17 +479,7 @@ impl Session {
                     file.sync_all()?;
                     return Ok(());
                 }
-                let mut bytes = Vec::new();
-                body.read_to_end(&mut bytes)?;
-                let reply = Reply {
-                    status,
-                    body: bytes,
-                };
-                Err(match reply.json::<serde::de::IgnoredAny>() {
-                    Err(e) => e,
-                    Ok(_) => ApiError::failure("denylistd answered with an error but no reason"),
-                }
-                .into())
+                Err(Reply::error_from(status, &mut body).into())
             });
         if let Err(e) = copied {
             drop(file);
