@@ -1,4 +1,4 @@
-//! The control API's request decoder (`denylist::api`): the JSON bodies of
+//! The control API's request decoder (`denylist::server::decode`): the JSON bodies of
 //! every POST route and the query of `POST /v1/import`, decoded by the very
 //! functions the daemon's handlers call. The first byte picks the route
 //! (`'0'` to `'7'`, see `route`); the rest is the body or query.
@@ -10,15 +10,13 @@
 
 use axum::{extract::Query, http::Uri};
 use denylist::{
-    api,
     cli::query,
-    entry::parse_duration,
-    error::Class,
-    proto::{
-        AddRequest, AttachRequest, DetachRequest, ImportParams, ModeRequest, RemoveRequest,
+    model::{Target, parse_duration},
+    server::decode as api,
+    wire::{
+        AddRequest, AttachRequest, Class, DetachRequest, ImportParams, ModeRequest, RemoveRequest,
         RollbackRequest,
     },
-    target::Target,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::{Serialize, de::DeserializeOwned};
@@ -95,7 +93,7 @@ fn deploy(body: &[u8]) {
             if body.is_empty() {
                 assert!(!req.dry_run && req.message.is_none() && req.only.is_none());
             } else {
-                decode::<denylist::proto::DeployRequest>(body).expect("accepted once");
+                decode::<denylist::wire::DeployRequest>(body).expect("accepted once");
             }
             let keys = req.only.unwrap_or_default();
             let only = only.unwrap_or_default();

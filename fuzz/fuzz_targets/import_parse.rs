@@ -1,4 +1,4 @@
-//! The import parsers (`denylist::import`), which read whole files from
+//! The import parsers (`denylist::policy::import`), which read whole files from
 //! `denylist import` and `POST /v1/import`: every input is read as each
 //! format, with and without `force`, as the daemon reads it.
 
@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use denylist::{
-    import::{self, Format, Parsed},
-    target::Target,
+    model::{Format, Target},
+    policy::import::{self, Parsed},
 };
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! The TARGET parser (`denylist::target`), which every route, CLI argument
+//! The TARGET parser (`denylist::model::Target`), which every route, CLI argument
 //! and import line goes through: it must never panic, and what it accepts
 //! must be in normal form and read back as itself.
 
@@ -6,7 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use denylist::target::{Target, TargetError, ip_from_bits};
+use denylist::model::{Target, TargetError, ip_from_bits};
 use ipnet::IpNet;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;

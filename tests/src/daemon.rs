@@ -13,7 +13,7 @@ use std::{
 use std::{collections::BTreeSet, net::IpAddr};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use denylist::{client::Client, pins::ensure_bpffs_mounted};
+use denylist::{cli::Client, dataplane::ensure_bpffs_mounted};
 use denylist_common::{ExactValue, MAP_EXACT_V4};
 
 use crate::netns::Netns;

@@ -6,7 +6,7 @@ pub mod frame;
 pub mod netns;
 
 use aya::programs::{TestRun, TestRunOptions};
-use denylist::{dataplane::Dataplane, layout::Layout};
+use denylist::dataplane::{Dataplane, Layout};
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
@@ -98,7 +98,7 @@ pub fn test_run_fd(
             libc::SYS_bpf,
             BPF_PROG_TEST_RUN,
             &mut attr as *mut Attr,
-            std::mem::size_of::<Attr>(),
+            size_of::<Attr>(),
         )
     };
     if rc != 0 {

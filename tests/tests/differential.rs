@@ -6,8 +6,7 @@ use std::{collections::HashMap, net::IpAddr};
 
 use denylist::{
     dataplane::Dataplane,
-    target::{Target, ip_bits, ip_from_bits},
-    verdict::{self, List, Rule, Verdict},
+    model::{self, List, Rule, Target, Verdict, ip_bits, ip_from_bits},
 };
 use denylist_tests::{
     XDP_ABORTED, XDP_DROP, XDP_PASS, dataplane,
@@ -137,7 +136,7 @@ fn expected(rules: &[Rule], frame: &[u8], now_ns: u64) -> (u32, Option<u32>) {
     match parse_source(frame) {
         None => (XDP_PASS, None),
         Some(ip) => {
-            let d = verdict::decide(rules, ip, now_ns);
+            let d = model::decide(rules, ip, now_ns);
             let action = if d.verdict == Verdict::Drop {
                 XDP_DROP
             } else {
@@ -209,7 +208,7 @@ fn random_frames_against_random_tables_match_the_model() {
         for r in rules.iter_mut() {
             if rng.random_bool(0.1) {
                 r.monitor = !r.monitor && r.list == List::Deny;
-                upserts.push(r.clone());
+                upserts.push(*r);
             }
         }
         for _ in 0..300 {
@@ -219,7 +218,7 @@ fn random_frames_against_random_tables_match_the_model() {
             if removals.contains(&key) || rules.iter().any(|x| (x.target, x.list) == key) {
                 continue;
             }
-            upserts.push(r.clone());
+            upserts.push(r);
             rules.push(r);
         }
         dp.apply(&upserts, &removals).unwrap();

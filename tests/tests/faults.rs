@@ -9,9 +9,8 @@ use std::{
 };
 
 use denylist::{
-    client::Client,
-    error::Class,
-    proto::{DeployRequest, DeployResponse, Status},
+    cli::Client,
+    wire::{Class, DeployRequest, DeployResponse, Status},
 };
 use denylist_tests::{
     daemon::{Daemon, Home, kernel_exact_v4},
@@ -124,7 +123,7 @@ fn a_full_disk_fails_the_deploy_and_leaves_the_kernel_as_it_was() {
             .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))
             .unwrap();
         busy == 0 || {
-            std::thread::sleep(std::time::Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
             false
         }
     });

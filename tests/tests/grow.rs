@@ -4,8 +4,8 @@
 
 use std::{net::IpAddr, process::Command, thread, time::Duration};
 
-use denylist::proto::{AddRequest, StageItem, StageResponse, Status};
-use denylist::verdict::List;
+use denylist::model::List;
+use denylist::wire::{AddRequest, StageItem, StageResponse, Status};
 use denylist_tests::{
     daemon::{Daemon, Home, bin},
     netns::{Pair, PairConfig, assert_no_gap},

@@ -15,10 +15,7 @@ use std::{
     thread,
 };
 
-use denylist::{
-    target::{Target, ip_bits, ip_from_bits},
-    verdict::{self, List, Rule, Verdict},
-};
+use denylist::model::{self, List, Rule, Target, Verdict, ip_bits, ip_from_bits};
 use denylist_tests::{XDP_DROP, XDP_PASS, dataplane, frame::Spec};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 
@@ -33,7 +30,7 @@ fn test_run(prog: &OwnedFd, frame: &[u8]) -> u32 {
 }
 
 fn action(rules: &[Rule], ip: IpAddr) -> u32 {
-    match verdict::decide(rules, ip, 0).verdict {
+    match model::decide(rules, ip, 0).verdict {
         Verdict::Drop => XDP_DROP,
         _ => XDP_PASS,
     }
@@ -147,7 +144,7 @@ fn every_packet_gets_its_old_or_its_new_verdict_during_a_deploy() {
         for r in rules.iter_mut() {
             if r.list == List::Deny && rng.random_bool(0.15) {
                 r.monitor = !r.monitor;
-                upserts.push(r.clone());
+                upserts.push(*r);
             }
         }
         for _ in 0..rng.random_range(100..400) {
@@ -157,7 +154,7 @@ fn every_packet_gets_its_old_or_its_new_verdict_during_a_deploy() {
             if removals.contains(&key) || rules.iter().any(|x| (x.target, x.list) == key) {
                 continue;
             }
-            upserts.push(r.clone());
+            upserts.push(r);
             rules.push(r);
         }
         let new: Vec<u32> = sources.iter().map(|s| action(&rules, *s)).collect();

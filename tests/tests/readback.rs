@@ -5,10 +5,8 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use aya::maps::{HashMap as BpfHashMap, MapData};
 use denylist::{
-    dataplane::Dataplane,
-    layout::Layout,
-    target::Target,
-    verdict::{List, Rule},
+    dataplane::{Dataplane, Layout},
+    model::{List, Rule, Target},
 };
 use denylist_common::{ExactValue, MAP_EXACT_V4};
 use denylist_tests::{daemon::Home, require_root};

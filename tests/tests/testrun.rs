@@ -5,8 +5,7 @@ use std::{net::IpAddr, thread, time::Duration};
 
 use denylist::{
     dataplane::Dataplane,
-    target::{Target, ip_bits, ip_from_bits},
-    verdict::{List, Rule},
+    model::{List, Rule, Target, ip_bits, ip_from_bits},
 };
 use denylist_tests::{
     XDP_DROP, XDP_PASS, dataplane,

@@ -5,9 +5,8 @@
 use std::net::IpAddr;
 
 use denylist::{
-    dataplane::{AttachMode, AttachedMode, Dataplane},
-    target::Target,
-    verdict::{List, Rule},
+    dataplane::Dataplane,
+    model::{AttachMode, AttachedMode, List, Rule, Target},
 };
 use denylist_tests::{
     dataplane,

@@ -17,11 +17,8 @@ use aya::{
     sys::{Stats, enable_stats},
 };
 use denylist::{
-    dataplane::{AttachMode, AttachedMode, Dataplane},
-    layout::Layout,
-    object,
-    target::Target,
-    verdict::{List, Rule},
+    dataplane::{Dataplane, Layout, object},
+    model::{AttachMode, AttachedMode, List, Rule, Target},
 };
 use denylist_tests::{
     daemon::TempDir,

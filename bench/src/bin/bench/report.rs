@@ -161,11 +161,11 @@ fn package_version(package: &str) -> String {
         )
 }
 
-/// The repository root: tests/ is one level down.
+/// The repository root: bench/ is one level down.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("tests/ has a parent")
+        .expect("bench/ has a parent")
         .to_path_buf()
 }
 

@@ -1,0 +1,510 @@
+//! Issue 5 §1: per-packet cost under BPF_PROG_TEST_RUN. denylist's program
+//! with empty and with large tables, xdp-filter (IP-only and all-features
+//! builds) with 10,000 exact entries per family, and the bare
+//! `return XDP_DROP` floor, all on the same frames in one run. Every run of
+//! every program is interleaved with the others, so drift on a shared
+//! machine hits them all alike.
+
+mod kind;
+mod tables;
+mod xdp_filter;
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use anyhow::{Context as _, Result, ensure};
+use aya::{Ebpf, programs::Xdp};
+use denylist::dataplane::object;
+use denylist_common::Node;
+use denylist_tests::{XDP_DROP, XDP_PASS};
+use serde_json::json;
+
+use crate::{
+    chart::{self, Series},
+    report::{Chart, Goal, Opts, Section, Table, fmt_num},
+};
+use kind::{Kind, PATHS};
+use tables::{Gen, NodeUse, Tables, load};
+use xdp_filter::{XDP_FILTER_ENTRIES, XdpFilter, xdp_filter_entries};
+
+/// How hard to measure and how big the tables are.
+struct Plan {
+    runs: usize,
+    repeat: u32,
+    large: Sizes,
+    /// Prefix counts of the scaling series.
+    scaling: Vec<usize>,
+}
+
+/// Entries of the large tables.
+#[derive(Clone, Copy, serde::Serialize)]
+struct Sizes {
+    exact_v4: usize,
+    prefix_v4: usize,
+    exact_v6: usize,
+    prefix_v6: usize,
+    allow_v4: usize,
+    allow_v6: usize,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                runs: 3,
+                repeat: 10_000,
+                large: Sizes {
+                    exact_v4: 10_000,
+                    prefix_v4: 1_000,
+                    exact_v6: 1_000,
+                    prefix_v6: 1_000,
+                    allow_v4: 80,
+                    allow_v6: 20,
+                },
+                scaling: vec![1_000, 10_000],
+            }
+        } else {
+            Self {
+                runs: 5,
+                repeat: 1_000_000,
+                large: Sizes {
+                    exact_v4: 1_000_000,
+                    prefix_v4: 100_000,
+                    exact_v6: 100_000,
+                    prefix_v6: 100_000,
+                    allow_v4: 8_000,
+                    allow_v6: 2_000,
+                },
+                scaling: vec![1_000, 10_000, 100_000, 1_000_000],
+            }
+        }
+    }
+}
+
+/// One program on one frame, measured `runs` times.
+struct Probe<'a> {
+    prog: BorrowedFd<'a>,
+    frame: Vec<u8>,
+    want: u32,
+    what: String,
+    times: Vec<f64>,
+}
+
+impl<'a> Probe<'a> {
+    fn new(prog: BorrowedFd<'a>, frame: Vec<u8>, want: u32, what: String) -> Self {
+        Self {
+            prog,
+            frame,
+            want,
+            what,
+            times: Vec::new(),
+        }
+    }
+
+    fn median(&self) -> f64 {
+        let mut t = self.times.clone();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    }
+}
+
+/// Runs every probe `runs` times, interleaved, checking each verdict; the
+/// kernel reports the mean time per repeat of each run.
+fn measure(probes: &mut [Probe<'_>], plan: &Plan) -> Result<()> {
+    for _ in 0..plan.runs {
+        for p in probes.iter_mut() {
+            let (verdict, ns) = denylist_tests::test_run_fd(p.prog, &p.frame, plan.repeat)
+                .with_context(|| format!("BPF_PROG_TEST_RUN of {}", p.what))?;
+            ensure!(
+                verdict == p.want,
+                "{}: verdict {verdict} instead of {}",
+                p.what,
+                p.want
+            );
+            p.times.push(f64::from(ns));
+        }
+    }
+    Ok(())
+}
+
+fn floor_program() -> Result<Ebpf> {
+    let mut obj = Ebpf::load(object::FLOOR).context("loading the floor program")?;
+    let floor: &mut Xdp = obj
+        .program_mut("floor")
+        .context("the floor object has no program `floor`")?
+        .try_into()?;
+    floor.load()?;
+    Ok(obj)
+}
+
+fn floor(obj: &Ebpf) -> Result<&Xdp> {
+    Ok(obj
+        .program("floor")
+        .context("the floor object has no program `floor`")?
+        .try_into()?)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{} MiB", fmt_num(bytes as f64 / f64::from(1 << 20)))
+}
+
+pub fn run(opts: &Opts) -> Result<Section> {
+    let plan = Plan::new(opts.quick);
+    let mut gen_ = Gen::new(5);
+    let floor_obj = floor_program()?;
+    let floor = floor(&floor_obj)?;
+
+    // Per-path costs: the floor, xdp-filter, denylist empty and large.
+    // xdp-filter first: it is the part that can find its maps taken.
+    let (xf_v4, xf_v6) = xdp_filter_entries(&mut gen_);
+    let xf = XdpFilter::load(&xf_v4, &xf_v6)?;
+    let large_tables = Tables::large(plan.large, &mut gen_);
+    let (mut large, large_nodes) = load(&large_tables, "large")?;
+    let (mut empty, _) = load(
+        &Tables {
+            entries: Vec::new(),
+        },
+        "empty",
+    )?;
+    let large_prog = large.program().fd()?.as_fd();
+    let empty_prog = empty.program().fd()?.as_fd();
+
+    let mut probes = vec![Probe::new(
+        floor.fd()?.as_fd(),
+        Kind::V4Miss.spec().build(),
+        XDP_DROP,
+        "floor".to_owned(),
+    )];
+    for p in PATHS {
+        let frame = p.spec().build();
+        probes.push(Probe::new(
+            large_prog,
+            frame.clone(),
+            p.verdict(),
+            format!("denylist large, {}", p.name()),
+        ));
+        probes.push(Probe::new(
+            empty_prog,
+            frame.clone(),
+            XDP_PASS,
+            format!("denylist empty, {}", p.name()),
+        ));
+        if p.xdp_filter_has() {
+            let want = p.verdict();
+            probes.push(Probe::new(
+                xf.ip_only.as_fd(),
+                frame.clone(),
+                want,
+                format!("xdp-filter IP-only, {}", p.name()),
+            ));
+            probes.push(Probe::new(
+                xf.all.as_fd(),
+                frame,
+                want,
+                format!("xdp-filter all, {}", p.name()),
+            ));
+        }
+    }
+    eprintln!(
+        "bench: packet: {} probes × {} runs × {} repeats",
+        probes.len(),
+        plan.runs,
+        plan.repeat
+    );
+    measure(&mut probes, &plan)?;
+    let cost = |what: &str| -> Result<f64> {
+        probes
+            .iter()
+            .find(|p| p.what == what)
+            .map(Probe::median)
+            .with_context(|| format!("no measurement of {what}"))
+    };
+    let floor_ns = cost("floor")?;
+
+    struct Row {
+        path: Kind,
+        large: f64,
+        empty: f64,
+        xf_ip: f64,
+        xf_all: f64,
+        peer: Kind,
+    }
+    let mut rows = Vec::new();
+    for p in PATHS {
+        let peer = p.xdp_filter_peer();
+        rows.push(Row {
+            path: p,
+            large: cost(&format!("denylist large, {}", p.name()))?,
+            empty: cost(&format!("denylist empty, {}", p.name()))?,
+            xf_ip: cost(&format!("xdp-filter IP-only, {}", peer.name()))?,
+            xf_all: cost(&format!("xdp-filter all, {}", peer.name()))?,
+            peer,
+        });
+    }
+    drop(probes);
+    drop(xf);
+    drop(large);
+    drop(empty);
+
+    // Scaling: IPv4 prefixes only, a fresh program for each size.
+    let mut scaling = Vec::new();
+    for &n in &plan.scaling {
+        let tables = Tables::prefixes(n, &mut gen_);
+        let (mut dp, nodes) = load(&tables, &format!("{n} prefixes"))?;
+        let prog = dp.program().fd()?.as_fd();
+        let mut probes = vec![
+            Probe::new(
+                prog,
+                Kind::V4Prefix.spec().build(),
+                XDP_DROP,
+                "hit".to_owned(),
+            ),
+            Probe::new(
+                prog,
+                Kind::V4Miss.spec().build(),
+                XDP_PASS,
+                "miss".to_owned(),
+            ),
+        ];
+        measure(&mut probes, &plan)?;
+        scaling.push((n, probes[0].median(), probes[1].median(), nodes));
+    }
+
+    let s = |v: f64| fmt_num(v);
+    let per_path = Table {
+        title: format!(
+            "ns/packet by path, large tables ({} exact IPv4, {} IPv4 prefixes, {} exact IPv6, {} IPv6 prefixes, {} allow prefixes)",
+            plan.large.exact_v4,
+            plan.large.prefix_v4,
+            plan.large.exact_v6,
+            plan.large.prefix_v6,
+            plan.large.allow_v4 + plan.large.allow_v6
+        ),
+        columns: [
+            "path",
+            "denylist",
+            "− floor",
+            "xdp-filter IP-only",
+            "− floor",
+            "xdp-filter all",
+            "denylist / xdp-filter IP-only",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows: rows
+            .iter()
+            .map(|r| {
+                let peer = if r.peer == r.path {
+                    String::new()
+                } else {
+                    format!(" ({})", r.peer.short())
+                };
+                vec![
+                    r.path.name().to_owned(),
+                    s(r.large),
+                    s(r.large - floor_ns),
+                    format!("{}{peer}", s(r.xf_ip)),
+                    s(r.xf_ip - floor_ns),
+                    format!("{}{peer}", s(r.xf_all)),
+                    format!("{:.2}", r.large / r.xf_ip),
+                ]
+            })
+            .collect(),
+        notes: vec![
+            format!("Floor (a bare `return XDP_DROP`): {} ns.", s(floor_ns)),
+            format!(
+                "Median of {} runs of {} repeats each; the kernel reports each run's mean. All programs' runs are interleaved.",
+                plan.runs, plan.repeat
+            ),
+            format!(
+                "xdp-filter holds {XDP_FILTER_ENTRIES} exact entries per family (its limit), loaded with `-m skb -f ipv4,ipv6` (IP-only) and with all features; it has no prefixes and no allow entries, so a prefix hit and the allowed path are held against its exact hit (shown in brackets)."
+            ),
+            "The IPv4 prefix hit is in a /28, at the trie's deepest IPv4 level; the IPv4 miss walks as deep and finds nothing. The IPv6 prefix hit is in a /64, the IPv6 miss shares its walk down to the last byte.".to_owned(),
+        ],
+    };
+    let empty_table = Table {
+        title: "ns/packet by frame, empty tables (every packet passes)".to_owned(),
+        columns: ["frame", "denylist", "− floor"].map(str::to_owned).to_vec(),
+        rows: rows
+            .iter()
+            .map(|r| vec![r.path.name().to_owned(), s(r.empty), s(r.empty - floor_ns)])
+            .collect(),
+        notes: vec![],
+    };
+    let scaling_table = Table {
+        title: "ns/packet against the number of IPv4 prefixes".to_owned(),
+        columns: ["prefixes", "prefix hit", "miss", "trie nodes (IPv4)"]
+            .map(str::to_owned)
+            .to_vec(),
+        rows: scaling
+            .iter()
+            .map(|(n, hit, miss, nodes)| {
+                vec![n.to_string(), s(*hit), s(*miss), nodes.v4.to_string()]
+            })
+            .collect(),
+        notes: vec!["Lengths drawn like real lists: /16–/31, mostly /24.".to_owned()],
+    };
+    let node_row = |what: String, n: &NodeUse| {
+        vec![
+            what,
+            n.v4.to_string(),
+            n.v6.to_string(),
+            format!("{} / {}", n.pool_v4, n.pool_v6),
+            mib(n.bytes()),
+        ]
+    };
+    let mut node_rows = vec![node_row("large".to_owned(), &large_nodes)];
+    node_rows.extend(
+        scaling
+            .iter()
+            .map(|(n, _, _, nodes)| node_row(format!("{n} IPv4 prefixes"), nodes)),
+    );
+    let nodes_table = Table {
+        title: "Trie nodes".to_owned(),
+        columns: [
+            "tables",
+            "IPv4 nodes",
+            "IPv6 nodes",
+            "pools loaded, IPv4 / IPv6",
+            "node memory, both families",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows: node_rows,
+        notes: vec![
+            "Nodes below the 256 roots of each family, counted in the kernel's maps after the load (and equal to the count the bench computes from the prefixes). A node is 1 KiB; both families' arrays have the pool's size and are allocated at load.".to_owned(),
+            "IPv6 prefixes cluster in 3,000 /32 allocations inside 2000::/3, as in RIR data; lengths /29–/64, mostly /32, /48, /56 and /64.".to_owned(),
+        ],
+    };
+
+    let goals: Vec<Goal> = rows
+        .iter()
+        .map(|r| Goal {
+            name: format!(
+                "{}, large tables, against xdp-filter IP-only {}",
+                r.path.name(),
+                r.peer.name()
+            ),
+            measured: r.large / r.xf_ip,
+            limit: 1.0,
+            unit: "×".to_owned(),
+        })
+        .collect();
+
+    let paths_png = "packet-paths.png";
+    let groups: Vec<String> = rows.iter().map(|r| r.path.short().to_owned()).collect();
+    let by_path = |f: &dyn Fn(&Row) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter()
+            .enumerate()
+            .filter_map(|(i, r)| f(r).map(|v| (i as f64, v)))
+            .collect()
+    };
+    chart::bars(
+        &opts.out_dir.join(paths_png),
+        "Per-packet cost (BPF_PROG_TEST_RUN), large tables",
+        "ns/packet",
+        &groups,
+        &[
+            Series {
+                name: "denylist".to_owned(),
+                points: by_path(&|r| Some(r.large)),
+            },
+            Series {
+                name: "xdp-filter IP-only".to_owned(),
+                points: by_path(&|r| (r.peer == r.path).then_some(r.xf_ip)),
+            },
+            Series {
+                name: "xdp-filter all features".to_owned(),
+                points: by_path(&|r| (r.peer == r.path).then_some(r.xf_all)),
+            },
+            Series {
+                name: "floor (return XDP_DROP)".to_owned(),
+                points: by_path(&|_| Some(floor_ns)),
+            },
+        ],
+    )?;
+    let scaling_png = "packet-scaling.png";
+    let xs = |f: &dyn Fn(f64) -> f64| -> Vec<(f64, f64)> {
+        scaling
+            .iter()
+            .map(|(n, ..)| (*n as f64, f(*n as f64)))
+            .collect()
+    };
+    let v4_exact_xf = rows
+        .iter()
+        .find(|r| r.path == Kind::V4Exact)
+        .map(|r| r.xf_ip)
+        .context("no IPv4 exact hit row")?;
+    chart::lines(
+        &opts.out_dir.join(scaling_png),
+        "Per-packet cost against the number of IPv4 prefixes",
+        "IPv4 prefixes",
+        "ns/packet",
+        true,
+        &[
+            Series {
+                name: "denylist prefix hit".to_owned(),
+                points: scaling
+                    .iter()
+                    .map(|(n, hit, ..)| (*n as f64, *hit))
+                    .collect(),
+            },
+            Series {
+                name: "denylist miss".to_owned(),
+                points: scaling
+                    .iter()
+                    .map(|(n, _, miss, _)| (*n as f64, *miss))
+                    .collect(),
+            },
+            Series {
+                name: "xdp-filter IP-only exact hit (10k)".to_owned(),
+                points: xs(&|_| v4_exact_xf),
+            },
+            Series {
+                name: "floor".to_owned(),
+                points: xs(&|_| floor_ns),
+            },
+        ],
+    )?;
+
+    let data = json!({
+        "runs": plan.runs,
+        "repeat": plan.repeat,
+        "sizes": plan.large,
+        "xdp_filter_entries_per_family": XDP_FILTER_ENTRIES,
+        "floor_ns": floor_ns,
+        "paths": rows.iter().map(|r| json!({
+            "path": r.path.key(),
+            "denylist_large_ns": r.large,
+            "denylist_empty_ns": r.empty,
+            "xdp_filter_peer": r.peer.key(),
+            "xdp_filter_ip_only_ns": r.xf_ip,
+            "xdp_filter_all_ns": r.xf_all,
+            "ratio_to_xdp_filter_ip_only": r.large / r.xf_ip,
+        })).collect::<Vec<_>>(),
+        "scaling": scaling.iter().map(|(n, hit, miss, nodes)| json!({
+            "prefixes": n,
+            "prefix_hit_ns": hit,
+            "miss_ns": miss,
+            "nodes": nodes,
+        })).collect::<Vec<_>>(),
+        "large_nodes": large_nodes,
+        "node_bytes": size_of::<Node>(),
+    });
+    Ok(Section {
+        key: "packet",
+        title: "Per-packet cost (BPF_PROG_TEST_RUN)",
+        tables: vec![per_path, empty_table, scaling_table, nodes_table],
+        goals,
+        charts: vec![
+            Chart {
+                file: paths_png.to_owned(),
+                title: "ns/packet per path: denylist, xdp-filter and the floor".to_owned(),
+            },
+            Chart {
+                file: scaling_png.to_owned(),
+                title: "ns/packet against the number of prefixes".to_owned(),
+            },
+        ],
+        data,
+    })
+}

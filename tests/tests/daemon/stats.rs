@@ -1,0 +1,73 @@
+//! Counting: hits per entry across a restart, and the metrics endpoint.
+
+use std::process::Command;
+
+use denylist_tests::{
+    daemon::{Daemon, Home},
+    require_root,
+};
+
+use crate::common::{A, COUNT, add, sandbox};
+
+#[test]
+fn hits_are_counted_per_entry_and_survive_a_restart() {
+    let sb = sandbox("hits");
+    let d = sb.start(&[]);
+    add(&sb.client(), &[A, "203.0.113.0/24"], true);
+    assert_eq!(sb.replies(A), 0);
+    let stats: Vec<denylist::wire::StatItem> = sb.client().get("/v1/stats").unwrap();
+    assert_eq!(
+        (stats[0].target.as_str(), stats[0].packets),
+        (A, u64::from(COUNT)),
+        "busiest first: {stats:?}"
+    );
+    assert!(
+        stats[0]
+            .last_hit
+            .is_some_and(|t| (denylist::model::now_ms() - t).abs() < 10_000)
+    );
+    assert_eq!(stats[1].packets, 0);
+    assert!(d.stop().success());
+    let _d = sb.start(&[]);
+    assert_eq!(sb.replies(A), 0);
+    let stats: Vec<denylist::wire::StatItem> = sb.client().get("/v1/stats?top=1").unwrap();
+    assert_eq!(stats.len(), 1);
+    assert_eq!(
+        stats[0].packets,
+        2 * u64::from(COUNT),
+        "folded into the store across the restart"
+    );
+    let idle: Vec<denylist::wire::StatItem> = sb.client().get("/v1/stats?idle=1h").unwrap();
+    assert_eq!(
+        idle.iter().map(|s| s.target.as_str()).collect::<Vec<_>>(),
+        ["203.0.113.0/24"]
+    );
+}
+
+#[test]
+fn metrics_are_served_in_prometheus_text() {
+    require_root();
+    let home = Home::new("met");
+    let port = 20_000 + std::process::id() % 20_000;
+    let addr = format!("127.0.0.1:{port}");
+    let _d = Daemon::start(&home, None, &["--metrics", &addr]);
+    add(&home.client(), &[A], true);
+    let out = Command::new("curl")
+        .args(["-s", &format!("http://{addr}/metrics")])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "denylist_packets_total{verdict=\"dropped\"}",
+        "denylist_bytes_total{verdict=\"passed\"}",
+        "denylist_revision 1",
+        "denylist_entries{list=\"deny\"} 1",
+        "denylist_capacity{kind=\"total\"}",
+        "denylist_last_deploy_duration_milliseconds",
+        "denylist_deploy_failures_total 0",
+        "denylist_verify_repairs_total 0",
+        "denylist_attached_interfaces 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+}
