@@ -6,7 +6,10 @@ pub mod frame;
 pub mod netns;
 
 use aya::programs::{TestRun, TestRunOptions};
-use denylist::dataplane::{Dataplane, Layout};
+use denylist::dataplane::{
+    Dataplane, Layout,
+    sys::{BpfAttr, bpf},
+};
 
 pub const XDP_ABORTED: u32 = 0;
 pub const XDP_DROP: u32 = 1;
@@ -83,6 +86,9 @@ pub fn test_run_fd(
         batch_size: u32,
         pad: u32,
     }
+    // SAFETY: the kernel's `test` member, 80 bytes with explicit padding;
+    // its only pointer is set from `frame`, which outlives the call.
+    unsafe impl BpfAttr for Attr {}
     const BPF_PROG_TEST_RUN: libc::c_long = 10;
     let mut attr = Attr {
         prog_fd: prog.as_raw_fd() as u32,
@@ -91,18 +97,6 @@ pub fn test_run_fd(
         repeat,
         ..Attr::default()
     };
-    // SAFETY: attr is a valid bpf_attr prefix; the frame it points to
-    // outlives the call, and no output buffer is given.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_TEST_RUN,
-            &mut attr as *mut Attr,
-            size_of::<Attr>(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    bpf(BPF_PROG_TEST_RUN, &mut attr)?;
     Ok((attr.retval, attr.duration))
 }

@@ -20,7 +20,7 @@ pub mod object;
 mod pins;
 mod readback;
 mod region;
-mod sys;
+pub mod sys;
 pub mod trie;
 
 use std::{

@@ -5,6 +5,7 @@
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use anyhow::{Result, anyhow};
+use denylist::dataplane::sys::{BpfAttr, bpf};
 
 const CMD_PROG_LOAD: libc::c_long = 5;
 const CMD_LINK_CREATE: libc::c_long = 28;
@@ -77,20 +78,13 @@ impl Attr {
     }
 }
 
+// SAFETY: a zeroed buffer the size of the kernel's union, with no padding
+// of its own; every pointer stored in it is kept alive by the caller across
+// the call.
+unsafe impl BpfAttr for Attr {}
+
 fn sys_bpf(cmd: libc::c_long, attr: &mut Attr) -> std::io::Result<OwnedFd> {
-    // SAFETY: `attr` is a live, properly sized buffer. Every pointer
-    // stored in it is kept alive by the caller across this call.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.0.as_mut_ptr(),
-            attr.0.len() as libc::c_long,
-        )
-    };
-    if rc < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let rc = bpf(cmd, attr)?;
     // SAFETY: on success these commands return a new fd that we own.
     Ok(unsafe { OwnedFd::from_raw_fd(rc as libc::c_int) })
 }
