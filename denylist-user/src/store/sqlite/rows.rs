@@ -1,7 +1,7 @@
 //! Rows: the entry columns, spelled once, and the statements every part of
 //! the store shares.
 
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, Statement, Transaction, params};
 
 use crate::{
     model::{Entry, List, Millis, Stored, Target},
@@ -33,9 +33,29 @@ pub(super) fn entry_from(row: &Row<'_>, at: usize) -> rusqlite::Result<Result<En
 /// a pending entry, since its deploy sets one.
 pub(super) const REFRESH: Millis = -1;
 
-/// Columns after (target, list) in `entry_from` order.
-pub(super) const ENTRY_COLS: &str =
-    "target, list, reason, ttl, expires_at, monitor, source, added_by, added_at";
+/// An entry's columns, in `entry_from` and `bind_entry` order: the one
+/// place they are spelled. A macro, so that `concat!` builds whole
+/// statements at compile time and a bulk write formats nothing per row.
+macro_rules! entry_cols {
+    () => {
+        "target, list, reason, ttl, expires_at, monitor, source, added_by, added_at"
+    };
+}
+
+pub(super) const ENTRY_COLS: &str = entry_cols!();
+
+/// Binds `e` to parameters 1 to 9, in [`ENTRY_COLS`] order.
+fn bind_entry(stmt: &mut Statement<'_>, e: &Entry) -> rusqlite::Result<()> {
+    stmt.raw_bind_parameter(1, e.target.to_string())?;
+    stmt.raw_bind_parameter(2, e.list.as_str())?;
+    stmt.raw_bind_parameter(3, &e.reason)?;
+    stmt.raw_bind_parameter(4, e.ttl.map(|t| t as i64))?;
+    stmt.raw_bind_parameter(5, e.expires_at)?;
+    stmt.raw_bind_parameter(6, e.monitor)?;
+    stmt.raw_bind_parameter(7, &e.source)?;
+    stmt.raw_bind_parameter(8, &e.added_by)?;
+    stmt.raw_bind_parameter(9, e.added_at)
+}
 
 /// Orders targets as `Target` does: IPv4 before IPv6, then by address, then
 /// by prefix length.
@@ -136,26 +156,17 @@ pub(super) fn insert_pending(
     user: &str,
     now: Millis,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO pending(target, list, op, reason, ttl, expires_at, monitor,
-           source, added_by, added_at, staged_by, staged_at, sort_key)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?
-    .execute(params![
-        e.target.to_string(),
-        e.list.as_str(),
-        op.as_str(),
-        e.reason,
-        e.ttl.map(|t| t as i64),
-        e.expires_at,
-        e.monitor,
-        e.source,
-        e.added_by,
-        e.added_at,
-        user,
-        now,
-        sort_key(&e.target).as_slice(),
-    ])?;
+    let mut stmt = tx.prepare_cached(concat!(
+        "INSERT OR REPLACE INTO pending(",
+        entry_cols!(),
+        ", op, staged_by, staged_at, sort_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+    ))?;
+    bind_entry(&mut stmt, e)?;
+    stmt.raw_bind_parameter(10, op.as_str())?;
+    stmt.raw_bind_parameter(11, user)?;
+    stmt.raw_bind_parameter(12, now)?;
+    stmt.raw_bind_parameter(13, sort_key(&e.target).as_slice())?;
+    stmt.raw_execute()?;
     Ok(())
 }
 
@@ -173,25 +184,16 @@ pub(super) fn insert_entry(
 ) -> Result<(), StoreError> {
     let e = &s.entry;
     let key = sort_key(&e.target);
-    tx.prepare_cached(
-        "INSERT OR REPLACE INTO entries(target, list, id, reason, ttl, expires_at, monitor,
-           source, added_by, added_at, sort_key, from_rev)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?
-    .execute(params![
-        e.target.to_string(),
-        e.list.as_str(),
-        s.id,
-        e.reason,
-        e.ttl.map(|t| t as i64),
-        e.expires_at,
-        e.monitor,
-        e.source,
-        e.added_by,
-        e.added_at,
-        key.as_slice(),
-        rev,
-    ])?;
+    let mut stmt = tx.prepare_cached(concat!(
+        "INSERT OR REPLACE INTO entries(",
+        entry_cols!(),
+        ", id, sort_key, from_rev) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+    ))?;
+    bind_entry(&mut stmt, e)?;
+    stmt.raw_bind_parameter(10, s.id)?;
+    stmt.raw_bind_parameter(11, key.as_slice())?;
+    stmt.raw_bind_parameter(12, rev)?;
+    stmt.raw_execute()?;
     if !bulk {
         tx.prepare_cached("DELETE FROM pending WHERE sort_key = ?1 AND list = ?2")?
             .execute(params![key.as_slice(), e.list.as_str()])?;
@@ -202,13 +204,13 @@ pub(super) fn insert_entry(
 /// Ends the current version of a deployed entry at revision `rev`: it was
 /// in the revisions from its `from_rev` up to `rev`, and is in none after.
 pub(super) fn close_version(tx: &Transaction<'_>, e: &Entry, rev: i64) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO versions(target, list, id, reason, ttl, expires_at, monitor, source,
-           added_by, added_at, from_rev, to_rev)
-         SELECT target, list, id, reason, ttl, expires_at, monitor, source,
-           added_by, added_at, from_rev, ?3
-         FROM entries WHERE sort_key = ?1 AND list = ?2",
-    )?
+    tx.prepare_cached(concat!(
+        "INSERT INTO versions(",
+        entry_cols!(),
+        ", id, from_rev, to_rev) SELECT ",
+        entry_cols!(),
+        ", id, from_rev, ?3 FROM entries WHERE sort_key = ?1 AND list = ?2"
+    ))?
     .execute(params![
         sort_key(&e.target).as_slice(),
         e.list.as_str(),
