@@ -41,12 +41,12 @@ fn route_input(route: u8, input: &[u8]) {
         }
         1 => {
             if let Some(req) = decode::<RemoveRequest>(input) {
-                req.targets.iter().for_each(|t| target(t, false));
+                req.targets.iter().for_each(normal_form);
             }
         }
         2 => {
             if let Some(req) = decode::<ModeRequest>(input) {
-                req.targets.iter().for_each(|t| target(t, false));
+                req.targets.iter().for_each(normal_form);
             }
         }
         3 => deploy(input),
@@ -99,7 +99,8 @@ fn deploy(body: &[u8]) {
             let only = only.unwrap_or_default();
             assert_eq!(keys.len(), only.len());
             for (key, (target, list)) in keys.iter().zip(&only) {
-                assert_eq!(Target::parse(&key.target).as_ref(), Ok(target));
+                assert_eq!(key.target, *target);
+                normal_form(target);
                 assert_eq!(key.list, *list);
             }
         }
@@ -147,6 +148,12 @@ fn target(text: &str, force: bool) {
     if let Ok(t) = parsed {
         assert_eq!(Target::parse(&t.to_string()), Ok(t));
     }
+}
+
+/// A target decoded from a body shows in a normal form that parses back to
+/// the same target.
+fn normal_form(t: &Target) {
+    assert_eq!(Target::parse(&t.to_string()), Ok(*t));
 }
 
 /// A TTL as the daemon reads one: `never` or a duration, which must not

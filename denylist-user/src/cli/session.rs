@@ -24,7 +24,7 @@ use super::{
     man_page, output, query,
 };
 use crate::{
-    model::{AuditEvent, Entry, ExportFormat, List, Millis, Revision, Target},
+    model::{AuditEvent, Entry, ExportFormat, List, Millis, Revision},
     wire::{
         AddRequest, ApiError, AttachRequest, CheckResponse, DeployRequest, DeployResponse,
         DetachRequest, Diff, ImportParams, ImportResponse, ModeRequest, RemoveRequest,
@@ -176,7 +176,7 @@ impl Session {
     fn remove(&mut self, list: List, a: TargetsArgs) -> Result<()> {
         let (targets, _) = check_targets(&a.targets, false)?;
         let req = RemoveRequest {
-            targets: targets.iter().map(Target::to_string).collect(),
+            targets,
             list,
             deploy: a.deploy,
             message: None,
@@ -190,7 +190,7 @@ impl Session {
     fn mode(&mut self, a: TargetsArgs, monitor: bool) -> Result<()> {
         let (targets, _) = check_targets(&a.targets, false)?;
         let req = ModeRequest {
-            targets: targets.iter().map(Target::to_string).collect(),
+            targets,
             monitor,
             deploy: a.deploy,
             message: None,

@@ -133,7 +133,7 @@ impl Core {
         Ok(StageResponse {
             seq,
             counts,
-            targets: keys.iter().map(|(t, _)| t.to_string()).collect(),
+            targets: keys.iter().map(|(t, _)| *t).collect(),
             warnings,
             deployed,
         })
@@ -146,13 +146,11 @@ impl Core {
         let ops = req
             .targets
             .iter()
-            .map(|t| {
-                parse_target(t, false).map(|target| Stage::Remove {
-                    target,
-                    list: req.list,
-                })
+            .map(|&target| Stage::Remove {
+                target,
+                list: req.list,
             })
-            .collect::<Result<Vec<_>, _>>()?;
+            .collect();
         let message = req.message.as_deref();
         self.stage(user, ops, Vec::new(), req.deploy, message, &Audit::Each)
     }
@@ -166,8 +164,7 @@ impl Core {
             .map(|e| (e.target, e.list))
             .collect();
         let mut ops = Vec::new();
-        for t in &req.targets {
-            let target = parse_target(t, false)?;
+        for &target in &req.targets {
             if !draft.contains(&(target, List::Deny)) {
                 return Err(CoreError::NotOnDenyList { target });
             }
@@ -250,7 +247,7 @@ impl Core {
         };
         Ok(RollbackResponse {
             seq,
-            expired: expired.iter().map(|e| e.target.to_string()).collect(),
+            expired: expired.iter().map(|e| e.target).collect(),
             deployed,
         })
     }

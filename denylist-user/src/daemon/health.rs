@@ -63,12 +63,12 @@ impl Core {
     pub fn check(&self, ip: IpAddr) -> CheckResponse {
         let now_tai = (now_ms() + tai_offset_ms()).max(0) as u64 * 1_000_000;
         let (verdict, decided) = self.filter.decide(ip, now_tai);
-        let entry = decided.first().map(|r| r.target.to_string());
+        let entry = decided.first().map(|r| r.target);
         let allowed = verdict == Verdict::Allowed;
         CheckResponse {
             ip: normal_ip(ip),
             verdict: if allowed { Verdict::Pass } else { verdict },
-            allowed_by: if allowed { entry.clone() } else { None },
+            allowed_by: if allowed { entry } else { None },
             entry: if allowed { None } else { entry },
         }
     }
@@ -126,7 +126,7 @@ impl Core {
             .map(|s| {
                 let t = totals.get(&s.id).copied().unwrap_or_default();
                 StatItem {
-                    target: s.entry.target.to_string(),
+                    target: s.entry.target,
                     list: s.entry.list,
                     packets: t.packets,
                     bytes: t.bytes,
@@ -137,7 +137,8 @@ impl Core {
         if let Some(idle) = idle_ms {
             out.retain(|s| s.last_hit.is_none_or(|t| now - t >= idle));
         }
-        out.sort_by(|a, b| b.packets.cmp(&a.packets).then(a.target.cmp(&b.target)));
+        // Ties in the order of the targets' text, as the listing shows them.
+        out.sort_by_cached_key(|s| (std::cmp::Reverse(s.packets), s.target.to_string()));
         if let Some(n) = top {
             out.truncate(n);
         }
@@ -237,7 +238,7 @@ impl Core {
         }
         Ok(VerifyResponse {
             seq,
-            drift: drift.iter().map(|(t, _)| t.to_string()).collect(),
+            drift: drift.iter().map(|(t, _)| *t).collect(),
             repaired,
         })
     }

@@ -162,7 +162,7 @@ impl Core {
             skipped_invalid: parsed.invalid.len() as u64,
             parse_ms,
             stage_ms: stage_start.elapsed().as_millis() as u64,
-            skipped_guarded: guarded.iter().map(|g| g.target.to_string()).collect(),
+            skipped_guarded: guarded.iter().map(|g| g.target).collect(),
             deployed: staged.deployed,
         })
     }

@@ -108,7 +108,7 @@ fn save_and_deploy_puts_entries_in_the_kernel_and_unblocks_on_removal() {
     let s = c.status().unwrap();
     assert_eq!((s.revision, s.pending_changes, s.entries.deny), (1, 0, 2));
     let req = RemoveRequest {
-        targets: vec!["198.51.100.7".into()],
+        targets: vec![t("198.51.100.7")],
         list: List::Deny,
         deploy: true,
         message: None,
@@ -151,14 +151,14 @@ fn a_failed_commit_puts_the_kernel_back_with_the_inverse_change_list() {
     add(&mut c, &["198.51.100.7", "198.51.100.8"], true).unwrap();
     // A change, a removal and an add in one deploy, all to be undone.
     let req = ModeRequest {
-        targets: vec!["198.51.100.7".into()],
+        targets: vec![t("198.51.100.7")],
         monitor: true,
         deploy: false,
         message: None,
     };
     c.mode("alice", req).unwrap();
     let req = RemoveRequest {
-        targets: vec!["198.51.100.8".into()],
+        targets: vec![t("198.51.100.8")],
         list: List::Deny,
         deploy: false,
         message: None,
@@ -227,7 +227,7 @@ fn bad_input_is_refused_before_anything_is_staged() {
         Err(CoreError::MonitorOnAllow)
     ));
     let req = ModeRequest {
-        targets: vec!["198.51.100.7".into()],
+        targets: vec![t("198.51.100.7")],
         monitor: true,
         deploy: false,
         message: None,
@@ -281,7 +281,7 @@ fn an_import_with_invalid_or_guarded_lines_stages_nothing_unless_told_to_skip() 
         )
         .unwrap();
     assert_eq!((r.entries, r.skipped_invalid), (1, 1));
-    assert_eq!(r.skipped_guarded, ["10.0.0.1"]);
+    assert_eq!(r.skipped_guarded, [t("10.0.0.1")]);
     assert_eq!(verdict(&c, "198.51.100.7"), Verdict::Drop);
 }
 
@@ -375,7 +375,7 @@ fn hits_fold_into_the_store_and_survive_in_stats() {
     };
     fake.state().hits.insert(id, hit);
     let stats = c.stats(None, None).unwrap();
-    assert_eq!(stats[0].target, "198.51.100.8");
+    assert_eq!(stats[0].target, t("198.51.100.8"));
     assert_eq!((stats[0].packets, stats[0].bytes), (5, 300));
     assert!(stats[0].last_hit.is_some());
     // Folding again adds nothing new.

@@ -23,26 +23,18 @@ pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 /// Pending changes by key: a target and its list.
 pub type Keys = Vec<(Target, List)>;
 
-/// Decodes a deploy's body: empty deploys everything pending; `only`'s
-/// targets are parsed as TARGETs, with the list each names.
+/// Decodes a deploy's body: empty deploys everything pending; `only`
+/// names pending changes by target and list.
 pub fn deploy_body(bytes: &[u8]) -> Result<(DeployRequest, Option<Keys>), ApiError> {
     let req: DeployRequest = if bytes.is_empty() {
         DeployRequest::default()
     } else {
         body(bytes)?
     };
-    let only = match &req.only {
-        Some(keys) => Some(
-            keys.iter()
-                .map(|k| {
-                    Target::parse(&k.target)
-                        .map(|t| (t, k.list))
-                        .map_err(|e| ApiError::invalid(e.to_string()))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        None => None,
-    };
+    let only = req
+        .only
+        .as_ref()
+        .map(|keys| keys.iter().map(|k| (k.target, k.list)).collect());
     Ok((req, only))
 }
 

@@ -6,13 +6,15 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AttachMode, Format, List};
+use crate::model::{AttachMode, Format, List, Target};
 
 fn deny() -> List {
     List::Deny
 }
 
-/// One target to stage.
+/// One target to stage. Its target stays text until the daemon parses it:
+/// with `force`, a prefix with host bits set is taken as its network, so
+/// how it parses depends on the request around it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StageItem {
@@ -50,7 +52,7 @@ pub struct AddRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoveRequest {
-    pub targets: Vec<String>,
+    pub targets: Vec<Target>,
     #[serde(default = "deny")]
     pub list: List,
     #[serde(default)]
@@ -63,7 +65,7 @@ pub struct RemoveRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModeRequest {
-    pub targets: Vec<String>,
+    pub targets: Vec<Target>,
     pub monitor: bool,
     #[serde(default)]
     pub deploy: bool,
@@ -74,7 +76,7 @@ pub struct ModeRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Key {
-    pub target: String,
+    pub target: Target,
     #[serde(default = "deny")]
     pub list: List,
 }

@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AttachMode, AttachedMode, Entry, Format, List, Millis, Verdict};
+use crate::model::{AttachMode, AttachedMode, Entry, Format, List, Millis, Target, Verdict};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Counts {
@@ -42,7 +42,7 @@ pub struct StageResponse {
     #[serde(flatten)]
     pub counts: Counts,
     /// Targets as stored, e.g. a forced prefix in its normal form.
-    pub targets: Vec<String>,
+    pub targets: Vec<Target>,
     pub warnings: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed: Option<DeployResponse>,
@@ -59,7 +59,7 @@ pub struct SeqResponse {
 pub struct RollbackResponse {
     pub seq: u64,
     /// Entries of the revision left out because they have expired since.
-    pub expired: Vec<String>,
+    pub expired: Vec<Target>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed: Option<DeployResponse>,
 }
@@ -69,9 +69,9 @@ pub struct CheckResponse {
     pub ip: IpAddr,
     pub verdict: Verdict,
     /// The entry that decided the verdict.
-    pub entry: Option<String>,
+    pub entry: Option<Target>,
     /// The allow entry that protects the address, if any.
-    pub allowed_by: Option<String>,
+    pub allowed_by: Option<Target>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,7 +144,7 @@ pub struct Staged<T> {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatItem {
-    pub target: String,
+    pub target: Target,
     pub list: List,
     pub packets: u64,
     pub bytes: u64,
@@ -155,7 +155,7 @@ pub struct StatItem {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyResponse {
     pub seq: Option<u64>,
-    pub drift: Vec<String>,
+    pub drift: Vec<Target>,
     pub repaired: u64,
 }
 
@@ -169,7 +169,7 @@ pub struct ImportResponse {
     #[serde(flatten)]
     pub counts: Counts,
     pub skipped_invalid: u64,
-    pub skipped_guarded: Vec<String>,
+    pub skipped_guarded: Vec<Target>,
     /// Parsing and checking the file, then staging it in the store (and
     /// deploying it, with `deploy`).
     #[serde(default)]

@@ -5,7 +5,7 @@ use std::net::IpAddr;
 
 use denylist::{
     cli::Client,
-    model::List,
+    model::{List, Target},
     wire::{AddRequest, DeployRequest, DeployResponse, Key, StageItem, StageResponse, Status},
 };
 use denylist_tests::{
@@ -86,7 +86,7 @@ pub(crate) fn deploy(c: &Client, only: Option<&[&str]>) -> DeployResponse {
         only: only.map(|o| {
             o.iter()
                 .map(|t| Key {
-                    target: t.to_string(),
+                    target: Target::parse(t).unwrap(),
                     list: List::Deny,
                 })
                 .collect()

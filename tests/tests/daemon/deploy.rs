@@ -2,7 +2,7 @@
 //! only what it names.
 
 use denylist::{
-    model::List,
+    model::{List, Target},
     wire::{DeployRequest, DeployResponse, RemoveRequest, StageResponse},
 };
 
@@ -35,7 +35,7 @@ fn deploy_blocks_remove_unblocks_and_a_partial_deploy_ships_only_what_it_names()
     assert_eq!(status(&c).pending_changes, 1);
 
     let req = RemoveRequest {
-        targets: vec![A.into()],
+        targets: vec![Target::parse(A).unwrap()],
         list: List::Deny,
         deploy: true,
         message: None,

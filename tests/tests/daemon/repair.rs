@@ -4,7 +4,7 @@
 use std::{collections::BTreeSet, thread, time::Duration};
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData};
-use denylist::{cli::Client, wire::VerifyResponse};
+use denylist::{cli::Client, model::Target, wire::VerifyResponse};
 use denylist_common::{ExactValue, MAP_EXACT_V4};
 use denylist_tests::{
     daemon::{Daemon, kernel_exact_v4},
@@ -32,7 +32,7 @@ fn verify_finds_and_repairs_drift() {
     assert_eq!(sb.replies(A), COUNT, "the drift really lets A through");
 
     let v: VerifyResponse = c.post("/v1/verify", &serde_json::json!({})).unwrap();
-    assert_eq!((v.drift, v.repaired), (vec![A.to_string()], 1));
+    assert_eq!((v.drift, v.repaired), (vec![Target::parse(A).unwrap()], 1));
     assert_eq!(sb.replies(A), 0, "repaired");
     assert_eq!(status(&c).drift, 0);
     let audit: Vec<serde_json::Value> = c.get("/v1/audit?since=0").unwrap();

@@ -3,7 +3,7 @@
 use std::{thread, time::Duration};
 
 use denylist::{
-    model::List,
+    model::{List, Target},
     wire::{AddRequest, Class, RemoveRequest, StageResponse},
 };
 
@@ -46,7 +46,7 @@ fn a_peer_with_a_live_ssh_session_is_not_blocked_without_force() {
             }
             Ok(_) => {
                 let rm = RemoveRequest {
-                    targets: vec![A.into()],
+                    targets: vec![Target::parse(A).unwrap()],
                     list: List::Deny,
                     deploy: false,
                     message: None,

@@ -17,8 +17,8 @@ fn hits_are_counted_per_entry_and_survive_a_restart() {
     assert_eq!(sb.replies(A), 0);
     let stats: Vec<denylist::wire::StatItem> = sb.client().get("/v1/stats").unwrap();
     assert_eq!(
-        (stats[0].target.as_str(), stats[0].packets),
-        (A, u64::from(COUNT)),
+        (stats[0].target.to_string(), stats[0].packets),
+        (A.to_string(), u64::from(COUNT)),
         "busiest first: {stats:?}"
     );
     assert!(
@@ -39,7 +39,9 @@ fn hits_are_counted_per_entry_and_survive_a_restart() {
     );
     let idle: Vec<denylist::wire::StatItem> = sb.client().get("/v1/stats?idle=1h").unwrap();
     assert_eq!(
-        idle.iter().map(|s| s.target.as_str()).collect::<Vec<_>>(),
+        idle.iter()
+            .map(|s| s.target.to_string())
+            .collect::<Vec<_>>(),
         ["203.0.113.0/24"]
     );
 }

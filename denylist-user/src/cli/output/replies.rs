@@ -145,7 +145,8 @@ pub(crate) fn check(out: &mut impl Write, c: &CheckResponse) -> io::Result<()> {
             format!("monitor (would drop, passes): deny entry {e} is in monitor mode")
         }
         (Verdict::Pass, None, None) => "pass: no entry covers it".to_string(),
-        (v, e, None) => format!("{}: entry {}", name(&v), e.as_deref().unwrap_or("none")),
+        (v, Some(e), None) => format!("{}: entry {e}", name(&v)),
+        (v, None, None) => format!("{}: entry none", name(&v)),
     };
     writeln!(out, "{}: {why}", c.ip)
 }
@@ -239,7 +240,7 @@ pub(crate) fn stats(out: &mut impl Write, items: &[StatItem], now: Millis) -> io
     );
     for s in items {
         t.row(vec![
-            s.target.clone(),
+            s.target.to_string(),
             s.list.as_str().to_string(),
             s.packets.to_string(),
             s.bytes.to_string(),
@@ -400,7 +401,10 @@ mod tests {
         table::{EachError, each},
     };
     use super::*;
-    use crate::wire::{Change, Staged};
+    use crate::{
+        model::Target,
+        wire::{Change, Staged},
+    };
 
     #[test]
     fn entries_stream_from_a_json_array() {
@@ -516,8 +520,8 @@ mod tests {
         let c = |verdict, entry: Option<&str>, allowed_by: Option<&str>| CheckResponse {
             ip: "198.51.100.7".parse().unwrap(),
             verdict,
-            entry: entry.map(str::to_string),
-            allowed_by: allowed_by.map(str::to_string),
+            entry: entry.map(|t| Target::parse(t).unwrap()),
+            allowed_by: allowed_by.map(|t| Target::parse(t).unwrap()),
         };
         assert_eq!(
             text(|o| check(o, &c(Verdict::Drop, Some("198.51.100.0/24"), None))),
