@@ -68,6 +68,7 @@ fn route_input(route: u8, input: &[u8]) {
 fn decode<T: Serialize + DeserializeOwned>(body: &[u8]) -> Option<T> {
     match api::body::<T>(body) {
         Ok(req) => {
+            assert_eq!(body.trim_ascii_start().first(), Some(&b'{'), "only objects");
             let sent = serde_json::to_vec(&req).expect("requests serialize");
             let again: T = api::body(&sent)
                 .unwrap_or_else(|e| panic!("{} is refused: {e}", String::from_utf8_lossy(&sent)));

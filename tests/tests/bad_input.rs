@@ -48,7 +48,7 @@ fn cases(name: &str) -> Vec<(usize, Vec<String>)> {
 /// The HTTP status of each error class, and the CLI exit code.
 fn class_of_status(status: u16) -> Option<&'static str> {
     Some(match status {
-        400 => "invalid",
+        400 | 405 => "invalid",
         403 => "forbidden",
         404 => "not_found",
         409 => "conflict",
@@ -77,6 +77,8 @@ struct Env {
 
 struct Reply {
     status: u16,
+    /// The response's header lines, as curl dumps them.
+    headers: String,
     body: Vec<u8>,
 }
 
@@ -93,8 +95,11 @@ impl Env {
 
     /// One request with curl, the body sent byte for byte from `body`.
     fn curl(&self, method: &str, path: &str, body: Option<&Path>) -> Reply {
+        let headers = self.home.dir.path().join("reply-headers");
         let mut c = Command::new("curl");
         c.args(["-s", "--path-as-is", "--max-time", "120", "-o", "-"])
+            .arg("-D")
+            .arg(&headers)
             .args(["-w", "\n%{http_code}", "-H", "Expect:", "--unix-socket"])
             .arg(self.home.socket())
             .args(["-X", method]);
@@ -114,6 +119,7 @@ impl Env {
             .unwrap_or(0);
         Reply {
             status,
+            headers: std::fs::read_to_string(&headers).unwrap_or_default(),
             body: out.stdout[..at].to_vec(),
         }
     }
@@ -225,6 +231,18 @@ impl Env {
             })
             .collect()
     }
+}
+
+/// Whether `headers` carry an `Allow` header that names methods, none of
+/// them `refused`.
+fn allows(headers: &str, refused: &str) -> bool {
+    headers.lines().any(|l| {
+        l.split_once(':').is_some_and(|(name, value)| {
+            name.eq_ignore_ascii_case("allow")
+                && !value.trim().is_empty()
+                && value.split(',').all(|m| m.trim() != refused)
+        })
+    })
 }
 
 /// An error reply: JSON with the class of its status and a message, except
@@ -355,6 +373,11 @@ fn malformed_input_is_refused_with_its_class_and_changes_nothing() {
             ));
         } else if let Some(p) = error_body_problem(&r) {
             failures.push(format!("{what}: {p}: {}", r.text()));
+        } else if r.status == 405 && !allows(&r.headers, method) {
+            failures.push(format!(
+                "{what}: a 405 without an Allow header of other methods: {}",
+                r.headers
+            ));
         }
         env.alive(&what);
         counts[0] += 1;

@@ -15,34 +15,45 @@ use crate::{
 };
 
 /// Parses every target before anything is sent: one invalid target rejects
-/// the whole command. With `force`, a prefix with host bits set becomes its
-/// network; the notes say which.
+/// the whole command. `force` is the command's `--force`, `None` for a
+/// command without one. With it, a prefix with host bits set becomes its
+/// network, and the notes say which; without it, such a prefix is refused
+/// as a guardrail refuses (class `guarded`), since `--force` would pass it.
 pub(super) fn check_targets(
     input: &[String],
-    force: bool,
+    force: Option<bool>,
 ) -> Result<(Vec<Target>, Vec<String>), ApiError> {
     let mut targets = Vec::with_capacity(input.len());
     let mut notes = Vec::new();
     let mut invalid = Vec::new();
+    let mut only_host_bits = force.is_some();
     for t in input {
         match Target::parse(t) {
             Ok(target) => targets.push(target),
-            Err(TargetError::HostBits { network, .. }) if force => {
+            Err(TargetError::HostBits { network, .. }) if force == Some(true) => {
                 let target = Target::from(network);
                 notes.push(format!("{} → {target}", t.trim()));
                 targets.push(target);
             }
-            Err(e) => invalid.push(e.to_string()),
+            Err(e) => {
+                only_host_bits &= matches!(e, TargetError::HostBits { .. });
+                invalid.push(e.to_string());
+            }
         }
     }
+    let class = if only_host_bits {
+        Class::Guarded
+    } else {
+        Class::Invalid
+    };
     match invalid.len() {
         0 => Ok((targets, notes)),
-        1 => Err(ApiError::invalid(format!(
-            "{}; nothing was sent",
-            invalid.remove(0)
-        ))),
+        1 => Err(ApiError::new(
+            class,
+            format!("{}; nothing was sent", invalid.remove(0)),
+        )),
         n => Err(
-            ApiError::invalid(format!("{n} targets are invalid; nothing was sent"))
+            ApiError::new(class, format!("{n} targets are invalid; nothing was sent"))
                 .with_details(Value::from(invalid)),
         ),
     }
@@ -127,7 +138,7 @@ mod tests {
     fn targets_are_sent_in_normal_form() {
         let (t, notes) = check_targets(
             &args(&["198.51.100.7/32", "::ffff:198.51.100.9", "2001:DB8::1"]),
-            false,
+            Some(false),
         )
         .unwrap();
         assert_eq!(strings(&t), ["198.51.100.7", "198.51.100.9", "2001:db8::1"]);
@@ -136,26 +147,35 @@ mod tests {
 
     #[test]
     fn host_bits_need_force_and_are_then_normalized() {
-        let e = check_targets(&args(&["203.0.113.77/24"]), false).unwrap_err();
-        assert_eq!(e.class, Class::Invalid);
+        let e = check_targets(&args(&["203.0.113.77/24"]), Some(false)).unwrap_err();
+        assert_eq!(e.class, Class::Guarded);
         assert!(
             e.message
                 .contains("did you mean 203.0.113.77 or 203.0.113.0/24?"),
             "{}",
             e.message
         );
-        let (t, notes) = check_targets(&args(&["203.0.113.77/24"]), true).unwrap();
+        let (t, notes) = check_targets(&args(&["203.0.113.77/24"]), Some(true)).unwrap();
         assert_eq!(strings(&t), ["203.0.113.0/24"]);
         assert_eq!(notes, ["203.0.113.77/24 → 203.0.113.0/24"]);
+        // Where no --force is offered, it is just invalid; and so is a
+        // mix with a target no --force could pass.
+        let e = check_targets(&args(&["203.0.113.77/24"]), None).unwrap_err();
+        assert_eq!(e.class, Class::Invalid);
+        let e = check_targets(&args(&["203.0.113.77/24", "1.2.3"]), Some(false)).unwrap_err();
+        assert_eq!(e.class, Class::Invalid);
     }
 
     #[test]
     fn one_invalid_target_rejects_the_command_and_all_are_named() {
-        let e = check_targets(&args(&["198.51.100.7", "fe80::1%eth0"]), true).unwrap_err();
+        let e = check_targets(&args(&["198.51.100.7", "fe80::1%eth0"]), Some(true)).unwrap_err();
         assert_eq!(e.class.exit_code(), 2);
         assert!(e.message.contains("zone ids"), "{}", e.message);
-        let e =
-            check_targets(&args(&["01.2.3.4", "198.51.100.7", "256.1.1.1"]), false).unwrap_err();
+        let e = check_targets(
+            &args(&["01.2.3.4", "198.51.100.7", "256.1.1.1"]),
+            Some(false),
+        )
+        .unwrap_err();
         assert_eq!(e.message, "2 targets are invalid; nothing was sent");
         let lines = detail_lines(e.details.as_ref().unwrap());
         assert_eq!(lines.len(), 2);

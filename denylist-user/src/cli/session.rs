@@ -144,7 +144,7 @@ impl Session {
     }
 
     fn stage(&mut self, list: List, a: StageArgs, monitor: Option<bool>) -> Result<()> {
-        let (targets, notes) = check_targets(&a.targets, a.force)?;
+        let (targets, notes) = check_targets(&a.targets, Some(a.force))?;
         for n in notes {
             eprintln!("{n}");
         }
@@ -174,7 +174,7 @@ impl Session {
     }
 
     fn remove(&mut self, list: List, a: TargetsArgs) -> Result<()> {
-        let (targets, _) = check_targets(&a.targets, false)?;
+        let (targets, _) = check_targets(&a.targets, None)?;
         let req = RemoveRequest {
             targets,
             list,
@@ -188,7 +188,7 @@ impl Session {
     }
 
     fn mode(&mut self, a: TargetsArgs, monitor: bool) -> Result<()> {
-        let (targets, _) = check_targets(&a.targets, false)?;
+        let (targets, _) = check_targets(&a.targets, None)?;
         let req = ModeRequest {
             targets,
             monitor,

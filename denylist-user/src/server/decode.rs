@@ -16,6 +16,16 @@ use crate::{
 /// stranger learns nothing from a malformed body. Public for the fuzz
 /// targets.
 pub fn body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde reads a struct from a JSON array too, by position: `[]` would
+    // be a deploy of everything pending. Every body is an object.
+    let first = bytes
+        .iter()
+        .find(|b| !matches!(b, b' ' | b'\t' | b'\n' | b'\r'));
+    if first != Some(&b'{') {
+        return Err(ApiError::invalid(
+            "invalid request body: it must be a JSON object, {...}",
+        ));
+    }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError::invalid(format!("invalid request body: {e}")))
 }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use crate::{
     daemon::{CoreError, StoreError},
+    model::TargetError,
     wire::{ApiError, Class},
 };
 
@@ -13,6 +14,8 @@ impl From<CoreError> for ApiError {
     fn from(e: CoreError) -> Self {
         use CoreError as E;
         let class = match &e {
+            // `force` passes it, as it passes a guardrail.
+            E::Target(TargetError::HostBits { .. }) => Class::Guarded,
             E::NoTargets
             | E::Target(_)
             | E::Duration(_)
@@ -79,5 +82,38 @@ fn store_class(e: &StoreError) -> Class {
         | StoreError::NoRevision { .. } => Class::NotFound,
         StoreError::Conflict { .. } => Class::Conflict,
         _ => Class::Failure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Target;
+
+    fn class(e: CoreError) -> Class {
+        ApiError::from(e).class
+    }
+
+    #[test]
+    fn host_bits_are_refused_as_force_passes_them_and_other_bad_targets_are_invalid() {
+        let host_bits = Target::parse("203.0.113.77/24").unwrap_err();
+        let e = ApiError::from(CoreError::Target(host_bits));
+        assert_eq!((e.class, e.class.http_status()), (Class::Guarded, 422));
+        assert!(e.message.contains("did you mean"), "{}", e.message);
+        let bad = Target::parse("01.2.3.4").unwrap_err();
+        assert_eq!(class(CoreError::Target(bad)), Class::Invalid);
+    }
+
+    #[test]
+    fn store_errors_keep_their_class_and_an_unreadable_host_fails_closed() {
+        let missing = StoreError::NoRevision { rev: 9 };
+        assert_eq!(class(missing.into()), Class::NotFound);
+        let conflict = StoreError::Conflict { count: 2 };
+        assert_eq!(class(conflict.into()), Class::Conflict);
+        let unreadable = CoreError::GuardUnavailable {
+            what: "the live TCP sessions",
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        };
+        assert_eq!(class(unreadable), Class::Guarded);
     }
 }

@@ -440,10 +440,17 @@ async fn not_found() -> Response {
     ))
 }
 
+/// 405, with the `Allow` header that axum's method router adds to this
+/// fallback's answer; the class is `invalid`, like any malformed request.
 async fn wrong_method() -> Response {
-    error(ApiError::invalid(
-        "this route does not take that method: docs/api.md lists each route's method",
-    ))
+    let e = ApiError::invalid(
+        "this route does not take that method: the Allow header names the ones it takes",
+    );
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        axum::Json(ErrorBody { error: &e }),
+    )
+        .into_response()
 }
 
 /// Refuses a peer before its body is read: on a 0666 socket, a stranger

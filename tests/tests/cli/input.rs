@@ -62,15 +62,16 @@ fn targets_are_shown_in_normal_form_and_an_invalid_one_stages_nothing() {
     assert!(env.draft_entry("10.0.0.0/8", "deny").is_some());
     env.ok(&["discard"]);
 
-    // Host bits set: refused with both readings, normalized with --force.
-    let r = env.expect(2, &["add", "203.0.113.77/24"]);
+    // Host bits set: refused as a guardrail refuses (exit 3, since --force
+    // passes it), with both readings, and normalized with --force.
+    let r = env.expect(3, &["add", "203.0.113.77/24"]);
     assert!(
         r.err
             .contains("did you mean 203.0.113.77 or 203.0.113.0/24?"),
         "{r}"
     );
     env.assert_nothing_staged("a prefix with host bits");
-    let r = env.expect(2, &["add", "2001:db8::1/64"]);
+    let r = env.expect(3, &["add", "2001:db8::1/64"]);
     assert!(
         r.err.contains("did you mean 2001:db8::1 or 2001:db8::/64?"),
         "{r}"
