@@ -128,6 +128,16 @@ impl Daemon {
 
     /// Starts denylistd without waiting, e.g. to see it refuse to start.
     pub fn spawn(home: &Home, netns: Option<&Netns>, extra: &[&str]) -> Self {
+        Self::spawn_with_env(home, netns, extra, &[])
+    }
+
+    /// [`Daemon::spawn`] with more environment, e.g. a `NOTIFY_SOCKET`.
+    pub fn spawn_with_env(
+        home: &Home,
+        netns: Option<&Netns>,
+        extra: &[&str],
+        env: &[(&str, &std::ffi::OsStr)],
+    ) -> Self {
         let exe = bin("denylistd");
         let mut cmd = match netns {
             Some(ns) => ns.cmd(exe.to_str().expect("utf-8 path")),
@@ -146,6 +156,7 @@ impl Daemon {
             .arg("--bpffs")
             .arg(&home.bpffs)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(out.try_clone().expect("log fd"))
             .stderr(out);

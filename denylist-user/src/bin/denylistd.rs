@@ -79,13 +79,7 @@ fn serve(config: Config) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    server::logging::init();
     let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {

@@ -17,6 +17,17 @@ use crate::{
     },
 };
 
+/// A one-line view of the daemon, e.g. for systemd's status line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// The deployed revision; `None` if the store cannot be read just now.
+    pub revision: Option<u64>,
+    /// Entries in the kernel, both lists.
+    pub entries: usize,
+    pub interfaces: usize,
+    pub attached: usize,
+}
+
 impl Core {
     pub fn status(&self) -> Result<Status, CoreError> {
         let c = self.filter.counters()?;
@@ -53,6 +64,20 @@ impl Core {
             drift: self.drift as u64,
             degraded,
         })
+    }
+
+    /// What the daemon is serving, cheaply: no kernel counters are read.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            revision: self.store.revision().ok(),
+            entries: self.filter.len(),
+            interfaces: self.ifaces.len(),
+            attached: self
+                .ifaces
+                .values()
+                .filter(|i| i.attached.is_some())
+                .count(),
+        }
     }
 
     /// The kernel's global counters, for /metrics.

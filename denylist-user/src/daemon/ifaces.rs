@@ -38,7 +38,15 @@ impl Core {
                 None if idx == 0 => {}
                 None => match self.attach_now(&name, iface.mode) {
                     Ok(mode) => tracing::info!(iface = %name, ?mode, "attached"),
-                    Err(e) => tracing::warn!(iface = %name, "cannot attach: {e}"),
+                    Err(e) => {
+                        let why = e.to_string();
+                        if iface.failed.as_ref() != Some(&why) {
+                            tracing::warn!(iface = %name, "cannot attach: {why}");
+                        }
+                        if let Some(i) = self.ifaces.get_mut(&name) {
+                            i.failed = Some(why);
+                        }
+                    }
                 },
             }
         }
@@ -52,6 +60,7 @@ impl Core {
                     Iface {
                         mode,
                         attached: Some((m, self.filter.ifindex(iface))),
+                        failed: None,
                     },
                 );
                 Ok(m)

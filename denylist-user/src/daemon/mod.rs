@@ -22,6 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 pub use config::{Args, Config, ConfigError, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_STATE_DIR};
 use denylist_common::Hit;
 pub use error::{CoreError, GuardedLine, StartError};
+pub use health::Summary;
 
 // The core's interface hands out these: its errors carry store errors, and
 // listings stream from the store's snapshots.
@@ -42,6 +43,9 @@ struct Iface {
     mode: AttachMode,
     /// The mode and ifindex while attached.
     attached: Option<(AttachedMode, u32)>,
+    /// Why the last attempt to attach failed, logged once until it changes:
+    /// an interface another program holds is retried every second.
+    failed: Option<String>,
 }
 
 /// Operational counters for /metrics.
@@ -107,6 +111,7 @@ impl Core {
                 Iface {
                     mode,
                     attached: None,
+                    failed: None,
                 },
             );
         }
@@ -114,6 +119,7 @@ impl Core {
             ifaces.entry(iface.clone()).or_insert(Iface {
                 mode: config.xdp_mode,
                 attached: None,
+                failed: None,
             });
         }
         for iface in adopted {

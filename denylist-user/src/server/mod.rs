@@ -17,7 +17,9 @@ use tokio::net::{TcpListener, UnixListener};
 mod auth;
 pub mod decode;
 mod error;
+pub mod logging;
 mod metrics;
+mod notify;
 mod routes;
 mod stream;
 
@@ -137,6 +139,13 @@ pub async fn run(
     }
     let app = routes::router(AppState::new(core.clone()));
     tracing::info!("serving the API");
+    // The start attached every configured interface that exists, or
+    // recorded why it could not: systemd may start what comes after us.
+    notify::ready(&core.lock().unwrap_or_else(|p| p.into_inner()));
+    let shutdown = async {
+        shutdown.await;
+        notify::stopping();
+    };
     let served = axum::serve(
         listener,
         app.into_make_service_with_connect_info::<PeerCred>(),

@@ -127,7 +127,11 @@ impl AppState {
         let core = self.core.clone();
         let joined = tokio::task::spawn_blocking(move || {
             let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
-            f(&mut core, &peer)
+            let result = f(&mut core, &peer);
+            if need == Role::Admin && result.is_ok() {
+                super::notify::status(&core);
+            }
+            result
         })
         .await;
         match joined {

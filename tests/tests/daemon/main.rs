@@ -7,6 +7,8 @@ mod common;
 mod deploy;
 mod expiry;
 mod interfaces;
+mod logs;
+mod notify;
 mod repair;
 mod restarts;
 mod ssh;

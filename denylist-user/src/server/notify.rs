@@ -1,0 +1,43 @@
+//! Telling systemd how the daemon is doing (`Type=notify`, sd_notify(3)):
+//! `READY=1` once the filter is attached to every configured interface that
+//! exists (or has failed to, which `status` reports), a `STATUS=` line with
+//! the revision and entries after each change, and `STOPPING=1`. Without
+//! `NOTIFY_SOCKET` these do nothing.
+
+use sd_notify::NotifyState;
+
+use crate::daemon::Core;
+
+/// `READY=1` with the first status line.
+pub(super) fn ready(core: &Core) {
+    send(&[NotifyState::Ready, NotifyState::Status(&status_line(core))]);
+}
+
+/// A new status line, after a change.
+pub(super) fn status(core: &Core) {
+    send(&[NotifyState::Status(&status_line(core))]);
+}
+
+pub(super) fn stopping() {
+    send(&[NotifyState::Stopping]);
+}
+
+fn status_line(core: &Core) -> String {
+    let s = core.summary();
+    let revision = match s.revision {
+        Some(r) => format!("revision {r}"),
+        None => "revision unknown (the store cannot be read)".to_string(),
+    };
+    let interfaces = if s.interfaces == 0 {
+        "no interface configured".to_string()
+    } else {
+        format!("{} of {} interfaces attached", s.attached, s.interfaces)
+    };
+    format!("{revision}, {} entries, {interfaces}", s.entries)
+}
+
+fn send(state: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!("cannot notify systemd through NOTIFY_SOCKET: {e}");
+    }
+}

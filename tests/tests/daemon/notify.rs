@@ -1,0 +1,58 @@
+//! systemd's view (`Type=notify`): READY=1 only once the filter is on the
+//! configured interface, a STATUS= line per change, STOPPING=1 on SIGTERM.
+
+use std::{os::unix::net::UnixDatagram, time::Duration};
+
+use denylist_tests::daemon::Daemon;
+
+use crate::common::{A, add, sandbox};
+
+/// The next datagram on the notify socket, as text.
+fn next(sock: &UnixDatagram) -> String {
+    let mut buf = [0u8; 4096];
+    let n = sock
+        .recv(&mut buf)
+        .expect("a notification within the timeout");
+    String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
+}
+
+#[test]
+fn ready_comes_once_the_filter_is_attached_then_a_status_per_change_and_stopping() {
+    let sb = sandbox("ntf");
+    let ns = &sb.pair.receiver;
+    let iface = sb.pair.receiver_xdp_if.clone();
+    let path = sb.home.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let d = Daemon::spawn_with_env(
+        &sb.home,
+        Some(ns),
+        &["--iface", &iface],
+        &[("NOTIFY_SOCKET", path.as_os_str())],
+    );
+
+    let ready = next(&sock);
+    // Checked the moment READY=1 arrives: the daemon attaches before it says so.
+    let xdp = ns
+        .run(&["ip", "-j", "-d", "link", "show", "dev", &iface])
+        .unwrap();
+    let lines: Vec<&str> = ready.lines().collect();
+    assert!(lines.contains(&"READY=1"), "{ready}");
+    assert!(
+        lines.contains(&"STATUS=revision 0, 0 entries, 1 of 1 interfaces attached"),
+        "{ready}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&xdp).unwrap();
+    assert_eq!(v[0]["xdp"]["prog"]["name"], "denylist", "attached at READY");
+    assert!(sb.home.bpffs.join(format!("link-{iface}")).exists());
+
+    add(&sb.client(), &[A], true);
+    assert_eq!(
+        next(&sock),
+        "STATUS=revision 1, 1 entries, 1 of 1 interfaces attached",
+        "a status line after the change"
+    );
+    assert!(d.stop().success());
+    assert_eq!(next(&sock), "STOPPING=1");
+}
