@@ -276,6 +276,9 @@ impl Session {
             self.raw_json(&body)?;
         } else {
             output::status(&mut self.out, &status)?;
+            for w in &status.warnings {
+                eprintln!("warning: {w}");
+            }
         }
         if status.degraded {
             return Err(ApiError::failure("denylistd is degraded")

@@ -43,6 +43,12 @@ impl Core {
             })
             .collect();
         let degraded = interfaces.iter().any(|i| !i.attached) || self.drift > 0;
+        let mut warnings = Vec::new();
+        if interfaces.is_empty() {
+            warnings.push(
+                "no interface configured: nothing is filtered until one is attached (denylist attach IFACE, or iface in denylistd.toml)".to_string(),
+            );
+        }
         Ok(Status {
             revision: self.store.revision()?,
             pending_changes: self.store.pending_count()? as u64,
@@ -63,6 +69,7 @@ impl Core {
             },
             drift: self.drift as u64,
             degraded,
+            warnings,
         })
     }
 

@@ -107,6 +107,12 @@ fn save_and_deploy_puts_entries_in_the_kernel_and_unblocks_on_removal() {
     assert_eq!(verdict(&c, "203.0.113.9"), Verdict::Drop);
     let s = c.status().unwrap();
     assert_eq!((s.revision, s.pending_changes, s.entries.deny), (1, 0, 2));
+    // A fresh install attaches to nothing: no fault, but worth saying.
+    assert!(!s.degraded);
+    assert!(
+        s.warnings[0].starts_with("no interface configured"),
+        "{s:?}"
+    );
     let req = RemoveRequest {
         targets: vec![t("198.51.100.7")],
         list: List::Deny,
@@ -309,6 +315,7 @@ fn interfaces_attach_and_detach_through_the_filter() {
     .unwrap();
     let s = c.status().unwrap();
     assert!(s.interfaces[0].attached && !s.degraded, "{s:?}");
+    assert!(s.warnings.is_empty(), "{s:?}");
     assert!(fake.state().attached.contains_key("veth-test"));
     // The interface goes away: noticed, and attached again on return.
     fake.state().ifaces.remove("veth-test");

@@ -117,6 +117,10 @@ pub struct Status {
     /// Drift found by the last verify and not repaired.
     pub drift: u64,
     pub degraded: bool,
+    /// What is worth knowing but is no fault, e.g. no interface configured
+    /// (a fresh install): `degraded` stays false.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -19,7 +19,8 @@ fn ops_status_stats_verify_backup_attach_detach_completions() {
     );
     let r = env.expect(1, &["status", "--json"]);
     let s = r.json();
-    // The spec's keys, plus `drift` and `degraded` (documented on Status).
+    // The spec's keys, plus `drift`, `degraded` and `warnings` (documented
+    // on Status).
     assert_keys(
         &s,
         &[
@@ -31,6 +32,7 @@ fn ops_status_stats_verify_backup_attach_detach_completions() {
             "counters",
             "drift",
             "degraded",
+            "warnings",
         ],
         "status",
     );
@@ -54,8 +56,10 @@ fn ops_status_stats_verify_backup_attach_detach_completions() {
     let r = env.expect(5, &["detach", "dl-unknown"]);
     assert!(r.err.contains("dl-unknown"), "{r}");
     env.ok(&["detach", "dl-missing"]);
+    // No interface at all is a fresh install's state: no fault, a warning.
     let r = env.ok(&["status"]);
     assert!(r.out.contains("revision    0"), "{r}");
+    assert!(r.err.contains("warning: no interface configured"), "{r}");
 
     // Entries to count.
     env.ok(&["add", "198.51.100.7", "203.0.113.0/24", "--deploy"]);

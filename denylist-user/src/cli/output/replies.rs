@@ -565,6 +565,7 @@ mod tests {
             counters: Default::default(),
             drift: 0,
             degraded: true,
+            warnings: Vec::new(),
         };
         let out = text(|o| status(o, &s));
         assert!(
