@@ -5,7 +5,9 @@
 //! Group membership is looked up on every request (getgrouplist), so taking
 //! a user out of a group takes effect on their next request.
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
+
+use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
 
 /// What a peer may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -33,41 +35,16 @@ pub fn user_name(uid: u32) -> String {
     passwd(uid).map_or_else(|| uid.to_string(), |(name, _)| name)
 }
 
+// nix grows its buffers until the entry fits (up to 1 MiB): a group of
+// thousands of members, as LDAP or SSSD serve them, does not fit the 16 KiB
+// a fixed buffer gives, and would deny every non-root user.
 fn passwd(uid: u32) -> Option<(String, u32)> {
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: zeroed passwd is a valid out-struct; buf outlives the call.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut out: *mut libc::passwd = std::ptr::null_mut();
-    // SAFETY: every pointer refers to a live local; buf's length is passed.
-    let rc =
-        unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out) };
-    if rc != 0 || out.is_null() {
-        return None;
-    }
-    // SAFETY: pw_name points into buf, NUL-terminated by libc.
-    let name = unsafe { CStr::from_ptr(pw.pw_name) }
-        .to_string_lossy()
-        .into_owned();
-    Some((name, pw.pw_gid))
+    let user = User::from_uid(Uid::from_raw(uid)).ok()??;
+    Some((user.name, user.gid.as_raw()))
 }
 
 fn group_id(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 16 * 1024];
-    // SAFETY: as in passwd.
-    let mut gr: libc::group = unsafe { std::mem::zeroed() };
-    let mut out: *mut libc::group = std::ptr::null_mut();
-    // SAFETY: as in passwd.
-    let rc = unsafe {
-        libc::getgrnam_r(
-            c.as_ptr(),
-            &mut gr,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut out,
-        )
-    };
-    (rc == 0 && !out.is_null()).then_some(gr.gr_gid)
+    Some(Group::from_name(name).ok()??.gid.as_raw())
 }
 
 /// The groups of `user` (primary `gid` included), read afresh from the
@@ -76,17 +53,11 @@ fn groups(user: &str, gid: u32) -> Vec<u32> {
     let Ok(c) = CString::new(user) else {
         return vec![gid];
     };
-    let mut n: libc::c_int = 64;
-    loop {
-        let mut groups = vec![0 as libc::gid_t; n as usize];
-        // SAFETY: groups has room for n entries; n is updated on return.
-        let rc = unsafe { libc::getgrouplist(c.as_ptr(), gid, groups.as_mut_ptr(), &mut n) };
-        if rc >= 0 {
-            groups.truncate(n as usize);
-            return groups;
-        }
-        if n as usize <= groups.len() {
-            n *= 2;
+    match getgrouplist(&c, Gid::from_raw(gid)) {
+        Ok(groups) => groups.into_iter().map(Gid::as_raw).collect(),
+        Err(e) => {
+            tracing::warn!(%user, "cannot read the groups of {user}: {e}; only its primary group counts");
+            vec![gid]
         }
     }
 }

@@ -10,7 +10,8 @@ use denylist_tests::{
 };
 
 use crate::common::{
-    A, EVERYONE, FORBIDDEN, IFACE, Users, Who, chmod, cli, iface_netns, open_home, run_ok, state,
+    A, Accounts, EVERYONE, FORBIDDEN, IFACE, Users, Who, chmod, cli, iface_netns, open_home,
+    run_ok, state,
 };
 
 /// Who may run a command.
@@ -295,4 +296,51 @@ fn every_cli_command_is_authorized_by_group_and_a_group_change_counts_at_once() 
     run_ok(Command::new("gpasswd").args(["-d", &users.viewer, &users.viewer_group]));
     let r = cli(Some(&users.viewer), Some(&viewer_login), &sock, &["list"]);
     assert_eq!(r.code, FORBIDDEN, "removed from both groups: {}", r.stderr);
+}
+
+/// An admin group as large as a directory serves them: its entry does not
+/// fit the 16 KiB a fixed lookup buffer gives, and must still authorize.
+#[test]
+fn an_admin_group_of_two_thousand_members_still_authorizes_its_members() {
+    require_root();
+    let mut acc = Accounts::new();
+    let group = acc.group("big");
+    let admin = acc.user("big", &[&group]);
+    let viewer_group = acc.group("bigv");
+    // Members need not be local users for the group file; 2,000 names of
+    // 16 bytes make the entry about 34 KB. The group goes with `acc`.
+    let others: Vec<String> = (0..2000).map(|i| format!("dlsbigmember{i:04}")).collect();
+    let file = fs::read_to_string("/etc/group").unwrap();
+    let grown: String = file
+        .lines()
+        .map(|line| {
+            if line.starts_with(&format!("{group}:")) {
+                format!("{line},{}\n", others.join(","))
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    assert!(grown.len() > file.len() + 30_000, "the group grew");
+    fs::write("/etc/group", grown).unwrap();
+    let members = run_ok(Command::new("getent").args(["group", &group]));
+    assert_eq!(
+        members.trim().split(',').count(),
+        2001,
+        "{admin} and 2,000 more"
+    );
+
+    let ns = iface_netns("secb");
+    let home = open_home("secb");
+    let args = ["--admin-group", &group, "--viewer-group", &viewer_group];
+    let _d = Daemon::start(&home, Some(&ns), &args);
+    let r = cli(Some(&admin), None, &home.socket(), &["add", A]);
+    assert_eq!(
+        r.code, 0,
+        "a member of a large admin group is an admin: {}",
+        r.stderr
+    );
+    let events = crate::common::audit(&home.client());
+    let last = events.last().unwrap();
+    assert_eq!(last["user"], admin.as_str(), "{last}");
 }
