@@ -117,6 +117,7 @@ impl Core {
                 phases.commit = commit_start.elapsed().as_millis() as u64;
                 let ms = start.elapsed().as_millis() as u64;
                 self.ops.last_deploy_ms = ms;
+                self.ops.last_deploy_at = now_ms();
                 Ok(DeployResponse {
                     seq: Some(seq),
                     revision: Some(rev.revision),

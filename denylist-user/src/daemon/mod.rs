@@ -29,7 +29,7 @@ pub use health::Summary;
 pub use crate::store::{Snapshot, Snapshots, StoreError};
 use crate::{
     dataplane::{Filter, PinnedFilter, prefix_needs, tai_offset_ms},
-    model::{AttachMode, AttachedMode, Rule},
+    model::{AttachMode, AttachedMode, Millis, Rule},
     store::{SqliteStore, Store},
 };
 
@@ -54,6 +54,8 @@ pub struct OpsCounters {
     pub deploy_failures: u64,
     pub verify_repairs: u64,
     pub last_deploy_ms: u64,
+    /// When the last deploy since the start succeeded; 0 before the first.
+    pub last_deploy_at: Millis,
 }
 
 pub struct Core {

@@ -2,7 +2,7 @@
 //! revision, capacity, deploy and verify health, and the busiest entries.
 
 use std::{
-    fmt::Write as _,
+    fmt::{Display, Write as _},
     sync::{Arc, Mutex},
 };
 
@@ -31,44 +31,77 @@ pub fn router(core: Arc<Mutex<Core>>) -> Router {
     )
 }
 
-fn series(out: &mut String, name: &str, help: &str, kind: &str, rows: &[(String, u64)]) {
+fn series(out: &mut String, name: &str, help: &str, kind: &str, rows: &[(String, impl Display)]) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, v) in rows {
         let _ = writeln!(out, "{name}{labels} {v}");
     }
 }
 
-/// The whole exposition; a field that cannot be read is left out.
+/// A label value, escaped as the text format wants it.
+fn label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The whole exposition; a field that cannot be read is left out. Names
+/// follow Prometheus's conventions: base units (`_seconds`, `_bytes`),
+/// `_total` for counters, and outcome labels that do not overlap, so a
+/// `sum()` over them counts each packet once.
 pub fn render(core: &mut Core) -> String {
     let mut out = String::new();
+    series(
+        &mut out,
+        "denylist_build_info",
+        "The running denylistd's version, as a label; the value is always 1.",
+        "gauge",
+        &[(format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1)],
+    );
     if let Ok(s) = core.status() {
         let c = &s.counters;
         let dp = core.counters().unwrap_or_default();
-        let v = |verdict: &str, n: u64| (format!("{{verdict=\"{verdict}\"}}"), n);
+        // The kernel counts monitored, allowed and unparsable packets among
+        // the passed ones too; `passed` here is what no entry touched.
+        let plain = |all: u64, parts: [u64; 3]| all.saturating_sub(parts.iter().sum());
+        let o = |outcome: &str, n: u64| (format!("{{outcome=\"{outcome}\"}}"), n);
         series(
             &mut out,
             "denylist_packets_total",
-            "Packets seen by the XDP program, by verdict (passed includes monitored, allowed and unparsable).",
+            "Packets seen by the XDP program since the daemon started, by outcome; the outcomes do not overlap.",
             "counter",
             &[
-                v("dropped", c.dropped_packets),
-                v("passed", c.passed_packets),
-                v("monitored", c.monitored_packets),
-                v("allowed", c.allowed_packets),
-                v("unparsable", c.unparsable_packets),
+                o("dropped", c.dropped_packets),
+                o(
+                    "passed",
+                    plain(
+                        c.passed_packets,
+                        [c.monitored_packets, c.allowed_packets, c.unparsable_packets],
+                    ),
+                ),
+                o("monitored", c.monitored_packets),
+                o("allowed", c.allowed_packets),
+                o("unparsable", c.unparsable_packets),
             ],
         );
         series(
             &mut out,
             "denylist_bytes_total",
-            "Bytes seen by the XDP program (whole frames), by verdict.",
+            "Bytes of those packets (whole frames), by outcome.",
             "counter",
             &[
-                v("dropped", dp.dropped_bytes),
-                v("passed", dp.passed_bytes),
-                v("monitored", dp.monitored_bytes),
-                v("allowed", dp.allowed_bytes),
-                v("unparsable", dp.unparsable_bytes),
+                o("dropped", dp.dropped_bytes),
+                o(
+                    "passed",
+                    plain(
+                        dp.passed_bytes,
+                        [dp.monitored_bytes, dp.allowed_bytes, dp.unparsable_bytes],
+                    ),
+                ),
+                o("monitored", dp.monitored_bytes),
+                o("allowed", dp.allowed_bytes),
+                o("unparsable", dp.unparsable_bytes),
             ],
         );
         series(
@@ -81,7 +114,7 @@ pub fn render(core: &mut Core) -> String {
         series(
             &mut out,
             "denylist_entries",
-            "Deployed entries per list.",
+            "Entries in the kernel, per list.",
             "gauge",
             &[
                 ("{list=\"deny\"}".into(), s.entries.deny),
@@ -106,6 +139,41 @@ pub fn render(core: &mut Core) -> String {
             "gauge",
             &[(String::new(), attached)],
         );
+        let per_iface: Vec<(String, u8)> = s
+            .interfaces
+            .iter()
+            .map(|i| {
+                let mode = match i.xdp_mode {
+                    Some(m) if i.attached => format!("{m:?}").to_lowercase(),
+                    _ => "none".to_string(),
+                };
+                (
+                    format!("{{iface=\"{}\",mode=\"{mode}\"}}", label(&i.name)),
+                    u8::from(i.attached),
+                )
+            })
+            .collect();
+        series(
+            &mut out,
+            "denylist_interface_attached",
+            "1 while the program is attached to the interface, 0 while it is not (the interface is missing, or another program holds it).",
+            "gauge",
+            &per_iface,
+        );
+        series(
+            &mut out,
+            "denylist_degraded",
+            "1 while denylist status says degraded: an interface is not attached, or drift is left.",
+            "gauge",
+            &[(String::new(), u8::from(s.degraded))],
+        );
+        series(
+            &mut out,
+            "denylist_drift_entries",
+            "Kernel entries the last verify found wrong and could not repair.",
+            "gauge",
+            &[(String::new(), s.drift)],
+        );
         series(
             &mut out,
             "denylist_pending_changes",
@@ -117,22 +185,29 @@ pub fn render(core: &mut Core) -> String {
     let ops = &core.ops;
     series(
         &mut out,
-        "denylist_last_deploy_duration_milliseconds",
-        "How long the last deploy took, in milliseconds.",
+        "denylist_last_deploy_duration_seconds",
+        "How long the last deploy since the daemon started took; 0 before the first.",
         "gauge",
-        &[(String::new(), ops.last_deploy_ms)],
+        &[(String::new(), ops.last_deploy_ms as f64 / 1000.0)],
+    );
+    series(
+        &mut out,
+        "denylist_last_deploy_timestamp_seconds",
+        "When the last deploy since the daemon started finished, in Unix time; 0 before the first.",
+        "gauge",
+        &[(String::new(), ops.last_deploy_at as f64 / 1000.0)],
     );
     series(
         &mut out,
         "denylist_deploy_failures_total",
-        "Deploys that failed.",
+        "Deploys that failed since the daemon started.",
         "counter",
         &[(String::new(), ops.deploy_failures)],
     );
     series(
         &mut out,
         "denylist_verify_repairs_total",
-        "Drift repairs by verify.",
+        "Entries repaired by verify since the daemon started.",
         "counter",
         &[(String::new(), ops.verify_repairs)],
     );
@@ -156,4 +231,15 @@ pub fn render(core: &mut Core) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_values_are_escaped() {
+        assert_eq!(label("eth0"), "eth0");
+        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
 }

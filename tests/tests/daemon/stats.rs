@@ -60,16 +60,33 @@ fn metrics_are_served_in_prometheus_text() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     for needle in [
-        "denylist_packets_total{verdict=\"dropped\"}",
-        "denylist_bytes_total{verdict=\"passed\"}",
+        "denylist_build_info{version=\"",
+        "denylist_packets_total{outcome=\"dropped\"}",
+        "denylist_packets_total{outcome=\"passed\"}",
+        "denylist_bytes_total{outcome=\"passed\"}",
         "denylist_revision 1",
         "denylist_entries{list=\"deny\"} 1",
         "denylist_capacity{kind=\"total\"}",
-        "denylist_last_deploy_duration_milliseconds",
+        "denylist_last_deploy_duration_seconds",
         "denylist_deploy_failures_total 0",
         "denylist_verify_repairs_total 0",
         "denylist_attached_interfaces 0",
+        "denylist_degraded 0",
+        "denylist_drift_entries 0",
     ] {
         assert!(text.contains(needle), "{needle} missing from:\n{text}");
     }
+    // Base units: the last deploy is dated in seconds of Unix time.
+    let at: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("denylist_last_deploy_timestamp_seconds "))
+        .expect("the last deploy's time")
+        .parse()
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - at).abs() < 120.0, "{at} is not about {now}");
+    assert!(!text.contains("milliseconds"), "{text}");
 }
