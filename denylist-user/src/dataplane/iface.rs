@@ -21,6 +21,12 @@ pub fn ifindex(iface: &str) -> u32 {
 /// The XDP program another tool attached to `iface`, named for an error.
 pub fn xdp_holder(iface: &str) -> Option<String> {
     let (_, id) = xdp_of(iface)?;
+    // Several programs at once (XDP_ATTACHED_MULTI) come with no single id.
+    let Some(id) = id else {
+        return Some(format!(
+            "programs (`bpftool net show dev {iface}` lists them)"
+        ));
+    };
     // Naming a program takes CAP_SYS_ADMIN (BPF_PROG_GET_NEXT_ID), which the
     // systemd unit does not grant; the id is always there.
     let name = aya::programs::loaded_programs()
@@ -40,7 +46,7 @@ pub fn xdp_mode_of(iface: &str) -> Option<AttachedMode> {
 }
 
 /// The attachment mode and program id the kernel reports for `iface`.
-fn xdp_of(iface: &str) -> Option<(AttachedMode, u32)> {
+fn xdp_of(iface: &str) -> Option<(AttachedMode, Option<u32>)> {
     let index = ifindex(iface);
     if index == 0 {
         return None;
@@ -67,7 +73,7 @@ fn xdp_of(iface: &str) -> Option<(AttachedMode, u32)> {
             _ => {}
         }
     }
-    Some((mode?, id.unwrap_or(0)))
+    Some((mode?, id))
 }
 
 /// The attributes of link `index`: one RTM_GETLINK request and its answer.
