@@ -106,6 +106,12 @@ impl Core {
             Ok(done) => done,
             Err(source) => {
                 self.ops.deploy_failures += 1;
+                tracing::error!(
+                    user,
+                    kind,
+                    error = %source,
+                    "deploy failed; the kernel is unchanged and the changes stay staged"
+                );
                 return Err(CoreError::DeployFailed {
                     source: Box::new(source),
                 });
@@ -118,6 +124,16 @@ impl Core {
                 let ms = start.elapsed().as_millis() as u64;
                 self.ops.last_deploy_ms = ms;
                 self.ops.last_deploy_at = now_ms();
+                tracing::info!(
+                    revision = rev.revision,
+                    added = counts.added,
+                    removed = counts.removed,
+                    changed = counts.changed,
+                    user,
+                    kind,
+                    took_ms = ms,
+                    "deployed"
+                );
                 Ok(DeployResponse {
                     seq: Some(seq),
                     revision: Some(rev.revision),
@@ -130,6 +146,12 @@ impl Core {
             }
             Err(source) => {
                 self.ops.deploy_failures += 1;
+                tracing::error!(
+                    user,
+                    kind,
+                    error = %source,
+                    "deploy failed: the store could not record it; rolling the kernel back"
+                );
                 if let Err(u) = self.filter.apply(&changes.inverse()) {
                     tracing::error!(
                         "undoing the kernel after a failed commit: {u}; verify will repair it"

@@ -236,6 +236,12 @@ impl Core {
         let (seq, expired) = self
             .store
             .rollback(req.revision, req.force, user, now_ms())?;
+        tracing::info!(
+            to_revision = req.revision,
+            left_out_expired = expired.len(),
+            user,
+            "rollback staged"
+        );
         let deployed = if req.deploy {
             let msg = req
                 .message

@@ -99,6 +99,7 @@ impl Core {
         let seq = self
             .store
             .set_attachment(&req.iface, Some(mode.as_str()), user, now_ms())?;
+        tracing::info!(iface = %req.iface, mode = ?attached, user, "attach recorded");
         Ok(SeqResponse {
             seq,
             detail: Some(serde_json::json!({ "iface": req.iface, "xdp_mode": attached })),
@@ -111,6 +112,7 @@ impl Core {
         }
         self.filter.detach(&req.iface)?;
         self.ifaces.remove(&req.iface);
+        tracing::info!(iface = %req.iface, user, "detached");
         let seq = self
             .store
             .set_attachment(&req.iface, None, user, now_ms())?;

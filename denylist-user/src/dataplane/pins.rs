@@ -48,14 +48,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PinsError + '_ {
 }
 
 fn fs_type(path: &Path) -> io::Result<i64> {
-    let c = CString::new(path.as_os_str().as_encoded_bytes()).map_err(io::Error::other)?;
-    // SAFETY: statfs is plain old data, for which all zeroes is valid.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: statfs fills the struct; c is a valid C string.
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(st.f_type)
+    Ok(nix::sys::statfs::statfs(path)?.filesystem_type().0)
 }
 
 /// Mounts bpffs on /sys/fs/bpf when nothing is mounted there; a fresh
@@ -73,24 +66,14 @@ pub fn ensure_bpffs_mounted() -> Result<(), PinsError> {
         // Something else is mounted there: not ours to cover.
         return Ok(());
     }
-    let src = CString::new("bpf").expect("no NUL");
-    let target = CString::new(DEFAULT_BPFFS).expect("no NUL");
-    // SAFETY: valid C strings; no data argument.
-    let rc = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            src.as_ptr(),
-            0,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(PinsError::Mount {
-            source: io::Error::last_os_error(),
-        });
-    }
-    Ok(())
+    nix::mount::mount(
+        Some("bpf"),
+        DEFAULT_BPFFS,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| PinsError::Mount { source: e.into() })
 }
 
 const BPF_OBJ_PIN: libc::c_long = 6;
