@@ -24,6 +24,8 @@ const APT_PACKAGES: &[&str] = &[
     "iptables",
     "netsniff-ng",
     "python3-scapy",
+    // Reads the shipped Prometheus alert rules in the metrics test.
+    "python3-yaml",
     // The font the bench's charts are drawn with.
     "fonts-dejavu-core",
     "procps",

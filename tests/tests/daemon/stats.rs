@@ -1,6 +1,6 @@
 //! Counting: hits per entry across a restart, and the metrics endpoint.
 
-use std::process::Command;
+use std::{path::Path, process::Command};
 
 use denylist_tests::{
     daemon::{Daemon, Home},
@@ -89,4 +89,63 @@ fn metrics_are_served_in_prometheus_text() {
         .as_secs_f64();
     assert!((now - at).abs() < 120.0, "{at} is not about {now}");
     assert!(!text.contains("milliseconds"), "{text}");
+
+    // Every series the shipped dashboard and alert rules name is exported.
+    let exported: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let packaging = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
+    let rules = packaging.join("prometheus/denylist.rules.yml");
+    let dashboard = packaging.join("grafana/denylist-dashboard.json");
+    let mut named = 0;
+    for file in [&rules, &dashboard] {
+        let body = std::fs::read_to_string(file).unwrap();
+        for name in metric_names(&body) {
+            assert!(
+                exported.contains(&name.as_str()),
+                "{} names {name}, which is not exported: {exported:?}",
+                file.display()
+            );
+            named += 1;
+        }
+    }
+    assert!(named > 20, "the files name the series: {named}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&dashboard).unwrap()).unwrap();
+    assert!(json["panels"].as_array().unwrap().len() >= 10, "{json}");
+    // Each rule has what Prometheus and a pager need.
+    let check = Command::new("python3")
+        .args([
+            "-c",
+            "import sys, yaml\n\
+             rules = yaml.safe_load(open(sys.argv[1]))['groups'][0]['rules']\n\
+             assert len(rules) == 5, rules\n\
+             for r in rules:\n    \
+                 assert r['alert'] and r['expr'] and r['labels']['severity'] and r['annotations']['summary'], r",
+        ])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+/// Every `denylist_…` series name in `text`.
+fn metric_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("denylist_") {
+        let tail = &rest[at..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(tail[..end].to_string());
+        rest = &tail[end..];
+    }
+    names
 }
