@@ -109,8 +109,12 @@ fn established_to(family: u8, port: u16) -> io::Result<Vec<IpAddr>> {
                 NetlinkPayload::Error(e) => return Err(e.to_io()),
                 _ => {}
             }
+            // A dump ends with NLMSG_DONE; a message claiming no length
+            // would leave this loop waiting for it forever.
             if len == 0 {
-                break;
+                return Err(io::Error::other(
+                    "sock_diag answered with an empty netlink message",
+                ));
             }
             at += len;
         }
