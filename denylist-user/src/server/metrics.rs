@@ -38,6 +38,24 @@ fn series(out: &mut String, name: &str, help: &str, kind: &str, rows: &[(String,
     }
 }
 
+/// Rows by outcome from the kernel's counters, given as dropped, passed,
+/// monitored, allowed and unparsable. The kernel counts the last three among
+/// the passed ones too; `passed` here is what no entry touched, so the rows
+/// do not overlap.
+fn by_outcome([dropped, passed, monitored, allowed, unparsable]: [u64; 5]) -> Vec<(String, u64)> {
+    let plain = passed.saturating_sub(monitored + allowed + unparsable);
+    [
+        ("dropped", dropped),
+        ("passed", plain),
+        ("monitored", monitored),
+        ("allowed", allowed),
+        ("unparsable", unparsable),
+    ]
+    .into_iter()
+    .map(|(outcome, n)| (format!("{{outcome=\"{outcome}\"}}"), n))
+    .collect()
+}
+
 /// A label value, escaped as the text format wants it.
 fn label(value: &str) -> String {
     value
@@ -60,49 +78,34 @@ pub fn render(core: &mut Core) -> String {
         &[(format!("{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1)],
     );
     if let Ok(s) = core.status() {
-        let c = &s.counters;
-        let dp = core.counters().unwrap_or_default();
-        // The kernel counts monitored, allowed and unparsable packets among
-        // the passed ones too; `passed` here is what no entry touched.
-        let plain = |all: u64, parts: [u64; 3]| all.saturating_sub(parts.iter().sum());
-        let o = |outcome: &str, n: u64| (format!("{{outcome=\"{outcome}\"}}"), n);
+        // Status carries the packet counters but not every byte counter, so
+        // both series come from one read of the kernel's.
+        let c = core.counters().unwrap_or_default();
         series(
             &mut out,
             "denylist_packets_total",
             "Packets seen by the XDP program since the daemon started, by outcome; the outcomes do not overlap.",
             "counter",
-            &[
-                o("dropped", c.dropped_packets),
-                o(
-                    "passed",
-                    plain(
-                        c.passed_packets,
-                        [c.monitored_packets, c.allowed_packets, c.unparsable_packets],
-                    ),
-                ),
-                o("monitored", c.monitored_packets),
-                o("allowed", c.allowed_packets),
-                o("unparsable", c.unparsable_packets),
-            ],
+            &by_outcome([
+                c.dropped_packets,
+                c.passed_packets,
+                c.monitored_packets,
+                c.allowed_packets,
+                c.unparsable_packets,
+            ]),
         );
         series(
             &mut out,
             "denylist_bytes_total",
             "Bytes of those packets (whole frames), by outcome.",
             "counter",
-            &[
-                o("dropped", dp.dropped_bytes),
-                o(
-                    "passed",
-                    plain(
-                        dp.passed_bytes,
-                        [dp.monitored_bytes, dp.allowed_bytes, dp.unparsable_bytes],
-                    ),
-                ),
-                o("monitored", dp.monitored_bytes),
-                o("allowed", dp.allowed_bytes),
-                o("unparsable", dp.unparsable_bytes),
-            ],
+            &by_outcome([
+                c.dropped_bytes,
+                c.passed_bytes,
+                c.monitored_bytes,
+                c.allowed_bytes,
+                c.unparsable_bytes,
+            ]),
         );
         series(
             &mut out,
@@ -236,6 +239,15 @@ pub fn render(core: &mut Core) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn outcomes_do_not_overlap() {
+        let rows = by_outcome([5, 100, 10, 20, 30]);
+        let n = |o: &str| rows.iter().find(|(l, _)| l.contains(o)).unwrap().1;
+        assert_eq!(n("passed"), 40);
+        assert_eq!(rows.iter().map(|(_, v)| v).sum::<u64>(), 105);
+        assert_eq!(by_outcome([0, 1, 2, 0, 0])[1].1, 0, "never below zero");
+    }
 
     #[test]
     fn label_values_are_escaped() {

@@ -10,12 +10,22 @@ use crate::daemon::Core;
 
 /// `READY=1` with the first status line.
 pub(super) fn ready(core: &Core) {
-    send(&[NotifyState::Ready, NotifyState::Status(&status_line(core))]);
+    if listening() {
+        send(&[NotifyState::Ready, NotifyState::Status(&status_line(core))]);
+    }
 }
 
 /// A new status line, after a change.
 pub(super) fn status(core: &Core) {
-    send(&[NotifyState::Status(&status_line(core))]);
+    if listening() {
+        send(&[NotifyState::Status(&status_line(core))]);
+    }
+}
+
+/// Whether systemd listens: without it, every admin request would read the
+/// store for a line nobody receives.
+fn listening() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
 }
 
 pub(super) fn stopping() {
