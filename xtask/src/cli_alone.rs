@@ -19,6 +19,8 @@ const DAEMON_ONLY: &[&str] = &[
     "rusqlite",
     "libsqlite3-sys",
     "denylist-ebpf",
+    // The OpenAPI document is the daemon's to serve.
+    "utoipa",
 ];
 
 /// Builds the CLI alone with stable, then fails if its normal or build

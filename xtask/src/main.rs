@@ -9,6 +9,7 @@ mod demo;
 mod fuzz;
 mod host;
 mod layers;
+mod package;
 mod setup;
 mod test;
 
@@ -24,21 +25,27 @@ struct Cli {
 #[derive(Subcommand)]
 enum Task {
     /// Install what building and testing need: apt packages, nightly with
-    /// rust-src, bpf-linker linked against the nightly toolchain's LLVM, and
-    /// cargo-fuzz.
+    /// rust-src, bpf-linker linked against the nightly toolchain's LLVM,
+    /// cargo-fuzz, cargo-deb, and promtool (from Debian's prometheus
+    /// package, unpacked without installing it).
     Setup,
-    /// Build denylistd and the denylist CLI.
+    /// Build denylistd and the denylist CLI, their man pages and shell
+    /// completions.
     Build {
         /// Build with the release profile.
         #[arg(long)]
         release: bool,
     },
+    /// Build the Debian package denylist (target/debian/denylist_*.deb) from
+    /// the release build, with cargo-deb.
+    Package,
     /// Run every check CI runs; a failed step skips only the steps that need
     /// it.
     ///
     /// The steps: the layer check, fmt, clippy, eBPF clippy, the CLI built
     /// alone with stable, unit tests, 10 s of each fuzz target, the root
-    /// tests and a quick bench. A line per step at the end says how each
+    /// tests, the Debian package and its test, and a quick bench. A line per
+    /// step at the end says how each
     /// went; the task fails if any step failed.
     Test {
         /// Also run the long root tests (sets DENYLIST_LONG=1).
@@ -72,6 +79,7 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::run(),
         Task::Build { release } => build::run(release),
+        Task::Package => package::run(),
         Task::Test { long, filters } => test::run(long, &filters),
         Task::Layers => layers::check(),
         Task::Bench { quick } => bench::run(quick),

@@ -45,6 +45,10 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 /// `cargo xtask test`).
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
+/// Builds the Debian package (`cargo xtask package`, and in `cargo xtask
+/// test`).
+const CARGO_DEB_VERSION: &str = "3.8.0";
+
 /// What is present, found without changing anything.
 struct State {
     missing_packages: Vec<&'static str>,
@@ -55,6 +59,10 @@ struct State {
     bpf_linker: Option<String>,
     /// `cargo fuzz --version`, if cargo-fuzz runs.
     cargo_fuzz: Option<String>,
+    /// `cargo deb --version`, if cargo-deb runs.
+    cargo_deb: Option<String>,
+    /// `promtool --version`, if promtool runs.
+    promtool: Option<String>,
 }
 
 impl State {
@@ -71,18 +79,29 @@ impl State {
             missing_components,
             bpf_linker: cmd::probe(cmd::new("bpf-linker")?.arg("--version")),
             cargo_fuzz: cmd::probe(&mut cmd::cargo(["fuzz", "--version"])?),
+            cargo_deb: cmd::probe(&mut cmd::cargo(["deb", "--version"])?),
+            promtool: cmd::probe(cmd::new("promtool")?.arg("--version")),
         })
     }
 
-    /// Whether a task can run without setup; cargo-fuzz counts only for the
-    /// tasks that fuzz.
-    fn complete(&self, fuzz: bool) -> bool {
+    /// Whether a task can run without setup; cargo-fuzz and cargo-deb count
+    /// only for the tasks that use them.
+    fn complete(&self, extras: Extras) -> bool {
         self.missing_packages.is_empty()
             && self.nightly.is_some()
             && self.missing_components.is_empty()
             && self.bpf_linker.is_some()
-            && (!fuzz || self.cargo_fuzz.is_some())
+            && self.promtool.is_some()
+            && (!extras.fuzz || self.cargo_fuzz.is_some())
+            && (!extras.deb || self.cargo_deb.is_some())
     }
+}
+
+/// The tools only some tasks need.
+#[derive(Clone, Copy, Default)]
+struct Extras {
+    fuzz: bool,
+    deb: bool,
 }
 
 /// `cargo xtask setup`.
@@ -92,17 +111,36 @@ pub fn run() -> anyhow::Result<()> {
 
 /// Runs the full setup only when something it installs is missing.
 pub fn ensure() -> anyhow::Result<()> {
-    ensure_for(false)
+    ensure_for(Extras::default())
 }
 
 /// [`ensure`] for the tasks that fuzz, which need cargo-fuzz too.
 pub fn ensure_fuzz() -> anyhow::Result<()> {
-    ensure_for(true)
+    ensure_for(Extras {
+        fuzz: true,
+        deb: false,
+    })
 }
 
-fn ensure_for(fuzz: bool) -> anyhow::Result<()> {
+/// [`ensure`] for `cargo xtask package`, which needs cargo-deb too.
+pub fn ensure_package() -> anyhow::Result<()> {
+    ensure_for(Extras {
+        fuzz: false,
+        deb: true,
+    })
+}
+
+/// [`ensure`] for `cargo xtask test`, which fuzzes and packages.
+pub fn ensure_all() -> anyhow::Result<()> {
+    ensure_for(Extras {
+        fuzz: true,
+        deb: true,
+    })
+}
+
+fn ensure_for(extras: Extras) -> anyhow::Result<()> {
     let state = State::probe()?;
-    if state.complete(fuzz) {
+    if state.complete(extras) {
         return Ok(());
     }
     println!("setup: something is missing, running `cargo xtask setup` first");
@@ -122,7 +160,15 @@ fn install(state: State) -> anyhow::Result<()> {
     }
     match state.cargo_fuzz {
         Some(version) => println!("setup: cargo-fuzz present ({version})"),
-        None => install_cargo_fuzz()?,
+        None => install_cargo_tool("cargo-fuzz", CARGO_FUZZ_VERSION, "fuzz")?,
+    }
+    match state.cargo_deb {
+        Some(version) => println!("setup: cargo-deb present ({version})"),
+        None => install_cargo_tool("cargo-deb", CARGO_DEB_VERSION, "deb")?,
+    }
+    match state.promtool {
+        Some(version) => println!("setup: promtool present ({})", first_line(&version)),
+        None => install_promtool()?,
     }
     println!("setup: done");
     Ok(())
@@ -267,23 +313,70 @@ fn install_bpf_linker() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn install_cargo_fuzz() -> anyhow::Result<()> {
-    println!("setup: installing cargo-fuzz {CARGO_FUZZ_VERSION}");
+/// `cargo install` of a cargo subcommand at a pinned version, then a check
+/// that `cargo SUBCOMMAND --version` runs.
+fn install_cargo_tool(krate: &str, version: &str, subcommand: &str) -> anyhow::Result<()> {
+    println!("setup: installing {krate} {version}");
     cmd::run(&mut cmd::cargo([
         "install",
-        "cargo-fuzz",
+        krate,
         "--version",
-        CARGO_FUZZ_VERSION,
+        version,
         "--locked",
         "--force",
     ])?)
-    .context("installing cargo-fuzz failed: fix the error above, then rerun `cargo xtask setup`")?;
-    let version = cmd::probe(&mut cmd::cargo(["fuzz", "--version"])?).context(
-        "cargo-fuzz was installed but `cargo fuzz --version` fails: check that $CARGO_HOME/bin \
-         holds cargo-fuzz",
-    )?;
-    println!("setup: {version} works");
+    .with_context(|| {
+        format!("installing {krate} failed: fix the error above, then rerun `cargo xtask setup`")
+    })?;
+    let found = cmd::probe(&mut cmd::cargo([subcommand, "--version"])?).with_context(|| {
+        format!(
+            "{krate} was installed but `cargo {subcommand} --version` fails: check that \
+             $CARGO_HOME/bin holds {krate}"
+        )
+    })?;
+    println!("setup: {found} works");
     Ok(())
+}
+
+/// promtool checks the alert rules in packaging/ (the metrics test). It
+/// comes from Debian's prometheus package, but only the binary is taken
+/// from it: installing the package would start a Prometheus server.
+fn install_promtool() -> anyhow::Result<()> {
+    println!("setup: installing promtool from Debian's prometheus package");
+    let dir = std::env::temp_dir().join(format!("denylist-promtool-{}", std::process::id()));
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let result = (|| {
+        cmd::run(
+            cmd::new("apt-get")?
+                .args(["download", "prometheus"])
+                .current_dir(&dir),
+        )
+        .context("`apt-get download prometheus` failed: check the apt sources")?;
+        let deb = fs::read_dir(&dir)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .find(|p| p.extension().is_some_and(|x| x == "deb"))
+            .context("apt-get download left no .deb")?;
+        let root = dir.join("root");
+        cmd::run(cmd::new("dpkg-deb")?.arg("-x").arg(&deb).arg(&root))
+            .context("unpacking the prometheus package")?;
+        fs::copy(root.join("usr/bin/promtool"), PROMTOOL)
+            .with_context(|| format!("copying promtool to {PROMTOOL}"))?;
+        anyhow::Ok(())
+    })();
+    let _ = fs::remove_dir_all(&dir);
+    result?;
+    let version = cmd::probe(cmd::new("promtool")?.arg("--version"))
+        .with_context(|| format!("{PROMTOOL} was installed but `promtool --version` fails"))?;
+    println!("setup: {} works", first_line(&version));
+    Ok(())
+}
+
+/// Outside every package's files, where dpkg will not mind it.
+const PROMTOOL: &str = "/usr/local/bin/promtool";
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s)
 }
 
 /// The name of the one `libLLVM.so.*` file in the toolchain's lib directory,

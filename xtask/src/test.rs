@@ -1,7 +1,8 @@
 //! `cargo xtask test`: every check CI runs: the layer check, fmt, clippy,
 //! clippy of the XDP program for the BPF target, the CLI built alone with
 //! stable, the unit tests, a short run of each fuzz target, the root tests
-//! against the running kernel, and a quick bench.
+//! against the running kernel, the Debian package installed and removed on
+//! this machine, and a quick bench.
 //!
 //! Each step names the steps it needs. A step runs when all of those
 //! passed; otherwise it is skipped, and so is every step that needs it. A
@@ -17,10 +18,10 @@ use std::{
 
 use anyhow::bail;
 
-use crate::{bench, cli_alone, cmd, fuzz, host, layers, setup};
+use crate::{bench, cli_alone, cmd, fuzz, host, layers, package, setup};
 
 pub fn run(long: bool, filters: &[String]) -> anyhow::Result<()> {
-    setup::ensure_fuzz()?;
+    setup::ensure_all()?;
     run_steps(steps(long, filters)?)
 }
 
@@ -166,6 +167,31 @@ fn steps(long: bool, filters: &[String]) -> anyhow::Result<Vec<Step>> {
         &["root"],
         "fix the build error above",
         bench::build_binaries()?,
+    );
+    // The package is built from the release build, and its test installs
+    // it on this machine, so it is no part of `root tests`
+    // (`test = false` in tests/Cargo.toml) and runs only here.
+    plan.check(
+        "package",
+        &["build release binaries"],
+        "fix the error above; `cargo xtask package` reruns it",
+        package::package,
+    );
+    let mut package_test = cmd::cargo([
+        "test",
+        "-p",
+        "denylist-tests",
+        "--test",
+        "package",
+        "--",
+        "--test-threads=1",
+    ])?;
+    package_test.args(filters);
+    plan.command(
+        "package test",
+        &["root", "package"],
+        "fix the failing check above; `cargo test -p denylist-tests --test package` reruns it",
+        package_test,
     );
     plan.command(
         "bench --quick",
@@ -549,7 +575,7 @@ mod tests {
             .map(|step| (step.name.as_str(), step.needs.as_slice()))
             .collect();
         let statuses = schedule(&graph, |_| true, |_, _| {}).expect("a valid graph");
-        assert_eq!(statuses.len(), 16);
+        assert_eq!(statuses.len(), 18);
         assert_eq!(graph[0].0, "layers");
     }
 }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use clap::Parser as _;
 use denylist::{
-    daemon::{Args, Config, Core},
+    daemon::{self, Args, Config, Core, Unpinned},
     server,
 };
 
@@ -77,9 +77,53 @@ fn serve(config: Config) -> anyhow::Result<()> {
     })
 }
 
+/// `--write-man DIR`: the man pages, for packaging; needs no privileges.
+fn write_man(dir: &std::path::Path) -> ExitCode {
+    match daemon::write_man_pages(dir) {
+        Ok(written) => {
+            for path in written {
+                println!("{}", path.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!(
+                "denylistd: cannot write the man pages in {}: {e}",
+                dir.display()
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `--unpin`: detach and unpin everything, as the package's prerm does.
+fn unpin(config: &Config) -> ExitCode {
+    match daemon::unpin(config) {
+        Ok(Unpinned::Nothing) => {
+            println!("nothing pinned under {}", config.bpffs.display());
+            ExitCode::SUCCESS
+        }
+        Ok(Unpinned::Detached(ifaces)) => {
+            for iface in &ifaces {
+                println!("detached {iface}");
+            }
+            println!("unpinned and removed {}", config.bpffs.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("denylistd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(dir) = &args.write_man {
+        return write_man(dir);
+    }
     server::logging::init();
+    let unpin_only = args.unpin;
     let config = match Config::from_args(args) {
         Ok(c) => c,
         Err(e) => {
@@ -87,6 +131,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if unpin_only {
+        return unpin(&config);
+    }
     let missing = missing_capabilities();
     if !missing.is_empty() {
         eprintln!(

@@ -62,7 +62,7 @@ pub enum Command {
     /// Per-entry hits, busiest first.
     Stats(StatsArgs),
     /// The deployed revisions.
-    History(Output),
+    History(HistoryArgs),
     /// The audit log.
     Audit(AuditArgs),
     /// Make the draft equal to an earlier revision.
@@ -84,9 +84,10 @@ pub enum Command {
     Backup(BackupArgs),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
-    /// Print the man page (roff); `cargo xtask build` installs it.
+    /// Print the man page denylist(1) (roff), or write every page with --dir;
+    /// `cargo xtask build` and the package use it.
     #[command(hide = true)]
-    Man,
+    Man(ManArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,10 +204,30 @@ pub struct StatsArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only the newest N revisions (of those before --before).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Only revisions before this one: the first revision of the last page,
+    /// for the page before it.
+    #[arg(long, value_name = "REV")]
+    pub before: Option<u64>,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
 pub struct AuditArgs {
     /// Only events after this sequence number.
     #[arg(long, value_name = "SEQ")]
     pub since: Option<u64>,
+    /// Only the newest N events (of those between --since and --before).
+    #[arg(long, value_name = "N")]
+    pub limit: Option<u64>,
+    /// Only events before this sequence number: the first event of the last
+    /// page, for the page before it.
+    #[arg(long, value_name = "SEQ")]
+    pub before: Option<u64>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -335,6 +356,14 @@ impl From<Shell> for clap_complete::Shell {
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
     pub shell: Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write denylist.1 and a page per command (denylist-add.1,
+    /// denylist-allow-add.1, ...) into DIR instead, and print their paths.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
 }
 
 /// A TTL is checked here so a typo fails before anything is sent; the

@@ -14,6 +14,7 @@
 //! - `admin`: where the admin is connected from;
 //! - `output`: the human form of each reply;
 //! - `error`: what a command fails with, and how it is reported;
+//! - `man`: the man pages, denylist(1) and one per command;
 //! - `client`: the HTTP client for the API socket;
 //! - `query`: the query strings it sends.
 
@@ -22,6 +23,7 @@ mod args;
 mod client;
 mod error;
 mod input;
+mod man;
 mod output;
 // Public for the API fuzz target, which checks that what the CLI encodes
 // decodes to the same request.
@@ -35,6 +37,7 @@ use clap::CommandFactory as _;
 pub use args::Cli;
 pub use client::{Client, Reply};
 use error::{Error, detail_lines};
+pub use man::{man_page, write_man_pages};
 use session::Session;
 
 use crate::model::now_ms;
@@ -42,11 +45,6 @@ use crate::model::now_ms;
 /// The whole command line, for completions and the man page.
 pub fn command() -> clap::Command {
     Cli::command()
-}
-
-/// The man page, in roff.
-pub fn man_page(out: &mut impl Write) -> io::Result<()> {
-    clap_mangen::Man::new(command()).render(out)
 }
 
 /// Runs one command; returns the process exit code.

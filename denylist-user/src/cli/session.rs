@@ -14,20 +14,20 @@ use super::{
     admin::admin_addr,
     args::{
         AllowCommand, AttachArgs, AuditArgs, BackupArgs, CheckArgs, Command, CompletionsArgs,
-        DeployArgs, DetachArgs, ExportArgs, ImportArgs, ListArgs, Output, RollbackArgs, StageArgs,
-        StatsArgs, TargetsArgs,
+        DeployArgs, DetachArgs, ExportArgs, HistoryArgs, ImportArgs, ListArgs, ManArgs, Output,
+        RollbackArgs, StageArgs, StatsArgs, TargetsArgs,
     },
     client::{Client, Reply},
     command,
     error::{Error, Result},
     input::{Progress, check_targets, read_input},
-    man_page, output, query,
+    man_page, output, query, write_man_pages,
 };
 use crate::{
     model::{AuditEvent, Entry, ExportFormat, List, Millis, Revision},
     wire::{
         AddRequest, ApiError, AttachRequest, CheckResponse, DeployRequest, DeployResponse,
-        DetachRequest, Diff, ImportParams, ImportResponse, ModeRequest, RemoveRequest,
+        DetachRequest, Diff, ImportParams, ImportResponse, ModeRequest, PageQuery, RemoveRequest,
         RollbackRequest, RollbackResponse, SeqResponse, StageItem, StageResponse, StatItem, Status,
         VerifyResponse,
     },
@@ -68,7 +68,7 @@ impl Session {
             Command::Verify(o) => self.verify(o),
             Command::Backup(a) => self.backup(a),
             Command::Completions(a) => self.completions(a),
-            Command::Man => Ok(man_page(&mut self.out)?),
+            Command::Man(a) => self.man(a),
         }
     }
 
@@ -304,19 +304,24 @@ impl Session {
         })
     }
 
-    fn history(&mut self, o: Output) -> Result<()> {
-        let body = self.get("/v1/history")?;
-        self.show(&body, o, |out, h: Vec<Revision>, _| {
+    fn history(&mut self, a: HistoryArgs) -> Result<()> {
+        let q = query::encode(&PageQuery {
+            since: None,
+            before: a.before,
+            limit: a.limit,
+        });
+        let body = self.get(&format!("/v1/history{q}"))?;
+        self.show(&body, a.output, |out, h: Vec<Revision>, _| {
             output::history(out, &h)
         })
     }
 
     fn audit(&mut self, a: AuditArgs) -> Result<()> {
-        #[derive(Serialize)]
-        struct Query {
-            since: Option<u64>,
-        }
-        let q = query::encode(&Query { since: a.since });
+        let q = query::encode(&PageQuery {
+            since: a.since,
+            before: a.before,
+            limit: a.limit,
+        });
         let body = self.get(&format!("/v1/audit{q}"))?;
         self.show(&body, a.output, |out, e: Vec<AuditEvent>, _| {
             output::audit(out, &e)
@@ -494,6 +499,22 @@ impl Session {
             writeln!(self.out, "{}", serde_json::json!({ "path": path }))?;
         } else {
             writeln!(self.out, "backup written to {}", a.file.display())?;
+        }
+        Ok(())
+    }
+
+    fn man(&mut self, a: ManArgs) -> Result<()> {
+        let Some(dir) = a.dir else {
+            return Ok(man_page(&mut self.out)?);
+        };
+        let written = write_man_pages(&dir).map_err(|e| {
+            ApiError::failure(format!(
+                "cannot write the man pages in {}: {e}",
+                dir.display()
+            ))
+        })?;
+        for path in written {
+            writeln!(self.out, "{}", path.display())?;
         }
         Ok(())
     }

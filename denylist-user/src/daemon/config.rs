@@ -21,6 +21,8 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/denylist";
 pub const DEFAULT_BPFFS: &str = "/sys/fs/bpf/denylist";
 /// Reserves about 24 MiB of kernel memory up front (docs/dataplane.md).
 pub const DEFAULT_CAPACITY: u64 = 131_072;
+/// A year and a month: a yearly review still finds the year before.
+pub const DEFAULT_AUDIT_RETENTION: Duration = Duration::from_secs(400 * 86_400);
 
 #[derive(Debug, Parser, Default)]
 #[command(
@@ -56,7 +58,7 @@ pub struct Args {
     /// Members may read [default: denylist].
     #[arg(long)]
     pub viewer_group: Option<String>,
-    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:9187.
+    /// Serve Prometheus metrics on this address, e.g. 127.0.0.1:19478.
     #[arg(long)]
     pub metrics: Option<SocketAddr>,
     /// TTL of new deny entries that give none, e.g. 30d.
@@ -71,6 +73,38 @@ pub struct Args {
     /// Detach the program when the daemon exits (default: keep filtering).
     #[arg(long)]
     pub detach_on_exit: bool,
+    /// Instead of serving: detach every interface the filter holds, unpin
+    /// the links and maps under --bpffs and remove that directory, then exit
+    /// (the package runs this on removal). Refused while a daemon answers on
+    /// --socket.
+    #[arg(long, help_heading = "Modes", conflicts_with = "write_man")]
+    pub unpin: bool,
+    /// Instead of serving: write the man pages denylistd.8 and
+    /// denylistd.toml.5 into DIR, then exit.
+    #[arg(long, value_name = "DIR", help_heading = "Modes")]
+    pub write_man: Option<PathBuf>,
+    /// Prune audit events and revisions older than this, keeping the
+    /// deployed revision and what a rollback needs [default: 400d].
+    #[arg(long, value_parser = parse_duration)]
+    pub audit_retention: Option<Duration>,
+}
+
+/// The flags that are no option of a running daemon, so no keys of the
+/// config file either: the file itself, and the modes that replace serving.
+const NOT_KEYS: [&str; 3] = ["config", "unpin", "write-man"];
+
+/// The flags that are also keys of the config file, as clap describes them
+/// (the key is the long flag's name): what denylistd.toml(5) documents.
+pub fn config_keys() -> Vec<clap::Arg> {
+    use clap::CommandFactory as _;
+    Args::command()
+        .get_arguments()
+        .filter(|a| {
+            a.get_long()
+                .is_some_and(|l| !NOT_KEYS.contains(&l) && l != "help" && l != "version")
+        })
+        .cloned()
+        .collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -91,6 +125,7 @@ struct File {
     protect_port: Vec<u16>,
     expiry_sweep: Option<String>,
     detach_on_exit: Option<bool>,
+    audit_retention: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +157,7 @@ pub struct Config {
     pub protect_ports: Vec<u16>,
     pub expiry_sweep: Duration,
     pub detach_on_exit: bool,
+    pub audit_retention: Duration,
 }
 
 impl Config {
@@ -156,6 +192,17 @@ impl Config {
         if expiry_sweep.is_zero() {
             return Err(ConfigError::Invalid(
                 "--expiry-sweep must be longer than 0s".into(),
+            ));
+        }
+        let audit_retention = dur(
+            args.audit_retention,
+            file.audit_retention,
+            "audit-retention",
+        )?
+        .unwrap_or(DEFAULT_AUDIT_RETENTION);
+        if audit_retention.as_secs() < 86_400 {
+            return Err(ConfigError::Invalid(
+                "--audit-retention must be at least 1d: the audit log is what says who blocked what".into(),
             ));
         }
         let default_ttl = dur(args.default_ttl, file.default_ttl, "default-ttl")?;
@@ -201,6 +248,7 @@ impl Config {
             protect_ports,
             expiry_sweep,
             detach_on_exit: args.detach_on_exit || file.detach_on_exit.unwrap_or(false),
+            audit_retention,
         })
     }
 }
@@ -224,6 +272,95 @@ mod tests {
         Args::try_parse_from(std::iter::once("denylistd").chain(list.iter().copied())).unwrap()
     }
 
+    /// The keys `File` accepts, as serde lists them when it refuses an
+    /// unknown one.
+    fn file_keys() -> Vec<String> {
+        let e = toml::from_str::<File>("not-a-key = 1")
+            .unwrap_err()
+            .to_string();
+        let list = e
+            .split("expected one of")
+            .nth(1)
+            .expect("serde lists the keys");
+        let mut keys: Vec<String> = list
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(String::from)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    fn flag_keys() -> Vec<String> {
+        let mut keys: Vec<String> = config_keys()
+            .iter()
+            .filter_map(|a| a.get_long().map(String::from))
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    #[test]
+    fn every_flag_is_a_config_key_and_every_key_a_flag() {
+        assert!(file_keys().len() > 10, "{:?}", file_keys());
+        assert_eq!(flag_keys(), file_keys());
+        // And each takes a value the file can carry: the man page's example
+        // and the shipped file, uncommented, set every key.
+        let example: File = toml::from_str(super::super::man::EXAMPLE).unwrap();
+        assert_eq!(example.iface, ["eth0", "eth1"]);
+    }
+
+    #[test]
+    fn the_shipped_file_means_every_default_and_names_every_key() {
+        let shipped = include_str!("../../../packaging/denylistd.toml");
+        let dir = std::env::temp_dir().join(format!("denylist-shipped-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("denylistd.toml");
+        std::fs::write(&path, shipped).unwrap();
+        let as_shipped = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
+        assert!(as_shipped.ifaces.is_empty(), "names no interface");
+        // `# key = value` lines, uncommented: every key, and where the
+        // daemon has a default, that default.
+        let uncommented: String = shipped
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| {
+                l.split_once(" = ")
+                    .is_some_and(|(k, _)| k.chars().all(|c| c.is_ascii_lowercase() || c == '-'))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut keys: Vec<String> = uncommented
+            .lines()
+            .map(|l| l.split(" = ").next().unwrap().to_string())
+            .collect();
+        keys.sort();
+        assert_eq!(keys, flag_keys(), "each key once");
+        std::fs::write(&path, &uncommented).unwrap();
+        let set = Config::from_args(args(&["--config", path.to_str().unwrap()])).unwrap();
+        let d = Config::from_args(args(&[])).unwrap();
+        assert_eq!(set.ifaces, d.ifaces);
+        assert_eq!(set.xdp_mode, d.xdp_mode);
+        assert_eq!(
+            (&set.socket, &set.state_dir, &set.bpffs),
+            (&d.socket, &d.state_dir, &d.bpffs)
+        );
+        assert_eq!(set.layout.capacity, d.layout.capacity);
+        assert_eq!(
+            (&set.admin_group, &set.viewer_group),
+            (&d.admin_group, &d.viewer_group)
+        );
+        assert_eq!(set.protect_ports, d.protect_ports);
+        assert_eq!(set.expiry_sweep, d.expiry_sweep);
+        assert_eq!(set.detach_on_exit, d.detach_on_exit);
+        assert_eq!(set.audit_retention, d.audit_retention);
+        // Off by default, so the file shows an example value instead.
+        assert!(set.metrics.is_some() && d.metrics.is_none());
+        assert!(set.default_ttl.is_some() && d.default_ttl.is_none());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn defaults() {
         let c = Config::from_args(args(&[])).unwrap();
@@ -233,6 +370,7 @@ mod tests {
         assert_eq!(c.expiry_sweep, Duration::from_secs(10));
         assert_eq!(c.xdp_mode, AttachMode::Auto);
         assert!(!c.detach_on_exit);
+        assert_eq!(c.audit_retention, DEFAULT_AUDIT_RETENTION);
     }
 
     #[test]
@@ -276,5 +414,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("choose between"), "{e}");
+        let e = Config::from_args(args(&["--audit-retention", "1h"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("at least 1d"), "{e}");
     }
 }

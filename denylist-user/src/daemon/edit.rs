@@ -1,7 +1,7 @@
 //! Editing the draft: staging adds, changes and removals (each through the
 //! guardrails), the diff, discarding, and rollback to an old revision.
 
-use std::{collections::HashSet, net::IpAddr};
+use std::collections::HashSet;
 
 use super::{Core, CoreError, MAX_TTL_SECS};
 use crate::{
@@ -17,14 +17,21 @@ use crate::{
 impl Core {
     /// Stages adds and changes; with `deploy`, deploys just these.
     pub fn add(&mut self, user: &str, req: AddRequest) -> Result<StageResponse, CoreError> {
+        let ctx = self.host_probe().for_add(&req)?;
+        self.add_checked(user, req, &ctx)
+    }
+
+    /// [`Core::add`] with the host already read, by `HostProbe::for_add`
+    /// without the core.
+    pub fn add_checked(
+        &mut self,
+        user: &str,
+        req: AddRequest,
+        ctx: &GuardContext,
+    ) -> Result<StageResponse, CoreError> {
         if req.entries.is_empty() {
             return Err(CoreError::NoTargets);
         }
-        let ctx = if req.force {
-            GuardContext::default()
-        } else {
-            self.guard_context(req.admin_addr)?
-        };
         let mut ops = Vec::with_capacity(req.entries.len());
         let mut refused = Vec::new();
         let mut warnings = Vec::new();
@@ -42,7 +49,7 @@ impl Core {
             }
             let ttl = parse_ttl(ttl.as_deref())?;
             if !req.force {
-                refused.extend(policy::check(&t, *list, &ctx).into_iter().map(|r| (t, r)));
+                refused.extend(policy::check(&t, *list, ctx).into_iter().map(|r| (t, r)));
             }
             warnings.extend(self.warnings(&t, *list));
             ops.push(Stage::Upsert {
@@ -76,23 +83,6 @@ impl Core {
             .iter()
             .map(ToString::to_string)
             .collect()
-    }
-
-    /// What the guardrails check against. If this host's addresses or its
-    /// live sessions cannot be read, the checks fail closed: the request is
-    /// refused until forced.
-    pub(super) fn guard_context(
-        &self,
-        admin_addr: Option<IpAddr>,
-    ) -> Result<GuardContext, CoreError> {
-        let unreadable = |what, source| CoreError::GuardUnavailable { what, source };
-        Ok(GuardContext {
-            host_addrs: policy::host_addresses()
-                .map_err(|e| unreadable("this host's addresses", e))?,
-            live_ssh_peers: policy::live_peers(&self.config.protect_ports)
-                .map_err(|e| unreadable("the live TCP sessions", e))?,
-            admin_addr,
-        })
     }
 
     /// Stages `ops` in one transaction, audited as `audit_as`; with

@@ -1,6 +1,6 @@
 //! Looking after the filter while it runs, and answering questions about
-//! it: status, check, hit counts, history and the audit log, the periodic
-//! verify and expiry sweep, pins deleted behind our back, and backups.
+//! it: status, check, hit counts, the periodic verify and expiry sweep,
+//! pins deleted behind our back, and backups.
 
 use std::{collections::HashMap, net::IpAddr, path::PathBuf, sync::Arc};
 
@@ -9,7 +9,7 @@ use denylist_common::Counters;
 use super::{Core, CoreError, deploy::rule_of};
 use crate::{
     dataplane::{ChangeList, tai_offset_ms},
-    model::{AuditEvent, Millis, Revision, Verdict, normal_ip, now_ms},
+    model::{Millis, Verdict, normal_ip, now_ms},
     store::{HitTotal, Snapshots},
     wire::{
         Capacity, CheckResponse, Interface, ListCounts, StatItem, Status, StatusCounters,
@@ -175,14 +175,6 @@ impl Core {
             out.truncate(n);
         }
         Ok(out)
-    }
-
-    pub fn history(&self) -> Result<Vec<Revision>, CoreError> {
-        Ok(self.store.history()?)
-    }
-
-    pub fn audit(&self, since: u64) -> Result<Vec<AuditEvent>, CoreError> {
-        Ok(self.store.audit_since(since)?)
     }
 
     /// Where listings get consistent views of the entries, to stream them

@@ -23,7 +23,20 @@ impl Core {
         p: ImportParams,
         body: &[u8],
     ) -> Result<ImportResponse, CoreError> {
-        let result = self.import_inner(user, p, body);
+        let ctx = self.host_probe().for_import(&p)?;
+        self.import_checked(user, p, body, &ctx)
+    }
+
+    /// [`Core::import`] with the host already read, by
+    /// `HostProbe::for_import` without the core.
+    pub fn import_checked(
+        &mut self,
+        user: &str,
+        p: ImportParams,
+        body: &[u8],
+        ctx: &GuardContext,
+    ) -> Result<ImportResponse, CoreError> {
+        let result = self.import_inner(user, p, body, ctx);
         if body.len() > BULK_BYTES {
             release_heap();
         }
@@ -35,6 +48,7 @@ impl Core {
         user: &str,
         p: ImportParams,
         body: &[u8],
+        ctx: &GuardContext,
     ) -> Result<ImportResponse, CoreError> {
         if p.force && p.skip_guarded {
             return Err(CoreError::ForceAndSkipGuarded);
@@ -78,11 +92,6 @@ impl Core {
         let source = format!("import:{source_name}");
         let ttl = parse_ttl(p.ttl.as_deref())?;
         let list = p.list.unwrap_or(List::Deny);
-        let ctx = if p.force {
-            GuardContext::default()
-        } else {
-            self.guard_context(p.admin_addr)?
-        };
         let mut ops: Vec<Stage> = Vec::with_capacity(parsed.entries.len());
         let mut index: HashMap<(Target, List), usize> =
             HashMap::with_capacity(parsed.entries.len());
@@ -113,7 +122,7 @@ impl Core {
             };
             let key = op.key();
             if !p.force
-                && let Some(refusal) = policy::check(&key.0, key.1, &ctx).into_iter().next()
+                && let Some(refusal) = policy::check(&key.0, key.1, ctx).into_iter().next()
             {
                 guarded.push(GuardedLine {
                     line: line.line,

@@ -12,10 +12,17 @@ mod deploy;
 mod edit;
 mod error;
 mod health;
+mod history;
 mod ifaces;
 mod import;
+mod man;
+mod probe;
+#[cfg(test)]
+pub mod testing;
 #[cfg(test)]
 mod tests;
+
+mod unpin;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -23,6 +30,9 @@ pub use config::{Args, Config, ConfigError, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEF
 use denylist_common::Hit;
 pub use error::{CoreError, GuardedLine, StartError};
 pub use health::Summary;
+pub use man::{config_page, daemon_page, write_man_pages};
+pub use probe::HostProbe;
+pub use unpin::{UnpinError, Unpinned, unpin};
 
 // The core's interface hands out these: its errors carry store errors, and
 // listings stream from the store's snapshots.

@@ -1,19 +1,18 @@
 //! The core's logic without root: a real SQLite store in a temporary
 //! directory, and the in-memory filter in place of the kernel.
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{collections::HashMap, path::Path, sync::Arc};
 
-use super::{Args, Config, Core, CoreError};
+use super::{
+    Core, CoreError,
+    testing::{self, TempDir},
+};
 use crate::{
     dataplane::fake::FakeFilter,
-    model::{AuditEvent, Entry, List, Millis, Revision, Stored, Target, Verdict},
+    model::{AuditEvent, Entry, List, Millis, Page, Revision, Stored, Target, Verdict},
     store::{
-        Audit, DeployRecord, HitTotal, Op, Pending, Plan, Snapshots, SqliteStore, Stage, Store,
-        StoreError, WrittenDeploy,
+        Audit, DeployRecord, HitTotal, Op, Pending, Plan, Pruned, Snapshots, SqliteStore, Stage,
+        Store, StoreError, WrittenDeploy,
     },
     wire::{
         AddRequest, AttachRequest, DetachRequest, ImportParams, ModeRequest, RemoveRequest,
@@ -21,41 +20,10 @@ use crate::{
     },
 };
 
-/// A state directory that goes when the test ends, even a failed one.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "denylist-core-{}-{}",
-            std::process::id(),
-            rand::random::<u64>()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn config(dir: &Path) -> Config {
-    Config::from_args(Args {
-        state_dir: Some(dir.join("state")),
-        bpffs: Some(dir.join("bpffs")),
-        capacity: Some(1024),
-        ..Args::default()
-    })
-    .unwrap()
-}
-
 /// The core over `store` and a fake filter with interface `veth-test`,
 /// and a handle on the fake to look at or rig.
 fn core_with(dir: &Path, store: Box<dyn Store>) -> (Core, FakeFilter) {
-    let config = config(dir);
+    let config = testing::config(dir);
     let filter = FakeFilter::new(config.layout, &[]);
     filter.state().ifaces.insert("veth-test".into(), 7);
     let core = Core::assemble(config, store, Box::new(filter.clone()), &[]).unwrap();
@@ -96,7 +64,7 @@ fn verdict(core: &Core, ip: &str) -> Verdict {
 
 #[test]
 fn save_and_deploy_puts_entries_in_the_kernel_and_unblocks_on_removal() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("core");
     let (mut c, _) = core(&dir.0);
     add(&mut c, &["198.51.100.7", "203.0.113.0/24"], false).unwrap();
     assert_eq!(c.diff().unwrap().added.len(), 2);
@@ -122,12 +90,34 @@ fn save_and_deploy_puts_entries_in_the_kernel_and_unblocks_on_removal() {
     c.remove("alice", req).unwrap();
     assert_eq!(verdict(&c, "198.51.100.7"), Verdict::Pass);
     assert_eq!(verdict(&c, "203.0.113.9"), Verdict::Drop);
-    assert_eq!(c.history().unwrap().len(), 2);
+    assert_eq!(c.history(Page::default()).unwrap().len(), 2);
+}
+
+#[test]
+fn pruning_follows_the_retention_and_keeps_the_deployed_revision() {
+    let dir = TempDir::new("core");
+    let (mut c, _) = core(&dir.0);
+    add(&mut c, &["198.51.100.7"], true).unwrap();
+    add(&mut c, &["198.51.100.8"], true).unwrap();
+    let now = crate::model::now_ms();
+    let day: Millis = 86_400_000;
+    c.prune_at(now + 399 * day).unwrap();
+    assert_eq!(c.history(Page::default()).unwrap().len(), 2, "within 400d");
+    c.prune_at(now + 401 * day).unwrap();
+    let h = c.history(Page::default()).unwrap();
+    assert_eq!(h.iter().map(|r| r.revision).collect::<Vec<_>>(), [2]);
+    let audit = c.audit(Page::default()).unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(
+        (audit[0].kind.as_str(), audit[0].user.as_str()),
+        ("prune", "denylistd")
+    );
+    assert_eq!(verdict(&c, "198.51.100.7"), Verdict::Drop);
 }
 
 #[test]
 fn a_failed_kernel_write_leaves_the_store_and_the_draft_as_they_were() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("core");
     let (mut c, fake) = core(&dir.0);
     add(&mut c, &["198.51.100.7"], false).unwrap();
     fake.state().fail_next_apply = true;
@@ -144,7 +134,7 @@ fn a_failed_kernel_write_leaves_the_store_and_the_draft_as_they_were() {
 
 #[test]
 fn a_failed_commit_puts_the_kernel_back_with_the_inverse_change_list() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("core");
     let store = SqliteStore::open(&dir.0.join("state")).unwrap();
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (mut c, fake) = core_with(
@@ -186,7 +176,7 @@ fn a_failed_commit_puts_the_kernel_back_with_the_inverse_change_list() {
 
 #[test]
 fn guardrails_refuse_without_force_and_stage_nothing() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("core");
     let (mut c, _) = core(&dir.0);
     let e = add(&mut c, &["10.1.2.3", "198.51.100.7", "0.0.0.0/8"], false).unwrap_err();
     let CoreError::Refused { refusals } = &e else {
@@ -207,7 +197,7 @@ fn guardrails_refuse_without_force_and_stage_nothing() {
 
 #[test]
 fn bad_input_is_refused_before_anything_is_staged() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("core");
     let (mut c, _) = core(&dir.0);
     assert!(matches!(add(&mut c, &[], false), Err(CoreError::NoTargets)));
     assert!(matches!(
@@ -247,7 +237,7 @@ fn bad_input_is_refused_before_anything_is_staged() {
 
 #[test]
 fn an_import_with_invalid_or_guarded_lines_stages_nothing_unless_told_to_skip() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("core");
     let (mut c, _) = core(&dir.0);
     let file = b"198.51.100.7\nnot-an-address\n10.0.0.1\n";
     let params = || ImportParams {
@@ -293,7 +283,7 @@ fn an_import_with_invalid_or_guarded_lines_stages_nothing_unless_told_to_skip() 
 
 #[test]
 fn interfaces_attach_and_detach_through_the_filter() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("core");
     let (mut c, fake) = core(&dir.0);
     let e = c
         .attach(
@@ -345,7 +335,7 @@ fn interfaces_attach_and_detach_through_the_filter() {
 
 #[test]
 fn drift_is_repaired_and_audited_and_expired_entries_are_swept() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("core");
     let (mut c, fake) = core(&dir.0);
     let mut short = item("198.51.100.7");
     short.ttl = Some("1s".into());
@@ -358,7 +348,10 @@ fn drift_is_repaired_and_audited_and_expired_entries_are_swept() {
     fake.state().drifted = vec![(t("198.51.100.8"), List::Deny)];
     let v = c.verify("alice").unwrap();
     assert_eq!((v.drift.len(), v.repaired), (1, 1));
-    assert_eq!(c.audit(0).unwrap().last().unwrap().kind, "verify repair");
+    assert_eq!(
+        c.audit(Page::default()).unwrap().last().unwrap().kind,
+        "verify repair"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1100));
     assert_eq!(c.sweep().unwrap(), 1);
     assert!(
@@ -372,7 +365,7 @@ fn drift_is_repaired_and_audited_and_expired_entries_are_swept() {
 
 #[test]
 fn hits_fold_into_the_store_and_survive_in_stats() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("core");
     let (mut c, fake) = core(&dir.0);
     add(&mut c, &["198.51.100.7", "198.51.100.8"], true).unwrap();
     let id = fake.state().rules[&(t("198.51.100.8"), List::Deny)].id;
@@ -400,7 +393,7 @@ struct Refused;
 impl WrittenDeploy for Refused {
     fn commit(self: Box<Self>) -> Result<(Revision, u64), StoreError> {
         Err(StoreError::Io {
-            path: PathBuf::from("denylist.db"),
+            path: "denylist.db".into(),
             source: std::io::Error::from_raw_os_error(libc::ENOSPC),
         })
     }
@@ -493,11 +486,19 @@ impl Store for FailingCommits {
     ) -> Result<u64, StoreError> {
         self.inner.record(user, kind, target, detail, now)
     }
-    fn history(&self) -> Result<Vec<Revision>, StoreError> {
-        self.inner.history()
+    fn history(&self, page: Page) -> Result<Vec<Revision>, StoreError> {
+        self.inner.history(page)
     }
-    fn audit_since(&self, since: u64) -> Result<Vec<AuditEvent>, StoreError> {
-        self.inner.audit_since(since)
+    fn audit(&self, page: Page) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.audit(page)
+    }
+    fn prune(
+        &mut self,
+        cutoff: Millis,
+        user: &str,
+        now: Millis,
+    ) -> Result<Option<(u64, Pruned)>, StoreError> {
+        self.inner.prune(cutoff, user, now)
     }
     fn attachments(&self) -> Result<Vec<(String, String)>, StoreError> {
         self.inner.attachments()

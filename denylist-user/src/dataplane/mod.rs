@@ -45,7 +45,7 @@ use denylist_common::{
 pub use error::DataplaneError;
 pub use filter::{Filter, PinnedFilter, prefix_needs};
 pub use layout::{Layout, LayoutError, MAX_CAPACITY, MIN_CAPACITY, Needs};
-pub use pins::{Pins, PinsError, ensure_bpffs_mounted};
+pub use pins::{Pins, PinsError, ensure_bpffs_mounted, unpin_all};
 use region::{Region, RuleCell};
 use trie::Prefixes;
 

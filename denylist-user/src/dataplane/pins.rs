@@ -38,6 +38,10 @@ pub enum PinsError {
     Mount { source: io::Error },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error(
+        "{path} still holds {names} after unpinning the links and generations: not denylistd's, so left alone; remove them by hand"
+    )]
+    Foreign { path: PathBuf, names: String },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PinsError + '_ {
@@ -125,6 +129,54 @@ pub fn pin_link(id: u32, path: &Path) -> io::Result<()> {
         pad: 0,
     };
     bpf(BPF_OBJ_PIN, &mut pin).map(drop)
+}
+
+/// Takes the filter away for good: unpins every link under `dir` (each
+/// detaches its interface once no process holds it, so no daemon may run),
+/// every generation's maps, and removes `dir`. Returns the interfaces whose
+/// links were unpinned, or `None` when `dir` does not exist. Anything in
+/// `dir` that is neither a link nor a generation is left, and reported.
+pub fn unpin_all(dir: &Path) -> Result<Option<Vec<String>>, PinsError> {
+    match fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(dir)(e)),
+        Ok(_) => {}
+    }
+    // Only bpffs: a `bpffs` key pointing at an ordinary directory must not
+    // have its files deleted.
+    if fs_type(dir).map_err(io_err(dir))? != BPF_FS_MAGIC {
+        return Err(PinsError::NotBpffs {
+            path: dir.to_path_buf(),
+        });
+    }
+    let pins = Pins {
+        dir: dir.to_path_buf(),
+    };
+    let links = pins.links()?;
+    for iface in &links {
+        pins.remove_link(iface)?;
+    }
+    for g in pins.generations()? {
+        pins.remove_generation(g)?;
+    }
+    let mut left = Vec::new();
+    for e in fs::read_dir(dir).map_err(io_err(dir))? {
+        left.push(
+            e.map_err(io_err(dir))?
+                .file_name()
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    if !left.is_empty() {
+        left.sort();
+        return Err(PinsError::Foreign {
+            path: dir.to_path_buf(),
+            names: left.join(", "),
+        });
+    }
+    fs::remove_dir(dir).map_err(io_err(dir))?;
+    Ok(Some(links))
 }
 
 /// The pin directory, checked to be on the host's bpffs.

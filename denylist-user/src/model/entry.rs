@@ -109,6 +109,7 @@ impl Ttl {
 
 /// One entry, with every field the API documents (docs/api.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Entry {
     pub target: Target,
@@ -118,12 +119,14 @@ pub struct Entry {
     pub ttl: Option<u64>,
     /// Set by the deploy that puts the entry into effect.
     #[serde(default, with = "time_ms::opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Millis>,
     pub monitor: bool,
     /// `manual`, or `import:NAME`.
     pub source: String,
     pub added_by: String,
     #[serde(with = "time_ms")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub added_at: Millis,
 }
 

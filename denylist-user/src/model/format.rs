@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The format of an import file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum Format {
     /// Detect the format from the file's first lines: `policy::import::detect`.
@@ -75,6 +76,7 @@ impl FromStr for Format {
 
 /// The format of an export: the CLI's `--format` and the API's `format=`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ExportFormat {
     /// One target per line.

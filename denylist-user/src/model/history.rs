@@ -4,9 +4,11 @@
 use super::Millis;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Revision {
     pub revision: u64,
     #[serde(with = "super::time_ms")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub deployed_at: Millis,
     pub deployed_by: String,
     pub message: Option<String>,
@@ -16,12 +18,26 @@ pub struct Revision {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AuditEvent {
     pub seq: u64,
     #[serde(with = "super::time_ms")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub at: Millis,
+
     pub user: String,
     pub kind: String,
     pub target: Option<String>,
     pub detail: Option<serde_json::Value>,
+}
+
+/// A window of the history or of the audit log: what comes after `since`
+/// and before `before` (revision or sequence numbers), and of that only the
+/// newest `limit`, oldest first. Paging back from the end takes `before`
+/// from the first item of the page before.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Page {
+    pub since: u64,
+    pub before: Option<u64>,
+    pub limit: Option<u64>,
 }

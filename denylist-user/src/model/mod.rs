@@ -15,6 +15,6 @@ pub use entry::{
     to_ms,
 };
 pub use format::{ExportFormat, Format, UnknownFormat};
-pub use history::{AuditEvent, Revision};
+pub use history::{AuditEvent, Page, Revision};
 pub use target::{Target, TargetError, ip_bits, ip_from_bits, normal_ip};
 pub use verdict::{Decision, List, Rule, Verdict, decide};

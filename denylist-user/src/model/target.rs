@@ -29,6 +29,12 @@ pub enum TargetError {
 
 /// An address or prefix in normal form.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+// In JSON a target is its text (the serde impls below).
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::ToSchema),
+    schema(value_type = String, example = "203.0.113.0/24")
+)]
 pub struct Target(IpNet);
 
 impl Target {

@@ -20,7 +20,9 @@ mod error;
 pub mod logging;
 mod metrics;
 mod notify;
+mod openapi;
 mod routes;
+
 mod stream;
 
 use routes::{AppState, PeerCred};
@@ -31,6 +33,8 @@ use crate::daemon::Core;
 const IFACE_POLL: Duration = Duration::from_secs(1);
 /// How often the kernel is read back for drift.
 const VERIFY_EVERY: Duration = Duration::from_secs(60);
+/// How often the audit log and history are pruned to the retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -114,6 +118,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let sweep = core.config().expiry_sweep;
+    let mut core = core;
+    // Once now, then hourly: a daemon that ran for months stays in bounds.
+    if let Err(e) = core.prune() {
+        tracing::error!("pruning the audit log: {e}");
+    }
     let core = Arc::new(Mutex::new(core));
     let mut tasks = vec![
         every(&core, sweep, "expiry sweep", |c| {
@@ -123,6 +132,11 @@ pub async fn run(
         }),
         every(&core, IFACE_POLL, "interface watch", Core::watch_ifaces),
         every(&core, IFACE_POLL, "pin watch", Core::watch_pins),
+        every(&core, PRUNE_EVERY, "audit prune", |c| {
+            if let Err(e) = c.prune() {
+                tracing::error!("pruning the audit log: {e}");
+            }
+        }),
         every(&core, VERIFY_EVERY, "verify", |c| {
             if let Err(e) = c.verify("denylistd") {
                 tracing::error!("verify: {e}");

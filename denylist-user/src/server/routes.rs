@@ -13,31 +13,34 @@ use axum::{
     extract::{ConnectInfo, DefaultBodyLimit, Path, State, connect_info::Connected},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
     serve::IncomingStream,
 };
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
+use utoipa_axum::{router::OpenApiRouter, router::UtoipaMethodRouterExt as _, routes};
 
 use super::{
     auth::{self, Peer, Role},
     decode::{QueryResult, body, deploy_body, query},
+    openapi::{self, Changing, Plain, Querying, RollingBack, Staging},
     stream::{Listing, stream_entries},
 };
 use crate::{
-    daemon::{Core, Snapshots},
-    model::{ExportFormat, List, parse_duration},
+    daemon::{Core, HostProbe, Snapshots},
+    model::{AuditEvent, Entry, ExportFormat, List, Revision, parse_duration},
     wire::{
-        AddRequest, ApiError, AttachRequest, BODY_LIMIT, Class, DetachRequest, IMPORT_LIMIT,
-        ImportParams, ModeRequest, RemoveRequest, RollbackRequest,
+        AddRequest, ApiError, AttachRequest, BODY_LIMIT, CheckResponse, Class, DeployResponse,
+        DetachRequest, Diff, IMPORT_LIMIT, ImportParams, ImportResponse, ModeRequest, PageQuery,
+        RemoveRequest, RollbackRequest, RollbackResponse, SeqResponse, StageResponse, StatItem,
+        Status, VerifyResponse,
     },
 };
 
 /// The peer's credentials, read once per connection.
 #[derive(Debug, Clone, Copy)]
 pub struct PeerCred {
-    uid: Option<u32>,
-    pid: Option<i32>,
+    pub(super) uid: Option<u32>,
+    pub(super) pid: Option<i32>,
 }
 
 impl Connected<IncomingStream<'_, UnixListener>> for PeerCred {
@@ -61,17 +64,19 @@ pub struct AppState {
     admin_group: String,
     viewer_group: String,
     snapshots: Arc<dyn Snapshots>,
+    host: HostProbe,
 }
 
 impl AppState {
     pub fn new(core: Arc<Mutex<Core>>) -> Self {
-        let (admin_group, viewer_group, snapshots) = {
+        let (admin_group, viewer_group, snapshots, host) = {
             let c = core.lock().expect("core lock");
             let config = c.config();
             (
                 config.admin_group.clone(),
                 config.viewer_group.clone(),
                 c.snapshots(),
+                c.host_probe(),
             )
         };
         Self {
@@ -79,6 +84,7 @@ impl AppState {
             admin_group,
             viewer_group,
             snapshots,
+            host,
         }
     }
 
@@ -120,14 +126,31 @@ impl AppState {
         ok: StatusCode,
         f: impl FnOnce(&mut Core, &Peer) -> Result<T, ApiError> + Send + 'static,
     ) -> Response {
+        self.call_prepared(cred, need, ok, |_| Ok(()), |core, peer, ()| f(core, peer))
+            .await
+    }
+
+    /// Like [`AppState::call`], but runs `prepare` first, on the same
+    /// thread without the core: what reads the host for the guardrails
+    /// must not hold up every other request.
+    async fn call_prepared<P, T: Serialize + Send + 'static>(
+        &self,
+        cred: PeerCred,
+        need: Role,
+        ok: StatusCode,
+        prepare: impl FnOnce(&HostProbe) -> Result<P, ApiError> + Send + 'static,
+        f: impl FnOnce(&mut Core, &Peer, P) -> Result<T, ApiError> + Send + 'static,
+    ) -> Response {
         let peer = match self.authorize(cred, need) {
             Ok(p) => p,
             Err(e) => return error(e),
         };
         let core = self.core.clone();
+        let host = self.host.clone();
         let joined = tokio::task::spawn_blocking(move || {
+            let prepared = prepare(&host)?;
             let mut core = core.lock().unwrap_or_else(|p| p.into_inner());
-            let result = f(&mut core, &peer);
+            let result = f(&mut core, &peer, prepared);
             if need == Role::Admin && result.is_ok() {
                 super::notify::status(&core);
             }
@@ -144,8 +167,9 @@ impl AppState {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every error the API answers with JSON.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct ErrorBody<'a> {
     error: &'a ApiError,
 }
 
@@ -158,6 +182,9 @@ pub(super) fn error(e: ApiError) -> Response {
 type Cred = ConnectInfo<PeerCred>;
 type St = State<AppState>;
 
+/// The daemon's state: revision, interfaces, counts, counters, health.
+#[utoipa::path(get, path = "/v1/status", tag = "viewer",
+    responses((status = 200, body = Status), Plain))]
 async fn status(State(s): St, ConnectInfo(c): Cred) -> Response {
     s.call(
         c,
@@ -168,18 +195,30 @@ async fn status(State(s): St, ConnectInfo(c): Cred) -> Response {
     .await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct EntriesQuery {
+    /// The draft (deployed entries with the pending changes applied).
     #[serde(default)]
     draft: bool,
+    /// One list; both when absent.
+    #[param(inline)]
     list: Option<List>,
+    /// Entries whose source is this, or `import:` followed by this.
     source: Option<String>,
+    /// Entries whose target contains this address.
     #[serde(rename = "match")]
+    #[param(value_type = Option<String>)]
     matching: Option<IpAddr>,
+    /// At most this many, after sorting.
     limit: Option<usize>,
 }
 
+/// The deployed entries, or the draft, in address order; unexpired only.
+#[utoipa::path(get, path = "/v1/entries", tag = "viewer", params(EntriesQuery),
+    responses((status = 200, body = Vec<Entry>, description = "streamed in chunks from a \
+        snapshot; a failure after the first chunk breaks the connection"), Querying))]
 async fn entries(State(s): St, ConnectInfo(c): Cred, q: QueryResult<EntriesQuery>) -> Response {
     if let Err(e) = s.authorize(c, Role::Viewer) {
         return error(e);
@@ -201,13 +240,27 @@ async fn entries(State(s): St, ConnectInfo(c): Cred, q: QueryResult<EntriesQuery
     )
 }
 
+/// Stages new entries, or changes existing ones; `deploy` ships them.
+#[utoipa::path(post, path = "/v1/entries", tag = "admin", request_body = AddRequest,
+    responses((status = 201, body = StageResponse), Staging))]
 async fn add(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    s.call(c, Role::Admin, StatusCode::CREATED, move |core, peer| {
-        Ok(core.add(&peer.user, body::<AddRequest>(&b)?)?)
-    })
+    s.call_prepared(
+        c,
+        Role::Admin,
+        StatusCode::CREATED,
+        move |host| {
+            let req = body::<AddRequest>(&b)?;
+            let ctx = host.for_add(&req)?;
+            Ok((req, ctx))
+        },
+        |core, peer, (req, ctx)| Ok(core.add_checked(&peer.user, req, &ctx)?),
+    )
     .await
 }
 
+/// Stages removals.
+#[utoipa::path(post, path = "/v1/entries/remove", tag = "admin", request_body = RemoveRequest,
+    responses((status = 200, body = StageResponse), Changing))]
 async fn remove(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         Ok(core.remove(&peer.user, body::<RemoveRequest>(&b)?)?)
@@ -215,6 +268,9 @@ async fn remove(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     .await
 }
 
+/// Switches deny entries between enforcing and monitor mode.
+#[utoipa::path(post, path = "/v1/entries/mode", tag = "admin", request_body = ModeRequest,
+    responses((status = 200, body = StageResponse), Changing))]
 async fn mode(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         Ok(core.mode(&peer.user, body::<ModeRequest>(&b)?)?)
@@ -222,11 +278,21 @@ async fn mode(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     .await
 }
 
+/// The pending changes: the draft against the deployed revision.
+#[utoipa::path(get, path = "/v1/diff", tag = "viewer",
+    responses((status = 200, body = Diff), Plain))]
 async fn diff(State(s): St, ConnectInfo(c): Cred) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, |core, _| Ok(core.diff()?))
         .await
 }
 
+/// Save and Deploy: the pending changes into the kernel, as a new revision.
+#[utoipa::path(post, path = "/v1/deploy", tag = "admin",
+    // By reference: `Option<DeployRequest>` would say that `null` is
+    // taken, while it is the absent body that is.
+    request_body(content = ref("#/components/schemas/DeployRequest"),
+        description = "optional: no body at all deploys everything pending"),
+    responses((status = 200, body = DeployResponse), Changing))]
 async fn deploy(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         let (req, only) = deploy_body(&b)?;
@@ -236,6 +302,9 @@ async fn deploy(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     .await
 }
 
+/// Drops every pending change; `detail.discarded` counts them.
+#[utoipa::path(post, path = "/v1/discard", tag = "admin",
+    responses((status = 200, body = SeqResponse), Plain))]
 async fn discard(State(s): St, ConnectInfo(c): Cred) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, |core, peer| {
         Ok(core.discard(&peer.user)?)
@@ -243,6 +312,10 @@ async fn discard(State(s): St, ConnectInfo(c): Cred) -> Response {
     .await
 }
 
+/// The verdict for one source address now, and the entry behind it.
+#[utoipa::path(get, path = "/v1/check/{ip}", tag = "viewer",
+    params(("ip" = String, Path, description = "an IPv4 or IPv6 address")),
+    responses((status = 200, body = CheckResponse), Querying))]
 async fn check(
     State(s): St,
     ConnectInfo(c): Cred,
@@ -260,13 +333,19 @@ async fn check(
     .await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct StatsQuery {
+    /// The first N, after `idle`.
     top: Option<usize>,
+    /// A duration: only entries without a hit for at least this long.
     idle: Option<String>,
 }
 
+/// Per-entry hits of the deployed, unexpired entries, busiest first.
+#[utoipa::path(get, path = "/v1/stats", tag = "viewer", params(StatsQuery),
+    responses((status = 200, body = Vec<StatItem>), Querying))]
 async fn stats(State(s): St, ConnectInfo(c): Cred, q: QueryResult<StatsQuery>) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
         let q = query(q)?;
@@ -283,27 +362,29 @@ async fn stats(State(s): St, ConnectInfo(c): Cred, q: QueryResult<StatsQuery>) -
     .await
 }
 
-async fn history(State(s): St, ConnectInfo(c): Cred) -> Response {
-    s.call(c, Role::Viewer, StatusCode::OK, |core, _| {
-        Ok(core.history()?)
-    })
-    .await
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AuditQuery {
-    #[serde(default)]
-    since: u64,
-}
-
-async fn audit(State(s): St, ConnectInfo(c): Cred, q: QueryResult<AuditQuery>) -> Response {
+/// Deployed revisions, oldest first.
+#[utoipa::path(get, path = "/v1/history", tag = "viewer", params(PageQuery),
+    responses((status = 200, body = Vec<Revision>), Querying))]
+async fn history(State(s): St, ConnectInfo(c): Cred, q: QueryResult<PageQuery>) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
-        Ok(core.audit(query(q)?.since)?)
+        Ok(core.history(query(q)?.into())?)
     })
     .await
 }
 
+/// Audit events, oldest first.
+#[utoipa::path(get, path = "/v1/audit", tag = "viewer", params(PageQuery),
+    responses((status = 200, body = Vec<AuditEvent>), Querying))]
+async fn audit(State(s): St, ConnectInfo(c): Cred, q: QueryResult<PageQuery>) -> Response {
+    s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
+        Ok(core.audit(query(q)?.into())?)
+    })
+    .await
+}
+
+/// Makes the draft equal to an earlier revision; `deploy` ships it.
+#[utoipa::path(post, path = "/v1/rollback", tag = "admin", request_body = RollbackRequest,
+    responses((status = 200, body = RollbackResponse), RollingBack))]
 async fn rollback(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         Ok(core.rollback(&peer.user, body::<RollbackRequest>(&b)?)?)
@@ -311,28 +392,53 @@ async fn rollback(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     .await
 }
 
+/// Stages a list file in bulk, all or nothing: the body is the file.
+#[utoipa::path(post, path = "/v1/import", tag = "admin", params(ImportParams),
+    request_body(content = String, content_type = "text/plain",
+        description = "the file, up to 256 MiB, in the format of `format`; \
+            the Content-Type header is not checked"),
+    responses((status = 200, body = ImportResponse), Staging))]
 async fn import(
     State(s): St,
     ConnectInfo(c): Cred,
     q: QueryResult<ImportParams>,
     b: Bytes,
 ) -> Response {
-    s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
-        Ok(core.import(&peer.user, query(q)?, &b)?)
-    })
+    s.call_prepared(
+        c,
+        Role::Admin,
+        StatusCode::OK,
+        move |host| {
+            let p = query(q)?;
+            let ctx = host.for_import(&p)?;
+            Ok((p, ctx))
+        },
+        move |core, peer, (p, ctx)| Ok(core.import_checked(&peer.user, p, &b, &ctx)?),
+    )
     .await
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 struct ExportQuery {
+    /// The draft instead of the deployed entries.
     #[serde(default)]
     draft: bool,
+    /// One list; both for `json`, `deny` for `plain` when absent.
+    #[param(inline)]
     list: Option<List>,
     #[serde(default)]
+    #[param(inline)]
     format: ExportFormat,
 }
 
+/// The entries, for backup or a later `json` import, in address order.
+#[utoipa::path(get, path = "/v1/export", tag = "viewer", params(ExportQuery),
+    responses((status = 200, description = "streamed as `GET /v1/entries` streams", content(
+        (Vec<Entry> = "application/json"),
+        (String = "text/plain", example = "198.51.100.7\n203.0.113.0/24\n"),
+    )), Querying))]
 async fn export(State(s): St, ConnectInfo(c): Cred, q: QueryResult<ExportQuery>) -> Response {
     if let Err(e) = s.authorize(c, Role::Viewer) {
         return error(e);
@@ -361,6 +467,9 @@ async fn export(State(s): St, ConnectInfo(c): Cred, q: QueryResult<ExportQuery>)
     )
 }
 
+/// Attaches the XDP program to an interface, and remembers it.
+#[utoipa::path(post, path = "/v1/attach", tag = "admin", request_body = AttachRequest,
+    responses((status = 200, body = SeqResponse), Changing))]
 async fn attach(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         Ok(core.attach(&peer.user, body::<AttachRequest>(&b)?)?)
@@ -368,6 +477,9 @@ async fn attach(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     .await
 }
 
+/// Detaches the program from an interface, and forgets it.
+#[utoipa::path(post, path = "/v1/detach", tag = "admin", request_body = DetachRequest,
+    responses((status = 200, body = SeqResponse), Changing))]
 async fn detach(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         Ok(core.detach(&peer.user, body::<DetachRequest>(&b)?)?)
@@ -375,12 +487,20 @@ async fn detach(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
     .await
 }
 
+/// Reads the kernel's maps back and repairs what differs from the store.
+#[utoipa::path(post, path = "/v1/verify", tag = "admin",
+    responses((status = 200, body = VerifyResponse), Plain))]
 async fn verify(State(s): St, ConnectInfo(c): Cred) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, |core, peer| {
         Ok(core.verify(&peer.user)?)
     })
     .await
 }
+
+/// A consistent copy of the store, streamed as an SQLite database file.
+#[utoipa::path(post, path = "/v1/backup", tag = "admin",
+    responses((status = 200, description = "an SQLite database file",
+        content(("application/vnd.sqlite3"))), Plain))]
 
 async fn backup(State(s): St, ConnectInfo(c): Cred) -> Response {
     let peer = match s.authorize(c, Role::Admin) {
@@ -478,30 +598,36 @@ async fn gate(
     }
 }
 
-/// Every route of docs/api.md.
+/// Every route of docs/api.md, each with its `#[utoipa::path]`: the router
+/// and the OpenAPI document are both made from this one list.
+pub(super) fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(status))
+        .routes(routes!(entries, add))
+        .routes(routes!(remove))
+        .routes(routes!(mode))
+        .routes(routes!(diff))
+        .routes(routes!(deploy))
+        .routes(routes!(discard))
+        .routes(routes!(check))
+        .routes(routes!(stats))
+        .routes(routes!(history))
+        .routes(routes!(audit))
+        .routes(routes!(rollback))
+        .routes(routes!(import).layer(DefaultBodyLimit::max(IMPORT_LIMIT)))
+        .routes(routes!(export))
+        .routes(routes!(attach))
+        .routes(routes!(detach))
+        .routes(routes!(verify))
+        .routes(routes!(backup))
+        .routes(routes!(openapi::spec))
+}
+
+/// The API's router. Routes are added in `api` only, never here, so that
+/// the document lists each of them.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/v1/status", get(status))
-        .route("/v1/entries", get(entries).post(add))
-        .route("/v1/entries/remove", post(remove))
-        .route("/v1/entries/mode", post(mode))
-        .route("/v1/diff", get(diff))
-        .route("/v1/deploy", post(deploy))
-        .route("/v1/discard", post(discard))
-        .route("/v1/check/{ip}", get(check))
-        .route("/v1/stats", get(stats))
-        .route("/v1/history", get(history))
-        .route("/v1/audit", get(audit))
-        .route("/v1/rollback", post(rollback))
-        .route(
-            "/v1/import",
-            post(import).layer(DefaultBodyLimit::max(IMPORT_LIMIT)),
-        )
-        .route("/v1/export", get(export))
-        .route("/v1/attach", post(attach))
-        .route("/v1/detach", post(detach))
-        .route("/v1/verify", post(verify))
-        .route("/v1/backup", post(backup))
+    let (routes, _) = api().split_for_parts();
+    routes
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), gate))
         .fallback(not_found)
         .method_not_allowed_fallback(wrong_method)

@@ -129,3 +129,12 @@ impl Plan {
         self.adds.len() + self.changes.len() + self.removes.len()
     }
 }
+
+/// What a prune deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub audit_events: u64,
+    pub revisions: u64,
+    /// Entry versions that no kept revision spans any more.
+    pub versions: u64,
+}

@@ -36,7 +36,9 @@ pub enum StoreError {
     NotFound { target: Target, list: List },
     #[error("{target} ({}) has no pending change to deploy: `denylist diff` lists them", list.as_str())]
     NotPending { target: Target, list: List },
-    #[error("revision {rev} does not exist: `denylist history` lists the revisions")]
+    #[error(
+        "revision {rev} does not exist (or the audit retention pruned it): `denylist history` lists the revisions"
+    )]
     NoRevision { rev: u64 },
     #[error(
         "there are {count} pending changes that this would overwrite: deploy or discard them, or pass --force"

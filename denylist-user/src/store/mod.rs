@@ -13,11 +13,11 @@ mod sqlite;
 
 use std::{path::Path, sync::Arc};
 
-pub use change::{Audit, HitTotal, Op, Pending, Plan, Stage};
+pub use change::{Audit, HitTotal, Op, Pending, Plan, Pruned, Stage};
 pub use error::StoreError;
 pub use sqlite::{DB_FILE, SqliteStore};
 
-use crate::model::{AuditEvent, Entry, List, Millis, Revision, Stored, Target};
+use crate::model::{AuditEvent, Entry, List, Millis, Page, Revision, Stored, Target};
 
 /// Who deploys, why, and when: what the revision and its audit event say.
 #[derive(Debug, Clone, Copy)]
@@ -120,10 +120,22 @@ pub trait Store: Send {
         now: Millis,
     ) -> Result<u64, StoreError>;
 
-    fn history(&self) -> Result<Vec<Revision>, StoreError>;
+    /// The revisions in `page`, oldest first.
+    fn history(&self, page: Page) -> Result<Vec<Revision>, StoreError>;
 
-    /// Audit events after sequence number `since`.
-    fn audit_since(&self, since: u64) -> Result<Vec<AuditEvent>, StoreError>;
+    /// The audit events in `page` (by sequence number), oldest first.
+    fn audit(&self, page: Page) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// Deletes audit events and revisions older than `cutoff`, keeping the
+    /// deployed revision and whatever a rollback to a kept revision reads.
+    /// Anything pruned is itself audited (kind `prune`, by `user`): its
+    /// sequence number and counts, or `None` when nothing was old enough.
+    fn prune(
+        &mut self,
+        cutoff: Millis,
+        user: &str,
+        now: Millis,
+    ) -> Result<Option<(u64, Pruned)>, StoreError>;
 
     /// The interfaces an admin attached, with the XDP mode asked for.
     fn attachments(&self) -> Result<Vec<(String, String)>, StoreError>;

@@ -12,6 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Class {
     Failure,
@@ -25,6 +26,18 @@ pub enum Class {
 }
 
 impl Class {
+    /// Every class, for tables and the tests that check them.
+    pub const ALL: [Class; 8] = [
+        Class::Failure,
+        Class::Unavailable,
+        Class::Invalid,
+        Class::TooLarge,
+        Class::Guarded,
+        Class::Forbidden,
+        Class::NotFound,
+        Class::Conflict,
+    ];
+
     pub fn http_status(self) -> u16 {
         match self {
             Class::Failure => 500,
@@ -65,6 +78,7 @@ impl Class {
 
 /// An error as the API returns it: `{"error": {"class", "message", "details"}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[error("{message}")]
 pub struct ApiError {
     pub class: Class,
@@ -103,16 +117,7 @@ mod tests {
 
     #[test]
     fn every_class_maps_to_one_status_and_back() {
-        for c in [
-            Class::Failure,
-            Class::Unavailable,
-            Class::Invalid,
-            Class::TooLarge,
-            Class::Guarded,
-            Class::Forbidden,
-            Class::NotFound,
-            Class::Conflict,
-        ] {
+        for c in Class::ALL {
             assert_eq!(Class::from_status(c.http_status()), c);
         }
         assert_eq!(Class::Guarded.exit_code(), 3);

@@ -11,7 +11,7 @@ pub use error::{ApiError, Class};
 pub use limits::{BODY_LIMIT, DEFAULT_SOCKET, IMPORT_LIMIT};
 pub use request::{
     AddRequest, AttachRequest, DeployRequest, DetachRequest, ImportParams, Key, ModeRequest,
-    RemoveRequest, RollbackRequest, StageItem,
+    PageQuery, RemoveRequest, RollbackRequest, StageItem,
 };
 pub use response::{
     Capacity, Change, CheckResponse, Counts, DeployPhases, DeployResponse, Diff, ImportResponse,

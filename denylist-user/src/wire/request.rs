@@ -6,7 +6,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{AttachMode, Format, List, Target};
+use crate::model::{AttachMode, Format, List, Page, Target};
 
 fn deny() -> List {
     List::Deny
@@ -16,6 +16,7 @@ fn deny() -> List {
 /// with `force`, a prefix with host bits set is taken as its network, so
 /// how it parses depends on the request around it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct StageItem {
     /// An address or CIDR prefix.
@@ -33,6 +34,7 @@ pub struct StageItem {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AddRequest {
     pub entries: Vec<StageItem>,
@@ -46,10 +48,12 @@ pub struct AddRequest {
     pub message: Option<String>,
     /// Where the admin is connected from (the CLI's SSH_CONNECTION).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "192.0.2.44"))]
     pub admin_addr: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RemoveRequest {
     pub targets: Vec<Target>,
@@ -63,6 +67,7 @@ pub struct RemoveRequest {
 
 /// Switches existing deny entries between enforcing and monitor mode.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct ModeRequest {
     pub targets: Vec<Target>,
@@ -74,6 +79,7 @@ pub struct ModeRequest {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Key {
     pub target: Target,
@@ -82,6 +88,7 @@ pub struct Key {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DeployRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +101,7 @@ pub struct DeployRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     pub revision: u64,
@@ -106,6 +114,7 @@ pub struct RollbackRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct AttachRequest {
     pub iface: String,
@@ -114,6 +123,7 @@ pub struct AttachRequest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct DetachRequest {
     pub iface: String,
@@ -121,30 +131,76 @@ pub struct DetachRequest {
 
 /// Query parameters of `POST /v1/import`; the body is the file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
 #[serde(deny_unknown_fields)]
 pub struct ImportParams {
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(inline))]
     pub format: Format,
     /// Entries become `import:SOURCE`; default `stdin`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The list of every entry (default deny); not for `json`.
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", param(inline))]
     pub list: Option<List>,
+
     /// The draft's entries from this source become exactly the file's.
     #[serde(default)]
     pub replace: bool,
+    /// The reason of every entry, instead of the file's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The TTL of every entry: a duration or `never`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl: Option<String>,
+    /// Let in lines the guardrails refuse.
     #[serde(default)]
     pub force: bool,
+    /// Leave out invalid lines instead of refusing the import.
     #[serde(default)]
     pub skip_invalid: bool,
+    /// Leave out refused lines instead of refusing the import.
     #[serde(default)]
     pub skip_guarded: bool,
+    /// Deploy this import's changes now.
     #[serde(default)]
     pub deploy: bool,
+    /// Where the admin is connected from; a deny entry covering it is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", param(value_type = Option<String>))]
     pub admin_addr: Option<IpAddr>,
+}
+
+/// The query of `GET /v1/history` and `GET /v1/audit`: revisions or events
+/// numbered after `since` and before `before`, the newest `limit` of them,
+/// oldest first. With no `limit`, the whole window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(
+    feature = "openapi",
+    derive(utoipa::IntoParams),
+    into_params(parameter_in = Query)
+)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+impl From<PageQuery> for Page {
+    fn from(q: PageQuery) -> Self {
+        Self {
+            since: q.since.unwrap_or(0),
+            before: q.before,
+            limit: q.limit,
+        }
+    }
 }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::{AttachMode, AttachedMode, Entry, Format, List, Millis, Target, Verdict};
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Counts {
     pub added: u64,
     pub removed: u64,
@@ -14,6 +15,7 @@ pub struct Counts {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeployResponse {
     pub seq: Option<u64>,
     /// The new revision; `None` when nothing was pending or on a dry run.
@@ -30,6 +32,7 @@ pub struct DeployResponse {
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DeployPhases {
     pub plan: u64,
     pub kernel: u64,
@@ -37,6 +40,7 @@ pub struct DeployPhases {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageResponse {
     pub seq: u64,
     #[serde(flatten)]
@@ -49,6 +53,7 @@ pub struct StageResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct SeqResponse {
     pub seq: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -56,6 +61,7 @@ pub struct SeqResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RollbackResponse {
     pub seq: u64,
     /// Entries of the revision left out because they have expired since.
@@ -65,7 +71,9 @@ pub struct RollbackResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CheckResponse {
+    #[cfg_attr(feature = "openapi", schema(value_type = String, example = "198.51.100.7"))]
     pub ip: IpAddr,
     pub verdict: Verdict,
     /// The entry that decided the verdict.
@@ -75,6 +83,7 @@ pub struct CheckResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Interface {
     pub name: String,
     /// `native` or `skb`; `null` while the interface is missing.
@@ -84,6 +93,7 @@ pub struct Interface {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatusCounters {
     pub dropped_packets: u64,
     pub dropped_bytes: u64,
@@ -95,18 +105,21 @@ pub struct StatusCounters {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ListCounts {
     pub deny: u64,
     pub allow: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Capacity {
     pub total: u64,
     pub used: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Status {
     pub revision: u64,
     pub pending_changes: u64,
@@ -124,6 +137,7 @@ pub struct Status {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Diff {
     pub added: Vec<Staged<Entry>>,
     pub removed: Vec<Staged<Entry>>,
@@ -131,6 +145,7 @@ pub struct Diff {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Change {
     pub before: Entry,
     pub after: Entry,
@@ -138,25 +153,30 @@ pub struct Change {
 
 /// An item of the diff, with who staged it and when.
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Staged<T> {
     #[serde(flatten)]
     pub item: T,
     pub staged_by: String,
     #[serde(with = "crate::model::time_ms")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub staged_at: Millis,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StatItem {
     pub target: Target,
     pub list: List,
     pub packets: u64,
     pub bytes: u64,
     #[serde(with = "crate::model::time_ms::opt")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub last_hit: Option<Millis>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VerifyResponse {
     pub seq: Option<u64>,
     pub drift: Vec<Target>,
@@ -164,6 +184,7 @@ pub struct VerifyResponse {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportResponse {
     pub seq: u64,
     pub format: Format,

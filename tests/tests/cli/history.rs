@@ -160,6 +160,19 @@ fn history_audit_and_rollback() {
         human.lines().count() >= 3,
         "a header and two events:\n{human}"
     );
+    // Paging back from the end: the newest two, then the two before them.
+    let seqs_of =
+        |page: &[Value]| -> Vec<u64> { page.iter().map(|e| e["seq"].as_u64().unwrap()).collect() };
+    let last = array(env.json(&["audit", "--limit", "2", "--json"]));
+    assert_eq!(seqs_of(&last), seqs[seqs.len() - 2..]);
+    let before = last[0]["seq"].to_string();
+    let page = array(env.json(&["audit", "--limit", "2", "--before", &before, "--json"]));
+    assert_eq!(seqs_of(&page), seqs[seqs.len() - 4..seqs.len() - 2]);
+    let newest = array(env.json(&["history", "--limit", "1", "--json"]));
+    let revs = history(&env);
+    assert_eq!(newest, revs[revs.len() - 1..], "--limit keeps the newest");
+    let older = array(env.json(&["history", "--before", "2", "--json"]));
+    assert_eq!(older, revs[..1]);
 
     // E added again, live: a rollback to a revision where it is live does
     // not call it expired.

@@ -133,6 +133,19 @@ fn metrics_are_served_in_prometheus_text() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
+    // And Prometheus itself takes them (`cargo xtask setup` installs
+    // promtool).
+    let promtool = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&rules)
+        .output()
+        .expect("promtool runs: `cargo xtask setup` installs it");
+    let said = String::from_utf8_lossy(&promtool.stdout);
+    assert!(
+        promtool.status.success() && said.contains("SUCCESS: 5 rules found"),
+        "{said}{}",
+        String::from_utf8_lossy(&promtool.stderr)
+    );
 }
 
 /// Every `denylist_…` series name in `text`.

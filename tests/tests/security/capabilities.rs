@@ -29,10 +29,7 @@ fn the_units_capabilities_and_hardening_suffice_and_the_cli_needs_none() {
     let copy = dir.path().join("denylistd.service");
     fs::write(
         &copy,
-        unit.replace(
-            "/usr/local/bin/denylistd",
-            bin("denylistd").to_str().unwrap(),
-        ),
+        unit.replace("/usr/bin/denylistd", bin("denylistd").to_str().unwrap()),
     )
     .unwrap();
     let out = Command::new("systemd-analyze")

@@ -11,6 +11,7 @@
 mod chart;
 mod control;
 mod deploy;
+mod guard;
 mod memory;
 mod packet;
 mod report;
@@ -20,6 +21,7 @@ use std::fs;
 
 use anyhow::{Context as _, Result, bail};
 use denylist_tests::require_root;
+use guard::HOLD;
 use report::{Machine, Opts, Section};
 
 type Run = fn(&Opts) -> Result<Section>;
@@ -31,11 +33,15 @@ const SECTIONS: &[(&str, Run)] = &[
     ("deploy", deploy::run),
     ("memory", memory::run),
     ("control", control::run),
+    ("guard", guard::run),
 ];
 
 fn main() -> Result<()> {
-    require_root();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some((HOLD, rest)) = args.split_first().map(|(a, r)| (a.as_str(), r)) {
+        return guard::hold(rest);
+    }
+    require_root();
     let opts = Opts {
         quick: args.iter().any(|a| a == "--quick"),
         out_dir: report::repo_root().join("target").join("bench"),

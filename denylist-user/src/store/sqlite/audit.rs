@@ -5,10 +5,10 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
 
-use super::rows::audit;
+use super::rows::{audit, meta};
 use crate::{
-    model::{AuditEvent, Millis, Revision},
-    store::{HitTotal, StoreError},
+    model::{AuditEvent, Millis, Page, Revision, rfc3339},
+    store::{HitTotal, Pruned, StoreError},
 };
 
 /// Adds hit counts folded from the kernel, by entry id.
@@ -62,9 +62,25 @@ pub(super) fn record(
     Ok(seq)
 }
 
-pub(super) fn history(conn: &Connection) -> Result<Vec<Revision>, StoreError> {
-    let mut stmt = conn.prepare("SELECT * FROM revisions ORDER BY rev")?;
-    let rows = stmt.query_map([], |r| {
+/// A page's bounds as SQL parameters: no `before` is past every number,
+/// and no `limit` is SQLite's -1, no limit.
+fn bounds(page: Page) -> (i64, i64, i64) {
+    let clamp = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+    (
+        clamp(page.since),
+        page.before.map_or(i64::MAX, clamp),
+        page.limit.map_or(-1, clamp),
+    )
+}
+
+pub(super) fn history(conn: &Connection, page: Page) -> Result<Vec<Revision>, StoreError> {
+    // The newest `limit` of the window, then oldest first.
+    let mut stmt = conn.prepare_cached(
+        "SELECT * FROM (SELECT * FROM revisions WHERE rev > ?1 AND rev < ?2
+         ORDER BY rev DESC LIMIT ?3) ORDER BY rev",
+    )?;
+    let (since, before, limit) = bounds(page);
+    let rows = stmt.query_map(params![since, before, limit], |r| {
         Ok(Revision {
             revision: r.get::<_, i64>(0)? as u64,
             deployed_at: r.get(1)?,
@@ -78,11 +94,13 @@ pub(super) fn history(conn: &Connection) -> Result<Vec<Revision>, StoreError> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
-pub(super) fn audit_since(conn: &Connection, since: u64) -> Result<Vec<AuditEvent>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT seq, at, user, kind, target, detail FROM audit WHERE seq > ?1 ORDER BY seq",
+pub(super) fn audit_page(conn: &Connection, page: Page) -> Result<Vec<AuditEvent>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT * FROM (SELECT seq, at, user, kind, target, detail FROM audit
+         WHERE seq > ?1 AND seq < ?2 ORDER BY seq DESC LIMIT ?3) ORDER BY seq",
     )?;
-    let rows = stmt.query_map([since as i64], |r| {
+    let (since, before, limit) = bounds(page);
+    let rows = stmt.query_map(params![since, before, limit], |r| {
         let detail: Option<String> = r.get(5)?;
         Ok(AuditEvent {
             seq: r.get::<_, i64>(0)? as u64,
@@ -94,6 +112,49 @@ pub(super) fn audit_since(conn: &Connection, since: u64) -> Result<Vec<AuditEven
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Deletes audit events and revisions from before `cutoff`, but never the
+/// deployed revision, and with every revision kept, the versions a
+/// rollback to it reads: a version is needed by the revisions it spans,
+/// `from_rev <= R < to_rev`, so those ending at or before the oldest kept
+/// revision go. Records a `prune` event when anything went.
+pub(super) fn prune(
+    conn: &mut Connection,
+    cutoff: Millis,
+    user: &str,
+    now: Millis,
+) -> Result<Option<(u64, Pruned)>, StoreError> {
+    let tx = conn.transaction()?;
+    let current = meta(&tx, "revision")?;
+    let audit_events = tx.execute("DELETE FROM audit WHERE at < ?1", [cutoff])? as u64;
+    let revisions = tx.execute(
+        "DELETE FROM revisions WHERE deployed_at < ?1 AND rev < ?2",
+        params![cutoff, current],
+    )? as u64;
+    let oldest: Option<i64> = tx.query_row("SELECT min(rev) FROM revisions", [], |r| r.get(0))?;
+    let versions = match oldest {
+        Some(oldest) => tx.execute("DELETE FROM versions WHERE to_rev <= ?1", [oldest])? as u64,
+        None => 0,
+    };
+    let pruned = Pruned {
+        audit_events,
+        revisions,
+        versions,
+    };
+    if pruned == Pruned::default() {
+        return Ok(None);
+    }
+    let detail = serde_json::json!({
+        "before": rfc3339(cutoff),
+        "audit_events": audit_events,
+        "revisions": revisions,
+        "versions": versions,
+        "oldest_revision": oldest,
+    });
+    let seq = audit(&tx, now, user, "prune", None, Some(detail))?;
+    tx.commit()?;
+    Ok(Some((seq, pruned)))
 }
 
 pub(super) fn attachments(conn: &Connection) -> Result<Vec<(String, String)>, StoreError> {

@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use super::{
-    draft::{deployed, pending_count, pending_marked, revision},
+    draft::{deployed, pending_count, pending_marked},
     rows::{
         ENTRY_COLS, REFRESH, audit, close_version, delete_entry, entry_from, insert_entry,
         insert_pending, meta, pending_rows, set_meta, sort_key,
@@ -95,8 +95,16 @@ pub(super) fn rollback(
     user: &str,
     now: Millis,
 ) -> Result<(u64, Vec<Entry>), StoreError> {
-    let current = revision(conn)?;
-    if rev == 0 || rev > current {
+    // A revision pruned by the retention is gone, with the versions only
+    // it needed.
+    let kept = conn
+        .query_row(
+            "SELECT 1 FROM revisions WHERE rev = ?1",
+            [rev as i64],
+            |_| Ok(()),
+        )
+        .optional()?;
+    if rev == 0 || kept.is_none() {
         return Err(StoreError::NoRevision { rev });
     }
     let pending = pending_count(conn)?;

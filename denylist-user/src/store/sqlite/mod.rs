@@ -25,10 +25,10 @@ use rusqlite::Connection;
 pub(crate) use schema::SCHEMA_VERSION;
 
 use super::{
-    Audit, DeployRecord, HitTotal, Op, Pending, Plan, Snapshots, Stage, Store, StoreError,
+    Audit, DeployRecord, HitTotal, Op, Pending, Plan, Pruned, Snapshots, Stage, Store, StoreError,
     WrittenDeploy,
 };
-use crate::model::{AuditEvent, Entry, List, Millis, Revision, Stored, Target};
+use crate::model::{AuditEvent, Entry, List, Millis, Page, Revision, Stored, Target};
 
 /// The database's file name in the state directory.
 pub const DB_FILE: &str = "denylist.db";
@@ -140,12 +140,21 @@ impl Store for SqliteStore {
         audit::record(&mut self.conn, user, kind, target, detail, now)
     }
 
-    fn history(&self) -> Result<Vec<Revision>, StoreError> {
-        audit::history(&self.conn)
+    fn history(&self, page: Page) -> Result<Vec<Revision>, StoreError> {
+        audit::history(&self.conn, page)
     }
 
-    fn audit_since(&self, since: u64) -> Result<Vec<AuditEvent>, StoreError> {
-        audit::audit_since(&self.conn, since)
+    fn audit(&self, page: Page) -> Result<Vec<AuditEvent>, StoreError> {
+        audit::audit_page(&self.conn, page)
+    }
+
+    fn prune(
+        &mut self,
+        cutoff: Millis,
+        user: &str,
+        now: Millis,
+    ) -> Result<Option<(u64, Pruned)>, StoreError> {
+        audit::prune(&mut self.conn, cutoff, user, now)
     }
 
     fn attachments(&self) -> Result<Vec<(String, String)>, StoreError> {

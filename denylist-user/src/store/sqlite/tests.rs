@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::{DB_FILE, SqliteStore, rows::meta, schema::SCHEMA_VERSION};
 use crate::{
-    model::{List, Millis, Revision, Target, Ttl},
+    model::{List, Millis, Page, Revision, Target, Ttl},
     store::{Audit, DeployRecord, Op, Stage, Store, StoreError},
 };
 
@@ -354,6 +354,88 @@ fn rollback_restores_a_revision_and_leaves_out_expired_entries() {
         (restored.added_by.as_str(), restored.added_at),
         ("alice", 0)
     );
+    let _ = fs::remove_dir_all(dir);
+}
+
+fn remove(s: &str) -> Stage {
+    Stage::Remove {
+        target: t(s),
+        list: List::Deny,
+    }
+}
+
+fn revs(s: &dyn Store, page: Page) -> Vec<u64> {
+    s.history(page)
+        .unwrap()
+        .iter()
+        .map(|r| r.revision)
+        .collect()
+}
+
+#[test]
+fn history_and_audit_page_back_and_pruning_keeps_what_a_rollback_needs() {
+    const DAY: Millis = 86_400_000;
+    let dir = tmp();
+    let mut s = SqliteStore::open(&dir).unwrap();
+    let steps: [(&[Stage], Millis); 4] = [
+        (&[add("198.51.100.7")], 0),
+        (&[remove("198.51.100.7"), add("192.0.2.5")], 10 * DAY),
+        (&[add("192.0.2.6")], 20 * DAY),
+        (&[remove("192.0.2.5")], 30 * DAY),
+    ];
+    for (ops, at) in steps {
+        s.stage(ops, "alice", at, None, &Audit::Each).unwrap();
+        deploy(&mut s, at);
+    }
+    let page = |since, before, limit| Page {
+        since,
+        before,
+        limit,
+    };
+    assert_eq!(revs(&s, Page::default()), [1, 2, 3, 4]);
+    assert_eq!(revs(&s, page(0, None, Some(2))), [3, 4]);
+    assert_eq!(revs(&s, page(0, Some(3), Some(5))), [1, 2]);
+    assert_eq!(revs(&s, page(1, Some(4), None)), [2, 3]);
+    assert!(revs(&s, page(0, None, Some(0))).is_empty());
+    let all = s.audit(Page::default()).unwrap();
+    let last = all.last().unwrap().seq;
+    let newest = s.audit(page(0, None, Some(1))).unwrap();
+    assert_eq!(newest, all[all.len() - 1..]);
+    let before = s.audit(page(0, Some(last), Some(2))).unwrap();
+    assert_eq!(before, all[all.len() - 3..all.len() - 1]);
+
+    // Revisions 1 and 2 are older than the cutoff. The version of
+    // 192.0.2.5 from revision 2 stays: revision 3 still has it.
+    let (seq, pruned) = s.prune(15 * DAY, "denylistd", 40 * DAY).unwrap().unwrap();
+    assert_eq!((pruned.revisions, pruned.versions), (2, 1));
+    let left = s.audit(Page::default()).unwrap();
+    assert!(left.iter().all(|e| e.at >= 15 * DAY || e.kind == "prune"));
+    assert_eq!(pruned.audit_events as usize, all.len() + 1 - left.len());
+    let event = left.last().unwrap();
+    assert_eq!((event.seq, event.kind.as_str()), (seq, "prune"));
+    assert_eq!(event.detail.as_ref().unwrap()["oldest_revision"], 3);
+    assert_eq!(revs(&s, Page::default()), [3, 4]);
+    assert!(matches!(
+        s.rollback(2, true, "bob", 40 * DAY),
+        Err(StoreError::NoRevision { rev: 2 })
+    ));
+    s.rollback(3, true, "bob", 40 * DAY).unwrap();
+    let mut draft: Vec<String> = s
+        .draft(40 * DAY)
+        .unwrap()
+        .iter()
+        .map(|e| e.target.to_string())
+        .collect();
+    draft.sort();
+    assert_eq!(draft, ["192.0.2.5", "192.0.2.6"]);
+    assert!(s.prune(15 * DAY, "denylistd", 40 * DAY).unwrap().is_none());
+
+    // However old, the deployed revision stays, and so does a rollback to it.
+    s.discard("bob", 40 * DAY).unwrap();
+    s.prune(100 * DAY, "denylistd", 100 * DAY).unwrap().unwrap();
+    assert_eq!(revs(&s, Page::default()), [4]);
+    s.rollback(4, false, "bob", 100 * DAY).unwrap();
+    assert_eq!(s.pending_count().unwrap(), 0);
     let _ = fs::remove_dir_all(dir);
 }
 

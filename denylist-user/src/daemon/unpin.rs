@@ -1,0 +1,90 @@
+//! `denylistd --unpin`: takes the filter away when no daemon will look
+//! after it any more, as the package does when it is removed. A pinned
+//! link keeps its interface filtered after every process has gone, so a
+//! removed package would otherwise leave packets dropped by a list nobody
+//! can change.
+
+use std::{os::unix::net::UnixStream, path::PathBuf};
+
+use super::Config;
+use crate::dataplane::{PinsError, unpin_all};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UnpinError {
+    #[error(
+        "a denylistd answers on {socket}: stop it first (systemctl stop denylistd), or it would keep the interfaces attached through its own handles and lose its pins"
+    )]
+    DaemonRunning { socket: PathBuf },
+    #[error("cannot unpin the filter: {0}")]
+    Pins(#[from] PinsError),
+}
+
+/// What [`unpin`] took away.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unpinned {
+    /// The pin directory did not exist.
+    Nothing,
+    /// These interfaces were detached, and the pin directory is gone.
+    Detached(Vec<String>),
+}
+
+/// Unpins every link and map under `config.bpffs` and removes the
+/// directory, unless a daemon answers on `config.socket`: its open link
+/// handles would keep the interfaces attached, unpinned.
+pub fn unpin(config: &Config) -> Result<Unpinned, UnpinError> {
+    // A stale socket left by a stopped daemon refuses the connection.
+    if UnixStream::connect(&config.socket).is_ok() {
+        return Err(UnpinError::DaemonRunning {
+            socket: config.socket.clone(),
+        });
+    }
+    Ok(match unpin_all(&config.bpffs)? {
+        None => Unpinned::Nothing,
+        Some(ifaces) => Unpinned::Detached(ifaces),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixListener;
+
+    use clap::Parser as _;
+
+    use super::*;
+    use crate::daemon::Args;
+
+    fn config(dir: &std::path::Path) -> Config {
+        let args = Args::try_parse_from([
+            "denylistd",
+            "--socket",
+            dir.join("d.sock").to_str().unwrap(),
+            "--bpffs",
+            dir.join("pins").to_str().unwrap(),
+        ])
+        .unwrap();
+        Config::from_args(args).unwrap()
+    }
+
+    #[test]
+    fn refused_while_a_daemon_answers_and_nothing_pinned_is_no_error() {
+        let dir = std::env::temp_dir().join(format!("denylist-unpin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let c = config(&dir);
+        let listener = UnixListener::bind(&c.socket).unwrap();
+        let e = unpin(&c).unwrap_err();
+        assert!(matches!(e, UnpinError::DaemonRunning { .. }), "{e}");
+        // Gone, the daemon leaves a socket that refuses connections.
+        drop(listener);
+        assert_eq!(unpin(&c).unwrap(), Unpinned::Nothing);
+        // A directory that is not on bpffs keeps its files.
+        std::fs::create_dir_all(&c.bpffs).unwrap();
+        std::fs::write(c.bpffs.join("link-eth0"), "").unwrap();
+        let e = unpin(&c).unwrap_err();
+        assert!(
+            matches!(e, UnpinError::Pins(PinsError::NotBpffs { .. })),
+            "{e}"
+        );
+        assert!(c.bpffs.join("link-eth0").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
