@@ -162,6 +162,40 @@ pub struct HitSlot {
     pub hit: Hit,
 }
 
+/// The session watch (a sock_ops program, object `sessions`): the local
+/// ports whose established TCP sessions are reported, as keys (u16, host
+/// order) with value 1.
+pub const MAP_SESSION_PORTS: &str = "SESSION_PORTS";
+/// Ring buffer of [`SessionEvent`]s.
+pub const MAP_SESSION_EVENTS: &str = "SESSION_EVENTS";
+/// One u64: events the ring buffer had no room for.
+pub const MAP_SESSION_LOST: &str = "SESSION_LOST";
+pub const SESSION_PROGRAM: &str = "sessions";
+/// The global holding the network namespace cookie of the sessions to
+/// report (SO_NETNS_COOKIE of a socket of the daemon's).
+pub const SESSION_NETNS_GLOBAL: &str = "NETNS_COOKIE";
+/// Ports the watch can be given at once.
+pub const SESSION_MAX_PORTS: u32 = 64;
+/// The ring buffer's size: 8,192 events between two reads.
+pub const SESSION_RING_BYTES: u32 = 256 * 1024;
+
+/// A TCP session on a watched port became established (`up` = 1), or left
+/// ESTABLISHED (`up` = 0).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionEvent {
+    /// The socket's cookie, as sock_diag reports it too.
+    pub cookie: u64,
+    /// The peer's address: the first 4 bytes for AF_INET.
+    pub addr: [u8; 16],
+    /// The local port, host order.
+    pub port: u16,
+    /// 4 for IPv4, 6 for IPv6.
+    pub family: u8,
+    pub up: u8,
+    pub _pad: u32,
+}
+
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: each type is #[repr(C)], made only of integers, with explicit
@@ -173,6 +207,7 @@ mod pod {
     unsafe impl aya::Pod for super::Counters {}
     unsafe impl aya::Pod for super::Hit {}
     unsafe impl aya::Pod for super::HitSlot {}
+    unsafe impl aya::Pod for super::SessionEvent {}
 }
 
 #[cfg(test)]
@@ -190,6 +225,7 @@ mod tests {
         assert_eq!(size_of::<Counters>(), 80);
         assert_eq!(size_of::<Hit>(), 16);
         assert_eq!(size_of::<HitSlot>(), 24);
+        assert_eq!(size_of::<SessionEvent>(), 32);
         assert!(HIT_SLOTS.is_power_of_two());
     }
 

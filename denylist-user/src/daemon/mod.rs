@@ -70,6 +70,8 @@ pub struct OpsCounters {
 
 pub struct Core {
     config: Config,
+    /// What the guardrails read from the host.
+    host: HostProbe,
     store: Box<dyn Store>,
     filter: Box<dyn Filter>,
     ifaces: BTreeMap<String, Iface>,
@@ -104,7 +106,9 @@ impl Core {
         let (filter, adopted) = PinnedFilter::start(&config.bpffs, layout, &rules)?;
         drop(rules);
         deploy::release_heap();
-        Self::assemble(config, Box::new(store), Box::new(filter), &adopted)
+        let mut core = Self::assemble(config, Box::new(store), Box::new(filter), &adopted)?;
+        core.host = HostProbe::start(core.config.protect_ports.clone());
+        Ok(core)
     }
 
     /// The core over any store and filter; `adopted` are the interfaces
@@ -141,6 +145,7 @@ impl Core {
             }
         }
         let mut core = Self {
+            host: HostProbe::asking(config.protect_ports.clone()),
             config,
             store,
             filter,

@@ -1,24 +1,115 @@
 //! What the guardrails read from the host: its addresses and the peers of
 //! its live sessions. It is read without the core: on a host under attack
-//! a sock_diag dump is the slowest part of an add, and every other request
-//! would wait behind it.
+//! the sessions are the slowest part of an add, and every other request
+//! would wait behind them.
+//!
+//! The sessions come from the sessions program (`SessionWatch`), which the
+//! kernel tells of each session on a protected port as it starts and ends,
+//! so a check costs a lookup, however many connections the host has. Where
+//! that program cannot run, each check asks sock_diag instead, which walks
+//! every TCP socket of the host.
 
-use std::net::IpAddr;
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex, MutexGuard, Weak},
+    time::{Duration, Instant},
+};
 
 use super::{Core, CoreError};
 use crate::{
+    dataplane::SessionWatch,
     model::{List, Target},
     policy::{self, GuardContext},
     wire::{AddRequest, ImportParams},
 };
 
-/// Reads the host for the guardrails; cheap to clone, needs no lock.
-#[derive(Debug, Clone)]
+/// How often the watch's reports are taken in, so its ring buffer (8,192
+/// reports at a time) does not fill between two checks.
+const DRAIN_EVERY: Duration = Duration::from_millis(50);
+/// How often sessions whose end no report will tell (those older than the
+/// watch, or after lost reports) are looked for in a dump again.
+const DUMP_EVERY: Duration = Duration::from_secs(30);
+
+/// Reads the host for the guardrails; cheap to clone, needs no core lock.
+#[derive(Clone)]
 pub struct HostProbe {
     protect_ports: Vec<u16>,
+    watch: Option<Arc<Mutex<SessionWatch>>>,
+}
+
+impl std::fmt::Debug for HostProbe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostProbe")
+            .field("protect_ports", &self.protect_ports)
+            .field("watched", &self.watch.is_some())
+            .finish()
+    }
+}
+
+fn lock(w: &Mutex<SessionWatch>) -> MutexGuard<'_, SessionWatch> {
+    w.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl HostProbe {
+    /// Watches the sessions on `ports`; if the sessions program cannot run
+    /// here, warns and asks sock_diag on each check.
+    pub fn start(ports: Vec<u16>) -> Self {
+        Self::watching(ports.clone()).unwrap_or_else(|e| {
+            tracing::warn!(
+                "the SSH guardrail will walk every socket of the host on each check: {e}"
+            );
+            Self::asking(ports)
+        })
+    }
+
+    /// Watches the sessions on `ports`, or says why it cannot.
+    pub fn watching(ports: Vec<u16>) -> Result<Self, CoreError> {
+        Ok(Self {
+            watch: Some(Self::watch(&ports)?),
+            protect_ports: ports,
+        })
+    }
+
+    /// Asks sock_diag on each check, with no program: for a core whose
+    /// data plane is not the kernel's.
+    pub fn asking(ports: Vec<u16>) -> Self {
+        Self {
+            protect_ports: ports,
+            watch: None,
+        }
+    }
+
+    /// Whether the sessions program keeps the sessions.
+    pub fn is_watching(&self) -> bool {
+        self.watch.is_some()
+    }
+
+    fn watch(ports: &[u16]) -> Result<Arc<Mutex<SessionWatch>>, CoreError> {
+        // The program first, then the dump: a session starting in between
+        // is in one or the other, and the cookie makes it one session.
+        let mut watch = SessionWatch::start(ports).map_err(|e| CoreError::GuardUnavailable {
+            what: "the sessions program",
+            source: std::io::Error::other(e),
+        })?;
+        let dump = policy::live_sessions(ports).map_err(|source| CoreError::GuardUnavailable {
+            what: "the live TCP sessions",
+            source,
+        })?;
+        watch.drain();
+        watch.sessions().reconcile(&dump);
+        let watch = Arc::new(Mutex::new(watch));
+        let weak = Arc::downgrade(&watch);
+        let ports = ports.to_vec();
+        std::thread::Builder::new()
+            .name("denylist-sessions".into())
+            .spawn(move || keep(&weak, &ports))
+            .map_err(|source| CoreError::GuardUnavailable {
+                what: "a thread for the sessions program",
+                source,
+            })?;
+        Ok(watch)
+    }
+
     /// The context for an add: the live sessions of its deny targets only
     /// (none is read when it is forced, or has no deny target).
     pub fn for_add(&self, req: &AddRequest) -> Result<GuardContext, CoreError> {
@@ -58,20 +149,89 @@ impl HostProbe {
         within: Option<&[Target]>,
     ) -> Result<GuardContext, CoreError> {
         let unreadable = |what, source| CoreError::GuardUnavailable { what, source };
+        let live = match &self.watch {
+            Some(w) => self.watched(w, within),
+            None => policy::live_peers(&self.protect_ports, within),
+        };
         Ok(GuardContext {
             host_addrs: policy::host_addresses()
                 .map_err(|e| unreadable("this host's addresses", e))?,
-            live_ssh_peers: policy::live_peers(&self.protect_ports, within)
-                .map_err(|e| unreadable("the live TCP sessions", e))?,
+            live_ssh_peers: live.map_err(|e| unreadable("the live TCP sessions", e))?,
             admin_addr,
         })
+    }
+
+    fn watched(
+        &self,
+        w: &Mutex<SessionWatch>,
+        within: Option<&[Target]>,
+    ) -> std::io::Result<Vec<IpAddr>> {
+        let mut watch = lock(w);
+        // Reports lost since the last drain: only a dump tells what is live.
+        if watch.drain() {
+            let dump = policy::live_sessions(&self.protect_ports)?;
+            watch.sessions().reconcile(&dump);
+        }
+        let sessions = watch.sessions();
+        Ok(match within {
+            Some(targets) => {
+                let found = sessions.peers_within(targets);
+                // A session older than the watch may have ended unseen:
+                // before refusing on its account, ask the kernel about
+                // these targets.
+                if sessions.any_unconfirmed(&found) {
+                    drop(watch);
+                    policy::live_peers(&self.protect_ports, within)?
+                } else {
+                    found
+                }
+            }
+            // An import, a bulk operation, pays for one dump whenever
+            // some session may have ended unseen.
+            None if sessions.needs_dumps() => {
+                let dump = policy::live_sessions(&self.protect_ports)?;
+                sessions.reconcile(&dump);
+                sessions.peers()
+            }
+            None => sessions.peers(),
+        })
+    }
+}
+
+/// Takes in the watch's reports while any probe holds it, and dumps when
+/// some session's end would otherwise go unseen.
+fn keep(watch: &Weak<Mutex<SessionWatch>>, ports: &[u16]) {
+    let mut last_dump = Instant::now();
+    loop {
+        std::thread::sleep(DRAIN_EVERY);
+        let Some(w) = watch.upgrade() else {
+            return;
+        };
+        let due = {
+            let mut g = lock(&w);
+            let lost = g.drain();
+            lost || (g.sessions().needs_dumps() && last_dump.elapsed() >= DUMP_EVERY)
+        };
+        if !due {
+            continue;
+        }
+        // The dump without the lock, which checks would wait behind. A
+        // session that ends between the dump and the reconcile stays until
+        // the next dump: the guardrail errs on the side of refusing.
+        last_dump = Instant::now();
+        match policy::live_sessions(ports) {
+            Ok(dump) => {
+                let mut g = lock(&w);
+                g.drain();
+                g.sessions().reconcile(&dump);
+            }
+            Err(e) => tracing::warn!("reading the live TCP sessions: {e}"),
+        }
     }
 }
 
 impl Core {
     pub fn host_probe(&self) -> HostProbe {
-        HostProbe {
-            protect_ports: self.config.protect_ports.clone(),
-        }
+        self.host.clone()
     }
 }

@@ -20,6 +20,7 @@ pub mod object;
 mod pins;
 mod readback;
 mod region;
+mod sessions;
 pub mod sys;
 pub mod trie;
 
@@ -47,6 +48,7 @@ pub use filter::{Filter, PinnedFilter, prefix_needs};
 pub use layout::{Layout, LayoutError, MAX_CAPACITY, MIN_CAPACITY, Needs};
 pub use pins::{Pins, PinsError, ensure_bpffs_mounted, unpin_all};
 use region::{Region, RuleCell};
+pub use sessions::{SessionSet, SessionWatch, SessionWatchError};
 use trie::Prefixes;
 
 use crate::model::{List, Rule, Target};

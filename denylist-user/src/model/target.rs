@@ -88,6 +88,11 @@ impl Target {
         self.0.network()
     }
 
+    /// The first and the last address the target covers.
+    pub fn range(&self) -> (IpAddr, IpAddr) {
+        (self.0.network(), self.0.broadcast())
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         self.0.contains(&normal_ip(ip))
     }

@@ -52,20 +52,34 @@ pub fn live_peers(ports: &[u16], within: Option<&[Target]>) -> io::Result<Vec<Ip
         Some(targets) if targets.len() <= MAX_FILTERED_TARGETS => Some(peer_filter(targets)),
         _ => None,
     };
-    let mut peers = Vec::new();
+    let mut peers: Vec<IpAddr> = sessions(ports, filter.as_deref())?
+        .into_iter()
+        .map(|(_, peer)| peer)
+        .collect();
+    peers.sort_unstable();
+    peers.dedup();
+    Ok(peers)
+}
+
+/// Every ESTABLISHED TCP session to one of `ports`, as [`live_peers`] finds
+/// them: each socket's cookie (the one eBPF programs see) and its peer.
+pub fn live_sessions(ports: &[u16]) -> io::Result<Vec<(u64, IpAddr)>> {
+    sessions(ports, None)
+}
+
+fn sessions(ports: &[u16], filter: Option<&[u8]>) -> io::Result<Vec<(u64, IpAddr)>> {
+    let mut found = Vec::new();
     for family in [AF_INET, AF_INET6] {
         for &port in ports {
-            match established_to(family, port, filter.as_deref()) {
-                Ok(found) => peers.extend(found),
+            match established_to(family, port, filter) {
+                Ok(more) => found.extend(more),
                 // A kernel without IPv6 has no IPv6 sessions.
                 Err(e) if family == AF_INET6 && e.raw_os_error() == Some(libc::ENOENT) => {}
                 Err(e) => return Err(e),
             }
         }
     }
-    peers.sort_unstable();
-    peers.dedup();
-    Ok(peers)
+    Ok(found)
 }
 
 // inet_diag's filter language (include/uapi/linux/inet_diag.h, unchanged
@@ -125,7 +139,7 @@ fn peer_filter(targets: &[Target]) -> Vec<u8> {
 
 /// Remote addresses of the established TCP sockets of `family` whose local
 /// port is `port`, and that pass `filter` if given.
-fn established_to(family: u8, port: u16, filter: Option<&[u8]>) -> io::Result<Vec<IpAddr>> {
+fn established_to(family: u8, port: u16, filter: Option<&[u8]>) -> io::Result<Vec<(u64, IpAddr)>> {
     let mut socket = Socket::new(NETLINK_SOCK_DIAG)?;
     socket.bind_auto()?;
     socket.connect(&SocketAddr::new(0, 0))?;
@@ -179,7 +193,13 @@ fn established_to(family: u8, port: u16, filter: Option<&[u8]>) -> io::Result<Ve
                     // Checked here too, whatever the kernel filtered.
                     let id = &r.header.socket_id;
                     if id.source_port == port {
-                        peers.push(normal_ip(id.destination_address));
+                        // inet_diag's cookie is two u32 in host order,
+                        // the low half first (sock_diag_save_cookie).
+                        let [a, b, c, d, e, f, g, h] = id.cookie;
+                        let low = u32::from_ne_bytes([a, b, c, d]);
+                        let high = u32::from_ne_bytes([e, f, g, h]);
+                        let cookie = u64::from(low) | (u64::from(high) << 32);
+                        peers.push((cookie, normal_ip(id.destination_address)));
                     }
                 }
                 NetlinkPayload::Done(_) => return Ok(peers),

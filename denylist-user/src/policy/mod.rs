@@ -8,4 +8,4 @@ mod host;
 pub mod import;
 
 pub use guard::{GuardContext, Refusal, Warning, check, warnings};
-pub use host::{MAX_FILTERED_TARGETS, host_addresses, live_peers};
+pub use host::{MAX_FILTERED_TARGETS, host_addresses, live_peers, live_sessions};

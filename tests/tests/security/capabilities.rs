@@ -85,6 +85,14 @@ fn the_units_capabilities_and_hardening_suffice_and_the_cli_needs_none() {
         "its / is read-only: {root}"
     );
 
+    // The SSH guardrail's session watch loads and attaches with these
+    // capabilities too (ProtectControlGroups leaves cgroup2 readable).
+    assert!(
+        d.log_text().contains("serving the API") && !d.log_text().contains("walk every socket"),
+        "the session watch runs under the unit: {}",
+        d.log_text()
+    );
+
     let sock = home.socket();
     let r = cli(Some(&admin), None, &sock, &["add", A, "--deploy"]);
     assert_eq!(

@@ -1,0 +1,497 @@
+//! The live TCP sessions on the SSH guardrail's ports, kept as they change.
+//!
+//! Asking sock_diag for them makes the kernel walk every TCP socket of the
+//! host, about 17 ms per walk at 100,000 sockets here: on a host under
+//! attack that would be every add. The `sessions` sock_ops program instead
+//! reports each session on a watched port as it becomes established and as
+//! it ends; [`SessionSet`] keeps them, so a check is a range lookup.
+//! Sessions older than the watch are not reported; the daemon seeds them
+//! from one sock_diag dump, and drops those that have ended by comparing
+//! with later dumps while any remain ([`SessionSet::reconcile`]).
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    fs::File,
+    io,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, TcpStream},
+    os::fd::AsRawFd as _,
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::{CgroupAttachMode, SockOps},
+};
+use denylist_common::{
+    MAP_SESSION_EVENTS, MAP_SESSION_LOST, MAP_SESSION_PORTS, SESSION_NETNS_GLOBAL, SESSION_PROGRAM,
+    SessionEvent,
+};
+
+use super::object;
+use crate::model::{Target, normal_ip};
+
+/// One session: its peer, and whether it came from a dump (its end is not
+/// reported, so only a later dump can tell that it is gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Session {
+    peer: IpAddr,
+    from_dump: bool,
+}
+
+/// The live sessions by socket cookie; how many each peer has, and how
+/// many of those only a dump vouches for.
+#[derive(Debug, Default)]
+pub struct SessionSet {
+    by_cookie: HashMap<u64, Session>,
+    peers: BTreeMap<IpAddr, u32>,
+    dumped: BTreeMap<IpAddr, u32>,
+}
+
+fn count(map: &mut BTreeMap<IpAddr, u32>, peer: IpAddr, up: bool) {
+    if up {
+        *map.entry(peer).or_default() += 1;
+    } else if let Some(n) = map.get_mut(&peer) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&peer);
+        }
+    }
+}
+
+impl SessionSet {
+    fn insert(&mut self, cookie: u64, session: Session) {
+        self.remove(cookie);
+        self.by_cookie.insert(cookie, session);
+        count(&mut self.peers, session.peer, true);
+        if session.from_dump {
+            count(&mut self.dumped, session.peer, true);
+        }
+    }
+
+    fn remove(&mut self, cookie: u64) {
+        if let Some(old) = self.by_cookie.remove(&cookie) {
+            count(&mut self.peers, old.peer, false);
+            if old.from_dump {
+                count(&mut self.dumped, old.peer, false);
+            }
+        }
+    }
+
+    /// A session the program reported.
+    pub fn apply(&mut self, e: &SessionEvent) {
+        if e.up == 0 {
+            self.remove(e.cookie);
+            return;
+        }
+        let peer = if e.family == 4 {
+            IpAddr::V4(Ipv4Addr::new(e.addr[0], e.addr[1], e.addr[2], e.addr[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(e.addr))
+        };
+        let peer = normal_ip(peer);
+        self.insert(
+            e.cookie,
+            Session {
+                peer,
+                from_dump: false,
+            },
+        );
+    }
+
+    /// Takes in a dump of every live session: those not known yet are
+    /// added, and those known only from an earlier dump that this one
+    /// lacks have ended.
+    pub fn reconcile(&mut self, dump: &[(u64, IpAddr)]) {
+        let live: HashSet<u64> = dump.iter().map(|(c, _)| *c).collect();
+        let ended: Vec<u64> = self
+            .by_cookie
+            .iter()
+            .filter(|(c, s)| s.from_dump && !live.contains(c))
+            .map(|(c, _)| *c)
+            .collect();
+        for c in ended {
+            self.remove(c);
+        }
+        for (cookie, peer) in dump {
+            if !self.by_cookie.contains_key(cookie) {
+                self.insert(
+                    *cookie,
+                    Session {
+                        peer: normal_ip(*peer),
+                        from_dump: true,
+                    },
+                );
+            }
+        }
+    }
+
+    /// After reports were lost, nothing known can be trusted to end on its
+    /// own: every session waits for a dump to confirm it.
+    pub fn distrust(&mut self) {
+        for s in self.by_cookie.values_mut() {
+            if !s.from_dump {
+                s.from_dump = true;
+                count(&mut self.dumped, s.peer, true);
+            }
+        }
+    }
+
+    /// Whether one of `peers` has a session only a dump vouches for, which
+    /// may have ended unseen: a refusal on its account asks the kernel
+    /// first.
+    pub fn any_unconfirmed(&self, peers: &[IpAddr]) -> bool {
+        peers.iter().any(|p| self.dumped.contains_key(p))
+    }
+
+    /// Whether some session can end unseen, so dumps are still needed.
+    pub fn needs_dumps(&self) -> bool {
+        self.by_cookie.values().any(|s| s.from_dump)
+    }
+
+    /// The peers inside `targets`, each once, in order.
+    pub fn peers_within(&self, targets: &[Target]) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = targets
+            .iter()
+            .flat_map(|t| {
+                let (first, last) = t.range();
+                self.peers.range(first..=last).map(|(p, _)| *p)
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Every peer, in order.
+    pub fn peers(&self) -> Vec<IpAddr> {
+        self.peers.keys().copied().collect()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionWatchError {
+    #[error("loading the sessions program: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("the sessions program: {0}")]
+    Program(#[from] aya::programs::ProgramError),
+    #[error("the sessions program's map {name}: {source}")]
+    Map {
+        name: &'static str,
+        source: aya::maps::MapError,
+    },
+    #[error("no cgroup2 file system is mounted to attach the sessions program to")]
+    NoCgroup2,
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error(
+        "a test session was not reported within {0:?}: sockets may not carry cgroup2 data here (net_cls or net_prio in use)"
+    )]
+    SelfTest(Duration),
+}
+
+fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> SessionWatchError {
+    move |source| SessionWatchError::Io { what, source }
+}
+
+/// The loaded and attached program, and the sessions it reported.
+pub struct SessionWatch {
+    ring: RingBuf<MapData>,
+    ports: BpfHashMap<MapData, u16, u8>,
+    lost: PerCpuArray<MapData, u64>,
+    lost_seen: u64,
+    set: SessionSet,
+    // Last: the link goes with the object, after the maps' handles.
+    _ebpf: Ebpf,
+}
+
+/// How long the self-test waits for its session to be reported.
+const SELF_TEST: Duration = Duration::from_millis(500);
+
+impl SessionWatch {
+    /// Loads the program for this network namespace, attaches it to the
+    /// root of the cgroup2 hierarchy (every socket of the host), watches
+    /// `ports`, and checks with a session of its own that reports arrive.
+    pub fn start(ports: &[u16]) -> Result<Self, SessionWatchError> {
+        let netns = netns_cookie().map_err(io_err("reading this network namespace's cookie"))?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(SESSION_NETNS_GLOBAL, &netns, true)
+            .load(object::SESSIONS)?;
+        let cgroup = File::open(cgroup2_root()?).map_err(io_err("opening the cgroup2 root"))?;
+        let prog: &mut SockOps = ebpf
+            .program_mut(SESSION_PROGRAM)
+            .ok_or(SessionWatchError::Map {
+                name: SESSION_PROGRAM,
+                source: aya::maps::MapError::InvalidName {
+                    name: SESSION_PROGRAM.into(),
+                },
+            })?
+            .try_into()?;
+        prog.load()?;
+        // aya attaches with a bpf_link (kernel 5.7 and later), which always
+        // runs beside other sock_ops programs (a CNI's, say) and refuses
+        // any attach flag (cgroup_bpf_link_attach): hence no ALLOW_MULTI.
+        prog.attach(&cgroup, CgroupAttachMode::Single)?;
+        let map = |ebpf: &mut Ebpf, name: &'static str| {
+            ebpf.take_map(name).ok_or(SessionWatchError::Map {
+                name,
+                source: aya::maps::MapError::InvalidName { name: name.into() },
+            })
+        };
+        let ring = RingBuf::try_from(map(&mut ebpf, MAP_SESSION_EVENTS)?).map_err(|source| {
+            SessionWatchError::Map {
+                name: MAP_SESSION_EVENTS,
+                source,
+            }
+        })?;
+        let ports_map =
+            BpfHashMap::try_from(map(&mut ebpf, MAP_SESSION_PORTS)?).map_err(|source| {
+                SessionWatchError::Map {
+                    name: MAP_SESSION_PORTS,
+                    source,
+                }
+            })?;
+        let lost = PerCpuArray::try_from(map(&mut ebpf, MAP_SESSION_LOST)?).map_err(|source| {
+            SessionWatchError::Map {
+                name: MAP_SESSION_LOST,
+                source,
+            }
+        })?;
+        let mut watch = Self {
+            ring,
+            ports: ports_map,
+            lost,
+            lost_seen: 0,
+            set: SessionSet::default(),
+            _ebpf: ebpf,
+        };
+        watch.self_test()?;
+        for &port in ports {
+            watch.watch_port(port, true)?;
+        }
+        Ok(watch)
+    }
+
+    fn watch_port(&mut self, port: u16, on: bool) -> Result<(), SessionWatchError> {
+        let result = if on {
+            self.ports.insert(port, 1, 0)
+        } else {
+            self.ports.remove(&port)
+        };
+        result.map_err(|source| SessionWatchError::Map {
+            name: MAP_SESSION_PORTS,
+            source,
+        })
+    }
+
+    /// A loopback session on a port of its own must be reported: if the
+    /// host's sockets carry no cgroup2 data, the program never runs, and
+    /// the guardrail would see no session at all.
+    fn self_test(&mut self) -> Result<(), SessionWatchError> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .map_err(io_err("the self-test's listener"))?;
+        let port = listener
+            .local_addr()
+            .map_err(io_err("the self-test's port"))?
+            .port();
+        self.watch_port(port, true)?;
+        let result = (|| {
+            let _client = TcpStream::connect((Ipv4Addr::LOCALHOST, port))
+                .map_err(io_err("the self-test's connection"))?;
+            let _server = listener
+                .accept()
+                .map_err(io_err("the self-test's accept"))?;
+            let start = Instant::now();
+            let me = IpAddr::V4(Ipv4Addr::LOCALHOST);
+            while start.elapsed() < SELF_TEST {
+                self.drain();
+                if self.set.peers.contains_key(&me) {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(SessionWatchError::SelfTest(SELF_TEST))
+        })();
+        self.watch_port(port, false)?;
+        // Its end is reported once the sockets close; the daemon's sessions
+        // are not on that port anyway.
+        self.set = SessionSet::default();
+        result
+    }
+
+    /// Takes in every report waiting in the ring buffer. Returns whether
+    /// reports were lost since the last call (the ring was full): then the
+    /// set must be confirmed by a dump.
+    pub fn drain(&mut self) -> bool {
+        while let Some(item) = self.ring.next() {
+            if item.len() >= size_of::<SessionEvent>() {
+                // SAFETY: SessionEvent is plain integers (denylist-common),
+                // and the item holds at least its size; read unaligned.
+                let e = unsafe { item.as_ptr().cast::<SessionEvent>().read_unaligned() };
+                self.set.apply(&e);
+            }
+        }
+        let lost = self
+            .lost
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().sum::<u64>())
+            .unwrap_or(self.lost_seen);
+        let new = lost > self.lost_seen;
+        self.lost_seen = lost;
+        if new {
+            self.set.distrust();
+        }
+        new
+    }
+
+    pub fn sessions(&mut self) -> &mut SessionSet {
+        &mut self.set
+    }
+}
+
+/// SO_NETNS_COOKIE of a socket of ours: the namespace whose sessions count.
+fn netns_cookie() -> io::Result<u64> {
+    // Not in nix 0.32; the option exists since Linux 5.14.
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    let socket = std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
+    let mut cookie: u64 = 0;
+    let mut len = size_of::<u64>() as libc::socklen_t;
+    // SAFETY: the buffer is a u64 and `len` says so; the fd is open for the
+    // call's duration.
+    let rc = unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(cookie)
+}
+
+/// Where the cgroup2 hierarchy is mounted: /sys/fs/cgroup on a unified
+/// host, /sys/fs/cgroup/unified on a hybrid one.
+fn cgroup2_root() -> Result<PathBuf, SessionWatchError> {
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(io_err("reading /proc/self/mountinfo"))?;
+    cgroup2_in(&mounts).ok_or(SessionWatchError::NoCgroup2)
+}
+
+/// The mount point of the first cgroup2 line of a mountinfo: the fifth
+/// field, and the file system type is the first after the ` - `.
+fn cgroup2_in(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (left, right) = line.split_once(" - ")?;
+        if right.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        left.split_whitespace().nth(4).map(PathBuf::from)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn event(cookie: u64, peer: &str, up: bool) -> SessionEvent {
+        let mut e = SessionEvent {
+            cookie,
+            port: 22,
+            up: up.into(),
+            ..SessionEvent::default()
+        };
+        match ip(peer) {
+            IpAddr::V4(a) => {
+                e.family = 4;
+                e.addr[..4].copy_from_slice(&a.octets());
+            }
+            IpAddr::V6(a) => {
+                e.family = 6;
+                e.addr = a.octets();
+            }
+        }
+        e
+    }
+
+    fn within(set: &SessionSet, targets: &[&str]) -> Vec<IpAddr> {
+        let t: Vec<Target> = targets.iter().map(|s| Target::parse(s).unwrap()).collect();
+        set.peers_within(&t)
+    }
+
+    #[test]
+    fn reports_add_and_end_sessions_and_prefixes_find_them() {
+        let mut s = SessionSet::default();
+        s.apply(&event(1, "198.51.100.7", true));
+        s.apply(&event(2, "198.51.100.7", true));
+        s.apply(&event(3, "2001:db8::5", true));
+        // An IPv4-mapped peer of an IPv6 socket is the IPv4 address.
+        s.apply(&event(4, "::ffff:203.0.113.9", true));
+        assert_eq!(within(&s, &["198.51.100.0/24"]), [ip("198.51.100.7")]);
+        assert_eq!(within(&s, &["203.0.113.9"]), [ip("203.0.113.9")]);
+        assert_eq!(
+            within(&s, &["2001:db8::/48", "198.51.100.7"]),
+            [ip("198.51.100.7"), ip("2001:db8::5")]
+        );
+        assert!(within(&s, &["198.51.100.8", "2001:db8:1::/48"]).is_empty());
+        s.apply(&event(1, "198.51.100.7", false));
+        assert_eq!(
+            within(&s, &["198.51.100.7"]),
+            [ip("198.51.100.7")],
+            "one left"
+        );
+        s.apply(&event(2, "198.51.100.7", false));
+        assert!(within(&s, &["198.51.100.7"]).is_empty());
+        // An end nobody saw begin changes nothing.
+        s.apply(&event(9, "192.0.2.1", false));
+        assert_eq!(s.peers(), [ip("203.0.113.9"), ip("2001:db8::5")]);
+        assert!(!s.needs_dumps());
+    }
+
+    #[test]
+    fn dumps_seed_sessions_and_later_dumps_end_them() {
+        let mut s = SessionSet::default();
+        s.reconcile(&[(1, ip("192.0.2.1")), (2, ip("192.0.2.2"))]);
+        assert!(s.needs_dumps());
+        assert!(s.any_unconfirmed(&[ip("192.0.2.9"), ip("192.0.2.1")]));
+        // Reported too: its end will be reported, no dump needed for it.
+        s.apply(&event(2, "192.0.2.2", true));
+        s.apply(&event(3, "192.0.2.3", true));
+        // 1 ended unseen; 3 is too new for the dump, and stays.
+        s.reconcile(&[(2, ip("192.0.2.2"))]);
+        assert_eq!(s.peers(), [ip("192.0.2.2"), ip("192.0.2.3")]);
+        assert!(!s.needs_dumps());
+        assert!(!s.any_unconfirmed(&s.peers()));
+        // Lost reports: everything waits for a dump.
+        s.distrust();
+        assert!(s.needs_dumps());
+        assert!(s.any_unconfirmed(&[ip("192.0.2.2")]));
+        s.reconcile(&[(3, ip("192.0.2.3"))]);
+        assert_eq!(s.peers(), [ip("192.0.2.3")]);
+    }
+
+    #[test]
+    fn the_cgroup2_mount_is_found_in_mountinfo() {
+        let hybrid = "24 18 0:22 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755\n\
+                      25 24 0:23 / /sys/fs/cgroup/unified rw,nosuid shared:4 - cgroup2 cgroup2 rw\n";
+        assert_eq!(
+            cgroup2_in(hybrid),
+            Some(PathBuf::from("/sys/fs/cgroup/unified"))
+        );
+        assert_eq!(
+            cgroup2_in("24 18 0:22 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"),
+            None
+        );
+    }
+}
