@@ -109,6 +109,33 @@ fn every(
     })
 }
 
+/// `WATCHDOG=1` every `period`, each once the core could be locked: a core
+/// stuck behind its lock stops the pings, and systemd restarts the daemon
+/// (the pinned filter keeps filtering meanwhile). A store that cannot be
+/// read is no reason: a restart would not mend it, and the running daemon
+/// still reports it.
+fn watchdog(core: &Arc<Mutex<Core>>, period: Duration) -> tokio::task::JoinHandle<()> {
+    let core = core.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is at once: READY=1 comes first.
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let core = core.clone();
+            let locked = tokio::task::spawn_blocking(move || {
+                drop(core.lock().unwrap_or_else(|p| p.into_inner()));
+            })
+            .await;
+            match locked {
+                Ok(()) => notify::watchdog(),
+                Err(e) => tracing::error!("the watchdog check failed: {e}"),
+            }
+        }
+    })
+}
+
 /// Serves until `shutdown` completes, then leaves the filter in place (or
 /// detaches it, with `--detach-on-exit`).
 pub async fn run(
@@ -143,6 +170,9 @@ pub async fn run(
             }
         }),
     ];
+    if let Some(period) = notify::watchdog_period() {
+        tasks.push(watchdog(&core, period));
+    }
     if let Some(l) = metrics_listener {
         let app = metrics::router(core.clone());
         tasks.push(tokio::spawn(async move {

@@ -1,8 +1,11 @@
 //! Telling systemd how the daemon is doing (`Type=notify`, sd_notify(3)):
 //! `READY=1` once the filter is attached to every configured interface that
 //! exists (or has failed to, which `status` reports), a `STATUS=` line with
-//! the revision and entries after each change, and `STOPPING=1`. Without
+//! the revision and entries after each change, `WATCHDOG=1` while the core
+//! answers (when the unit sets `WatchdogSec=`), and `STOPPING=1`. Without
 //! `NOTIFY_SOCKET` these do nothing.
+
+use std::time::Duration;
 
 use sd_notify::NotifyState;
 
@@ -26,6 +29,19 @@ pub(super) fn status(core: &Core) {
 /// store for a line nobody receives.
 fn listening() -> bool {
     std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
+/// How often to say `WATCHDOG=1`: half the unit's `WatchdogSec=`, as
+/// sd_watchdog_enabled(3) advises; `None` when systemd asks for none.
+pub(super) fn watchdog_period() -> Option<Duration> {
+    if !listening() {
+        return None;
+    }
+    sd_notify::watchdog_enabled().map(|limit| limit / 2)
+}
+
+pub(super) fn watchdog() {
+    send(&[NotifyState::Watchdog]);
 }
 
 pub(super) fn stopping() {

@@ -1,5 +1,6 @@
 //! systemd's view (`Type=notify`): READY=1 only once the filter is on the
-//! configured interface, a STATUS= line per change, STOPPING=1 on SIGTERM.
+//! configured interface, a STATUS= line per change, STOPPING=1 on SIGTERM,
+//! and WATCHDOG=1 pings when systemd asks for them.
 
 use std::{os::unix::net::UnixDatagram, time::Duration};
 
@@ -55,4 +56,35 @@ fn ready_comes_once_the_filter_is_attached_then_a_status_per_change_and_stopping
     );
     assert!(d.stop().success());
     assert_eq!(next(&sock), "STOPPING=1");
+}
+
+#[test]
+fn watchdog_pings_come_at_half_the_units_interval() {
+    let sb = sandbox("wdg");
+    let path = sb.home.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    // WatchdogSec=400ms, as systemd passes it.
+    let d = Daemon::spawn_with_env(
+        &sb.home,
+        Some(&sb.pair.receiver),
+        &[],
+        &[
+            ("NOTIFY_SOCKET", path.as_os_str()),
+            ("WATCHDOG_USEC", "400000".as_ref()),
+        ],
+    );
+    assert!(next(&sock).contains("READY=1"));
+    let start = std::time::Instant::now();
+    for _ in 0..5 {
+        assert_eq!(next(&sock), "WATCHDOG=1");
+    }
+    // Five pings, one every 200 ms after READY=1.
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(800) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert!(d.stop().success());
 }

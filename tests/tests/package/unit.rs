@@ -22,6 +22,8 @@ pub struct Unit {
     pub bounding: Vec<String>,
     pub ambient: Vec<String>,
     pub environment: Vec<(String, String)>,
+    /// WatchdogSec=, which systemd passes as WATCHDOG_USEC.
+    pub watchdog_usec: Option<u64>,
 }
 
 impl Unit {
@@ -52,7 +54,14 @@ impl Unit {
                 (k.to_string(), v.to_string())
             })
             .collect();
+        let watchdog_usec = values("WatchdogSec").first().map(|v| {
+            let secs = v
+                .strip_suffix('s')
+                .expect("WatchdogSec= in seconds, e.g. 120s");
+            secs.parse::<u64>().expect("whole seconds") * 1_000_000
+        });
         Unit {
+            watchdog_usec,
             exec_start,
             user: one("User"),
             umask: one("UMask"),
@@ -98,6 +107,9 @@ impl Unit {
             .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin")
             .env("NOTIFY_SOCKET", notify)
             .envs(self.environment.iter().map(|(k, v)| (k, v)));
+        if let Some(usec) = self.watchdog_usec {
+            cmd.env("WATCHDOG_USEC", usec.to_string());
+        }
         cmd
     }
 }
