@@ -176,8 +176,9 @@ pub const SESSION_PROGRAM: &str = "sessions";
 pub const SESSION_NETNS_GLOBAL: &str = "NETNS_COOKIE";
 /// Ports the watch can be given at once.
 pub const SESSION_MAX_PORTS: u32 = 64;
-/// The ring buffer's size: 8,192 events between two reads.
-pub const SESSION_RING_BYTES: u32 = 256 * 1024;
+/// The ring buffer's size: 26,214 events between two reads (each takes 40
+/// bytes: 32 and the ring's 8-byte header).
+pub const SESSION_RING_BYTES: u32 = 1024 * 1024;
 
 /// A TCP session on a watched port became established (`up` = 1), or left
 /// ESTABLISHED (`up` = 0).

@@ -10,7 +10,7 @@ use aya_ebpf::{
     EbpfContext as _,
     bindings::{
         BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, BPF_SOCK_OPS_STATE_CB, BPF_SOCK_OPS_STATE_CB_FLAG,
-        BPF_TCP_ESTABLISHED,
+        BPF_TCP_ESTABLISHED, BPF_TCP_SYN_RECV,
     },
     helpers::generated::{bpf_get_netns_cookie, bpf_get_socket_cookie},
     macros::{map, sock_ops},
@@ -37,8 +37,16 @@ const AF_INET6: u32 = 10;
 pub fn sessions(ctx: SockOpsContext) -> u32 {
     let up = match ctx.op() {
         BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB => true,
-        // The old state is the first argument of a state change.
-        BPF_SOCK_OPS_STATE_CB if ctx.arg(0) == BPF_TCP_ESTABLISHED => false,
+        // A state change passes the old state, then the new. A session
+        // ends as it leaves ESTABLISHED; or, with TCP Fast Open, whose
+        // PASSIVE_ESTABLISHED_CB comes in SYN_RECV, when it leaves SYN_RECV
+        // for anything else (an unknown cookie's end changes nothing).
+        BPF_SOCK_OPS_STATE_CB
+            if ctx.arg(0) == BPF_TCP_ESTABLISHED
+                || (ctx.arg(0) == BPF_TCP_SYN_RECV && ctx.arg(1) != BPF_TCP_ESTABLISHED) =>
+        {
+            false
+        }
         _ => return 1,
     };
     let port = ctx.local_port() as u16;

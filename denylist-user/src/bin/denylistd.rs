@@ -98,23 +98,32 @@ fn write_man(dir: &std::path::Path) -> ExitCode {
 
 /// `--unpin`: detach and unpin everything, as the package's prerm does.
 fn unpin(config: &Config) -> ExitCode {
-    match daemon::unpin(config) {
-        Ok(Unpinned::Nothing) => {
-            println!("nothing pinned under {}", config.bpffs.display());
-            ExitCode::SUCCESS
-        }
-        Ok(Unpinned::Detached(ifaces)) => {
-            for iface in &ifaces {
-                println!("detached {iface}");
-            }
-            println!("unpinned and removed {}", config.bpffs.display());
-            ExitCode::SUCCESS
-        }
+    let done = match daemon::unpin(config) {
+        Ok(done) => done,
         Err(e) => {
             eprintln!("denylistd: {e}");
-            ExitCode::from(1)
+            return ExitCode::from(1);
+        }
+    };
+    for Unpinned { dir, cleared } in done {
+        let Some(cleared) = cleared else {
+            println!("nothing pinned under {}", dir.display());
+            continue;
+        };
+        for iface in &cleared.links {
+            println!("detached {iface}");
+        }
+        if cleared.kept.is_empty() {
+            println!("unpinned and removed {}", dir.display());
+        } else {
+            eprintln!(
+                "denylistd: unpinned the filter, but {} also holds {}: not denylistd's, so left; remove them by hand",
+                dir.display(),
+                cleared.kept.join(", ")
+            );
         }
     }
+    ExitCode::SUCCESS
 }
 
 fn main() -> ExitCode {
@@ -126,6 +135,18 @@ fn main() -> ExitCode {
     let unpin_only = args.unpin;
     let config = match Config::from_args(args) {
         Ok(c) => c,
+        // Removing the package must not fail on a config it no longer
+        // understands: only the pin directory and the socket matter here.
+        Err(e) if unpin_only => {
+            eprintln!("denylistd: {e}; unpinning with the default paths");
+            match Config::from_args(Args::default()) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("denylistd: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+        }
         Err(e) => {
             eprintln!("denylistd: {e}");
             return ExitCode::from(2);

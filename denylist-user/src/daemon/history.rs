@@ -16,7 +16,7 @@ impl Core {
         Ok(self.store.audit(page)?)
     }
 
-    /// Deletes what is older than the retention: at start, then hourly.
+    /// Deletes what is older than the retention: after the start, then daily.
     pub fn prune(&mut self) -> Result<(), CoreError> {
         self.prune_at(now_ms())
     }

@@ -23,7 +23,7 @@ use crate::{
     wire::{AddRequest, ImportParams},
 };
 
-/// How often the watch's reports are taken in, so its ring buffer (8,192
+/// How often the watch's reports are taken in, so its ring buffer (26,214
 /// reports at a time) does not fill between two checks.
 const DRAIN_EVERY: Duration = Duration::from_millis(50);
 /// How often sessions whose end no report will tell (those older than the
@@ -91,12 +91,13 @@ impl HostProbe {
             what: "the sessions program",
             source: std::io::Error::other(e),
         })?;
+        let mark = watch.begin_dump();
         let dump = policy::live_sessions(ports).map_err(|source| CoreError::GuardUnavailable {
             what: "the live TCP sessions",
             source,
         })?;
         watch.drain();
-        watch.sessions().reconcile(&dump);
+        watch.complete_with(&dump, mark);
         let watch = Arc::new(Mutex::new(watch));
         let weak = Arc::downgrade(&watch);
         let ports = ports.to_vec();
@@ -167,34 +168,30 @@ impl HostProbe {
         within: Option<&[Target]>,
     ) -> std::io::Result<Vec<IpAddr>> {
         let mut watch = lock(w);
-        // Reports lost since the last drain: only a dump tells what is live.
-        if watch.drain() {
+        // Reports were lost, or an import wants the sessions that may have
+        // ended unseen settled: only a dump tells what is live.
+        if watch.drain() || (within.is_none() && watch.sessions().needs_dumps()) {
+            let mark = watch.begin_dump();
             let dump = policy::live_sessions(&self.protect_ports)?;
-            watch.sessions().reconcile(&dump);
+            watch.drain();
+            watch.complete_with(&dump, mark);
         }
-        let sessions = watch.sessions();
-        Ok(match within {
-            Some(targets) => {
-                let found = sessions.peers_within(targets);
-                // A session older than the watch may have ended unseen:
-                // before refusing on its account, ask the kernel about
-                // these targets.
-                if sessions.any_unconfirmed(&found) {
-                    drop(watch);
-                    policy::live_peers(&self.protect_ports, within)?
-                } else {
-                    found
-                }
-            }
-            // An import, a bulk operation, pays for one dump whenever
-            // some session may have ended unseen.
-            None if sessions.needs_dumps() => {
-                let dump = policy::live_sessions(&self.protect_ports)?;
-                sessions.reconcile(&dump);
-                sessions.peers()
-            }
-            None => sessions.peers(),
-        })
+        let Some(targets) = within else {
+            return Ok(watch.sessions().peers());
+        };
+        let found = watch.sessions().peers_within(targets);
+        if !watch.sessions().any_unconfirmed(&found) {
+            return Ok(found);
+        }
+        // A session only a dump vouches for may have ended unseen: before
+        // refusing on its account, ask the kernel about these targets, and
+        // keep the sessions whose end would have been reported.
+        let mut live = watch.sessions().reported_peers_within(targets);
+        drop(watch);
+        live.extend(policy::live_peers(&self.protect_ports, within)?);
+        live.sort_unstable();
+        live.dedup();
+        Ok(live)
     }
 }
 
@@ -207,23 +204,26 @@ fn keep(watch: &Weak<Mutex<SessionWatch>>, ports: &[u16]) {
         let Some(w) = watch.upgrade() else {
             return;
         };
-        let due = {
+        let mark = {
             let mut g = lock(&w);
-            let lost = g.drain();
-            lost || (g.sessions().needs_dumps() && last_dump.elapsed() >= DUMP_EVERY)
+            let incomplete = g.drain();
+            let due =
+                incomplete || (g.sessions().needs_dumps() && last_dump.elapsed() >= DUMP_EVERY);
+            if !due {
+                continue;
+            }
+            g.begin_dump()
         };
-        if !due {
-            continue;
-        }
-        // The dump without the lock, which checks would wait behind. A
-        // session that ends between the dump and the reconcile stays until
-        // the next dump: the guardrail errs on the side of refusing.
+        // The dump without the lock, which checks would wait behind: while
+        // the set is incomplete they make their own. A session that ends
+        // between this dump and its taking in stays until the next dump:
+        // the guardrail errs on the side of refusing.
         last_dump = Instant::now();
         match policy::live_sessions(ports) {
             Ok(dump) => {
                 let mut g = lock(&w);
                 g.drain();
-                g.sessions().reconcile(&dump);
+                g.complete_with(&dump, mark);
             }
             Err(e) => tracing::warn!("reading the live TCP sessions: {e}"),
         }

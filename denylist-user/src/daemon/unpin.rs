@@ -6,8 +6,8 @@
 
 use std::{os::unix::net::UnixStream, path::PathBuf};
 
-use super::Config;
-use crate::dataplane::{PinsError, unpin_all};
+use super::{Config, DEFAULT_BPFFS};
+use crate::dataplane::{Cleared, PinsError, unpin_all};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpinError {
@@ -19,29 +19,37 @@ pub enum UnpinError {
     Pins(#[from] PinsError),
 }
 
-/// What [`unpin`] took away.
+/// What [`unpin`] did in one pin directory: `None` when it did not exist.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Unpinned {
-    /// The pin directory did not exist.
-    Nothing,
-    /// These interfaces were detached, and the pin directory is gone.
-    Detached(Vec<String>),
+pub struct Unpinned {
+    pub dir: PathBuf,
+    pub cleared: Option<Cleared>,
 }
 
-/// Unpins every link and map under `config.bpffs` and removes the
-/// directory, unless a daemon answers on `config.socket`: its open link
-/// handles would keep the interfaces attached, unpinned.
-pub fn unpin(config: &Config) -> Result<Unpinned, UnpinError> {
+/// Unpins every link and map under `config.bpffs`, and under the default
+/// directory too (a daemon may have pinned there before the config named
+/// another), and removes them, unless a daemon answers on
+/// `config.socket`: its open link handles would keep the interfaces
+/// attached, unpinned.
+pub fn unpin(config: &Config) -> Result<Vec<Unpinned>, UnpinError> {
     // A stale socket left by a stopped daemon refuses the connection.
     if UnixStream::connect(&config.socket).is_ok() {
         return Err(UnpinError::DaemonRunning {
             socket: config.socket.clone(),
         });
     }
-    Ok(match unpin_all(&config.bpffs)? {
-        None => Unpinned::Nothing,
-        Some(ifaces) => Unpinned::Detached(ifaces),
-    })
+    let mut dirs = vec![config.bpffs.clone()];
+    if config.bpffs != std::path::Path::new(DEFAULT_BPFFS) {
+        dirs.push(DEFAULT_BPFFS.into());
+    }
+    dirs.into_iter()
+        .map(|dir| {
+            Ok(Unpinned {
+                cleared: unpin_all(&dir)?,
+                dir,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -75,7 +83,9 @@ mod tests {
         assert!(matches!(e, UnpinError::DaemonRunning { .. }), "{e}");
         // Gone, the daemon leaves a socket that refuses connections.
         drop(listener);
-        assert_eq!(unpin(&c).unwrap(), Unpinned::Nothing);
+        let done = unpin(&c).unwrap();
+        assert_eq!(done[0].dir, c.bpffs);
+        assert!(done.iter().all(|u| u.cleared.is_none()), "{done:?}");
         // A directory that is not on bpffs keeps its files.
         std::fs::create_dir_all(&c.bpffs).unwrap();
         std::fs::write(c.bpffs.join("link-eth0"), "").unwrap();

@@ -46,9 +46,9 @@ use denylist_common::{
 pub use error::DataplaneError;
 pub use filter::{Filter, PinnedFilter, prefix_needs};
 pub use layout::{Layout, LayoutError, MAX_CAPACITY, MIN_CAPACITY, Needs};
-pub use pins::{Pins, PinsError, ensure_bpffs_mounted, unpin_all};
+pub use pins::{Cleared, Pins, PinsError, ensure_bpffs_mounted, unpin_all};
 use region::{Region, RuleCell};
-pub use sessions::{SessionSet, SessionWatch, SessionWatchError};
+pub use sessions::{DumpMark, SessionSet, SessionWatch, SessionWatchError};
 use trie::Prefixes;
 
 use crate::model::{List, Rule, Target};

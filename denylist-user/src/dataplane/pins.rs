@@ -38,10 +38,16 @@ pub enum PinsError {
     Mount { source: io::Error },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
-    #[error(
-        "{path} still holds {names} after unpinning the links and generations: not denylistd's, so left alone; remove them by hand"
-    )]
-    Foreign { path: PathBuf, names: String },
+}
+
+/// What [`unpin_all`] took away, and what it left.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cleared {
+    /// The interfaces whose links were unpinned.
+    pub links: Vec<String>,
+    /// Files that are neither a link nor a generation: not denylistd's, so
+    /// left, with the directory.
+    pub kept: Vec<String>,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> PinsError + '_ {
@@ -133,10 +139,10 @@ pub fn pin_link(id: u32, path: &Path) -> io::Result<()> {
 
 /// Takes the filter away for good: unpins every link under `dir` (each
 /// detaches its interface once no process holds it, so no daemon may run),
-/// every generation's maps, and removes `dir`. Returns the interfaces whose
-/// links were unpinned, or `None` when `dir` does not exist. Anything in
-/// `dir` that is neither a link nor a generation is left, and reported.
-pub fn unpin_all(dir: &Path) -> Result<Option<Vec<String>>, PinsError> {
+/// every generation's maps, and removes `dir`; `None` when `dir` does not
+/// exist. Anything in `dir` that is neither a link nor a generation is
+/// left, with `dir`, and reported: the filter goes either way.
+pub fn unpin_all(dir: &Path) -> Result<Option<Cleared>, PinsError> {
     match fs::symlink_metadata(dir) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(io_err(dir)(e)),
@@ -168,15 +174,11 @@ pub fn unpin_all(dir: &Path) -> Result<Option<Vec<String>>, PinsError> {
                 .into_owned(),
         );
     }
-    if !left.is_empty() {
-        left.sort();
-        return Err(PinsError::Foreign {
-            path: dir.to_path_buf(),
-            names: left.join(", "),
-        });
+    left.sort();
+    if left.is_empty() {
+        fs::remove_dir(dir).map_err(io_err(dir))?;
     }
-    fs::remove_dir(dir).map_err(io_err(dir))?;
-    Ok(Some(links))
+    Ok(Some(Cleared { links, kept: left }))
 }
 
 /// The pin directory, checked to be on the host's bpffs.

@@ -32,13 +32,24 @@ use denylist_common::{
 use super::object;
 use crate::model::{Target, normal_ip};
 
-/// One session: its peer, and whether it came from a dump (its end is not
-/// reported, so only a later dump can tell that it is gone).
+/// One session: its peer; whether only a dump vouches for it (its end may
+/// go unseen: it is older than the watch, or reports were lost since it
+/// was reported); whether it was reported (then its socket will report its
+/// end); the dump generation it came in; and how many dumps in a row have
+/// lacked it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Session {
     peer: IpAddr,
     from_dump: bool,
+    reported: bool,
+    since: u64,
+    missed: u8,
 }
+
+/// A dump must lack a session this many times in a row before it counts as
+/// ended: a dump is no snapshot, and under churn the kernel can skip a
+/// socket when it resumes a bucket between two batches.
+const MISSES_TO_END: u8 = 2;
 
 /// The live sessions by socket cookie; how many each peer has, and how
 /// many of those only a dump vouches for.
@@ -47,6 +58,8 @@ pub struct SessionSet {
     by_cookie: HashMap<u64, Session>,
     peers: BTreeMap<IpAddr, u32>,
     dumped: BTreeMap<IpAddr, u32>,
+    /// Bumped as each dump begins ([`SessionSet::begin_dump`]).
+    generation: u64,
 }
 
 fn count(map: &mut BTreeMap<IpAddr, u32>, peer: IpAddr, up: bool) {
@@ -79,6 +92,15 @@ impl SessionSet {
         }
     }
 
+    fn set_from_dump(&mut self, cookie: u64, from_dump: bool) {
+        if let Some(s) = self.by_cookie.get_mut(&cookie)
+            && s.from_dump != from_dump
+        {
+            s.from_dump = from_dump;
+            count(&mut self.dumped, s.peer, from_dump);
+        }
+    }
+
     /// A session the program reported.
     pub fn apply(&mut self, e: &SessionEvent) {
         if e.up == 0 {
@@ -90,29 +112,53 @@ impl SessionSet {
         } else {
             IpAddr::V6(Ipv6Addr::from(e.addr))
         };
-        let peer = normal_ip(peer);
         self.insert(
             e.cookie,
             Session {
-                peer,
+                peer: normal_ip(peer),
                 from_dump: false,
+                reported: true,
+                since: self.generation,
+                missed: 0,
             },
         );
     }
 
-    /// Takes in a dump of every live session: those not known yet are
-    /// added, and those known only from an earlier dump that this one
-    /// lacks have ended.
-    pub fn reconcile(&mut self, dump: &[(u64, IpAddr)]) {
+    /// Marks the start of a dump: give the mark to [`SessionSet::reconcile`].
+    pub fn begin_dump(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
+    }
+
+    /// Takes in a dump of every live session, begun at `mark`: those not
+    /// known yet are added. A session only a dump vouches for, known
+    /// before the dump began, that this dump and the one before lack has
+    /// ended; one that came after the mark may simply be newer than the
+    /// dump. With `after_losses` (no report was lost since the mark), a
+    /// reported session the dump shows is trusted again: it is live, and
+    /// its socket will report its end.
+    pub fn reconcile(&mut self, dump: &[(u64, IpAddr)], mark: u64, after_losses: bool) {
         let live: HashSet<u64> = dump.iter().map(|(c, _)| *c).collect();
-        let ended: Vec<u64> = self
-            .by_cookie
-            .iter()
-            .filter(|(c, s)| s.from_dump && !live.contains(c))
-            .map(|(c, _)| *c)
-            .collect();
+        let mut ended = Vec::new();
+        let mut trusted = Vec::new();
+        for (cookie, s) in &mut self.by_cookie {
+            if live.contains(cookie) {
+                s.missed = 0;
+                if s.from_dump && s.reported && after_losses {
+                    trusted.push(*cookie);
+                }
+            } else if s.from_dump && s.since < mark {
+                s.missed += 1;
+                if s.missed >= MISSES_TO_END {
+                    ended.push(*cookie);
+                }
+            }
+        }
         for c in ended {
             self.remove(c);
+        }
+        for c in trusted {
+            self.set_from_dump(c, false);
         }
         for (cookie, peer) in dump {
             if !self.by_cookie.contains_key(cookie) {
@@ -121,20 +167,21 @@ impl SessionSet {
                     Session {
                         peer: normal_ip(*peer),
                         from_dump: true,
+                        reported: false,
+                        since: mark,
+                        missed: 0,
                     },
                 );
             }
         }
     }
 
-    /// After reports were lost, nothing known can be trusted to end on its
-    /// own: every session waits for a dump to confirm it.
+    /// After reports were lost, no session can be trusted to report its
+    /// end: each waits for a dump to confirm it.
     pub fn distrust(&mut self) {
-        for s in self.by_cookie.values_mut() {
-            if !s.from_dump {
-                s.from_dump = true;
-                count(&mut self.dumped, s.peer, true);
-            }
+        let cookies: Vec<u64> = self.by_cookie.keys().copied().collect();
+        for c in cookies {
+            self.set_from_dump(c, true);
         }
     }
 
@@ -164,6 +211,20 @@ impl SessionSet {
         out
     }
 
+    /// The peers inside `targets` of sessions whose end will be reported:
+    /// what a check keeps when it asks the kernel about the rest.
+    pub fn reported_peers_within(&self, targets: &[Target]) -> Vec<IpAddr> {
+        let mut out: Vec<IpAddr> = self
+            .by_cookie
+            .values()
+            .filter(|s| !s.from_dump && targets.iter().any(|t| t.contains(s.peer)))
+            .map(|s| s.peer)
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// Every peer, in order.
     pub fn peers(&self) -> Vec<IpAddr> {
         self.peers.keys().copied().collect()
@@ -181,15 +242,21 @@ pub enum SessionWatchError {
         name: &'static str,
         source: aya::maps::MapError,
     },
-    #[error("no cgroup2 file system is mounted to attach the sessions program to")]
+    #[error(
+        "no cgroup2 file system with the host's whole hierarchy is mounted to attach the sessions program to"
+    )]
     NoCgroup2,
+    #[error(
+        "denylistd runs in a cgroup namespace of its own, where the sessions program would see only its own cgroup's sockets, not sshd's"
+    )]
+    CgroupNamespace,
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
         source: io::Error,
     },
     #[error(
-        "a test session was not reported within {0:?}: sockets may not carry cgroup2 data here (net_cls or net_prio in use)"
+        "a test session was not reported within {0:?}: the kernel does not run sock_ops programs for this host's sockets"
     )]
     SelfTest(Duration),
 }
@@ -198,16 +265,31 @@ fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> SessionWatchError {
     move |source| SessionWatchError::Io { what, source }
 }
 
+/// Taken as a dump begins: which sessions it can speak for, and how many
+/// reports had been lost by then.
+#[derive(Debug, Clone, Copy)]
+pub struct DumpMark {
+    generation: u64,
+    losses: u64,
+}
+
 /// The loaded and attached program, and the sessions it reported.
 pub struct SessionWatch {
     ring: RingBuf<MapData>,
     ports: BpfHashMap<MapData, u16, u8>,
     lost: PerCpuArray<MapData, u64>,
     lost_seen: u64,
+    /// Reports were lost, and no dump begun since has been taken in: a
+    /// session may be missing, so the set must not be trusted alone.
+    incomplete: bool,
     set: SessionSet,
     // Last: the link goes with the object, after the maps' handles.
     _ebpf: Ebpf,
 }
+
+/// The inode of the initial cgroup namespace (PROC_CGROUP_INIT_INO,
+/// include/linux/proc_ns.h, fixed since Linux 4.6).
+const INIT_CGROUP_NS: u64 = 0xEFFF_FFFB;
 
 /// How long the self-test waits for its session to be reported.
 const SELF_TEST: Duration = Duration::from_millis(500);
@@ -221,6 +303,14 @@ impl SessionWatch {
         let mut ebpf = EbpfLoader::new()
             .override_global(SESSION_NETNS_GLOBAL, &netns, true)
             .load(object::SESSIONS)?;
+        // Attached below the root (in a cgroup namespace, or to a mount of a
+        // sub-cgroup), the program would miss sshd's sockets, and the
+        // self-test, whose socket is in our own cgroup, could not tell.
+        let ns = std::fs::metadata("/proc/self/ns/cgroup")
+            .map_err(io_err("reading this process's cgroup namespace"))?;
+        if std::os::unix::fs::MetadataExt::ino(&ns) != INIT_CGROUP_NS {
+            return Err(SessionWatchError::CgroupNamespace);
+        }
         let cgroup = File::open(cgroup2_root()?).map_err(io_err("opening the cgroup2 root"))?;
         let prog: &mut SockOps = ebpf
             .program_mut(SESSION_PROGRAM)
@@ -266,6 +356,7 @@ impl SessionWatch {
             ports: ports_map,
             lost,
             lost_seen: 0,
+            incomplete: false,
             set: SessionSet::default(),
             _ebpf: ebpf,
         };
@@ -324,8 +415,9 @@ impl SessionWatch {
     }
 
     /// Takes in every report waiting in the ring buffer. Returns whether
-    /// reports were lost since the last call (the ring was full): then the
-    /// set must be confirmed by a dump.
+    /// the set is incomplete: reports were lost (the ring was full), or
+    /// their count could not be read, and no dump has made up for it yet
+    /// ([`SessionWatch::complete_with`]).
     pub fn drain(&mut self) -> bool {
         while let Some(item) = self.ring.next() {
             if item.len() >= size_of::<SessionEvent>() {
@@ -335,17 +427,37 @@ impl SessionWatch {
                 self.set.apply(&e);
             }
         }
+        // A count that cannot be read counts as a loss: the guardrail
+        // must not fail open.
         let lost = self
             .lost
             .get(&0, 0)
             .map(|per_cpu| per_cpu.iter().sum::<u64>())
-            .unwrap_or(self.lost_seen);
-        let new = lost > self.lost_seen;
-        self.lost_seen = lost;
-        if new {
+            .unwrap_or(self.lost_seen + 1);
+        if lost != self.lost_seen {
+            self.lost_seen = lost;
+            self.incomplete = true;
             self.set.distrust();
         }
-        new
+        self.incomplete
+    }
+
+    /// Marks the start of a dump, for [`SessionWatch::complete_with`].
+    pub fn begin_dump(&mut self) -> DumpMark {
+        DumpMark {
+            generation: self.set.begin_dump(),
+            losses: self.lost_seen,
+        }
+    }
+
+    /// Takes in a dump of every live session begun at `mark`. It completes
+    /// the set unless more reports were lost since the mark.
+    pub fn complete_with(&mut self, dump: &[(u64, IpAddr)], mark: DumpMark) {
+        let no_new_losses = self.lost_seen == mark.losses;
+        self.set.reconcile(dump, mark.generation, no_new_losses);
+        if no_new_losses {
+            self.incomplete = false;
+        }
     }
 
     pub fn sessions(&mut self) -> &mut SessionSet {
@@ -385,15 +497,20 @@ fn cgroup2_root() -> Result<PathBuf, SessionWatchError> {
     cgroup2_in(&mounts).ok_or(SessionWatchError::NoCgroup2)
 }
 
-/// The mount point of the first cgroup2 line of a mountinfo: the fifth
-/// field, and the file system type is the first after the ` - `.
+/// The mount point (fifth field) of the first cgroup2 mount (the type is
+/// the first field after ` - `) of the hierarchy's root (fourth field `/`;
+/// a bind mount of a sub-cgroup would not see every socket).
 fn cgroup2_in(mountinfo: &str) -> Option<PathBuf> {
     mountinfo.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
         if right.split_whitespace().next()? != "cgroup2" {
             return None;
         }
-        left.split_whitespace().nth(4).map(PathBuf::from)
+        let mut fields = left.split_whitespace().skip(3);
+        if fields.next()? != "/" {
+            return None;
+        }
+        fields.next().map(PathBuf::from)
     })
 }
 
@@ -459,26 +576,62 @@ mod tests {
         assert!(!s.needs_dumps());
     }
 
+    /// A whole dump, begun now.
+    fn dump(s: &mut SessionSet, live: &[(u64, &str)], after_losses: bool) {
+        let mark = s.begin_dump();
+        let live: Vec<(u64, IpAddr)> = live.iter().map(|(c, p)| (*c, ip(p))).collect();
+        s.reconcile(&live, mark, after_losses);
+    }
+
     #[test]
-    fn dumps_seed_sessions_and_later_dumps_end_them() {
+    fn dumps_seed_sessions_and_two_later_dumps_without_one_end_it() {
         let mut s = SessionSet::default();
-        s.reconcile(&[(1, ip("192.0.2.1")), (2, ip("192.0.2.2"))]);
+        dump(&mut s, &[(1, "192.0.2.1"), (2, "192.0.2.2")], true);
         assert!(s.needs_dumps());
         assert!(s.any_unconfirmed(&[ip("192.0.2.9"), ip("192.0.2.1")]));
-        // Reported too: its end will be reported, no dump needed for it.
+        // Reported too: its end will be reported, so it is trusted.
         s.apply(&event(2, "192.0.2.2", true));
         s.apply(&event(3, "192.0.2.3", true));
-        // 1 ended unseen; 3 is too new for the dump, and stays.
-        s.reconcile(&[(2, ip("192.0.2.2"))]);
+        // 1 is missing once: a dump can skip a socket, so it stays.
+        dump(&mut s, &[(2, "192.0.2.2")], true);
+        assert_eq!(
+            s.peers(),
+            [ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3")]
+        );
+        // Missing twice in a row, it has ended; 3, reported, never needed
+        // a dump.
+        dump(&mut s, &[(2, "192.0.2.2")], true);
         assert_eq!(s.peers(), [ip("192.0.2.2"), ip("192.0.2.3")]);
         assert!(!s.needs_dumps());
         assert!(!s.any_unconfirmed(&s.peers()));
-        // Lost reports: everything waits for a dump.
+        let t = [Target::parse("192.0.2.0/24").unwrap()];
+        assert_eq!(
+            s.reported_peers_within(&t),
+            [ip("192.0.2.2"), ip("192.0.2.3")]
+        );
+    }
+
+    #[test]
+    fn a_dump_begun_before_a_session_never_ends_it() {
+        let mut s = SessionSet::default();
+        // A dump begins; a session starts and is reported; reports are
+        // lost, so it is distrusted; then the older dump, which cannot
+        // have seen it, comes in, twice over.
+        let mark = s.begin_dump();
+        s.apply(&event(7, "198.51.100.7", true));
         s.distrust();
+        s.reconcile(&[], mark, false);
+        s.reconcile(&[], mark, false);
+        assert_eq!(s.peers(), [ip("198.51.100.7")]);
+        // A dump begun after the losses shows it: reported, it is trusted
+        // again; one begun before the losses would not do.
+        dump(&mut s, &[(7, "198.51.100.7")], false);
         assert!(s.needs_dumps());
-        assert!(s.any_unconfirmed(&[ip("192.0.2.2")]));
-        s.reconcile(&[(3, ip("192.0.2.3"))]);
-        assert_eq!(s.peers(), [ip("192.0.2.3")]);
+        dump(&mut s, &[(7, "198.51.100.7")], true);
+        assert!(!s.needs_dumps());
+        // Its end is reported as usual.
+        s.apply(&event(7, "198.51.100.7", false));
+        assert!(s.peers().is_empty());
     }
 
     #[test]
@@ -493,5 +646,7 @@ mod tests {
             cgroup2_in("24 18 0:22 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n"),
             None
         );
+        let sub = "30 29 0:30 /system.slice/x.service /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n";
+        assert_eq!(cgroup2_in(sub), None, "a sub-cgroup's mount");
     }
 }

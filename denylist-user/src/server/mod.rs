@@ -33,8 +33,9 @@ use crate::daemon::Core;
 const IFACE_POLL: Duration = Duration::from_secs(1);
 /// How often the kernel is read back for drift.
 const VERIFY_EVERY: Duration = Duration::from_secs(60);
-/// How often the audit log and history are pruned to the retention.
-const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+/// How often the audit log and history are pruned to the retention: daily,
+/// so the log holds one `prune` event a day, not one an hour.
+const PRUNE_EVERY: Duration = Duration::from_secs(86_400);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SocketError {
@@ -145,11 +146,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
     let sweep = core.config().expiry_sweep;
-    let mut core = core;
-    // Once now, then hourly: a daemon that ran for months stays in bounds.
-    if let Err(e) = core.prune() {
-        tracing::error!("pruning the audit log: {e}");
-    }
     let core = Arc::new(Mutex::new(core));
     let mut tasks = vec![
         every(&core, sweep, "expiry sweep", |c| {
@@ -186,6 +182,14 @@ pub async fn run(
     // The start attached every configured interface that exists, or
     // recorded why it could not: systemd may start what comes after us.
     notify::ready(&core.lock().unwrap_or_else(|p| p.into_inner()));
+    // The first prune after READY=1, off the async threads: on a store that
+    // grew for years before retention came, it may take a while.
+    let first = core.clone();
+    tasks.push(tokio::task::spawn_blocking(move || {
+        if let Err(e) = first.lock().unwrap_or_else(|p| p.into_inner()).prune() {
+            tracing::error!("pruning the audit log: {e}");
+        }
+    }));
     let shutdown = async {
         shutdown.await;
         notify::stopping();

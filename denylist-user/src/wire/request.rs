@@ -187,10 +187,14 @@ pub struct ImportParams {
 )]
 #[serde(deny_unknown_fields)]
 pub struct PageQuery {
+    /// Only what is numbered above this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
+    /// Only what is numbered below this: the first number of the page
+    /// after, to page back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<u64>,
+    /// Only the newest this many of those, still oldest first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
 }

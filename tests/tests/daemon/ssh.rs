@@ -12,20 +12,21 @@ use denylist::{
     wire::{AddRequest, ApiError, Class, RemoveRequest, StageResponse},
 };
 
-use crate::common::{A, Sandbox, item, sandbox};
+use crate::common::{A, B, Sandbox, item, sandbox};
 
-/// An SSH-like session from A (the sender) to port 22 of the receiver,
-/// established when this returns; it ends when the two are killed.
+/// An SSH-like session from `from` (an address of the sender) to port 22
+/// of the receiver, established when this returns; it ends when the two
+/// are killed.
 struct Session {
     server: Child,
     client: Child,
 }
 
 impl Session {
-    fn open(sb: &Sandbox) -> Self {
+    fn open(sb: &Sandbox, from: &str) -> Self {
         let listen = "import socket,sys,time\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\ns.bind(('0.0.0.0',22))\ns.listen()\nprint('listening',flush=True)\nc,_=s.accept()\nprint('up',flush=True)\ntime.sleep(60)";
         let connect = format!(
-            "import socket,time\nfor _ in range(50):\n  try:\n    s=socket.socket();s.bind(('{A}',0));s.connect(('{}',22));break\n  except OSError:\n    time.sleep(0.1)\ntime.sleep(60)",
+            "import socket,time\nfor _ in range(50):\n  try:\n    s=socket.socket();s.bind(('{from}',0));s.connect(('{}',22));break\n  except OSError:\n    time.sleep(0.1)\ntime.sleep(60)",
             sb.pair.receiver_v4
         );
         let mut server = sb
@@ -62,18 +63,18 @@ impl Drop for Session {
     }
 }
 
-/// Adds A without force: the refusal, or `None` once it is accepted (and
-/// then staged no more).
-fn add_a(sb: &Sandbox) -> Option<ApiError> {
+/// Adds `target` without force: the refusal, or `None` once it is
+/// accepted (and then staged no more).
+fn try_add(sb: &Sandbox, target: &str) -> Option<ApiError> {
     let req = AddRequest {
-        entries: vec![item(A)],
+        entries: vec![item(target)],
         ..AddRequest::default()
     };
     match sb.client().post::<_, StageResponse>("/v1/entries", &req) {
         Err(e) if e.class == Class::Guarded => Some(e),
         Ok(_) => {
             let rm = RemoveRequest {
-                targets: vec![Target::parse(A).unwrap()],
+                targets: vec![Target::parse(target).unwrap()],
                 list: List::Deny,
                 deploy: false,
                 message: None,
@@ -85,12 +86,12 @@ fn add_a(sb: &Sandbox) -> Option<ApiError> {
     }
 }
 
-/// Whether adds of A come to be accepted (`refused` false) or refused
-/// within `within`.
-fn comes_to(sb: &Sandbox, refused: bool, within: Duration) -> bool {
+/// Whether adds of `target` come to be accepted (`refused` false) or
+/// refused within `within`.
+fn comes_to(sb: &Sandbox, target: &str, refused: bool, within: Duration) -> bool {
     let until = Instant::now() + within;
     loop {
-        if add_a(sb).is_some() == refused {
+        if try_add(sb, target).is_some() == refused {
             return true;
         }
         if Instant::now() > until {
@@ -104,9 +105,9 @@ fn comes_to(sb: &Sandbox, refused: bool, within: Duration) -> bool {
 fn a_peer_with_a_live_ssh_session_is_not_blocked_without_force() {
     let sb = sandbox("ssh");
     // A session older than the daemon: found by the dump at its start.
-    let old = Session::open(&sb);
+    let old = Session::open(&sb, A);
     let d = sb.start(&[]);
-    let e = add_a(&sb).expect("refused while the older session is up");
+    let e = try_add(&sb, A).expect("refused while the older session is up");
     assert!(e.message.contains("live SSH session"), "{}", e.message);
     assert!(
         d.log_text().contains("serving the API") && !d.log_text().contains("walk every socket"),
@@ -116,27 +117,28 @@ fn a_peer_with_a_live_ssh_session_is_not_blocked_without_force() {
     // Its end is not reported; the refusal asks the kernel first.
     drop(old);
     assert!(
-        comes_to(&sb, false, Duration::from_secs(2)),
+        comes_to(&sb, A, false, Duration::from_secs(2)),
         "accepted once the older session ended"
     );
 
-    // A session that starts while the daemon runs is reported, and so is
-    // its end.
-    let new = Session::open(&sb);
+    // A session from another peer, started while the daemon runs: only
+    // the reports can tell of it, and of its end (B had no session the
+    // dump could have seen).
+    let new = Session::open(&sb, B);
     assert!(
-        comes_to(&sb, true, Duration::from_secs(2)),
+        comes_to(&sb, B, true, Duration::from_secs(2)),
         "refused once the new session is up"
     );
     drop(new);
     assert!(
-        comes_to(&sb, false, Duration::from_secs(2)),
+        comes_to(&sb, B, false, Duration::from_secs(2)),
         "accepted once the new session ended"
     );
 
-    let _new_again = Session::open(&sb);
-    assert!(comes_to(&sb, true, Duration::from_secs(2)));
+    let _again = Session::open(&sb, B);
+    assert!(comes_to(&sb, B, true, Duration::from_secs(2)));
     let forced = AddRequest {
-        entries: vec![item(A)],
+        entries: vec![item(B)],
         force: true,
         ..AddRequest::default()
     };
