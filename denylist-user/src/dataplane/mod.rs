@@ -46,7 +46,7 @@ use denylist_common::{
 pub use error::DataplaneError;
 pub use filter::{Filter, PinnedFilter, prefix_needs};
 pub use layout::{Layout, LayoutError, MAX_CAPACITY, MIN_CAPACITY, Needs};
-pub use pins::{Cleared, Pins, PinsError, ensure_bpffs_mounted, unpin_all};
+pub use pins::{Cleared, Pins, PinsError, PinsLock, ensure_bpffs_mounted, lock_pins, unpin_all};
 use region::{Region, RuleCell};
 pub use sessions::{DumpMark, SessionSet, SessionWatch, SessionWatchError};
 use trie::Prefixes;

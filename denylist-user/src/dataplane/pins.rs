@@ -38,6 +38,30 @@ pub enum PinsError {
     Mount { source: io::Error },
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("another denylistd holds {path}: stop it first (systemctl stop denylistd)")]
+    Held { path: PathBuf },
+}
+
+/// A running daemon's claim on its pin directory: an exclusive flock on the
+/// directory, which the kernel drops when the process ends, however it
+/// ends. `denylistd --unpin` checks it, so it never unpins under a live
+/// daemon, whatever socket that daemon serves.
+#[derive(Debug)]
+pub struct PinsLock {
+    _lock: nix::fcntl::Flock<fs::File>,
+}
+
+/// Claims `dir`, which must exist; [`PinsError::Held`] while another
+/// process holds it.
+pub fn lock_pins(dir: &Path) -> Result<PinsLock, PinsError> {
+    let file = fs::File::open(dir).map_err(io_err(dir))?;
+    match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(lock) => Ok(PinsLock { _lock: lock }),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Err(PinsError::Held {
+            path: dir.to_path_buf(),
+        }),
+        Err((_, e)) => Err(io_err(dir)(e.into())),
+    }
 }
 
 /// What [`unpin_all`] took away, and what it left.
@@ -138,7 +162,8 @@ pub fn pin_link(id: u32, path: &Path) -> io::Result<()> {
 }
 
 /// Takes the filter away for good: unpins every link under `dir` (each
-/// detaches its interface once no process holds it, so no daemon may run),
+/// detaches its interface once no process holds it, so no daemon may run:
+/// [`PinsError::Held`] while one does),
 /// every generation's maps, and removes `dir`; `None` when `dir` does not
 /// exist. Anything in `dir` that is neither a link nor a generation is
 /// left, with `dir`, and reported: the filter goes either way.
@@ -155,8 +180,12 @@ pub fn unpin_all(dir: &Path) -> Result<Option<Cleared>, PinsError> {
             path: dir.to_path_buf(),
         });
     }
+    // A live daemon holds the directory: unpinning under it would leave
+    // its links attached through its handles, and its pin watch would pin
+    // them again.
     let pins = Pins {
         dir: dir.to_path_buf(),
+        _lock: Some(lock_pins(dir)?),
     };
     let links = pins.links()?;
     for iface in &links {
@@ -184,16 +213,20 @@ pub fn unpin_all(dir: &Path) -> Result<Option<Cleared>, PinsError> {
 /// The pin directory, checked to be on the host's bpffs.
 pub struct Pins {
     dir: PathBuf,
+    /// Held by the daemon's pins ([`Pins::open`]) while it runs.
+    _lock: Option<PinsLock>,
 }
 
 impl Pins {
-    /// Creates `dir` (mode 0700) and checks that it is on bpffs.
+    /// Creates `dir` (mode 0700), checks that it is on bpffs, and claims
+    /// it for this process ([`lock_pins`]) before anything in it changes.
     pub fn open(dir: &Path) -> Result<Self, PinsError> {
         if dir.starts_with(DEFAULT_BPFFS) {
             ensure_bpffs_mounted()?;
         }
-        let pins = Self {
+        let mut pins = Self {
             dir: dir.to_path_buf(),
+            _lock: None,
         };
         pins.ensure_dir()?;
         if fs_type(dir).map_err(io_err(dir))? != BPF_FS_MAGIC {
@@ -201,6 +234,7 @@ impl Pins {
                 path: dir.to_path_buf(),
             });
         }
+        pins._lock = Some(lock_pins(dir)?);
         Ok(pins)
     }
 
@@ -279,5 +313,26 @@ impl Pins {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(&path)(e)),
             _ => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claimed_pin_directory_is_held_until_its_claim_goes() {
+        let dir = std::env::temp_dir().join(format!(
+            "denylist-pins-lock-{}-{}",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        fs::create_dir_all(&dir).unwrap();
+        let first = lock_pins(&dir).unwrap();
+        // Another open of the directory, as another process's would be.
+        assert!(matches!(lock_pins(&dir), Err(PinsError::Held { .. })));
+        drop(first);
+        assert!(lock_pins(&dir).is_ok());
+        let _ = fs::remove_dir_all(dir);
     }
 }

@@ -289,6 +289,19 @@ fn the_package_installs_runs_as_its_unit_and_leaves_nothing_behind() {
     let refused = run("/usr/bin/denylistd", &["--unpin", "--config", CONFIG]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
     assert!(text(&refused).contains("answers on"), "{}", text(&refused));
+    // Nor when it is told of another socket: the daemon's claim on its pin
+    // directory says it runs.
+    let elsewhere = Command::new("/usr/bin/denylistd")
+        .args(["--unpin", "--config", CONFIG])
+        .env("DENYLIST_SOCKET", "/nonexistent/denylist.sock")
+        .output()
+        .unwrap();
+    assert_eq!(elsewhere.status.code(), Some(1), "{}", text(&elsewhere));
+    assert!(
+        text(&elsewhere).contains("another denylistd holds"),
+        "{}",
+        text(&elsewhere)
+    );
     let link = Path::new(PINS).join(format!("link-{}", sandbox.veth));
     assert!(link.exists(), "{}", service.log_text());
     service.stop();
