@@ -237,6 +237,8 @@ pub enum SessionWatchError {
     Load(#[from] aya::EbpfError),
     #[error("the sessions program: {0}")]
     Program(#[from] aya::programs::ProgramError),
+    #[error("the embedded object has no program {SESSION_PROGRAM}: rebuild denylist")]
+    MissingProgram,
     #[error("the sessions program's map {name}: {source}")]
     Map {
         name: &'static str,
@@ -259,6 +261,18 @@ pub enum SessionWatchError {
         "a test session was not reported within {0:?}: the kernel does not run sock_ops programs for this host's sockets"
     )]
     SelfTest(Duration),
+}
+
+/// The object's map `name`, typed.
+fn take_map<M>(ebpf: &mut Ebpf, name: &'static str) -> Result<M, SessionWatchError>
+where
+    M: TryFrom<aya::maps::Map, Error = aya::maps::MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(SessionWatchError::Map {
+        name,
+        source: aya::maps::MapError::InvalidName { name: name.into() },
+    })?;
+    M::try_from(map).map_err(|source| SessionWatchError::Map { name, source })
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> SessionWatchError {
@@ -299,62 +313,33 @@ impl SessionWatch {
     /// root of the cgroup2 hierarchy (every socket of the host), watches
     /// `ports`, and checks with a session of its own that reports arrive.
     pub fn start(ports: &[u16]) -> Result<Self, SessionWatchError> {
-        let netns = netns_cookie().map_err(io_err("reading this network namespace's cookie"))?;
-        let mut ebpf = EbpfLoader::new()
-            .override_global(SESSION_NETNS_GLOBAL, &netns, true)
-            .load(object::SESSIONS)?;
         // Attached below the root (in a cgroup namespace, or to a mount of a
         // sub-cgroup), the program would miss sshd's sockets, and the
-        // self-test, whose socket is in our own cgroup, could not tell.
+        // self-test, whose socket is in our own cgroup, could not tell:
+        // checked before anything is loaded.
         let ns = std::fs::metadata("/proc/self/ns/cgroup")
             .map_err(io_err("reading this process's cgroup namespace"))?;
         if std::os::unix::fs::MetadataExt::ino(&ns) != INIT_CGROUP_NS {
             return Err(SessionWatchError::CgroupNamespace);
         }
         let cgroup = File::open(cgroup2_root()?).map_err(io_err("opening the cgroup2 root"))?;
+        let netns = netns_cookie().map_err(io_err("reading this network namespace's cookie"))?;
+        let mut ebpf = EbpfLoader::new()
+            .override_global(SESSION_NETNS_GLOBAL, &netns, true)
+            .load(object::SESSIONS)?;
         let prog: &mut SockOps = ebpf
             .program_mut(SESSION_PROGRAM)
-            .ok_or(SessionWatchError::Map {
-                name: SESSION_PROGRAM,
-                source: aya::maps::MapError::InvalidName {
-                    name: SESSION_PROGRAM.into(),
-                },
-            })?
+            .ok_or(SessionWatchError::MissingProgram)?
             .try_into()?;
         prog.load()?;
         // aya attaches with a bpf_link (kernel 5.7 and later), which always
         // runs beside other sock_ops programs (a CNI's, say) and refuses
         // any attach flag (cgroup_bpf_link_attach): hence no ALLOW_MULTI.
         prog.attach(&cgroup, CgroupAttachMode::Single)?;
-        let map = |ebpf: &mut Ebpf, name: &'static str| {
-            ebpf.take_map(name).ok_or(SessionWatchError::Map {
-                name,
-                source: aya::maps::MapError::InvalidName { name: name.into() },
-            })
-        };
-        let ring = RingBuf::try_from(map(&mut ebpf, MAP_SESSION_EVENTS)?).map_err(|source| {
-            SessionWatchError::Map {
-                name: MAP_SESSION_EVENTS,
-                source,
-            }
-        })?;
-        let ports_map =
-            BpfHashMap::try_from(map(&mut ebpf, MAP_SESSION_PORTS)?).map_err(|source| {
-                SessionWatchError::Map {
-                    name: MAP_SESSION_PORTS,
-                    source,
-                }
-            })?;
-        let lost = PerCpuArray::try_from(map(&mut ebpf, MAP_SESSION_LOST)?).map_err(|source| {
-            SessionWatchError::Map {
-                name: MAP_SESSION_LOST,
-                source,
-            }
-        })?;
         let mut watch = Self {
-            ring,
-            ports: ports_map,
-            lost,
+            ring: take_map(&mut ebpf, MAP_SESSION_EVENTS)?,
+            ports: take_map(&mut ebpf, MAP_SESSION_PORTS)?,
+            lost: take_map(&mut ebpf, MAP_SESSION_LOST)?,
             lost_seen: 0,
             incomplete: false,
             set: SessionSet::default(),

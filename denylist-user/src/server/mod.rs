@@ -110,31 +110,11 @@ fn every(
     })
 }
 
-/// `WATCHDOG=1` every `period`, each once the core could be locked: a core
-/// stuck behind its lock stops the pings, and systemd restarts the daemon
-/// (the pinned filter keeps filtering meanwhile). A store that cannot be
-/// read is no reason: a restart would not mend it, and the running daemon
-/// still reports it.
-fn watchdog(core: &Arc<Mutex<Core>>, period: Duration) -> tokio::task::JoinHandle<()> {
-    let core = core.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is at once: READY=1 comes first.
-        tick.tick().await;
-        loop {
-            tick.tick().await;
-            let core = core.clone();
-            let locked = tokio::task::spawn_blocking(move || {
-                drop(core.lock().unwrap_or_else(|p| p.into_inner()));
-            })
-            .await;
-            match locked {
-                Ok(()) => notify::watchdog(),
-                Err(e) => tracing::error!("the watchdog check failed: {e}"),
-            }
-        }
-    })
+/// The audit log and history pruned to the retention, now and daily.
+fn prune(core: &mut Core) {
+    if let Err(e) = core.prune() {
+        tracing::error!("pruning the audit log: {e}");
+    }
 }
 
 /// Serves until `shutdown` completes, then leaves the filter in place (or
@@ -155,19 +135,20 @@ pub async fn run(
         }),
         every(&core, IFACE_POLL, "interface watch", Core::watch_ifaces),
         every(&core, IFACE_POLL, "pin watch", Core::watch_pins),
-        every(&core, PRUNE_EVERY, "audit prune", |c| {
-            if let Err(e) = c.prune() {
-                tracing::error!("pruning the audit log: {e}");
-            }
-        }),
+        every(&core, PRUNE_EVERY, "audit prune", prune),
         every(&core, VERIFY_EVERY, "verify", |c| {
             if let Err(e) = c.verify("denylistd") {
                 tracing::error!("verify: {e}");
             }
         }),
     ];
+    // WATCHDOG=1 once the core could be locked: a core stuck behind its
+    // lock stops the pings, and systemd restarts the daemon (the pinned
+    // filter keeps filtering meanwhile). A store that cannot be read is no
+    // reason: a restart would not mend it, and the running daemon still
+    // reports it. The first ping comes a period after READY=1.
     if let Some(period) = notify::watchdog_period() {
-        tasks.push(watchdog(&core, period));
+        tasks.push(every(&core, period, "watchdog", |_| notify::watchdog()));
     }
     if let Some(l) = metrics_listener {
         let app = metrics::router(core.clone());
@@ -186,9 +167,7 @@ pub async fn run(
     // grew for years before retention came, it may take a while.
     let first = core.clone();
     tasks.push(tokio::task::spawn_blocking(move || {
-        if let Err(e) = first.lock().unwrap_or_else(|p| p.into_inner()).prune() {
-            tracing::error!("pruning the audit log: {e}");
-        }
+        prune(&mut first.lock().unwrap_or_else(|p| p.into_inner()));
     }));
     let shutdown = async {
         shutdown.await;

@@ -2,11 +2,11 @@
 //! configured interface, a STATUS= line per change, STOPPING=1 on SIGTERM,
 //! and WATCHDOG=1 pings when systemd asks for them.
 
-use std::{os::unix::net::UnixDatagram, time::Duration};
+use std::{os::unix::net::UnixDatagram, path::PathBuf, time::Duration};
 
 use denylist_tests::daemon::Daemon;
 
-use crate::common::{A, add, sandbox};
+use crate::common::{A, Sandbox, add, sandbox};
 
 /// The next datagram on the notify socket, as text.
 fn next(sock: &UnixDatagram) -> String {
@@ -17,15 +17,21 @@ fn next(sock: &UnixDatagram) -> String {
     String::from_utf8_lossy(&buf[..n]).trim_end().to_string()
 }
 
+/// The socket systemd would listen on, in the sandbox's home.
+fn notify_socket(sb: &Sandbox) -> (PathBuf, UnixDatagram) {
+    let path = sb.home.dir.path().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    (path, sock)
+}
+
 #[test]
 fn ready_comes_once_the_filter_is_attached_then_a_status_per_change_and_stopping() {
     let sb = sandbox("ntf");
     let ns = &sb.pair.receiver;
     let iface = sb.pair.receiver_xdp_if.clone();
-    let path = sb.home.dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let (path, sock) = notify_socket(&sb);
     let d = Daemon::spawn_with_env(
         &sb.home,
         Some(ns),
@@ -61,10 +67,7 @@ fn ready_comes_once_the_filter_is_attached_then_a_status_per_change_and_stopping
 #[test]
 fn watchdog_pings_come_at_half_the_units_interval() {
     let sb = sandbox("wdg");
-    let path = sb.home.dir.path().join("notify.sock");
-    let sock = UnixDatagram::bind(&path).unwrap();
-    sock.set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
+    let (path, sock) = notify_socket(&sb);
     // WatchdogSec=400ms, as systemd passes it.
     let d = Daemon::spawn_with_env(
         &sb.home,
