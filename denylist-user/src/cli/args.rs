@@ -41,7 +41,7 @@ pub enum Command {
     /// Stage deny entries; re-adding an entry changes only the fields given.
     Add(AddArgs),
     /// Stage removals of deny entries.
-    Remove(TargetsArgs),
+    Remove(RemoveArgs),
     /// Switch deny entries to enforcing mode: matching packets are dropped.
     Enforce(TargetsArgs),
     /// Switch deny entries to monitor mode: matches are counted, not dropped.
@@ -95,7 +95,7 @@ pub enum AllowCommand {
     /// Stage allow entries.
     Add(StageArgs),
     /// Stage removals of allow entries.
-    Remove(TargetsArgs),
+    Remove(RemoveArgs),
     /// The deployed allow entries (or the draft), sorted by address.
     List(ListArgs),
 }
@@ -126,6 +126,10 @@ pub struct StageArgs {
     /// Deploy just these changes now; other pending changes stay staged.
     #[arg(long)]
     pub deploy: bool,
+    /// Whose listing: `manual` (the default), or `import:NAME` for a tool
+    /// that blocks on your behalf and removes its own listings alone.
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -152,12 +156,24 @@ pub struct TargetsArgs {
     pub output: Output,
 }
 
+/// What `remove` and `allow remove` take.
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    pub targets: TargetsArgs,
+    /// Remove just this source's listing (`feed:NAME`, `auto:reports`,
+    /// `import:NAME`...); without it, the manual and import listings go.
+    #[arg(long, value_name = "SOURCE")]
+    pub source: Option<String>,
+}
+
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Show the draft (deployed entries plus pending changes).
     #[arg(long)]
     pub draft: bool,
-    /// Only entries from this source: `manual`, or an import's name.
+    /// Only entries one of whose listings is from this source: `manual`,
+    /// `feed:NAME`, `auto:reports`, or an import's name.
     #[arg(long, value_name = "NAME")]
     pub source: Option<String>,
     /// Only entries that cover this address.

@@ -15,7 +15,7 @@ use super::{
     args::{
         AllowCommand, AttachArgs, AuditArgs, BackupArgs, CheckArgs, Command, CompletionsArgs,
         DeployArgs, DetachArgs, ExportArgs, HistoryArgs, ImportArgs, ListArgs, ManArgs, Output,
-        RollbackArgs, StageArgs, StatsArgs, TargetsArgs,
+        RemoveArgs, RollbackArgs, StageArgs, StatsArgs, TargetsArgs,
     },
     client::{Client, Reply},
     command,
@@ -163,6 +163,7 @@ impl Session {
             deploy: a.deploy,
             message: None,
             admin_addr: admin_addr(),
+            source: a.source.clone(),
         };
         let body = self.post("/v1/entries", &req)?;
         self.show(&body, a.output, |out, r: StageResponse, _| {
@@ -173,16 +174,20 @@ impl Session {
         })
     }
 
-    fn remove(&mut self, list: List, a: TargetsArgs) -> Result<()> {
-        let (targets, _) = check_targets(&a.targets, None)?;
+    fn remove(&mut self, list: List, a: RemoveArgs) -> Result<()> {
+        let (targets, _) = check_targets(&a.targets.targets, None)?;
         let req = RemoveRequest {
             targets,
             list,
-            deploy: a.deploy,
+            deploy: a.targets.deploy,
             message: None,
+            source: a.source,
         };
         let body = self.post("/v1/entries/remove", &req)?;
-        self.show(&body, a.output, |out, r: StageResponse, _| {
+        self.show(&body, a.targets.output, |out, r: StageResponse, _| {
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
             output::stage(out, &r)
         })
     }

@@ -8,8 +8,8 @@ use std::time::Instant;
 use super::{Core, CoreError};
 use crate::{
     dataplane::{ChangeList, tai_offset_ms},
-    model::{List, Rule, Stored, Target, now_ms},
-    store::{DeployRecord, Plan},
+    model::{List, Rule, Sources, Stored, Target, now_ms},
+    store::{DeployRecord, Only, Plan},
     wire::{Counts, DeployPhases, DeployResponse},
 };
 
@@ -26,6 +26,10 @@ impl Core {
         message: Option<&str>,
         dry_run: bool,
     ) -> Result<DeployResponse, CoreError> {
+        let only = only.map(|keys| Only {
+            keys,
+            sources: &Sources::All,
+        });
         let result = self.deploy_as(user, only, message, dry_run, "deploy");
         if let Ok(r) = &result
             && r.counts.added + r.counts.removed + r.counts.changed > BULK_ENTRIES
@@ -39,7 +43,7 @@ impl Core {
     pub(super) fn deploy_as(
         &mut self,
         user: &str,
-        only: Option<&[(Target, List)]>,
+        only: Option<Only<'_>>,
         message: Option<&str>,
         dry_run: bool,
         kind: &str,

@@ -5,9 +5,9 @@ use std::collections::HashSet;
 
 use super::{Core, CoreError, MAX_TTL_SECS};
 use crate::{
-    model::{List, Target, Ttl, now_ms, parse_duration},
+    model::{List, MANUAL, Sources, Target, Ttl, is_admin_source, now_ms, parse_duration},
     policy::{self, GuardContext},
-    store::{Audit, Op, Stage},
+    store::{Audit, Only, Op, Stage},
     wire::{
         AddRequest, Change, Counts, Diff, ModeRequest, RemoveRequest, RollbackRequest,
         RollbackResponse, SeqResponse, StageItem, StageResponse, Staged,
@@ -32,6 +32,15 @@ impl Core {
         if req.entries.is_empty() {
             return Err(CoreError::NoTargets);
         }
+        let source = match req.source.as_deref() {
+            None => MANUAL.to_string(),
+            Some(s) if is_admin_source(s) && valid_source(s) => s.to_string(),
+            Some(s) => {
+                return Err(CoreError::BadAddSource {
+                    source_name: s.to_string(),
+                });
+            }
+        };
         let mut ops = Vec::with_capacity(req.entries.len());
         let mut refused = Vec::new();
         let mut warnings = Vec::new();
@@ -58,21 +67,20 @@ impl Core {
                 reason: reason.clone(),
                 ttl,
                 monitor: *monitor,
-                source: None,
+                source: Some(source.clone()),
                 keep_longer_ttl: false,
             });
         }
         if !refused.is_empty() {
             return Err(CoreError::Refused { refusals: refused });
         }
-        self.stage(
-            user,
-            ops,
-            warnings,
-            req.deploy,
-            req.message.as_deref(),
-            &Audit::Each,
-        )
+        let staging = Staging {
+            sources: &Sources::Only(source),
+            deploy: req.deploy,
+            message: req.message.as_deref(),
+            audit_as: &Audit::Each,
+        };
+        self.stage(user, ops, warnings, staging)
     }
 
     /// Warnings that need no force: a deny entry an allow entry covers,
@@ -85,17 +93,21 @@ impl Core {
             .collect()
     }
 
-    /// Stages `ops` in one transaction, audited as `audit_as`; with
-    /// `deploy`, deploys just the changes they left.
+    /// Stages `ops` in one transaction; with `deploy`, deploys just the
+    /// changes they left to the listings of `sources`.
     pub(super) fn stage(
         &mut self,
         user: &str,
         ops: Vec<Stage>,
         warnings: Vec<String>,
-        deploy: bool,
-        message: Option<&str>,
-        audit_as: &Audit,
+        how: Staging<'_>,
     ) -> Result<StageResponse, CoreError> {
+        let Staging {
+            sources,
+            deploy,
+            message,
+            audit_as,
+        } = how;
         let default_ttl = self.config.default_ttl.map(|d| d.as_secs());
         let (seq, left) = self
             .store
@@ -116,7 +128,11 @@ impl Core {
                 .filter(|(_, op)| op.is_some())
                 .map(|(k, _)| *k)
                 .collect();
-            Some(self.deploy(user, Some(&only), message, false)?)
+            let only = Only {
+                keys: &only,
+                sources,
+            };
+            Some(self.deploy_as(user, Some(only), message, false, "deploy")?)
         } else {
             None
         };
@@ -133,16 +149,40 @@ impl Core {
         if req.targets.is_empty() {
             return Err(CoreError::NoTargets);
         }
+        let sources = match &req.source {
+            Some(s) => Sources::Only(s.clone()),
+            None => Sources::Admin,
+        };
         let ops = req
             .targets
             .iter()
             .map(|&target| Stage::Remove {
                 target,
                 list: req.list,
+                sources: sources.clone(),
             })
             .collect();
-        let message = req.message.as_deref();
-        self.stage(user, ops, Vec::new(), req.deploy, message, &Audit::Each)
+        let staging = Staging {
+            sources: &sources,
+            deploy: req.deploy,
+            message: req.message.as_deref(),
+            audit_as: &Audit::Each,
+        };
+        let mut staged = self.stage(user, ops, Vec::new(), staging)?;
+        // Other sources may still list what was removed: say which, and
+        // how to override them all.
+        let now = now_ms();
+        for &target in &req.targets {
+            if let Some(e) = self.store.draft_entry(target, req.list, now)? {
+                staged.warnings.push(format!(
+                    "{target} stays on the {} list: {} still list it; remove those with --source, \
+                     or add an allow entry, which overrides every source (denylist allow add {target})",
+                    req.list.as_str(),
+                    e.sources.join(", "),
+                ));
+            }
+        }
+        Ok(staged)
     }
 
     /// Enforce or monitor: only existing deny entries.
@@ -171,8 +211,13 @@ impl Core {
         if ops.is_empty() {
             return Err(CoreError::NoTargets);
         }
-        let message = req.message.as_deref();
-        self.stage(user, ops, Vec::new(), req.deploy, message, &Audit::Each)
+        let staging = Staging {
+            sources: &Sources::All,
+            deploy: req.deploy,
+            message: req.message.as_deref(),
+            audit_as: &Audit::Each,
+        };
+        self.stage(user, ops, Vec::new(), staging)
     }
 
     pub fn diff(&self) -> Result<Diff, CoreError> {
@@ -247,6 +292,23 @@ impl Core {
             deployed,
         })
     }
+}
+
+/// How a staging call is recorded and whether it deploys.
+#[derive(Clone, Copy)]
+pub(super) struct Staging<'a> {
+    /// Whose listings a deploy of the staged changes ships.
+    pub sources: &'a Sources,
+    pub deploy: bool,
+    pub message: Option<&'a str>,
+    pub audit_as: &'a Audit,
+}
+
+/// A source name as listings carry it: no spaces, nothing empty after the
+/// kind.
+pub(super) fn valid_source(s: &str) -> bool {
+    let name = s.split_once(':').map_or(s, |(_, n)| n);
+    !name.is_empty() && name.len() <= 64 && !s.contains(char::is_whitespace)
 }
 
 pub(super) fn parse_target(s: &str, force: bool) -> Result<Target, CoreError> {

@@ -83,6 +83,10 @@ pub enum CoreError {
     )]
     BadSource { name: String },
     #[error(
+        "{source_name:?} is not a source an admin adds under: use manual (the default) or import:NAME; feeds and the detectors add their own listings"
+    )]
+    BadAddSource { source_name: String },
+    #[error(
         "{} lines are refused by the guardrails, e.g. {}; nothing was staged (pass --force to let them in, or --skip-guarded to leave them out)",
         lines.len(),
         lines[0].refusal

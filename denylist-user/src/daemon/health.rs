@@ -9,7 +9,7 @@ use denylist_common::Counters;
 use super::{Core, CoreError, deploy::rule_of};
 use crate::{
     dataplane::{ChangeList, tai_offset_ms},
-    model::{Millis, Verdict, normal_ip, now_ms},
+    model::{Millis, Stored, Verdict, normal_ip, now_ms},
     store::{HitTotal, Snapshots},
     wire::{
         Capacity, CheckResponse, Interface, ListCounts, StatItem, Status, StatusCounters,
@@ -97,11 +97,23 @@ impl Core {
         let (verdict, decided) = self.filter.decide(ip, now_tai);
         let entry = decided.first().map(|r| r.target);
         let allowed = verdict == Verdict::Allowed;
+        // Who listed it is the store's to say; a store that cannot answer
+        // must not stop the kernel's verdict from being told.
+        let sources = decided.first().map_or_else(Vec::new, |r| {
+            match self.store.deployed_entry(r.target, r.list, now_ms()) {
+                Ok(e) => e.map(|e| e.sources).unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!("reading the sources of {}: {e}", r.target);
+                    Vec::new()
+                }
+            }
+        });
         CheckResponse {
             ip: normal_ip(ip),
             verdict: if allowed { Verdict::Pass } else { verdict },
             allowed_by: if allowed { entry } else { None },
             entry: if allowed { None } else { entry },
+            sources,
         }
     }
 
@@ -302,14 +314,20 @@ impl Core {
             return Ok(0);
         }
         // Only what the kernel still holds: after a failed store write, a
-        // later sweep must not trip over entries already taken out.
+        // later sweep must not trip over entries already taken out. An
+        // entry that other listings keep changes instead: an enforcing
+        // listing that expired may leave only monitoring ones.
         let tai = tai_offset_ms();
-        let installed = expired
-            .iter()
-            .filter(|s| self.filter.is_installed(&s.entry.target, s.entry.list))
-            .map(|s| rule_of(s, tai));
-        let removals = ChangeList::removing(installed);
-        self.filter.apply(&removals)?;
+        let changes = ChangeList::new(
+            expired
+                .iter()
+                .filter(|s| self.filter.is_installed(&s.entry.target, s.entry.list))
+                .map(|s| {
+                    let after = s.entry.live(now).map(|entry| Stored { id: s.id, entry });
+                    (Some(rule_of(s, tai)), after.map(|a| rule_of(&a, tai)))
+                }),
+        );
+        self.filter.apply(&changes)?;
         self.store.expire(&expired, now)?;
         tracing::info!(count = expired.len(), "swept expired entries");
         Ok(expired.len())

@@ -6,10 +6,10 @@ use std::{collections::HashMap, time::Instant};
 use super::{
     Core, CoreError, GuardedLine,
     deploy::{BULK_BYTES, release_heap},
-    edit::{check_ttl, parse_ttl},
+    edit::{Staging, check_ttl, parse_ttl, valid_source},
 };
 use crate::{
-    model::{Entry, Format, List, Millis, Target, now_ms},
+    model::{Entry, Format, List, Listing, Millis, Sources, Target, now_ms},
     policy::{self, GuardContext, import},
     store::{Audit, Stage},
     wire::{ImportParams, ImportResponse},
@@ -146,7 +146,11 @@ impl Core {
         if p.replace {
             for (target, list) in self.store.draft_keys_from(&source, now_ms())? {
                 if !index.contains_key(&(target, list)) {
-                    ops.push(Stage::Remove { target, list });
+                    ops.push(Stage::Remove {
+                        target,
+                        list,
+                        sources: Sources::Only(source.clone()),
+                    });
                 }
             }
         }
@@ -161,7 +165,19 @@ impl Core {
             kind: "import".into(),
             detail,
         };
-        let staged = self.stage(user, ops, Vec::new(), p.deploy, None, &audit_as)?;
+        // Our own export restores whole entries, whoever listed them.
+        let sources = if parsed.format == Format::Json {
+            Sources::All
+        } else {
+            Sources::Only(source.clone())
+        };
+        let staging = Staging {
+            sources: &sources,
+            deploy: p.deploy,
+            message: None,
+            audit_as: &audit_as,
+        };
+        let staged = self.stage(user, ops, Vec::new(), staging)?;
         Ok(ImportResponse {
             seq: staged.seq,
             format: parsed.format,
@@ -200,6 +216,13 @@ struct ImportedEntry {
     added_by: Option<String>,
     #[serde(default, with = "crate::model::time_ms::opt")]
     added_at: Option<Millis>,
+    /// Shown by the export, and made again from `listings`.
+    #[serde(default, rename = "sources")]
+    _sources: Option<serde_json::Value>,
+    /// An export since listings: each source's listing (an older export
+    /// has none, and its fields are then its one listing).
+    #[serde(default)]
+    listings: Option<Vec<Listing>>,
 }
 
 impl ImportedEntry {
@@ -208,6 +231,26 @@ impl ImportedEntry {
             check_ttl(t)?;
         }
         let list = self.list.unwrap_or(List::Deny);
+        if let Some(listings) = self.listings.filter(|l| !l.is_empty()) {
+            for l in &listings {
+                if let Some(t) = l.ttl {
+                    check_ttl(t)?;
+                }
+                if !valid_source(&l.source) {
+                    return Err(CoreError::BadSource {
+                        name: l.source.clone(),
+                    });
+                }
+            }
+            let listings = listings
+                .into_iter()
+                .map(|l| Listing {
+                    expires_at: None,
+                    ..l
+                })
+                .collect();
+            return Entry::from_listings(self.target, list, listings).ok_or(CoreError::NoTargets);
+        }
         Ok(Entry {
             target: self.target,
             list,
@@ -218,6 +261,9 @@ impl ImportedEntry {
             source: self.source.unwrap_or_else(|| "manual".into()),
             added_by: self.added_by.unwrap_or_else(|| user.to_string()),
             added_at: self.added_at.unwrap_or(now),
-        })
+            sources: Vec::new(),
+            listings: Vec::new(),
+        }
+        .normalized())
     }
 }

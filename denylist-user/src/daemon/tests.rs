@@ -11,8 +11,8 @@ use crate::{
     dataplane::fake::FakeFilter,
     model::{AuditEvent, Entry, List, Millis, Page, Revision, Stored, Target, Verdict},
     store::{
-        Audit, DeployRecord, HitTotal, Op, Pending, Plan, Pruned, Snapshots, SqliteStore, Stage,
-        Store, StoreError, WrittenDeploy,
+        Audit, DeployRecord, HitTotal, Only, Op, Pending, Plan, Pruned, Snapshots, SqliteStore,
+        Stage, Store, StoreError, WrittenDeploy,
     },
     wire::{
         AddRequest, AttachRequest, DetachRequest, ImportParams, ModeRequest, RemoveRequest,
@@ -86,6 +86,7 @@ fn save_and_deploy_puts_entries_in_the_kernel_and_unblocks_on_removal() {
         list: List::Deny,
         deploy: true,
         message: None,
+        source: None,
     };
     c.remove("alice", req).unwrap();
     assert_eq!(verdict(&c, "198.51.100.7"), Verdict::Pass);
@@ -158,6 +159,7 @@ fn a_failed_commit_puts_the_kernel_back_with_the_inverse_change_list() {
         list: List::Deny,
         deploy: false,
         message: None,
+        source: None,
     };
     c.remove("alice", req).unwrap();
     add(&mut c, &["198.51.100.9"], false).unwrap();
@@ -416,6 +418,22 @@ impl Store for FailingCommits {
     ) -> Result<Vec<(Target, List)>, StoreError> {
         self.inner.draft_keys_from(source, now)
     }
+    fn draft_entry(
+        &self,
+        target: Target,
+        list: List,
+        now: Millis,
+    ) -> Result<Option<Entry>, StoreError> {
+        self.inner.draft_entry(target, list, now)
+    }
+    fn deployed_entry(
+        &self,
+        target: Target,
+        list: List,
+        now: Millis,
+    ) -> Result<Option<Entry>, StoreError> {
+        self.inner.deployed_entry(target, list, now)
+    }
     fn pending_count(&self) -> Result<usize, StoreError> {
         self.inner.pending_count()
     }
@@ -435,14 +453,10 @@ impl Store for FailingCommits {
     fn discard(&mut self, user: &str, now: Millis) -> Result<(u64, usize), StoreError> {
         self.inner.discard(user, now)
     }
-    fn preview(
-        &mut self,
-        only: Option<&[(Target, List)]>,
-        now: Millis,
-    ) -> Result<Plan, StoreError> {
+    fn preview(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
         self.inner.preview(only, now)
     }
-    fn plan(&mut self, only: Option<&[(Target, List)]>, now: Millis) -> Result<Plan, StoreError> {
+    fn plan(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
         self.inner.plan(only, now)
     }
     fn write_deploy<'s>(

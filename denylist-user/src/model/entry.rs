@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{List, Target};
+use super::{List, Listing, Target};
 
 /// Milliseconds since the Unix epoch, UTC: how the store keeps times.
 pub type Millis = i64;
@@ -122,12 +122,20 @@ pub struct Entry {
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = DateTime))]
     pub expires_at: Option<Millis>,
     pub monitor: bool,
-    /// `manual`, or `import:NAME`.
+    /// The first listing's source, for clients older than listings.
     pub source: String,
     pub added_by: String,
     #[serde(with = "time_ms")]
     #[cfg_attr(feature = "openapi", schema(value_type = String, format = DateTime))]
     pub added_at: Millis,
+    /// Every listing's source, in the order they were added.
+    #[serde(default)]
+    pub sources: Vec<String>,
+    /// Who listed the entry, each with its own terms: the fields above are
+    /// their merge (`Entry::merge`). An older export has none, and its
+    /// fields are then its one listing (`Entry::normalized`).
+    #[serde(default)]
+    pub listings: Vec<Listing>,
 }
 
 impl Entry {
@@ -135,12 +143,14 @@ impl Entry {
         self.expires_at.is_some_and(|e| e <= now)
     }
 
-    /// The fields a change can touch, for telling a change from a no-op.
+    /// The fields a change can touch, for telling a change from a no-op:
+    /// the same listings, with the same settings each.
     pub fn same_settings(&self, other: &Entry) -> bool {
-        self.reason == other.reason
-            && self.ttl == other.ttl
-            && self.monitor == other.monitor
-            && self.source == other.source
+        self.listings.len() == other.listings.len()
+            && self
+                .listings
+                .iter()
+                .all(|l| other.listing(&l.source).is_some_and(|o| o.same_settings(l)))
     }
 }
 
@@ -167,12 +177,17 @@ mod tests {
             source: "manual".into(),
             added_by: "alice (as root)".into(),
             added_at: 1_700_000_000_000,
-        };
+            sources: Vec::new(),
+            listings: Vec::new(),
+        }
+        .normalized();
         let json = serde_json::to_value(&e).unwrap();
         assert_eq!(json["target"], "203.0.113.0/24");
         assert_eq!(json["list"], "deny");
         assert_eq!(json["expires_at"], "2027-01-15T08:00:00.123Z");
         assert_eq!(json["added_at"], "2023-11-14T22:13:20.000Z");
+        assert_eq!(json["sources"], serde_json::json!(["manual"]));
+        assert_eq!(json["listings"][0]["reason"], "scanner");
         assert_eq!(serde_json::from_value::<Entry>(json).unwrap(), e);
         let mut no_expiry = serde_json::to_value(&e).unwrap();
         no_expiry["expires_at"] = serde_json::Value::Null;

@@ -6,6 +6,7 @@ mod attach;
 mod entry;
 mod format;
 mod history;
+mod listing;
 mod target;
 mod verdict;
 
@@ -16,5 +17,6 @@ pub use entry::{
 };
 pub use format::{ExportFormat, Format, UnknownFormat};
 pub use history::{AuditEvent, Page, Revision};
+pub use listing::{Listing, MANUAL, Sources, is_admin_source};
 pub use target::{Target, TargetError, ip_bits, ip_from_bits, normal_ip};
 pub use verdict::{Decision, List, Rule, Verdict, decide};

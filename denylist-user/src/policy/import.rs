@@ -18,7 +18,7 @@ const MAX_LINE: usize = 4096;
 const MAX_TEXT_CHARS: usize = 200;
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 /// The fields of an entry in our own export format.
-const ENTRY_FIELDS: [&str; 9] = [
+const ENTRY_FIELDS: [&str; 11] = [
     "target",
     "list",
     "reason",
@@ -28,6 +28,8 @@ const ENTRY_FIELDS: [&str; 9] = [
     "source",
     "added_by",
     "added_at",
+    "sources",
+    "listings",
 ];
 
 /// One entry read from the file.
@@ -85,7 +87,7 @@ enum LineError {
     #[error("entry is not a JSON object: each element of the array must be one")]
     NotObject,
     #[error(
-        "unknown field {field:?}: entries have target, list, reason, ttl, expires_at, monitor, source, added_by and added_at; remove it or fix its spelling"
+        "unknown field {field:?}: entries have target, list, reason, ttl, expires_at, monitor, source, added_by, added_at, sources and listings; remove it or fix its spelling"
     )]
     UnknownField { field: String },
     #[error("no \"target\" field: every entry needs the address or prefix it is about")]

@@ -25,7 +25,8 @@ impl From<CoreError> for ApiError {
             | E::ForceAndSkipGuarded
             | E::ListWithJson
             | E::InvalidLines { .. }
-            | E::BadSource { .. } => Class::Invalid,
+            | E::BadSource { .. }
+            | E::BadAddSource { .. } => Class::Invalid,
             E::Refused { .. } | E::GuardUnavailable { .. } | E::GuardedLines { .. } => {
                 Class::Guarded
             }

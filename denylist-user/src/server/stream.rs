@@ -47,8 +47,11 @@ pub(super) fn stream_entries(snapshots: &Arc<dyn Snapshots>, l: Listing) -> Resp
         let source = l.source.as_deref();
         let result = snapshot.for_each_entry(l.draft, now_ms(), &mut |e| {
             let wanted = l.list.is_none_or(|x| e.list == x)
-                && source
-                    .is_none_or(|s| e.source == s || e.source.strip_prefix("import:") == Some(s))
+                && source.is_none_or(|s| {
+                    e.sources
+                        .iter()
+                        .any(|src| src == s || src.strip_prefix("import:") == Some(s))
+                })
                 && l.matching.is_none_or(|ip| e.target.contains(ip));
             if !wanted {
                 return true;

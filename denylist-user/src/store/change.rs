@@ -1,7 +1,7 @@
 //! What changes the draft and the deployed set: the ops a client stages,
 //! the pending changes they leave, and the plan a deploy carries out.
 
-use crate::model::{Entry, List, Millis, Stored, Target, Ttl};
+use crate::model::{Entry, List, Millis, Sources, Stored, Target, Ttl};
 
 use super::StoreError;
 
@@ -28,14 +28,19 @@ pub enum Stage {
         /// `None` keeps the entry's TTL (a new entry gets the default).
         ttl: Option<Ttl>,
         monitor: Option<bool>,
+        /// Whose listing: it is added when the entry lacks one. `None`
+        /// changes every listing the entry has (enforce, monitor), or adds
+        /// a `manual` one to a new entry.
         source: Option<String>,
         /// An import: its TTL replaces the old one, but the expiry it gives
         /// never comes before the deployed one (the longer expiry wins).
         keep_longer_ttl: bool,
     },
+    /// Remove the listings of `sources`; the entry goes once none is left.
     Remove {
         target: Target,
         list: List,
+        sources: Sources,
     },
     /// Put an entry back with every field as given (an import of our own
     /// export); the expiry is set again by the deploy, from the TTL.
@@ -45,7 +50,9 @@ pub enum Stage {
 impl Stage {
     pub fn key(&self) -> (Target, List) {
         match self {
-            Stage::Upsert { target, list, .. } | Stage::Remove { target, list } => (*target, *list),
+            Stage::Upsert { target, list, .. } | Stage::Remove { target, list, .. } => {
+                (*target, *list)
+            }
             Stage::Restore(e) => (e.target, e.list),
         }
     }
@@ -118,6 +125,18 @@ pub struct Plan {
     pub adds: Vec<Stored>,
     pub changes: Vec<(Stored, Stored)>,
     pub removes: Vec<Stored>,
+    /// What a deploy of some sources' listings leaves staged: the other
+    /// listings' changes to the same entries, each as the pending row
+    /// (op, draft entry) it becomes against the new deployed entry.
+    pub kept: Vec<(Op, Entry, String, Millis)>,
+}
+
+/// What a partial deploy ships: these keys' changes, and of them only
+/// the listings of `sources`.
+#[derive(Debug, Clone, Copy)]
+pub struct Only<'a> {
+    pub keys: &'a [(Target, List)],
+    pub sources: &'a Sources,
 }
 
 impl Plan {

@@ -13,7 +13,7 @@ mod sqlite;
 
 use std::{path::Path, sync::Arc};
 
-pub use change::{Audit, HitTotal, Op, Pending, Plan, Pruned, Stage};
+pub use change::{Audit, HitTotal, Only, Op, Pending, Plan, Pruned, Stage};
 pub use error::StoreError;
 pub use sqlite::{DB_FILE, SqliteStore};
 
@@ -46,6 +46,22 @@ pub trait Store: Send {
     fn draft_keys_from(&self, source: &str, now: Millis)
     -> Result<Vec<(Target, List)>, StoreError>;
 
+    /// One key's entry in the draft.
+    fn draft_entry(
+        &self,
+        target: Target,
+        list: List,
+        now: Millis,
+    ) -> Result<Option<Entry>, StoreError>;
+
+    /// One key's deployed entry, with the listings that have not expired.
+    fn deployed_entry(
+        &self,
+        target: Target,
+        list: List,
+        now: Millis,
+    ) -> Result<Option<Entry>, StoreError>;
+
     fn pending_count(&self) -> Result<usize, StoreError>;
 
     /// The pending changes, sorted by target.
@@ -69,13 +85,12 @@ pub trait Store: Send {
     fn discard(&mut self, user: &str, now: Millis) -> Result<(u64, usize), StoreError>;
 
     /// What deploying would do, without reserving ids: for a dry run.
-    fn preview(&mut self, only: Option<&[(Target, List)]>, now: Millis)
-    -> Result<Plan, StoreError>;
+    fn preview(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError>;
 
     /// Fixes ids and expiries for deploying the pending changes (only those
     /// for `only`, when given). Ids are reserved durably before the kernel
     /// sees them, so no id is ever handed out twice.
-    fn plan(&mut self, only: Option<&[(Target, List)]>, now: Millis) -> Result<Plan, StoreError>;
+    fn plan(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError>;
 
     /// Writes a deploy's revision, entries, versions and audit event without
     /// committing them: the daemon commits once the kernel has the plan, and
@@ -86,9 +101,11 @@ pub trait Store: Send {
         record: DeployRecord<'_>,
     ) -> Result<Box<dyn WrittenDeploy + 's>, StoreError>;
 
-    /// Makes the draft equal to revision `rev`, leaving out entries that
-    /// have expired since (returned). With pending changes and no `force`,
-    /// refuses with a conflict.
+    /// Makes the draft's manual and import listings those of revision
+    /// `rev`, leaving out listings that have expired since (the entries
+    /// left with none are returned); feed and detector listings stay as
+    /// they are. With pending changes and no `force`, refuses with a
+    /// conflict.
     fn rollback(
         &mut self,
         rev: u64,
@@ -97,11 +114,13 @@ pub trait Store: Send {
         now: Millis,
     ) -> Result<(u64, Vec<Entry>), StoreError>;
 
-    /// Deployed entries whose expiry has passed.
+    /// Deployed entries with a listing whose expiry has passed.
     fn expired(&self, now: Millis) -> Result<Vec<Stored>, StoreError>;
 
-    /// Removes entries whose expiry has passed from the deployed set and the
-    /// draft, with an `expiry` audit event each; no revision.
+    /// Removes the listings whose expiry has passed from the deployed set
+    /// and the draft, and the entries left with none, with an `expiry`
+    /// audit event each; no revision. What is left of an entry is
+    /// `Entry::live`.
     fn expire(&mut self, expired: &[Stored], now: Millis) -> Result<u64, StoreError>;
 
     /// Adds hit counts folded from the kernel, by entry id.

@@ -50,6 +50,11 @@ pub struct AddRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, example = "192.0.2.44"))]
     pub admin_addr: Option<IpAddr>,
+    /// Whose listing the entries become: `manual` (the default), or
+    /// `import:NAME` for a tool that blocks on an admin's behalf (the
+    /// fail2ban action), so that it can remove its own listings alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -63,6 +68,10 @@ pub struct RemoveRequest {
     pub deploy: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Remove just this source's listing (`feed:NAME`, `auto:reports`...);
+    /// without it, the `manual` and `import:*` listings go.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// Switches existing deny entries between enforcing and monitor mode.

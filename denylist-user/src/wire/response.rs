@@ -80,6 +80,10 @@ pub struct CheckResponse {
     pub entry: Option<Target>,
     /// The allow entry that protects the address, if any.
     pub allowed_by: Option<Target>,
+    /// The sources of the deciding entry's listings (`entry` or
+    /// `allowed_by`); empty when none decided.
+    #[serde(default)]
+    pub sources: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -33,7 +33,10 @@ mod fixtures {
             source: "manual".into(),
             added_by: "alice".into(),
             added_at: NOW - 60_000,
+            sources: Vec::new(),
+            listings: Vec::new(),
         }
+        .normalized()
     }
 
     pub(super) fn text(f: impl FnOnce(&mut Vec<u8>) -> io::Result<()>) -> String {

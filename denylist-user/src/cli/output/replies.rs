@@ -20,7 +20,7 @@ const ENTRY_COLUMNS: &[(&str, Align)] = &[
     ("LIST", Align::Left),
     ("EXPIRES", Align::Left),
     ("MONITOR", Align::Left),
-    ("SOURCE", Align::Left),
+    ("SOURCES", Align::Left),
     ("ADDED BY", Align::Left),
     ("ADDED AT", Align::Left),
     // Free text goes last, so a long reason does not push the other
@@ -34,7 +34,7 @@ pub(crate) fn entry_row(e: &Entry, now: Millis) -> Vec<String> {
         e.list.as_str().to_string(),
         expiry(e, now),
         yes_no(e.monitor).to_string(),
-        e.source.clone(),
+        sources(e),
         e.added_by.clone(),
         absolute(e.added_at),
         e.reason.clone().unwrap_or_default(),
@@ -92,14 +92,23 @@ pub(crate) fn diff(out: &mut impl Write, d: &Diff) -> io::Result<()> {
     t.finish_or("no pending changes")
 }
 
+/// Who listed an entry: `manual`, or `manual,feed:spamhaus-drop`.
+fn sources(e: &Entry) -> String {
+    if e.sources.is_empty() {
+        e.source.clone()
+    } else {
+        e.sources.join(",")
+    }
+}
+
 /// An entry's settings in one line, for the diff.
 fn settings(e: &Entry) -> String {
     let mut parts = vec![format!("ttl {}", ttl(e.ttl))];
     if e.monitor {
         parts.push("monitor".to_string());
     }
-    if e.source != "manual" {
-        parts.push(format!("source {}", e.source));
+    if sources(e) != "manual" {
+        parts.push(format!("sources {}", sources(e)));
     }
     if let Some(r) = &e.reason {
         parts.push(format!("reason {r:?}"));
@@ -120,8 +129,8 @@ fn changes(before: &Entry, after: &Entry) -> String {
             yes_no(after.monitor)
         ));
     }
-    if before.source != after.source {
-        parts.push(format!("source {} → {}", before.source, after.source));
+    if sources(before) != sources(after) {
+        parts.push(format!("sources {} → {}", sources(before), sources(after)));
     }
     if before.reason != after.reason {
         let r = |r: &Option<String>| {
@@ -148,7 +157,11 @@ pub(crate) fn check(out: &mut impl Write, c: &CheckResponse) -> io::Result<()> {
         (v, Some(e), None) => format!("{}: entry {e}", name(&v)),
         (v, None, None) => format!("{}: entry none", name(&v)),
     };
-    writeln!(out, "{}: {why}", c.ip)
+    if c.sources.is_empty() {
+        writeln!(out, "{}: {why}", c.ip)
+    } else {
+        writeln!(out, "{}: {why}, listed by {}", c.ip, c.sources.join(", "))
+    }
 }
 
 pub(crate) fn status(out: &mut impl Write, s: &Status) -> io::Result<()> {
@@ -377,7 +390,11 @@ pub(crate) fn rollback(
     revision: u64,
     r: &RollbackResponse,
 ) -> io::Result<()> {
-    writeln!(out, "the draft now equals revision {revision}")?;
+    writeln!(
+        out,
+        "the draft's manual and import listings now equal revision {revision}; \
+         feed and automatic listings stay as they are"
+    )?;
     if !r.expired.is_empty() {
         writeln!(
             out,
@@ -522,6 +539,7 @@ mod tests {
             verdict,
             entry: entry.map(|t| Target::parse(t).unwrap()),
             allowed_by: allowed_by.map(|t| Target::parse(t).unwrap()),
+            sources: Vec::new(),
         };
         assert_eq!(
             text(|o| check(o, &c(Verdict::Drop, Some("198.51.100.0/24"), None))),

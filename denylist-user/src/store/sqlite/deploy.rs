@@ -6,15 +6,17 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use super::{
-    draft::{deployed, pending_count, pending_marked},
+    draft::{deployed, needs_deploy, pending_count, pending_marked},
     rows::{
         ENTRY_COLS, REFRESH, audit, close_version, delete_entry, entry_from, insert_entry,
-        insert_pending, meta, pending_rows, set_meta, sort_key,
+        insert_pending, meta, pending_row, pending_rows, set_meta, sort_key,
     },
 };
 use crate::{
-    model::{Entry, List, Millis, Revision, Stored, Target, rfc3339},
-    store::{DeployRecord, Op, Pending, Plan, StoreError, WrittenDeploy},
+    model::{
+        Entry, List, Listing, Millis, Revision, Sources, Stored, Target, is_admin_source, rfc3339,
+    },
+    store::{DeployRecord, Only, Op, Pending, Plan, StoreError, WrittenDeploy},
 };
 
 /// Fixes ids and expiries for deploying the pending changes (only those
@@ -23,15 +25,16 @@ use crate::{
 /// it is a dry run's preview.
 pub(super) fn plan(
     conn: &mut Connection,
-    only: Option<&[(Target, List)]>,
+    only: Option<Only<'_>>,
     now: Millis,
     reserve: bool,
 ) -> Result<Plan, StoreError> {
     let mut pending = pending_marked(conn)?;
-    if let Some(keys) = only {
+    let mut sources = &Sources::All;
+    if let Some(only) = only {
         let staged: std::collections::HashSet<(Target, List)> =
             pending.iter().map(Pending::key).collect();
-        for k in keys {
+        for k in only.keys {
             if !staged.contains(k) {
                 return Err(StoreError::NotPending {
                     target: k.0,
@@ -39,10 +42,19 @@ pub(super) fn plan(
                 });
             }
         }
-        let keys: std::collections::HashSet<&(Target, List)> = keys.iter().collect();
+        let keys: std::collections::HashSet<&(Target, List)> = only.keys.iter().collect();
         pending.retain(|p| keys.contains(&p.key()));
+        sources = only.sources;
     }
-    let adds = pending.iter().filter(|p| p.op == Op::Add).count() as i64;
+    let mut plan = Plan::default();
+    let mut changes = Vec::with_capacity(pending.len());
+    for p in pending {
+        let Some((before, after)) = shipped(&p, sources, now, &mut plan.kept) else {
+            continue;
+        };
+        changes.push((before, after));
+    }
+    let adds = changes.iter().filter(|(b, _)| b.is_none()).count() as i64;
     let tx = conn.transaction()?;
     let first_id = meta(&tx, "next_id")?;
     if first_id + adds > i64::from(u32::MAX) {
@@ -52,37 +64,96 @@ pub(super) fn plan(
         set_meta(&tx, "next_id", first_id + adds)?;
         tx.commit()?;
     }
-    let mut plan = Plan::default();
     let mut next = first_id as u32;
-    let expiry = |ttl: Option<u64>| ttl.map(|t| now + (t as i64) * 1000);
-    for p in pending {
-        match (p.op, p.before, p.after) {
-            (Op::Add, _, Some(mut e)) => {
-                e.expires_at = expiry(e.ttl);
+    for (before, after) in changes {
+        match (before, after) {
+            (None, Some(mut e)) => {
+                set_expiries(None, &mut e, now);
                 plan.adds.push(Stored { id: next, entry: e });
                 next += 1;
             }
-            (Op::Change, Some(before), Some(mut e)) => {
-                // A TTL counts from the deploy that sets it; an
-                // unchanged TTL keeps its expiry, unless that has passed
-                // and the entry is being put back.
-                let live = !before.entry.expired_at(now);
-                e.expires_at = match e.expires_at {
-                    Some(REFRESH) if live => match (before.entry.expires_at, expiry(e.ttl)) {
-                        (Some(old), Some(new)) => Some(old.max(new)),
-                        (_, new) => new,
-                    },
-                    Some(_) if live && e.ttl == before.entry.ttl => before.entry.expires_at,
-                    _ => expiry(e.ttl),
-                };
+            (Some(before), Some(mut e)) => {
+                set_expiries(Some(&before.entry), &mut e, now);
                 let id = before.id;
                 plan.changes.push((before, Stored { id, entry: e }));
             }
-            (Op::Remove, Some(before), _) => plan.removes.push(before),
-            (op, _, _) => return Err(StoreError::MissingEntry { op: op.as_str() }),
+            (Some(before), None) => plan.removes.push(before),
+            (None, None) => {}
         }
     }
     Ok(plan)
+}
+
+/// What deploying the listings of `sources` from one pending change does
+/// to its deployed entry: (before, after), or `None` when nothing. The
+/// other listings' changes stay staged, pushed to `kept` as the pending
+/// row they become.
+fn shipped(
+    p: &Pending,
+    sources: &Sources,
+    now: Millis,
+    kept: &mut Vec<(Op, Entry, String, Millis)>,
+) -> Option<(Option<Stored>, Option<Entry>)> {
+    if *sources == Sources::All {
+        return Some((p.before.clone(), p.after.clone()));
+    }
+    let live = p.before.as_ref().and_then(|b| b.entry.live(now));
+    let mut listings: Vec<Listing> = live
+        .iter()
+        .flat_map(|e| &e.listings)
+        .filter(|l| !sources.matches(&l.source))
+        .cloned()
+        .collect();
+    listings.extend(
+        p.after
+            .iter()
+            .flat_map(|e| &e.listings)
+            .filter(|l| sources.matches(&l.source))
+            .cloned(),
+    );
+    let (target, list) = p.key();
+    let after = Entry::from_listings(target, list, listings);
+    let unchanged = match (&live, &after) {
+        (None, None) => true,
+        (Some(b), Some(a)) => b.same_settings(a) && !needs_deploy(a),
+        _ => false,
+    };
+    // The draft, against what is deployed once this ships.
+    let rest = match (&after, &p.after) {
+        (None, None) => None,
+        (Some(a), Some(d)) if a.same_settings(d) && !needs_deploy(d) => None,
+        (Some(a), None) => Some((Op::Remove, a.clone())),
+        (None, Some(d)) => Some((Op::Add, d.clone())),
+        (Some(_), Some(d)) => Some((Op::Change, d.clone())),
+    };
+    if unchanged {
+        return None;
+    }
+    if let Some((op, e)) = rest {
+        kept.push((op, e, p.staged_by.clone(), p.staged_at));
+    }
+    Some((p.before.clone(), after))
+}
+
+/// Fixes the expiry of each of a deployed entry's listings. A TTL counts
+/// from the deploy that sets it; an unchanged TTL keeps its expiry, unless
+/// that has passed and the listing is being put back.
+fn set_expiries(before: Option<&Entry>, after: &mut Entry, now: Millis) {
+    let expiry = |ttl: Option<u64>| ttl.map(|t| now + (t as i64) * 1000);
+    for l in &mut after.listings {
+        let old = before
+            .and_then(|b| b.listing(&l.source))
+            .filter(|o| !o.expired_at(now));
+        l.expires_at = match (l.expires_at, old) {
+            (Some(REFRESH), Some(old)) => match (old.expires_at, expiry(l.ttl)) {
+                (Some(old), Some(new)) => Some(old.max(new)),
+                (_, new) => new,
+            },
+            (Some(_), Some(old)) if l.ttl == old.ttl => old.expires_at,
+            _ => expiry(l.ttl),
+        };
+    }
+    after.merge();
 }
 
 /// Makes the draft equal to revision `rev`, leaving out entries that
@@ -115,33 +186,59 @@ pub(super) fn rollback(
         "SELECT {ENTRY_COLS} FROM versions WHERE from_rev <= ?1 AND to_rev > ?1
          UNION ALL SELECT {ENTRY_COLS} FROM entries WHERE from_rev <= ?1"
     ))?;
-    let mut target_set: HashMap<(Target, List), Entry> = HashMap::new();
+    // The revision's manual and import listings that have not expired.
+    let mut target_set: HashMap<(Target, List), Vec<Listing>> = HashMap::new();
     let mut expired = Vec::new();
     for row in stmt.query_map([rev as i64], |r| entry_from(r, 0))? {
         let e = row??;
-        if e.expired_at(now) {
+        let admin: Vec<Listing> = e
+            .listings
+            .iter()
+            .filter(|l| is_admin_source(&l.source))
+            .cloned()
+            .collect();
+        if admin.is_empty() {
+            continue;
+        }
+        let live: Vec<Listing> = admin
+            .iter()
+            .filter(|l| !l.expired_at(now))
+            .cloned()
+            .collect();
+        if live.is_empty() {
             expired.push(e);
         } else {
-            target_set.insert((e.target, e.list), e);
+            target_set.insert((e.target, e.list), live);
         }
     }
     drop(stmt);
     let deployed: HashMap<(Target, List), Entry> = deployed(conn)?
         .into_iter()
-        .map(|s| ((s.entry.target, s.entry.list), s.entry))
+        .filter_map(|s| s.entry.live(now))
+        .map(|e| ((e.target, e.list), e))
         .collect();
+    // Feeds and detectors keep their own listings as they are now.
+    let mut keys: Vec<(Target, List)> = target_set.keys().chain(deployed.keys()).copied().collect();
+    keys.sort();
+    keys.dedup();
     let tx = conn.transaction()?;
     tx.execute("DELETE FROM pending", [])?;
-    for (key, e) in &target_set {
-        match deployed.get(key) {
-            Some(d) if d.same_settings(e) => {}
-            Some(_) => insert_pending(&tx, Op::Change, e, user, now)?,
-            None => insert_pending(&tx, Op::Add, e, user, now)?,
-        }
-    }
-    for (key, d) in &deployed {
-        if !target_set.contains_key(key) {
-            insert_pending(&tx, Op::Remove, d, user, now)?;
+    for key in keys {
+        let now_deployed = deployed.get(&key);
+        let mut listings = target_set.remove(&key).unwrap_or_default();
+        listings.extend(
+            now_deployed
+                .iter()
+                .flat_map(|d| &d.listings)
+                .filter(|l| !is_admin_source(&l.source))
+                .cloned(),
+        );
+        match (now_deployed, Entry::from_listings(key.0, key.1, listings)) {
+            (Some(d), Some(e)) if d.same_settings(&e) => {}
+            (Some(_), Some(e)) => insert_pending(&tx, Op::Change, &e, user, now)?,
+            (None, Some(e)) => insert_pending(&tx, Op::Add, &e, user, now)?,
+            (Some(d), None) => insert_pending(&tx, Op::Remove, d, user, now)?,
+            (None, None) => {}
         }
     }
     let detail = serde_json::json!({
@@ -157,7 +254,7 @@ pub(super) fn rollback(
 /// Deployed entries whose expiry has passed.
 pub(super) fn expired(conn: &Connection, now: Millis) -> Result<Vec<Stored>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT id, {ENTRY_COLS} FROM entries WHERE expires_at IS NOT NULL AND expires_at <= ?1"
+        "SELECT id, {ENTRY_COLS} FROM entries WHERE next_expiry IS NOT NULL AND next_expiry <= ?1"
     ))?;
     let rows = stmt.query_map([now], |r| Ok((r.get::<_, u32>(0)?, entry_from(r, 1)?)))?;
     let mut out = Vec::new();
@@ -168,8 +265,9 @@ pub(super) fn expired(conn: &Connection, now: Millis) -> Result<Vec<Stored>, Sto
     Ok(out)
 }
 
-/// Removes entries whose expiry has passed from the deployed set and
-/// the draft, with an `expiry` audit event each; no revision.
+/// Removes the listings whose expiry has passed from the deployed set and
+/// the draft, and the entries left with none, with an `expiry` audit event
+/// each; no revision.
 pub(super) fn expire(
     conn: &mut Connection,
     expired: &[Stored],
@@ -180,6 +278,19 @@ pub(super) fn expire(
     let mut seq = 0;
     for s in expired {
         let (t, l) = (s.entry.target.to_string(), s.entry.list.as_str());
+        if let Some(live) = s.entry.live(now) {
+            expire_listings(&tx, s, live, now)?;
+            let gone: Vec<&str> = s
+                .entry
+                .listings
+                .iter()
+                .filter(|l| l.expired_at(now))
+                .map(|l| l.source.as_str())
+                .collect();
+            let detail = serde_json::json!({ "list": l, "sources": gone });
+            seq = audit(&tx, now, "denylistd", "expiry", Some(&t), Some(detail))?;
+            continue;
+        }
         let key = sort_key(&s.entry.target);
         // It was in the revisions up to now, and is in none after.
         close_version(&tx, &s.entry, rev + 1)?;
@@ -204,6 +315,62 @@ pub(super) fn expire(
     }
     tx.commit()?;
     Ok(seq)
+}
+
+/// Takes an entry's expired listings out of it, deployed and draft alike,
+/// leaving `live`. A draft listing that is a copy of an expired one goes
+/// too, so no later deploy revives it; one given a TTL again stays.
+fn expire_listings(
+    tx: &Transaction<'_>,
+    s: &Stored,
+    live: Entry,
+    now: Millis,
+) -> Result<(), StoreError> {
+    let key = sort_key(&s.entry.target);
+    let from_rev: i64 = tx.query_row(
+        "SELECT from_rev FROM entries WHERE sort_key = ?1 AND list = ?2",
+        params![key.as_slice(), s.entry.list.as_str()],
+        |r| r.get(0),
+    )?;
+    insert_entry(
+        tx,
+        &Stored {
+            id: s.id,
+            entry: live.clone(),
+        },
+        from_rev,
+        true,
+    )?;
+    let Some((op, mut draft)) = pending_row(tx, s.entry.target, s.entry.list)? else {
+        return Ok(());
+    };
+    if op == Op::Remove {
+        return Ok(());
+    }
+    let expired_copy = |l: &Listing| {
+        l.expires_at.is_some_and(|e| e != REFRESH && e <= now)
+            && s.entry
+                .listing(&l.source)
+                .is_some_and(|d| d.expired_at(now))
+    };
+    draft.listings.retain(|l| !expired_copy(l));
+    draft.merge();
+    let (staged_by, staged_at): (String, Millis) = tx.query_row(
+        "SELECT staged_by, staged_at FROM pending WHERE sort_key = ?1 AND list = ?2",
+        params![key.as_slice(), s.entry.list.as_str()],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if draft.listings.is_empty() {
+        insert_pending(tx, Op::Remove, &live, &staged_by, staged_at)?;
+    } else if live.same_settings(&draft) && !needs_deploy(&draft) {
+        tx.execute(
+            "DELETE FROM pending WHERE sort_key = ?1 AND list = ?2",
+            params![key.as_slice(), s.entry.list.as_str()],
+        )?;
+    } else {
+        insert_pending(tx, Op::Change, &draft, &staged_by, staged_at)?;
+    }
+    Ok(())
 }
 
 /// A deploy's rows in an open transaction: committed by
@@ -245,7 +412,7 @@ fn write_rows(
     let rev = meta(tx, "revision")? + 1;
     // Every change in the plan came from its own pending row, so equal
     // counts mean the plan is the whole draft: one bulk delete then.
-    let whole = pending_rows(tx)? == plan.len();
+    let whole = plan.kept.is_empty() && pending_rows(tx)? == plan.len();
     for s in &plan.removes {
         delete_entry(tx, &s.entry, rev, whole)?;
         tx.prepare_cached("DELETE FROM hits WHERE id = ?1")?
@@ -260,6 +427,9 @@ fn write_rows(
     }
     if whole {
         tx.execute("DELETE FROM pending", [])?;
+    }
+    for (op, e, staged_by, staged_at) in &plan.kept {
+        insert_pending(tx, *op, e, staged_by, *staged_at)?;
     }
     let revision = Revision {
         revision: rev as u64,

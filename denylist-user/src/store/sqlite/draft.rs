@@ -7,10 +7,10 @@ use rusqlite::{Connection, params};
 
 use super::rows::{
     ENTRY_COLS, REFRESH, audit, deployed_entry, entry_from, insert_pending, meta, pending_row,
-    pending_rows, prefixed, sort_key,
+    pending_rows, prefixed, shown, sort_key,
 };
 use crate::{
-    model::{Entry, List, Millis, Stored, Target},
+    model::{Entry, List, Listing, MANUAL, Millis, Sources, Stored, Target},
     store::{Audit, Op, Pending, Stage, StoreError},
 };
 
@@ -36,8 +36,8 @@ pub(super) fn deployed(conn: &Connection) -> Result<Vec<Stored>, StoreError> {
 pub(super) fn draft(conn: &Connection, now: Millis) -> Result<Vec<Entry>, StoreError> {
     let mut by_key: BTreeMap<(Target, List), Entry> = deployed(conn)?
         .into_iter()
-        .filter(|s| !s.entry.expired_at(now))
-        .map(|s| ((s.entry.target, s.entry.list), s.entry))
+        .filter_map(|s| s.entry.live(now))
+        .map(|e| ((e.target, e.list), e))
         .collect();
     for p in pending(conn)? {
         let key = p.key();
@@ -49,9 +49,24 @@ pub(super) fn draft(conn: &Connection, now: Millis) -> Result<Vec<Entry>, StoreE
     Ok(by_key.into_values().collect())
 }
 
-/// The draft's entries from `source`, by key only: what an import with
-/// --replace removes when its file leaves them out. One pass in SQL, so
-/// a 1M-entry draft is not read into memory for it.
+/// One key's entry in the draft, as [`draft`] has it.
+pub(super) fn draft_entry(
+    conn: &Connection,
+    target: Target,
+    list: List,
+    now: Millis,
+) -> Result<Option<Entry>, StoreError> {
+    Ok(match pending_row(conn, target, list)? {
+        Some((Op::Remove, _)) => None,
+        Some((_, e)) => Some(shown(e)),
+        None => deployed_entry(conn, target, list)?.and_then(|s| s.entry.live(now)),
+    })
+}
+
+/// The draft's entries listed by `source`, by key only: what an import
+/// with --replace, or a feed's refresh, removes when its list leaves them
+/// out. One pass in SQL, so a 1M-entry draft is not read into memory for
+/// it; `listings` is only there when an entry has several.
 pub(super) fn draft_keys_from(
     conn: &Connection,
     source: &str,
@@ -59,10 +74,16 @@ pub(super) fn draft_keys_from(
 ) -> Result<Vec<(Target, List)>, StoreError> {
     let mut stmt = conn.prepare(
         "SELECT e.target, e.list FROM entries e
-         WHERE e.source = ?1 AND (e.expires_at IS NULL OR e.expires_at > ?2)
+         WHERE (e.source = ?1 AND e.listings IS NULL AND (e.expires_at IS NULL OR e.expires_at > ?2)
+                OR e.listings IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(e.listings) j
+                   WHERE j.value ->> 'source' = ?1
+                     AND (j.value ->> 'expires_at' IS NULL OR j.value ->> 'expires_at' > ?2)))
            AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.sort_key = e.sort_key AND p.list = e.list)
          UNION ALL
-         SELECT target, list FROM pending WHERE source = ?1 AND op != 'remove'",
+         SELECT p.target, p.list FROM pending p WHERE p.op != 'remove'
+           AND (p.source = ?1 AND p.listings IS NULL
+                OR p.listings IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(p.listings) j
+                   WHERE j.value ->> 'source' = ?1))",
     )?;
     let rows = stmt.query_map(params![source, now], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
@@ -85,11 +106,7 @@ pub(super) fn pending_count(conn: &Connection) -> Result<usize, StoreError> {
 pub(super) fn pending(conn: &Connection) -> Result<Vec<Pending>, StoreError> {
     let mut pending = pending_marked(conn)?;
     for p in &mut pending {
-        if let Some(after) = p.after.as_mut()
-            && after.expires_at == Some(REFRESH)
-        {
-            after.expires_at = None;
-        }
+        p.after = p.after.take().map(shown);
     }
     Ok(pending)
 }
@@ -108,9 +125,9 @@ pub(super) fn pending_marked(conn: &Connection) -> Result<Vec<Pending>, StoreErr
         let staged_by: String = r.get(1)?;
         let staged_at: Millis = r.get(2)?;
         let after = entry_from(r, 3)?;
-        let id: Option<u32> = r.get(12)?;
+        let id: Option<u32> = r.get(13)?;
         let before = match id {
-            Some(id) => Some((id, entry_from(r, 13)?)),
+            Some(id) => Some((id, entry_from(r, 14)?)),
             None => None,
         };
         Ok((op, staged_by, staged_at, after, before))
@@ -171,24 +188,21 @@ pub(super) fn stage(
         } else {
             pending_row(&tx, target, list)?
         };
-        // An expired entry is absent, even before the sweep removes it.
+        // An expired listing is absent, even before the sweep removes it.
         let draft: Option<Entry> = match &pending {
             Some((Op::Remove, _)) => None,
             Some((_, e)) => Some(e.clone()),
-            None => deployed
-                .as_ref()
-                .filter(|d| !d.entry.expired_at(now))
-                .map(|s| s.entry.clone()),
+            None => deployed.as_ref().and_then(|d| d.entry.live(now)),
         };
         let existed = draft.is_some();
         let new = match op {
-            Stage::Restore(e) => Some(e.clone()),
-            Stage::Remove { .. } => {
-                if draft.is_none() {
-                    return Err(StoreError::NotFound { target, list });
+            Stage::Restore(e) => Some(e.clone().normalized()),
+            Stage::Remove { sources, .. } => match draft {
+                Some(e) if !matches!(sources, Sources::Only(s) if e.listing(s).is_none()) => {
+                    e.without(sources)
                 }
-                None
-            }
+                _ => return Err(StoreError::NotFound { target, list }),
+            },
             Stage::Upsert {
                 reason,
                 ttl,
@@ -196,35 +210,9 @@ pub(super) fn stage(
                 source,
                 keep_longer_ttl,
                 ..
-            } => Some(match draft {
-                Some(mut e) => {
-                    if let Some(r) = reason {
-                        e.reason = Some(r.clone());
-                    }
-                    if let Some(t) = ttl {
-                        // A TTL given again counts from the next deploy:
-                        // exactly (the admin said so), or never shorter
-                        // (an import, where the longer expiry wins, and
-                        // a permanent entry stays permanent).
-                        if !*keep_longer_ttl {
-                            e.ttl = t.secs();
-                            e.expires_at = None;
-                        } else if e.ttl.is_some() {
-                            e.ttl = t.secs();
-                            e.expires_at = Some(REFRESH);
-                        }
-                    }
-                    if let Some(m) = monitor {
-                        e.monitor = *m && list == List::Deny;
-                    }
-                    if let Some(s) = source {
-                        e.source = s.clone();
-                    }
-                    e
-                }
-                None => Entry {
-                    target,
-                    list,
+            } => {
+                let fresh = |source: &str| Listing {
+                    source: source.to_string(),
                     reason: reason.clone(),
                     ttl: match ttl {
                         Some(t) => t.secs(),
@@ -233,11 +221,46 @@ pub(super) fn stage(
                     },
                     expires_at: None,
                     monitor: monitor.unwrap_or(false) && list == List::Deny,
-                    source: source.clone().unwrap_or_else(|| "manual".into()),
                     added_by: user.to_string(),
                     added_at: now,
-                },
-            }),
+                };
+                let change = |l: &mut Listing| {
+                    if let Some(r) = reason {
+                        l.reason = Some(r.clone());
+                    }
+                    if let Some(t) = ttl {
+                        // A TTL given again counts from the next deploy:
+                        // exactly (the admin said so), or never shorter
+                        // (an import, where the longer expiry wins, and
+                        // a permanent listing stays permanent).
+                        if !*keep_longer_ttl {
+                            l.ttl = t.secs();
+                            l.expires_at = None;
+                        } else if l.ttl.is_some() {
+                            l.ttl = t.secs();
+                            l.expires_at = Some(REFRESH);
+                        }
+                    }
+                    if let Some(m) = monitor {
+                        l.monitor = *m && list == List::Deny;
+                    }
+                };
+                Some(match draft {
+                    Some(mut e) => {
+                        match source {
+                            // No source: every listing (enforce, monitor).
+                            None => e.listings.iter_mut().for_each(change),
+                            Some(s) => match e.listings.iter_mut().find(|l| l.source == *s) {
+                                Some(l) => change(l),
+                                None => e.listings.push(fresh(s)),
+                            },
+                        }
+                        e.merge();
+                        e
+                    }
+                    None => Entry::new(target, list, fresh(source.as_deref().unwrap_or(MANUAL))),
+                })
+            }
         };
         // The pending row is whatever makes draft = deployed + pending.
         let row = match (&deployed, &new) {
@@ -246,8 +269,8 @@ pub(super) fn stage(
             (None, Some(n)) => Some((Op::Add, n.clone())),
             (Some(d), Some(n))
                 if d.entry.same_settings(n)
-                    && !d.entry.expired_at(now)
-                    && !(n.ttl.is_some() && matches!(n.expires_at, None | Some(REFRESH))) =>
+                    && d.entry.next_expiry().is_none_or(|e| e > now)
+                    && !needs_deploy(n) =>
             {
                 None
             }
@@ -272,13 +295,7 @@ pub(super) fn stage(
             // The draft's entry after the change, or for a removal the
             // list it left: enough to replay the draft from the log.
             let detail = Some(match &new {
-                Some(e) => {
-                    let mut shown = e.clone();
-                    if shown.expires_at == Some(REFRESH) {
-                        shown.expires_at = None;
-                    }
-                    serde_json::to_value(shown).expect("entries serialize")
-                }
+                Some(e) => serde_json::to_value(shown(e.clone())).expect("entries serialize"),
                 None => serde_json::json!({ "list": list.as_str() }),
             });
             seq = audit(
@@ -296,6 +313,14 @@ pub(super) fn stage(
     }
     tx.commit()?;
     Ok((seq, left))
+}
+
+/// Whether an entry's listings wait for a deploy to set their expiry: a
+/// TTL given again counts from that deploy.
+pub(super) fn needs_deploy(e: &Entry) -> bool {
+    e.listings
+        .iter()
+        .any(|l| l.ttl.is_some() && matches!(l.expires_at, None | Some(REFRESH)))
 }
 
 /// Drops every pending change.

@@ -25,8 +25,8 @@ use rusqlite::Connection;
 pub(crate) use schema::SCHEMA_VERSION;
 
 use super::{
-    Audit, DeployRecord, HitTotal, Op, Pending, Plan, Pruned, Snapshots, Stage, Store, StoreError,
-    WrittenDeploy,
+    Audit, DeployRecord, HitTotal, Only, Op, Pending, Plan, Pruned, Snapshots, Stage, Store,
+    StoreError, WrittenDeploy,
 };
 use crate::model::{AuditEvent, Entry, List, Millis, Page, Revision, Stored, Target};
 
@@ -60,6 +60,24 @@ impl Store for SqliteStore {
         draft::draft_keys_from(&self.conn, source, now)
     }
 
+    fn draft_entry(
+        &self,
+        target: Target,
+        list: List,
+        now: Millis,
+    ) -> Result<Option<Entry>, StoreError> {
+        draft::draft_entry(&self.conn, target, list, now)
+    }
+
+    fn deployed_entry(
+        &self,
+        target: Target,
+        list: List,
+        now: Millis,
+    ) -> Result<Option<Entry>, StoreError> {
+        Ok(rows::deployed_entry(&self.conn, target, list)?.and_then(|s| s.entry.live(now)))
+    }
+
     fn pending_count(&self) -> Result<usize, StoreError> {
         draft::pending_count(&self.conn)
     }
@@ -83,15 +101,11 @@ impl Store for SqliteStore {
         draft::discard(&mut self.conn, user, now)
     }
 
-    fn preview(
-        &mut self,
-        only: Option<&[(Target, List)]>,
-        now: Millis,
-    ) -> Result<Plan, StoreError> {
+    fn preview(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
         deploy::plan(&mut self.conn, only, now, false)
     }
 
-    fn plan(&mut self, only: Option<&[(Target, List)]>, now: Millis) -> Result<Plan, StoreError> {
+    fn plan(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
         deploy::plan(&mut self.conn, only, now, true)
     }
 

@@ -4,7 +4,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, Statement, Transaction, params};
 
 use crate::{
-    model::{Entry, List, Millis, Stored, Target},
+    model::{Entry, List, Listing, Millis, Stored, Target},
     store::{Op, StoreError},
 };
 
@@ -12,8 +12,9 @@ pub(super) fn entry_from(row: &Row<'_>, at: usize) -> rusqlite::Result<Result<En
     let target: String = row.get(at)?;
     let list: String = row.get(at + 1)?;
     let ttl: Option<i64> = row.get(at + 3)?;
+    let listings: Option<String> = row.get(at + 9)?;
     Ok((|| {
-        Ok(Entry {
+        let e = Entry {
             target: StoreError::target(&target)?,
             list: StoreError::list(&list)?,
             reason: row.get(at + 2)?,
@@ -23,7 +24,20 @@ pub(super) fn entry_from(row: &Row<'_>, at: usize) -> rusqlite::Result<Result<En
             source: row.get(at + 6)?,
             added_by: row.get(at + 7)?,
             added_at: row.get(at + 8)?,
-        })
+            sources: Vec::new(),
+            listings: match listings {
+                None => Vec::new(),
+                Some(json) => serde_json::from_str::<Vec<RowListing>>(&json)
+                    .map_err(|_| StoreError::Unreadable {
+                        what: "listings",
+                        value: json,
+                    })?
+                    .into_iter()
+                    .map(Listing::from)
+                    .collect(),
+            },
+        };
+        Ok(e.normalized())
     })())
 }
 
@@ -38,13 +52,15 @@ pub(super) const REFRESH: Millis = -1;
 /// statements at compile time and a bulk write formats nothing per row.
 macro_rules! entry_cols {
     () => {
-        "target, list, reason, ttl, expires_at, monitor, source, added_by, added_at"
+        "target, list, reason, ttl, expires_at, monitor, source, added_by, added_at, listings"
     };
 }
 
 pub(super) const ENTRY_COLS: &str = entry_cols!();
 
-/// Binds `e` to parameters 1 to 9, in [`ENTRY_COLS`] order.
+/// Binds `e` to parameters 1 to 10, in [`ENTRY_COLS`] order. An entry with
+/// one listing, nearly every entry, keeps no listings column: its own
+/// fields are that listing, so a bulk import writes no JSON.
 fn bind_entry(stmt: &mut Statement<'_>, e: &Entry) -> rusqlite::Result<()> {
     stmt.raw_bind_parameter(1, e.target.to_string())?;
     stmt.raw_bind_parameter(2, e.list.as_str())?;
@@ -54,7 +70,66 @@ fn bind_entry(stmt: &mut Statement<'_>, e: &Entry) -> rusqlite::Result<()> {
     stmt.raw_bind_parameter(6, e.monitor)?;
     stmt.raw_bind_parameter(7, &e.source)?;
     stmt.raw_bind_parameter(8, &e.added_by)?;
-    stmt.raw_bind_parameter(9, e.added_at)
+    stmt.raw_bind_parameter(9, e.added_at)?;
+    let listings = (e.listings.len() > 1).then(|| {
+        let rows: Vec<RowListing> = e.listings.iter().map(RowListing::from).collect();
+        serde_json::to_string(&rows).expect("listings serialize")
+    });
+    stmt.raw_bind_parameter(10, listings)
+}
+
+/// A listing in the `listings` column: times in milliseconds, as every
+/// other column keeps them, so SQL compares them and the [`REFRESH`]
+/// marker survives.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RowListing {
+    source: String,
+    reason: Option<String>,
+    ttl: Option<u64>,
+    expires_at: Option<Millis>,
+    monitor: bool,
+    added_by: String,
+    added_at: Millis,
+}
+
+impl From<&Listing> for RowListing {
+    fn from(l: &Listing) -> Self {
+        RowListing {
+            source: l.source.clone(),
+            reason: l.reason.clone(),
+            ttl: l.ttl,
+            expires_at: l.expires_at,
+            monitor: l.monitor,
+            added_by: l.added_by.clone(),
+            added_at: l.added_at,
+        }
+    }
+}
+
+impl From<RowListing> for Listing {
+    fn from(l: RowListing) -> Self {
+        Listing {
+            source: l.source,
+            reason: l.reason,
+            ttl: l.ttl,
+            expires_at: l.expires_at,
+            monitor: l.monitor,
+            added_by: l.added_by,
+            added_at: l.added_at,
+        }
+    }
+}
+
+/// An entry as the store's users see it: a pending listing shows no
+/// expiry, since its deploy sets one.
+pub(super) fn shown(mut e: Entry) -> Entry {
+    for l in &mut e.listings {
+        if l.expires_at == Some(REFRESH) {
+            l.expires_at = None;
+        }
+    }
+    e.merge();
+    e
 }
 
 /// Orders targets as `Target` does: IPv4 before IPv6, then by address, then
@@ -112,7 +187,7 @@ pub(super) fn audit(
 }
 
 pub(super) fn deployed_entry(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     t: Target,
     l: List,
 ) -> Result<Option<Stored>, StoreError> {
@@ -131,7 +206,7 @@ pub(super) fn deployed_entry(
 }
 
 pub(super) fn pending_row(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     t: Target,
     l: List,
 ) -> Result<Option<(Op, Entry)>, StoreError> {
@@ -159,13 +234,13 @@ pub(super) fn insert_pending(
     let mut stmt = tx.prepare_cached(concat!(
         "INSERT OR REPLACE INTO pending(",
         entry_cols!(),
-        ", op, staged_by, staged_at, sort_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
+        ", op, staged_by, staged_at, sort_key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))?;
     bind_entry(&mut stmt, e)?;
-    stmt.raw_bind_parameter(10, op.as_str())?;
-    stmt.raw_bind_parameter(11, user)?;
-    stmt.raw_bind_parameter(12, now)?;
-    stmt.raw_bind_parameter(13, sort_key(&e.target).as_slice())?;
+    stmt.raw_bind_parameter(11, op.as_str())?;
+    stmt.raw_bind_parameter(12, user)?;
+    stmt.raw_bind_parameter(13, now)?;
+    stmt.raw_bind_parameter(14, sort_key(&e.target).as_slice())?;
     stmt.raw_execute()?;
     Ok(())
 }
@@ -187,12 +262,13 @@ pub(super) fn insert_entry(
     let mut stmt = tx.prepare_cached(concat!(
         "INSERT OR REPLACE INTO entries(",
         entry_cols!(),
-        ", id, sort_key, from_rev) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ", id, sort_key, from_rev, next_expiry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"
     ))?;
     bind_entry(&mut stmt, e)?;
-    stmt.raw_bind_parameter(10, s.id)?;
-    stmt.raw_bind_parameter(11, key.as_slice())?;
-    stmt.raw_bind_parameter(12, rev)?;
+    stmt.raw_bind_parameter(11, s.id)?;
+    stmt.raw_bind_parameter(12, key.as_slice())?;
+    stmt.raw_bind_parameter(13, rev)?;
+    stmt.raw_bind_parameter(14, e.next_expiry())?;
     stmt.raw_execute()?;
     if !bulk {
         tx.prepare_cached("DELETE FROM pending WHERE sort_key = ?1 AND list = ?2")?

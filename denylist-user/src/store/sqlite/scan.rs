@@ -7,7 +7,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::{
     open::refuse_links,
-    rows::{ENTRY_COLS, REFRESH, entry_from},
+    rows::{ENTRY_COLS, entry_from, shown},
 };
 use crate::{
     model::{Entry, List, Millis},
@@ -69,8 +69,8 @@ fn for_each_entry(
     let read =
         |r: &rusqlite::Row<'_>, with_op: bool| -> rusqlite::Result<Result<Row, StoreError>> {
             let e = entry_from(r, 0)?;
-            let key: Vec<u8> = r.get(9)?;
-            let op: Option<String> = if with_op { Some(r.get(10)?) } else { None };
+            let key: Vec<u8> = r.get(10)?;
+            let op: Option<String> = if with_op { Some(r.get(11)?) } else { None };
             Ok(e.map(|e| (e, key, op)))
         };
     let rank = |e: &Entry| u8::from(e.list == List::Allow);
@@ -111,14 +111,17 @@ fn for_each_entry(
                 (e, op)
             }
         };
-        let mut entry = entry;
-        if entry.expires_at == Some(REFRESH) {
-            entry.expires_at = None;
-        }
         let removed = op.as_deref() == Some(Op::Remove.as_str());
-        // A pending entry's expiry is set again by its deploy.
-        let live = op.is_some() || !entry.expired_at(now);
-        if !removed && live && !f(entry) {
+        // A pending entry's expiry is set again by its deploy; a deployed
+        // one shows only its listings that have not expired.
+        let entry = match op {
+            Some(_) => Some(shown(entry)),
+            None => entry.live(now),
+        };
+        if !removed
+            && let Some(entry) = entry
+            && !f(entry)
+        {
             return Ok(());
         }
     }

@@ -5,12 +5,12 @@ use rusqlite::{Connection, params};
 use super::rows::{meta, sort_key};
 use crate::store::StoreError;
 
-pub(crate) const SCHEMA_VERSION: i64 = 4;
+pub(crate) const SCHEMA_VERSION: i64 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE meta(key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 {ENTRIES}
-CREATE INDEX entries_expiry ON entries(expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX entries_next_expiry ON entries(next_expiry) WHERE next_expiry IS NOT NULL;
 {PENDING}
 CREATE TABLE revisions(
   rev INTEGER PRIMARY KEY, deployed_at INTEGER NOT NULL, deployed_by TEXT NOT NULL,
@@ -19,7 +19,7 @@ CREATE TABLE versions(
   target TEXT NOT NULL, list TEXT NOT NULL, id INTEGER NOT NULL,
   reason TEXT, ttl INTEGER, expires_at INTEGER, monitor INTEGER NOT NULL,
   source TEXT NOT NULL, added_by TEXT NOT NULL, added_at INTEGER NOT NULL,
-  from_rev INTEGER NOT NULL, to_rev INTEGER);
+  from_rev INTEGER NOT NULL, to_rev INTEGER, listings TEXT);
 CREATE INDEX versions_span ON versions(from_rev, to_rev);
 CREATE TABLE audit(
   seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, user TEXT NOT NULL,
@@ -27,7 +27,7 @@ CREATE TABLE audit(
 CREATE TABLE attachments(iface TEXT PRIMARY KEY, mode TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE hits(
   id INTEGER PRIMARY KEY, packets INTEGER NOT NULL, bytes INTEGER NOT NULL, last_hit INTEGER);
-INSERT INTO meta VALUES ('schema', 4), ('revision', 0), ('next_id', 1);
+INSERT INTO meta VALUES ('schema', 5), ('revision', 0), ('next_id', 1);
 ";
 
 // Both tables are keyed by the binary sort key, so bulk work sorted by
@@ -35,29 +35,50 @@ INSERT INTO meta VALUES ('schema', 4), ('revision', 0), ('next_id', 1);
 // address-ordered listings (deny before allow). A deployed entry is its own
 // current version, deployed since `from_rev`; versions keeps only the
 // versions a later revision ended, so a deploy writes each new entry once.
+// An entry's own columns are the merge of its listings; `listings` holds
+// them as JSON only when there are several, and `next_expiry` is when the
+// first of them expires (docs/autoblock.md).
 const ENTRIES_TABLE: &str = "CREATE TABLE entries(
   sort_key BLOB NOT NULL, list TEXT NOT NULL, target TEXT NOT NULL, id INTEGER NOT NULL,
   reason TEXT, ttl INTEGER, expires_at INTEGER, monitor INTEGER NOT NULL,
   source TEXT NOT NULL, added_by TEXT NOT NULL, added_at INTEGER NOT NULL,
-  from_rev INTEGER NOT NULL,
+  from_rev INTEGER NOT NULL{V5_ENTRIES},
   PRIMARY KEY(sort_key, list DESC)) WITHOUT ROWID;";
 const PENDING_TABLE: &str = "CREATE TABLE pending(
   sort_key BLOB NOT NULL, list TEXT NOT NULL, target TEXT NOT NULL, op TEXT NOT NULL,
   reason TEXT, ttl INTEGER, expires_at INTEGER, monitor INTEGER NOT NULL,
   source TEXT NOT NULL, added_by TEXT NOT NULL, added_at INTEGER NOT NULL,
-  staged_by TEXT NOT NULL, staged_at INTEGER NOT NULL,
+  staged_by TEXT NOT NULL, staged_at INTEGER NOT NULL{V5_PENDING},
   PRIMARY KEY(sort_key, list DESC)) WITHOUT ROWID;";
+const V5_ENTRIES: &str = ", listings TEXT, next_expiry INTEGER";
+const V5_PENDING: &str = ", listings TEXT";
+
+/// The tables as of schema 4, which upgrade 5 then extends; the current
+/// ones have schema 5's columns from the start.
+fn tables(v5: bool) -> (String, String) {
+    let (e, p) = if v5 {
+        (V5_ENTRIES, V5_PENDING)
+    } else {
+        ("", "")
+    };
+    (
+        ENTRIES_TABLE.replace("{V5_ENTRIES}", e),
+        PENDING_TABLE.replace("{V5_PENDING}", p),
+    )
+}
 
 pub(super) fn schema() -> String {
+    let (entries, pending) = tables(true);
     SCHEMA
-        .replace("{ENTRIES}", ENTRIES_TABLE)
-        .replace("{PENDING}", PENDING_TABLE)
+        .replace("{ENTRIES}", &entries)
+        .replace("{PENDING}", &pending)
 }
 
 /// Brings a store written by an older denylistd to SCHEMA_VERSION, one
 /// transaction a version: 2 added per-entry hit totals and the expiry
 /// index; 3 a sort key, so listings stream in address order; 4 keys entries
-/// and pending by that sort key and links each entry to its open version.
+/// and pending by that sort key and links each entry to its open version;
+/// 5 gives entries several listings, and indexes when the first expires.
 pub(super) fn upgrade(conn: &mut Connection) -> Result<(), StoreError> {
     if meta(conn, "schema")? < 2 {
         conn.execute_batch(
@@ -96,6 +117,7 @@ pub(super) fn upgrade(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     if meta(conn, "schema")? < 4 {
+        let (entries_table, pending_table) = tables(false);
         let tx = conn.transaction()?;
         tx.execute_batch(&format!(
             "ALTER TABLE entries RENAME TO entries_v3;
@@ -103,8 +125,8 @@ pub(super) fn upgrade(conn: &mut Connection) -> Result<(), StoreError> {
              DROP INDEX entries_sorted;
              DROP INDEX entries_expiry;
              DROP INDEX pending_sorted;
-             {ENTRIES_TABLE}
-             {PENDING_TABLE}
+             {entries_table}
+             {pending_table}
              INSERT INTO entries(sort_key, list, target, id, reason, ttl, expires_at, monitor,
                source, added_by, added_at, from_rev)
              SELECT e.sort_key, e.list, e.target, e.id, e.reason, e.ttl, e.expires_at, e.monitor,
@@ -124,6 +146,20 @@ pub(super) fn upgrade(conn: &mut Connection) -> Result<(), StoreError> {
              UPDATE meta SET value = 4 WHERE key = 'schema';"
         ))?;
         tx.commit()?;
+    }
+    if meta(conn, "schema")? < 5 {
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE entries ADD COLUMN listings TEXT;
+             ALTER TABLE entries ADD COLUMN next_expiry INTEGER;
+             UPDATE entries SET next_expiry = expires_at;
+             ALTER TABLE pending ADD COLUMN listings TEXT;
+             ALTER TABLE versions ADD COLUMN listings TEXT;
+             DROP INDEX entries_expiry;
+             CREATE INDEX entries_next_expiry ON entries(next_expiry) WHERE next_expiry IS NOT NULL;
+             UPDATE meta SET value = 5 WHERE key = 'schema';
+             COMMIT;",
+        )?;
     }
     Ok(())
 }

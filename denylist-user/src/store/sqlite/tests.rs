@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::{DB_FILE, SqliteStore, rows::meta, schema::SCHEMA_VERSION};
 use crate::{
-    model::{List, Millis, Page, Revision, Target, Ttl},
+    model::{List, Millis, Page, Revision, Sources, Target, Ttl},
     store::{Audit, DeployRecord, Op, Stage, Store, StoreError},
 };
 
@@ -125,6 +125,7 @@ fn a_version_3_store_is_upgraded_in_place() {
         &[Stage::Remove {
             target: t("192.0.2.1"),
             list: List::Deny,
+            sources: Sources::Admin,
         }],
         "bob",
         2,
@@ -191,6 +192,7 @@ fn draft_keys_from_a_source_follow_the_draft() {
     let remove = Stage::Remove {
         target: t("192.0.2.1"),
         list: List::Deny,
+        sources: Sources::Admin,
     };
     let ops = [remove, from("192.0.2.5", "import:a", None)];
     s.stage(&ops, "alice", 1, None, &Audit::Each).unwrap();
@@ -259,10 +261,12 @@ fn staging_deploying_and_the_draft() {
                 Stage::Remove {
                     target: t("203.0.113.0/24"),
                     list: List::Deny,
+                    sources: Sources::Admin,
                 },
                 Stage::Remove {
                     target: t("192.0.2.1"),
                     list: List::Deny,
+                    sources: Sources::Admin,
                 },
             ],
             "bob",
@@ -319,6 +323,7 @@ fn rollback_restores_a_revision_and_leaves_out_expired_entries() {
             Stage::Remove {
                 target: t("198.51.100.7"),
                 list: List::Deny,
+                sources: Sources::Admin,
             },
             add("192.0.2.5"),
         ],
@@ -361,6 +366,7 @@ fn remove(s: &str) -> Stage {
     Stage::Remove {
         target: t(s),
         list: List::Deny,
+        sources: Sources::Admin,
     }
 }
 
@@ -470,6 +476,7 @@ fn listings_stream_in_address_order_and_merge_the_draft() {
     let remove = Stage::Remove {
         target: t("198.51.100.10"),
         list: List::Deny,
+        sources: Sources::Admin,
     };
     s.stage(&[remove, add("198.51.100.2")], "bob", 1, None, &Audit::Each)
         .unwrap();
