@@ -82,6 +82,9 @@ pub enum Command {
     Verify(Output),
     /// Write a consistent copy of the daemon's store to FILE.
     Backup(BackupArgs),
+    /// Reputation feeds: lists the daemon fetches and deploys on a schedule.
+    #[command(subcommand)]
+    Feed(FeedCommand),
     /// Print a shell completion script.
     Completions(CompletionsArgs),
     /// Print the man page denylist(1) (roff), or write every page with --dir;
@@ -98,6 +101,77 @@ pub enum AllowCommand {
     Remove(RemoveArgs),
     /// The deployed allow entries (or the draft), sorted by address.
     List(ListArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FeedCommand {
+    /// Subscribe to a feed, by URL or a preset's name (spamhaus-drop,
+    /// spamhaus-dropv6, firehol-level1, blocklist-de, feodo, ipsum-3), and
+    /// wait for its first fetch: exits 0 when it is ok, 1 when failing, 3
+    /// when held.
+    Add(FeedAddArgs),
+    /// The feeds, with their state.
+    List(Output),
+    /// Fetch a feed now; exits like `feed add`.
+    Refresh(FeedNameArgs),
+    /// Deploy the list a feed's last fetch held back.
+    Approve(FeedNameArgs),
+    /// End a subscription, and take its listings out (deployed at once).
+    Remove(FeedNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct FeedAddArgs {
+    pub name: String,
+    /// http(s)://, or file:// under the daemon's --feed-dir; a preset's
+    /// name needs none.
+    pub url: Option<String>,
+    /// The list's format [default: the preset's, or auto].
+    #[arg(
+        long,
+        value_parser = PossibleValuesParser::new(Format::ALL.map(Format::name))
+            .map(|name| name.parse::<Format>().expect("a listed format")),
+    )]
+    pub format: Option<Format>,
+    /// How often to fetch, at least 1m [default: the preset's, or 1h].
+    #[arg(long, value_name = "DURATION")]
+    pub every: Option<String>,
+    /// No success for this long makes the feed stale [default: 3 × every].
+    #[arg(long, value_name = "DURATION")]
+    pub stale_after: Option<String>,
+    /// Its listings count matches without dropping them.
+    #[arg(long)]
+    pub monitor: bool,
+    /// Hold a list with more entries [default: 100000].
+    #[arg(long, value_name = "N")]
+    pub max_entries: Option<u64>,
+    /// Hold a list that changes more than this percentage of the feed's
+    /// entries, once it has 100 [default: 50].
+    #[arg(long, value_name = "PERCENT")]
+    pub max_change: Option<u8>,
+    /// Let the feed list networks wider than the guardrails' /16 (IPv6:
+    /// /48), down to /BITS (IPv6: /BITS+32). Audited.
+    #[arg(long, value_name = "BITS")]
+    pub max_width: Option<u8>,
+    /// An empty list is the feed's real state, not an outage.
+    #[arg(long)]
+    pub allow_empty: bool,
+    /// Stage each refresh's changes for an admin to deploy.
+    #[arg(long)]
+    pub review: bool,
+    /// Request headers (credentials), `Name: value` a line, from a file
+    /// under the daemon's --feed-dir (mode 600).
+    #[arg(long, value_name = "FILE")]
+    pub header_file: Option<String>,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct FeedNameArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub output: Output,
 }
 
 #[derive(Debug, Clone, Copy, Args)]

@@ -22,6 +22,7 @@ mod admin;
 mod args;
 mod client;
 mod error;
+mod feed;
 mod input;
 mod man;
 mod output;

@@ -67,13 +67,14 @@ impl Session {
             Command::Detach(a) => self.detach(a),
             Command::Verify(o) => self.verify(o),
             Command::Backup(a) => self.backup(a),
+            Command::Feed(c) => self.feed(c),
             Command::Completions(a) => self.completions(a),
             Command::Man(a) => self.man(a),
         }
     }
 
     /// The body of a 2xx reply, or the API error the reply carries.
-    fn send(
+    pub(super) fn send(
         &self,
         method: &str,
         path: &str,
@@ -105,18 +106,18 @@ impl Session {
         Ok(())
     }
 
-    fn get(&self, path: &str) -> Result<Vec<u8>> {
+    pub(super) fn get(&self, path: &str) -> Result<Vec<u8>> {
         self.send("GET", path, None, "application/json")
     }
 
-    fn post(&self, path: &str, body: &impl Serialize) -> Result<Vec<u8>> {
+    pub(super) fn post(&self, path: &str, body: &impl Serialize) -> Result<Vec<u8>> {
         let body = serde_json::to_vec(body)
             .map_err(|e| ApiError::failure(format!("cannot encode the request: {e}")))?;
         self.send("POST", path, Some(&body), "application/json")
     }
 
     /// A POST whose route takes no body.
-    fn post_empty(&self, path: &str) -> Result<Vec<u8>> {
+    pub(super) fn post_empty(&self, path: &str) -> Result<Vec<u8>> {
         self.send("POST", path, None, "application/json")
     }
 
@@ -135,7 +136,7 @@ impl Session {
         Ok(())
     }
 
-    fn raw_json(&mut self, body: &[u8]) -> Result<()> {
+    pub(super) fn raw_json(&mut self, body: &[u8]) -> Result<()> {
         self.out.write_all(body)?;
         if !body.ends_with(b"\n") {
             self.out.write_all(b"\n")?;
@@ -531,7 +532,7 @@ impl Session {
     }
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+pub(super) fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| {
         ApiError::failure(format!(
             "denylistd sent a reply this client cannot read ({e}): are the CLI and the daemon the same version?"

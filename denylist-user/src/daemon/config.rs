@@ -87,6 +87,22 @@ pub struct Args {
     /// deployed revision and what a rollback needs [default: 400d].
     #[arg(long, value_parser = parse_duration)]
     pub audit_retention: Option<Duration>,
+    /// Members may only report abusive addresses (and read their own
+    /// reports) [default: denylist-reporter].
+    #[arg(long)]
+    pub reporter_group: Option<String>,
+    /// The only directory feeds may read file:// lists and header files
+    /// from [default: /etc/denylist/feeds].
+    #[arg(long)]
+    pub feed_dir: Option<PathBuf>,
+    /// Let feeds fetch from loopback, private, link-local and metadata
+    /// addresses, which are refused by default so that a feed cannot reach
+    /// internal services on an admin's behalf.
+    #[arg(long)]
+    pub feed_allow_private: bool,
+    /// How long one feed fetch may take, connection and body [default: 60s].
+    #[arg(long, value_parser = parse_duration)]
+    pub feed_timeout: Option<Duration>,
 }
 
 /// The flags that are no option of a running daemon, so no keys of the
@@ -126,6 +142,10 @@ struct File {
     expiry_sweep: Option<String>,
     detach_on_exit: Option<bool>,
     audit_retention: Option<String>,
+    reporter_group: Option<String>,
+    feed_dir: Option<PathBuf>,
+    feed_allow_private: Option<bool>,
+    feed_timeout: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +178,10 @@ pub struct Config {
     pub expiry_sweep: Duration,
     pub detach_on_exit: bool,
     pub audit_retention: Duration,
+    pub reporter_group: String,
+    pub feed_dir: PathBuf,
+    pub feed_allow_private: bool,
+    pub feed_timeout: Duration,
 }
 
 impl Config {
@@ -211,6 +235,13 @@ impl Config {
                 "--default-ttl must be between 1s and 100 years (leave it out for entries that never expire)".into(),
             ));
         }
+        let feed_timeout = dur(args.feed_timeout, file.feed_timeout, "feed-timeout")?
+            .unwrap_or(Duration::from_secs(60));
+        if feed_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "--feed-timeout must be longer than 0s".into(),
+            ));
+        }
         let mut protect_ports = if args.protect_port.is_empty() {
             file.protect_port
         } else {
@@ -249,6 +280,16 @@ impl Config {
             expiry_sweep,
             detach_on_exit: args.detach_on_exit || file.detach_on_exit.unwrap_or(false),
             audit_retention,
+            reporter_group: args
+                .reporter_group
+                .or(file.reporter_group)
+                .unwrap_or_else(|| "denylist-reporter".into()),
+            feed_dir: args
+                .feed_dir
+                .or(file.feed_dir)
+                .unwrap_or_else(|| super::fetch::DEFAULT_FEED_DIR.into()),
+            feed_allow_private: args.feed_allow_private || file.feed_allow_private.unwrap_or(false),
+            feed_timeout,
         })
     }
 }

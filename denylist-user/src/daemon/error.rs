@@ -2,6 +2,8 @@
 //! explain it. The server turns these into the API's error classes; the
 //! core itself knows nothing of HTTP.
 
+use std::path::PathBuf;
+
 use crate::{
     dataplane::DataplaneError,
     model::{DurationError, Target, TargetError},
@@ -86,6 +88,28 @@ pub enum CoreError {
         "{source_name:?} is not a source an admin adds under: use manual (the default) or import:NAME; feeds and the detectors add their own listings"
     )]
     BadAddSource { source_name: String },
+    #[error(
+        "{name:?} is no preset, so the feed needs a URL: denylist feed add {name} URL (presets: spamhaus-drop, spamhaus-dropv6, firehol-level1, blocklist-de, feodo, ipsum-3)"
+    )]
+    FeedNeedsUrl { name: String },
+    #[error("a feed is fetched at most every minute: give --every 1m or longer")]
+    FeedTooOften,
+    #[error("--max-change is a percentage: give 1 to 100")]
+    FeedMaxChange,
+    #[error("--max-width is an IPv4 prefix length: give 1 to 32 (e.g. 12 admits a /12)")]
+    FeedMaxWidth,
+    #[error(
+        "the header file {} is not a file under the feed directory {}: put it there (mode 600), or start denylistd with another --feed-dir",
+        path.display(),
+        dir.display()
+    )]
+    FeedHeaderFile { path: PathBuf, dir: PathBuf },
+    #[error(
+        "feed {name} holds no list back: nothing to approve (denylist feed list shows each feed's state)"
+    )]
+    FeedNotHeld { name: String },
+    #[error(transparent)]
+    Fetch(#[from] super::fetch::FetchError),
     #[error(
         "{} lines are refused by the guardrails, e.g. {}; nothing was staged (pass --force to let them in, or --skip-guarded to leave them out)",
         lines.len(),

@@ -11,6 +11,7 @@ mod config;
 mod deploy;
 mod edit;
 mod error;
+pub mod feeds;
 pub mod fetch;
 mod health;
 mod history;

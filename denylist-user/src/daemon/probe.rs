@@ -142,6 +142,12 @@ impl HostProbe {
         self.read(p.admin_addr, None)
     }
 
+    /// The context for a feed's list: every live session on the protected
+    /// ports. A feed is never forced, and has no admin address.
+    pub fn for_feed(&self) -> Result<GuardContext, CoreError> {
+        self.read(None, None)
+    }
+
     /// If this host's addresses or its live sessions cannot be read, the
     /// checks fail closed: the request is refused until forced.
     fn read(

@@ -9,10 +9,13 @@ use super::{
 };
 use crate::{
     dataplane::fake::FakeFilter,
-    model::{AuditEvent, Entry, List, Millis, Page, Revision, Stored, Target, Verdict},
+    model::{
+        AuditEvent, Entry, FeedSettings, FeedState, List, Millis, Page, Revision, Stored, Target,
+        Verdict,
+    },
     store::{
-        Audit, DeployRecord, HitTotal, Only, Op, Pending, Plan, Pruned, Snapshots, SqliteStore,
-        Stage, Store, StoreError, WrittenDeploy,
+        Audit, DeployRecord, FeedRecord, HitTotal, Only, Op, Pending, Plan, Pruned, Snapshots,
+        SqliteStore, Stage, Store, StoreError, WrittenDeploy,
     },
     wire::{
         AddRequest, AttachRequest, DetachRequest, ImportParams, ModeRequest, RemoveRequest,
@@ -418,6 +421,13 @@ impl Store for FailingCommits {
     ) -> Result<Vec<(Target, List)>, StoreError> {
         self.inner.draft_keys_from(source, now)
     }
+    fn deployed_keys_from(
+        &self,
+        source: &str,
+        now: Millis,
+    ) -> Result<Vec<(Target, List)>, StoreError> {
+        self.inner.deployed_keys_from(source, now)
+    }
     fn draft_entry(
         &self,
         target: Target,
@@ -477,6 +487,32 @@ impl Store for FailingCommits {
         now: Millis,
     ) -> Result<(u64, Vec<Entry>), StoreError> {
         self.inner.rollback(rev, force, user, now)
+    }
+    fn feeds(&self) -> Result<Vec<FeedRecord>, StoreError> {
+        self.inner.feeds()
+    }
+    fn add_feed(
+        &mut self,
+        name: &str,
+        settings: &FeedSettings,
+        state: &FeedState,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        self.inner.add_feed(name, settings, state, now)
+    }
+    fn set_feed_state(
+        &mut self,
+        name: &str,
+        state: &FeedState,
+        held: Option<&[Target]>,
+    ) -> Result<(), StoreError> {
+        self.inner.set_feed_state(name, state, held)
+    }
+    fn held_list(&self, name: &str) -> Result<Option<Vec<Target>>, StoreError> {
+        self.inner.held_list(name)
+    }
+    fn remove_feed(&mut self, name: &str, user: &str, now: Millis) -> Result<u64, StoreError> {
+        self.inner.remove_feed(name, user, now)
     }
     fn expired(&self, now: Millis) -> Result<Vec<Stored>, StoreError> {
         self.inner.expired(now)

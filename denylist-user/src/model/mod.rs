@@ -4,6 +4,7 @@
 
 mod attach;
 mod entry;
+mod feed;
 mod format;
 mod history;
 mod listing;
@@ -15,6 +16,7 @@ pub use entry::{
     DurationError, Entry, Millis, Stored, Ttl, from_ms, now_ms, parse_duration, rfc3339, time_ms,
     to_ms,
 };
+pub use feed::{CHANGE_FLOOR, FeedInfo, FeedSettings, FeedState, FeedStatus, Held, feed_source};
 pub use format::{ExportFormat, Format, UnknownFormat};
 pub use history::{AuditEvent, Page, Revision};
 pub use listing::{Listing, MANUAL, Sources, is_admin_source};

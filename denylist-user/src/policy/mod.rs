@@ -1,8 +1,10 @@
 //! Policy: the rules that decide what may be staged, apart from any store
 //! or kernel. The guardrails are pure functions of a target and what they
 //! are given; `host` reads what they need from this machine; `import` reads
-//! the list formats.
+//! the list formats; `feed` holds the presets and the checks a fetched list
+//! passes before it is deployed.
 
+pub mod feed;
 mod guard;
 mod host;
 pub mod import;

@@ -26,7 +26,14 @@ impl From<CoreError> for ApiError {
             | E::ListWithJson
             | E::InvalidLines { .. }
             | E::BadSource { .. }
-            | E::BadAddSource { .. } => Class::Invalid,
+            | E::BadAddSource { .. }
+            | E::FeedNeedsUrl { .. }
+            | E::FeedTooOften
+            | E::FeedMaxChange
+            | E::FeedMaxWidth
+            | E::FeedHeaderFile { .. }
+            | E::Fetch(_) => Class::Invalid,
+            E::FeedNotHeld { .. } => Class::Conflict,
             E::Refused { .. } | E::GuardUnavailable { .. } | E::GuardedLines { .. } => {
                 Class::Guarded
             }
@@ -80,8 +87,9 @@ fn store_class(e: &StoreError) -> Class {
     match e {
         StoreError::NotFound { .. }
         | StoreError::NotPending { .. }
-        | StoreError::NoRevision { .. } => Class::NotFound,
-        StoreError::Conflict { .. } => Class::Conflict,
+        | StoreError::NoRevision { .. }
+        | StoreError::NoFeed { .. } => Class::NotFound,
+        StoreError::Conflict { .. } | StoreError::FeedExists { .. } => Class::Conflict,
         _ => Class::Failure,
     }
 }

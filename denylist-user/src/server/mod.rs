@@ -17,6 +17,8 @@ use tokio::net::{TcpListener, UnixListener};
 mod auth;
 pub mod decode;
 mod error;
+mod feed_routes;
+mod feeds;
 pub mod logging;
 mod metrics;
 mod notify;
@@ -158,7 +160,9 @@ pub async fn run(
             }
         }));
     }
-    let app = routes::router(AppState::new(core.clone()));
+    let state = AppState::new(core.clone());
+    tasks.push(tokio::spawn(state.feeds.clone().schedule()));
+    let app = routes::router(state);
     tracing::info!("serving the API");
     // The start attached every configured interface that exists, or
     // recorded why it could not: systemd may start what comes after us.

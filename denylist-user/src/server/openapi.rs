@@ -136,6 +136,8 @@ errors! {
     Changing: Invalid, Forbidden, NotFound, TooLarge, Failure;
     /// Routes that stage entries, through the guardrails, and may deploy.
     Staging: Invalid, Forbidden, NotFound, TooLarge, Guarded, Failure;
+    /// The feed routes: a feed may be missing, or exist already.
+    Feeds: Invalid, Forbidden, NotFound, Conflict, TooLarge, Failure;
     /// `POST /v1/rollback`, which may overwrite pending changes.
     RollingBack: Invalid, Forbidden, NotFound, Conflict, TooLarge, Failure;
 }

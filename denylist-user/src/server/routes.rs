@@ -22,6 +22,8 @@ use utoipa_axum::{router::OpenApiRouter, router::UtoipaMethodRouterExt as _, rou
 use super::{
     auth::{self, Peer, Role},
     decode::{QueryResult, body, deploy_body, query},
+    feed_routes,
+    feeds::FeedRunner,
     openapi::{self, Changing, Plain, Querying, RollingBack, Staging},
     stream::{Listing, stream_entries},
 };
@@ -64,7 +66,8 @@ pub struct AppState {
     admin_group: String,
     viewer_group: String,
     snapshots: Arc<dyn Snapshots>,
-    host: HostProbe,
+    pub(super) host: HostProbe,
+    pub(super) feeds: FeedRunner,
 }
 
 impl AppState {
@@ -80,6 +83,7 @@ impl AppState {
             )
         };
         Self {
+            feeds: FeedRunner::new(core.clone()),
             core,
             admin_group,
             viewer_group,
@@ -89,7 +93,7 @@ impl AppState {
     }
 
     /// The peer, if it may do what `need` asks; otherwise the 403 to send.
-    fn authorize(&self, cred: PeerCred, need: Role) -> Result<Peer, ApiError> {
+    pub(super) fn authorize(&self, cred: PeerCred, need: Role) -> Result<Peer, ApiError> {
         let Some(uid) = cred.uid else {
             return Err(ApiError::new(
                 Class::Forbidden,
@@ -119,7 +123,7 @@ impl AppState {
     }
 
     /// Authorizes, then runs `f` on the blocking pool with the core locked.
-    async fn call<T: Serialize + Send + 'static>(
+    pub(super) async fn call<T: Serialize + Send + 'static>(
         &self,
         cred: PeerCred,
         need: Role,
@@ -133,7 +137,7 @@ impl AppState {
     /// Like [`AppState::call`], but runs `prepare` first, on the same
     /// thread without the core: what reads the host for the guardrails
     /// must not hold up every other request.
-    async fn call_prepared<P, T: Serialize + Send + 'static>(
+    pub(super) async fn call_prepared<P, T: Serialize + Send + 'static>(
         &self,
         cred: PeerCred,
         need: Role,
@@ -179,8 +183,8 @@ pub(super) fn error(e: ApiError) -> Response {
     (status, axum::Json(ErrorBody { error: &e })).into_response()
 }
 
-type Cred = ConnectInfo<PeerCred>;
-type St = State<AppState>;
+pub(super) type Cred = ConnectInfo<PeerCred>;
+pub(super) type St = State<AppState>;
 
 /// The daemon's state: revision, interfaces, counts, counters, health.
 #[utoipa::path(get, path = "/v1/status", tag = "viewer",
@@ -620,6 +624,10 @@ pub(super) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(detach))
         .routes(routes!(verify))
         .routes(routes!(backup))
+        .routes(routes!(feed_routes::feed_list, feed_routes::feed_add))
+        .routes(routes!(feed_routes::feed_remove))
+        .routes(routes!(feed_routes::feed_refresh))
+        .routes(routes!(feed_routes::feed_approve))
         .routes(routes!(openapi::spec))
 }
 

@@ -56,6 +56,10 @@ pub enum StoreError {
         #[source]
         source: TargetError,
     },
+    #[error("a feed named {name:?} exists already: pick another name, or remove it first")]
+    FeedExists { name: String },
+    #[error("there is no feed named {name:?}: `denylist feed list` shows them")]
+    NoFeed { name: String },
     #[error("the store holds a pending {op} without its entry: restore a backup")]
     MissingEntry { op: &'static str },
     #[error("the store's meta table has no {key}: restore a backup")]

@@ -17,7 +17,17 @@ pub use change::{Audit, HitTotal, Only, Op, Pending, Plan, Pruned, Stage};
 pub use error::StoreError;
 pub use sqlite::{DB_FILE, SqliteStore};
 
-use crate::model::{AuditEvent, Entry, List, Millis, Page, Revision, Stored, Target};
+use crate::model::{
+    AuditEvent, Entry, FeedSettings, FeedState, List, Millis, Page, Revision, Stored, Target,
+};
+
+/// One feed subscription as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedRecord {
+    pub name: String,
+    pub settings: FeedSettings,
+    pub state: FeedState,
+}
 
 /// Who deploys, why, and when: what the revision and its audit event say.
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +55,13 @@ pub trait Store: Send {
     /// --replace removes when its file leaves them out.
     fn draft_keys_from(&self, source: &str, now: Millis)
     -> Result<Vec<(Target, List)>, StoreError>;
+
+    /// The keys whose deployed entry `source` lists (and has not expired).
+    fn deployed_keys_from(
+        &self,
+        source: &str,
+        now: Millis,
+    ) -> Result<Vec<(Target, List)>, StoreError>;
 
     /// One key's entry in the draft.
     fn draft_entry(
@@ -167,6 +184,33 @@ pub trait Store: Send {
         user: &str,
         now: Millis,
     ) -> Result<u64, StoreError>;
+
+    /// The feed subscriptions, by name.
+    fn feeds(&self) -> Result<Vec<FeedRecord>, StoreError>;
+
+    /// Subscribes to a feed, audited (`feed add`, by `state.added_by`);
+    /// a name in use is refused.
+    fn add_feed(
+        &mut self,
+        name: &str,
+        settings: &FeedSettings,
+        state: &FeedState,
+        now: Millis,
+    ) -> Result<u64, StoreError>;
+
+    /// Records how an attempt went, and the list it held back (or none).
+    fn set_feed_state(
+        &mut self,
+        name: &str,
+        state: &FeedState,
+        held: Option<&[Target]>,
+    ) -> Result<(), StoreError>;
+
+    /// The list a feed's last fetch held back, if any.
+    fn held_list(&self, name: &str) -> Result<Option<Vec<Target>>, StoreError>;
+
+    /// Ends a subscription, audited; its listings are the caller's to remove.
+    fn remove_feed(&mut self, name: &str, user: &str, now: Millis) -> Result<u64, StoreError>;
 
     /// A consistent copy of the whole store in the new file `dest`.
     fn backup(&self, dest: &Path) -> Result<(), StoreError>;

@@ -2,11 +2,13 @@
 //! its clients read them (docs/api.md). It knows the model and nothing
 //! above it, so the CLI builds from model and wire alone.
 
+mod auto;
 mod error;
 mod limits;
 mod request;
 mod response;
 
+pub use auto::{AutoSetRequest, FeedAddRequest, ReportRequest, ReportResponse};
 pub use error::{ApiError, Class};
 pub use limits::{BODY_LIMIT, DEFAULT_SOCKET, IMPORT_LIMIT};
 pub use request::{

@@ -1,10 +1,12 @@
 //! Human output: aligned tables that stream (`table`), the wording the
 //! replies share (`format`) and the form of each reply (`replies`).
 
+mod feeds;
 mod format;
 mod replies;
 mod table;
 
+pub(super) use feeds::feeds;
 pub(super) use format::plural;
 pub(super) use replies::{
     audit, check, degraded, deploy, diff, entry_row, entry_table, history, import, rollback, stage,

@@ -63,38 +63,44 @@ pub(super) fn draft_entry(
     })
 }
 
-/// The draft's entries listed by `source`, by key only: what an import
-/// with --replace, or a feed's refresh, removes when its list leaves them
-/// out. One pass in SQL, so a 1M-entry draft is not read into memory for
-/// it; `listings` is only there when an entry has several.
-pub(super) fn draft_keys_from(
+/// The entries listed by `source`, in the draft or deployed, by key only:
+/// what an import with --replace, or a feed's refresh, removes when its
+/// list leaves them out. One pass in SQL, so a 1M-entry draft is not read
+/// into memory for it; `listings` is only there when an entry has several.
+pub(super) fn keys_from(
     conn: &Connection,
     source: &str,
     now: Millis,
+    draft: bool,
 ) -> Result<Vec<(Target, List)>, StoreError> {
-    let mut stmt = conn.prepare(
-        "SELECT e.target, e.list FROM entries e
+    const DEPLOYED: &str = "SELECT e.target, e.list FROM entries e
          WHERE (e.source = ?1 AND e.listings IS NULL AND (e.expires_at IS NULL OR e.expires_at > ?2)
                 OR e.listings IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(e.listings) j
                    WHERE j.value ->> 'source' = ?1
-                     AND (j.value ->> 'expires_at' IS NULL OR j.value ->> 'expires_at' > ?2)))
-           AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.sort_key = e.sort_key AND p.list = e.list)
-         UNION ALL
-         SELECT p.target, p.list FROM pending p WHERE p.op != 'remove'
-           AND (p.source = ?1 AND p.listings IS NULL
-                OR p.listings IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(p.listings) j
-                   WHERE j.value ->> 'source' = ?1))",
-    )?;
+                     AND (j.value ->> 'expires_at' IS NULL OR j.value ->> 'expires_at' > ?2)))";
+    // The deployed entries the draft keeps as they are, and the pending ones.
+    let query = if draft {
+        format!(
+            "{DEPLOYED}
+             AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.sort_key = e.sort_key AND p.list = e.list)
+             UNION ALL
+             SELECT p.target, p.list FROM pending p WHERE p.op != 'remove'
+               AND (p.source = ?1 AND p.listings IS NULL
+                    OR p.listings IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(p.listings) j
+                       WHERE j.value ->> 'source' = ?1))"
+        )
+    } else {
+        DEPLOYED.to_string()
+    };
+    let mut stmt = conn.prepare(&query)?;
     let rows = stmt.query_map(params![source, now], |r| {
         Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
     })?;
-    let mut out = Vec::new();
-    for row in rows {
+    rows.map(|row| {
         let (t, l) = row?;
-        let target = StoreError::target(&t)?;
-        out.push((target, StoreError::list(&l)?));
-    }
-    Ok(out)
+        Ok((StoreError::target(&t)?, StoreError::list(&l)?))
+    })
+    .collect()
 }
 
 pub(super) fn pending_count(conn: &Connection) -> Result<usize, StoreError> {

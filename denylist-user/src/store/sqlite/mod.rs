@@ -7,6 +7,7 @@ mod audit;
 mod backup;
 mod deploy;
 mod draft;
+mod feeds;
 mod open;
 mod rows;
 mod scan;
@@ -25,10 +26,12 @@ use rusqlite::Connection;
 pub(crate) use schema::SCHEMA_VERSION;
 
 use super::{
-    Audit, DeployRecord, HitTotal, Only, Op, Pending, Plan, Pruned, Snapshots, Stage, Store,
-    StoreError, WrittenDeploy,
+    Audit, DeployRecord, FeedRecord, HitTotal, Only, Op, Pending, Plan, Pruned, Snapshots, Stage,
+    Store, StoreError, WrittenDeploy,
 };
-use crate::model::{AuditEvent, Entry, List, Millis, Page, Revision, Stored, Target};
+use crate::model::{
+    AuditEvent, Entry, FeedSettings, FeedState, List, Millis, Page, Revision, Stored, Target,
+};
 
 /// The database's file name in the state directory.
 pub const DB_FILE: &str = "denylist.db";
@@ -57,7 +60,15 @@ impl Store for SqliteStore {
         source: &str,
         now: Millis,
     ) -> Result<Vec<(Target, List)>, StoreError> {
-        draft::draft_keys_from(&self.conn, source, now)
+        draft::keys_from(&self.conn, source, now, true)
+    }
+
+    fn deployed_keys_from(
+        &self,
+        source: &str,
+        now: Millis,
+    ) -> Result<Vec<(Target, List)>, StoreError> {
+        draft::keys_from(&self.conn, source, now, false)
     }
 
     fn draft_entry(
@@ -183,6 +194,37 @@ impl Store for SqliteStore {
         now: Millis,
     ) -> Result<u64, StoreError> {
         audit::set_attachment(&mut self.conn, iface, mode, user, now)
+    }
+
+    fn feeds(&self) -> Result<Vec<FeedRecord>, StoreError> {
+        feeds::feeds(&self.conn)
+    }
+
+    fn add_feed(
+        &mut self,
+        name: &str,
+        settings: &FeedSettings,
+        state: &FeedState,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        feeds::add_feed(&mut self.conn, name, settings, state, now)
+    }
+
+    fn set_feed_state(
+        &mut self,
+        name: &str,
+        state: &FeedState,
+        held: Option<&[Target]>,
+    ) -> Result<(), StoreError> {
+        feeds::set_feed_state(&mut self.conn, name, state, held)
+    }
+
+    fn held_list(&self, name: &str) -> Result<Option<Vec<Target>>, StoreError> {
+        feeds::held_list(&self.conn, name)
+    }
+
+    fn remove_feed(&mut self, name: &str, user: &str, now: Millis) -> Result<u64, StoreError> {
+        feeds::remove_feed(&mut self.conn, name, user, now)
     }
 
     fn backup(&self, dest: &Path) -> Result<(), StoreError> {

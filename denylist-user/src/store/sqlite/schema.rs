@@ -27,6 +27,7 @@ CREATE TABLE audit(
 CREATE TABLE attachments(iface TEXT PRIMARY KEY, mode TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE hits(
   id INTEGER PRIMARY KEY, packets INTEGER NOT NULL, bytes INTEGER NOT NULL, last_hit INTEGER);
+{FEEDS}
 INSERT INTO meta VALUES ('schema', 5), ('revision', 0), ('next_id', 1);
 ";
 
@@ -50,6 +51,11 @@ const PENDING_TABLE: &str = "CREATE TABLE pending(
   source TEXT NOT NULL, added_by TEXT NOT NULL, added_at INTEGER NOT NULL,
   staged_by TEXT NOT NULL, staged_at INTEGER NOT NULL{V5_PENDING},
   PRIMARY KEY(sort_key, list DESC)) WITHOUT ROWID;";
+// A feed's settings and state are JSON: they are read and written whole,
+// a few at a time, and grow fields as feeds do. `held` is the list a
+// failed check kept back, until approved or superseded.
+const FEEDS_TABLE: &str = "CREATE TABLE feeds(
+  name TEXT PRIMARY KEY, settings TEXT NOT NULL, state TEXT NOT NULL, held TEXT) WITHOUT ROWID;";
 const V5_ENTRIES: &str = ", listings TEXT, next_expiry INTEGER";
 const V5_PENDING: &str = ", listings TEXT";
 
@@ -72,13 +78,15 @@ pub(super) fn schema() -> String {
     SCHEMA
         .replace("{ENTRIES}", &entries)
         .replace("{PENDING}", &pending)
+        .replace("{FEEDS}", FEEDS_TABLE)
 }
 
 /// Brings a store written by an older denylistd to SCHEMA_VERSION, one
 /// transaction a version: 2 added per-entry hit totals and the expiry
 /// index; 3 a sort key, so listings stream in address order; 4 keys entries
 /// and pending by that sort key and links each entry to its open version;
-/// 5 gives entries several listings, and indexes when the first expires.
+/// 5 gives entries several listings, indexes when the first expires, and
+/// keeps feed subscriptions.
 pub(super) fn upgrade(conn: &mut Connection) -> Result<(), StoreError> {
     if meta(conn, "schema")? < 2 {
         conn.execute_batch(
@@ -148,8 +156,9 @@ pub(super) fn upgrade(conn: &mut Connection) -> Result<(), StoreError> {
         tx.commit()?;
     }
     if meta(conn, "schema")? < 5 {
-        conn.execute_batch(
+        conn.execute_batch(&format!(
             "BEGIN;
+             {FEEDS_TABLE}
              ALTER TABLE entries ADD COLUMN listings TEXT;
              ALTER TABLE entries ADD COLUMN next_expiry INTEGER;
              UPDATE entries SET next_expiry = expires_at;
@@ -158,8 +167,8 @@ pub(super) fn upgrade(conn: &mut Connection) -> Result<(), StoreError> {
              DROP INDEX entries_expiry;
              CREATE INDEX entries_next_expiry ON entries(next_expiry) WHERE next_expiry IS NOT NULL;
              UPDATE meta SET value = 5 WHERE key = 'schema';
-             COMMIT;",
-        )?;
+             COMMIT;"
+        ))?;
     }
     Ok(())
 }
