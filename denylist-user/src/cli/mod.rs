@@ -20,6 +20,7 @@
 
 mod admin;
 mod args;
+mod auto;
 mod client;
 mod error;
 mod feed;

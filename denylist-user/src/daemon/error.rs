@@ -110,6 +110,12 @@ pub enum CoreError {
     FeedNotHeld { name: String },
     #[error(transparent)]
     Fetch(#[from] super::fetch::FetchError),
+    #[error("a report's weight is 1 to 10, not {weight}: report again with --weight 1 to 10")]
+    ReportWeight { weight: u8 },
+    #[error("a report needs a reason of 1 to 200 characters: say what the address did")]
+    ReportReason,
+    #[error("{reason}")]
+    BadAutoPolicy { reason: &'static str },
     #[error(
         "{} lines are refused by the guardrails, e.g. {}; nothing was staged (pass --force to let them in, or --skip-guarded to leave them out)",
         lines.len(),

@@ -19,6 +19,7 @@ mod ifaces;
 mod import;
 mod man;
 mod probe;
+mod reports;
 #[cfg(test)]
 pub mod testing;
 #[cfg(test)]

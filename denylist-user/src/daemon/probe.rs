@@ -148,6 +148,11 @@ impl HostProbe {
         self.read(None, None)
     }
 
+    /// The context for a report's address.
+    pub fn for_report(&self, ip: IpAddr) -> Result<GuardContext, CoreError> {
+        self.read(None, Some(&[Target::host(ip)]))
+    }
+
     /// If this host's addresses or its live sessions cannot be read, the
     /// checks fail closed: the request is refused until forced.
     fn read(

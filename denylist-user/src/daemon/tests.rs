@@ -10,12 +10,12 @@ use super::{
 use crate::{
     dataplane::fake::FakeFilter,
     model::{
-        AuditEvent, Entry, FeedSettings, FeedState, List, Millis, Page, Revision, Stored, Target,
-        Verdict,
+        AuditEvent, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page, Report,
+        Revision, Stored, Target, Verdict,
     },
     store::{
-        Audit, DeployRecord, FeedRecord, HitTotal, Only, Op, Pending, Plan, Pruned, Snapshots,
-        SqliteStore, Stage, Store, StoreError, WrittenDeploy,
+        Audit, DeployRecord, FeedRecord, HitTotal, Only, Op, Pending, Plan, Pruned, ReportTally,
+        Snapshots, SqliteStore, Stage, Store, StoreError, WrittenDeploy,
     },
     wire::{
         AddRequest, AttachRequest, DetachRequest, ImportParams, ModeRequest, RemoveRequest,
@@ -513,6 +513,26 @@ impl Store for FailingCommits {
     }
     fn remove_feed(&mut self, name: &str, user: &str, now: Millis) -> Result<u64, StoreError> {
         self.inner.remove_feed(name, user, now)
+    }
+    fn report(&mut self, report: &Report, since: Millis) -> Result<ReportTally, StoreError> {
+        self.inner.report(report, since)
+    }
+    fn reports(&self, reporter: Option<&str>, limit: usize) -> Result<Vec<Report>, StoreError> {
+        self.inner.reports(reporter, limit)
+    }
+    fn offence(&mut self, ip: std::net::IpAddr, now: Millis) -> Result<u32, StoreError> {
+        self.inner.offence(ip, now)
+    }
+    fn auto_policy(&self) -> Result<AutoPolicy, StoreError> {
+        self.inner.auto_policy()
+    }
+    fn set_auto_policy(
+        &mut self,
+        policy: &AutoPolicy,
+        user: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        self.inner.set_auto_policy(policy, user, now)
     }
     fn expired(&self, now: Millis) -> Result<Vec<Stored>, StoreError> {
         self.inner.expired(now)

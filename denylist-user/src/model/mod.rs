@@ -3,6 +3,7 @@
 //! `denylist-common` (the kernel's bound on fallback depth).
 
 mod attach;
+mod auto;
 mod entry;
 mod feed;
 mod format;
@@ -12,6 +13,9 @@ mod target;
 mod verdict;
 
 pub use attach::{AttachMode, AttachedMode};
+pub use auto::{
+    AUTO_ACTOR, AUTO_REPORTS, AutoPolicy, MAX_REPORT_WEIGHT, REOFFENCE_WINDOW_MS, Report,
+};
 pub use entry::{
     DurationError, Entry, Millis, Stored, Ttl, from_ms, now_ms, parse_duration, rfc3339, time_ms,
     to_ms,

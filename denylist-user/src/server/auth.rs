@@ -14,6 +14,8 @@ use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
 pub enum Role {
     /// May not even read.
     None,
+    /// May only report abusive addresses, and read its own reports.
+    Reporter,
     /// May read.
     Viewer,
     /// May read and change.
@@ -26,8 +28,19 @@ pub struct Peer {
     pub uid: u32,
     pub pid: Option<i32>,
     pub role: Role,
+    /// A member of the reporter group, whatever its role: viewers may not
+    /// report unless they are also reporters.
+    pub reporter: bool,
     /// For the audit log: `alice`, or `alice (as root)` under sudo.
     pub user: String,
+}
+
+/// The groups that give roles.
+#[derive(Debug, Clone)]
+pub struct Groups {
+    pub admin: String,
+    pub viewer: String,
+    pub reporter: String,
 }
 
 /// The user name of `uid`, or the number when it has none.
@@ -70,22 +83,27 @@ fn login_uid(pid: i32) -> Option<u32> {
     (uid != u32::MAX).then_some(uid)
 }
 
-/// Authorizes a peer: uid 0 and members of `admin_group` are admins,
-/// members of `viewer_group` viewers, anyone else nothing.
-pub fn authorize(uid: u32, pid: Option<i32>, admin_group: &str, viewer_group: &str) -> Peer {
+/// Authorizes a peer: uid 0 and members of the admin group are admins,
+/// members of the viewer group viewers, members of the reporter group
+/// reporters, anyone else nothing.
+pub fn authorize(uid: u32, pid: Option<i32>, g: &Groups) -> Peer {
     let (name, gid) = passwd(uid).unwrap_or_else(|| (uid.to_string(), u32::MAX));
-    let role = if uid == 0 {
-        Role::Admin
+    let (role, reporter) = if uid == 0 {
+        (Role::Admin, false)
     } else {
         let mine = groups(&name, gid);
         let member = |g: &str| group_id(g).is_some_and(|g| mine.contains(&g));
-        if member(admin_group) {
+        let reporter = member(&g.reporter);
+        let role = if member(&g.admin) {
             Role::Admin
-        } else if member(viewer_group) {
+        } else if member(&g.viewer) {
             Role::Viewer
+        } else if reporter {
+            Role::Reporter
         } else {
             Role::None
-        }
+        };
+        (role, reporter)
     };
     let user = match pid.and_then(login_uid) {
         Some(login) if login != uid => format!("{} (as {name})", user_name(login)),
@@ -95,6 +113,7 @@ pub fn authorize(uid: u32, pid: Option<i32>, admin_group: &str, viewer_group: &s
         uid,
         pid,
         role,
+        reporter,
         user,
     }
 }
@@ -103,16 +122,24 @@ pub fn authorize(uid: u32, pid: Option<i32>, admin_group: &str, viewer_group: &s
 mod tests {
     use super::*;
 
+    fn groups() -> Groups {
+        Groups {
+            admin: "denylist-admin".into(),
+            viewer: "denylist".into(),
+            reporter: "denylist-reporter".into(),
+        }
+    }
+
     #[test]
     fn root_is_admin_and_named() {
-        let p = authorize(0, None, "denylist-admin", "denylist");
+        let p = authorize(0, None, &groups());
         assert_eq!(p.role, Role::Admin);
         assert_eq!(p.user, "root");
     }
 
     #[test]
     fn unknown_users_get_nothing() {
-        let p = authorize(4_000_000, None, "denylist-admin", "denylist");
+        let p = authorize(4_000_000, None, &groups());
         assert_eq!(p.role, Role::None);
         assert_eq!(p.user, "4000000");
     }
@@ -123,7 +150,7 @@ mod tests {
         let me = std::process::id() as i32;
         // SAFETY: getuid cannot fail.
         let uid = unsafe { libc::getuid() };
-        let p = authorize(uid, Some(me), "denylist-admin", "denylist");
+        let p = authorize(uid, Some(me), &groups());
         match login_uid(me) {
             Some(login) if login != uid => assert!(p.user.contains(" (as "), "{}", p.user),
             _ => assert_eq!(p.user, user_name(uid)),

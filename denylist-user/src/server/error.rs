@@ -32,7 +32,10 @@ impl From<CoreError> for ApiError {
             | E::FeedMaxChange
             | E::FeedMaxWidth
             | E::FeedHeaderFile { .. }
-            | E::Fetch(_) => Class::Invalid,
+            | E::Fetch(_)
+            | E::ReportWeight { .. }
+            | E::ReportReason
+            | E::BadAutoPolicy { .. } => Class::Invalid,
             E::FeedNotHeld { .. } => Class::Conflict,
             E::Refused { .. } | E::GuardUnavailable { .. } | E::GuardedLines { .. } => {
                 Class::Guarded

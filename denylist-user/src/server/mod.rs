@@ -23,6 +23,8 @@ pub mod logging;
 mod metrics;
 mod notify;
 mod openapi;
+mod ratelimit;
+mod report_routes;
 mod routes;
 
 mod stream;

@@ -56,6 +56,7 @@ fn meaning(class: Class) -> &'static str {
         Class::Forbidden => "class `forbidden`: the peer's role does not allow the route",
         Class::NotFound => "class `not_found`: no such entry, revision or interface",
         Class::Conflict => "class `conflict`: the change would overwrite pending changes",
+        Class::RateLimited => "class `rate_limited`: the peer sent too many reports; wait a second",
     }
 }
 
@@ -138,6 +139,8 @@ errors! {
     Staging: Invalid, Forbidden, NotFound, TooLarge, Guarded, Failure;
     /// The feed routes: a feed may be missing, or exist already.
     Feeds: Invalid, Forbidden, NotFound, Conflict, TooLarge, Failure;
+    /// `POST /v1/reports`, limited per peer.
+    Reporting: Invalid, Forbidden, RateLimited, TooLarge, Failure;
     /// `POST /v1/rollback`, which may overwrite pending changes.
     RollingBack: Invalid, Forbidden, NotFound, Conflict, TooLarge, Failure;
 }

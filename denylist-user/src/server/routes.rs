@@ -20,11 +20,13 @@ use tokio::net::UnixListener;
 use utoipa_axum::{router::OpenApiRouter, router::UtoipaMethodRouterExt as _, routes};
 
 use super::{
-    auth::{self, Peer, Role},
+    auth::{self, Groups, Peer, Role},
     decode::{QueryResult, body, deploy_body, query},
     feed_routes,
     feeds::FeedRunner,
     openapi::{self, Changing, Plain, Querying, RollingBack, Staging},
+    ratelimit::RateLimit,
+    report_routes,
     stream::{Listing, stream_entries},
 };
 use crate::{
@@ -63,30 +65,32 @@ impl Connected<IncomingStream<'_, UnixListener>> for PeerCred {
 #[derive(Clone)]
 pub struct AppState {
     pub core: Arc<Mutex<Core>>,
-    admin_group: String,
-    viewer_group: String,
+    groups: Groups,
     snapshots: Arc<dyn Snapshots>,
     pub(super) host: HostProbe,
     pub(super) feeds: FeedRunner,
+    /// Reports allowed per peer, so that one application cannot flood the
+    /// store or the audit log.
+    pub(super) reports: RateLimit,
 }
 
 impl AppState {
     pub fn new(core: Arc<Mutex<Core>>) -> Self {
-        let (admin_group, viewer_group, snapshots, host) = {
+        let (groups, snapshots, host) = {
             let c = core.lock().expect("core lock");
             let config = c.config();
-            (
-                config.admin_group.clone(),
-                config.viewer_group.clone(),
-                c.snapshots(),
-                c.host_probe(),
-            )
+            let groups = Groups {
+                admin: config.admin_group.clone(),
+                viewer: config.viewer_group.clone(),
+                reporter: config.reporter_group.clone(),
+            };
+            (groups, c.snapshots(), c.host_probe())
         };
         Self {
             feeds: FeedRunner::new(core.clone()),
             core,
-            admin_group,
-            viewer_group,
+            groups,
+            reports: RateLimit::default(),
             snapshots,
             host,
         }
@@ -100,18 +104,20 @@ impl AppState {
                 "cannot read the peer's credentials",
             ));
         };
-        let peer = auth::authorize(uid, cred.pid, &self.admin_group, &self.viewer_group);
-        if peer.role >= need {
+        let peer = auth::authorize(uid, cred.pid, &self.groups);
+        // Reporting is for reporters and admins: a viewer reads, nothing
+        // more, unless it is a reporter too.
+        let allowed = match need {
+            Role::Reporter => peer.role == Role::Admin || peer.reporter,
+            _ => peer.role >= need,
+        };
+        if allowed {
             return Ok(peer);
         }
-        let group = match need {
-            Role::Admin => &self.admin_group,
-            _ => &self.viewer_group,
-        };
-        let what = if need == Role::Admin {
-            "change the denylist"
-        } else {
-            "read the denylist"
+        let (group, what) = match need {
+            Role::Admin => (&self.groups.admin, "change the denylist"),
+            Role::Reporter => (&self.groups.reporter, "report addresses"),
+            _ => (&self.groups.viewer, "read the denylist"),
         };
         Err(ApiError::new(
             Class::Forbidden,
@@ -591,7 +597,9 @@ async fn gate(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let need = if req.method() == axum::http::Method::GET {
+    let need = if req.uri().path().starts_with("/v1/reports") {
+        Role::Reporter
+    } else if req.method() == axum::http::Method::GET {
         Role::Viewer
     } else {
         Role::Admin
@@ -628,6 +636,8 @@ pub(super) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(feed_routes::feed_remove))
         .routes(routes!(feed_routes::feed_refresh))
         .routes(routes!(feed_routes::feed_approve))
+        .routes(routes!(report_routes::report_list, report_routes::report))
+        .routes(routes!(report_routes::auto_get, report_routes::auto_set))
         .routes(routes!(openapi::spec))
 }
 

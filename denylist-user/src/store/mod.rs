@@ -17,9 +17,21 @@ pub use change::{Audit, HitTotal, Only, Op, Pending, Plan, Pruned, Stage};
 pub use error::StoreError;
 pub use sqlite::{DB_FILE, SqliteStore};
 
+use std::net::IpAddr;
+
 use crate::model::{
-    AuditEvent, Entry, FeedSettings, FeedState, List, Millis, Page, Revision, Stored, Target,
+    AuditEvent, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page, Report, Revision,
+    Stored, Target,
 };
+
+/// What a report adds up to: its audit event, and the address's report
+/// weight and latest distinct reasons within the window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportTally {
+    pub seq: u64,
+    pub weight: u64,
+    pub reasons: Vec<String>,
+}
 
 /// One feed subscription as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +223,28 @@ pub trait Store: Send {
 
     /// Ends a subscription, audited; its listings are the caller's to remove.
     fn remove_feed(&mut self, name: &str, user: &str, now: Millis) -> Result<u64, StoreError>;
+
+    /// Records a report, audited (`report`, by its reporter), and tallies
+    /// the address's reports since `since`.
+    fn report(&mut self, report: &Report, since: Millis) -> Result<ReportTally, StoreError>;
+
+    /// The latest `limit` reports, oldest first; only `reporter`'s, when
+    /// given.
+    fn reports(&self, reporter: Option<&str>, limit: usize) -> Result<Vec<Report>, StoreError>;
+
+    /// Counts an automatic listing of `ip`: 1 for the first, one more for
+    /// each within 30 days of the last.
+    fn offence(&mut self, ip: IpAddr, now: Millis) -> Result<u32, StoreError>;
+
+    fn auto_policy(&self) -> Result<AutoPolicy, StoreError>;
+
+    /// Sets the automatic blocking policy, audited (`auto set`).
+    fn set_auto_policy(
+        &mut self,
+        policy: &AutoPolicy,
+        user: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError>;
 
     /// A consistent copy of the whole store in the new file `dest`.
     fn backup(&self, dest: &Path) -> Result<(), StoreError>;

@@ -8,6 +8,7 @@
 //! | permission denied | 4 | 403 |
 //! | not found | 5 | 404 |
 //! | conflict | 6 | 409 |
+//! | rate limited | 7 | 429 |
 
 use serde::{Deserialize, Serialize};
 
@@ -23,11 +24,12 @@ pub enum Class {
     Forbidden,
     NotFound,
     Conflict,
+    RateLimited,
 }
 
 impl Class {
     /// Every class, for tables and the tests that check them.
-    pub const ALL: [Class; 8] = [
+    pub const ALL: [Class; 9] = [
         Class::Failure,
         Class::Unavailable,
         Class::Invalid,
@@ -36,6 +38,7 @@ impl Class {
         Class::Forbidden,
         Class::NotFound,
         Class::Conflict,
+        Class::RateLimited,
     ];
 
     pub fn http_status(self) -> u16 {
@@ -48,6 +51,7 @@ impl Class {
             Class::Forbidden => 403,
             Class::NotFound => 404,
             Class::Conflict => 409,
+            Class::RateLimited => 429,
         }
     }
 
@@ -59,6 +63,7 @@ impl Class {
             Class::Forbidden => 4,
             Class::NotFound => 5,
             Class::Conflict => 6,
+            Class::RateLimited => 7,
         }
     }
 
@@ -70,6 +75,7 @@ impl Class {
             403 => Class::Forbidden,
             404 => Class::NotFound,
             409 => Class::Conflict,
+            429 => Class::RateLimited,
             503 => Class::Unavailable,
             _ => Class::Failure,
         }

@@ -1,11 +1,13 @@
 //! Human output: aligned tables that stream (`table`), the wording the
 //! replies share (`format`) and the form of each reply (`replies`).
 
+mod auto;
 mod feeds;
 mod format;
 mod replies;
 mod table;
 
+pub(super) use auto::{auto, reports};
 pub(super) use feeds::feeds;
 pub(super) use format::plural;
 pub(super) use replies::{

@@ -128,6 +128,9 @@ pub(super) fn prune(
     let tx = conn.transaction()?;
     let current = meta(&tx, "revision")?;
     let audit_events = tx.execute("DELETE FROM audit WHERE at < ?1", [cutoff])? as u64;
+    // Reports go with their audit events: older ones fall outside any
+    // window, and the retention is what the admin set for the record.
+    tx.execute("DELETE FROM reports WHERE at < ?1", [cutoff])?;
     let revisions = tx.execute(
         "DELETE FROM revisions WHERE deployed_at < ?1 AND rev < ?2",
         params![cutoff, current],

@@ -9,6 +9,7 @@ mod deploy;
 mod draft;
 mod feeds;
 mod open;
+mod reports;
 mod rows;
 mod scan;
 mod schema;
@@ -17,6 +18,7 @@ mod tests;
 
 use std::{
     collections::HashMap,
+    net::IpAddr,
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -26,11 +28,12 @@ use rusqlite::Connection;
 pub(crate) use schema::SCHEMA_VERSION;
 
 use super::{
-    Audit, DeployRecord, FeedRecord, HitTotal, Only, Op, Pending, Plan, Pruned, Snapshots, Stage,
-    Store, StoreError, WrittenDeploy,
+    Audit, DeployRecord, FeedRecord, HitTotal, Only, Op, Pending, Plan, Pruned, ReportTally,
+    Snapshots, Stage, Store, StoreError, WrittenDeploy,
 };
 use crate::model::{
-    AuditEvent, Entry, FeedSettings, FeedState, List, Millis, Page, Revision, Stored, Target,
+    AuditEvent, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page, Report, Revision,
+    Stored, Target,
 };
 
 /// The database's file name in the state directory.
@@ -225,6 +228,31 @@ impl Store for SqliteStore {
 
     fn remove_feed(&mut self, name: &str, user: &str, now: Millis) -> Result<u64, StoreError> {
         feeds::remove_feed(&mut self.conn, name, user, now)
+    }
+
+    fn report(&mut self, report: &Report, since: Millis) -> Result<ReportTally, StoreError> {
+        reports::report(&mut self.conn, report, since)
+    }
+
+    fn reports(&self, reporter: Option<&str>, limit: usize) -> Result<Vec<Report>, StoreError> {
+        reports::reports(&self.conn, reporter, limit)
+    }
+
+    fn offence(&mut self, ip: IpAddr, now: Millis) -> Result<u32, StoreError> {
+        reports::offence(&mut self.conn, ip, now)
+    }
+
+    fn auto_policy(&self) -> Result<AutoPolicy, StoreError> {
+        reports::auto_policy(&self.conn)
+    }
+
+    fn set_auto_policy(
+        &mut self,
+        policy: &AutoPolicy,
+        user: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        reports::set_auto_policy(&mut self.conn, policy, user, now)
     }
 
     fn backup(&self, dest: &Path) -> Result<(), StoreError> {

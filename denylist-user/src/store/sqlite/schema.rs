@@ -54,8 +54,16 @@ const PENDING_TABLE: &str = "CREATE TABLE pending(
 // A feed's settings and state are JSON: they are read and written whole,
 // a few at a time, and grow fields as feeds do. `held` is the list a
 // failed check kept back, until approved or superseded.
+// Reports are kept for the audit and their windows; offences count an
+// address's automatic listings for the TTL's escalation.
 const FEEDS_TABLE: &str = "CREATE TABLE feeds(
-  name TEXT PRIMARY KEY, settings TEXT NOT NULL, state TEXT NOT NULL, held TEXT) WITHOUT ROWID;";
+  name TEXT PRIMARY KEY, settings TEXT NOT NULL, state TEXT NOT NULL, held TEXT) WITHOUT ROWID;
+CREATE TABLE reports(
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, ip TEXT NOT NULL,
+  reason TEXT NOT NULL, weight INTEGER NOT NULL, reporter TEXT NOT NULL);
+CREATE INDEX reports_ip ON reports(ip, at);
+CREATE TABLE offences(ip TEXT PRIMARY KEY, count INTEGER NOT NULL, last_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE settings(key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;";
 const V5_ENTRIES: &str = ", listings TEXT, next_expiry INTEGER";
 const V5_PENDING: &str = ", listings TEXT";
 
@@ -86,7 +94,7 @@ pub(super) fn schema() -> String {
 /// index; 3 a sort key, so listings stream in address order; 4 keys entries
 /// and pending by that sort key and links each entry to its open version;
 /// 5 gives entries several listings, indexes when the first expires, and
-/// keeps feed subscriptions.
+/// keeps feed subscriptions, reports and the automatic blocking policy.
 pub(super) fn upgrade(conn: &mut Connection) -> Result<(), StoreError> {
     if meta(conn, "schema")? < 2 {
         conn.execute_batch(
