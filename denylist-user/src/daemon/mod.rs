@@ -7,6 +7,8 @@
 //! [`Filter`], so its logic is tested without root against an in-memory
 //! filter.
 
+#[cfg(test)]
+mod auto_tests;
 mod config;
 mod deploy;
 mod edit;

@@ -8,7 +8,10 @@ use std::{
 
 use axum::{Router, http::header, response::IntoResponse, routing::get};
 
-use crate::daemon::Core;
+use crate::{
+    daemon::Core,
+    model::{FeedInfo, FeedStatus},
+};
 
 /// How many entries get their own per-entry series.
 const TOP_ENTRIES: usize = 20;
@@ -214,6 +217,9 @@ pub fn render(core: &mut Core) -> String {
         "counter",
         &[(String::new(), ops.verify_repairs)],
     );
+    if let Ok(feeds) = core.feeds() {
+        feed_series(&mut out, &feeds);
+    }
     if let Ok(top) = core.stats(Some(TOP_ENTRIES), None) {
         let rows: Vec<(String, u64)> = top
             .iter()
@@ -234,6 +240,52 @@ pub fn render(core: &mut Core) -> String {
         );
     }
     out
+}
+
+/// One series of each kind per feed, labelled `feed`.
+fn feed_series(out: &mut String, feeds: &[FeedInfo]) {
+    let rows = |f: &dyn Fn(&FeedInfo) -> f64| -> Vec<(String, f64)> {
+        feeds
+            .iter()
+            .map(|feed| (format!("{{feed=\"{}\"}}", label(&feed.name)), f(feed)))
+            .collect()
+    };
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    series(
+        out,
+        "denylist_feed_entries",
+        "Entries the feed's last good list gave it.",
+        "gauge",
+        &rows(&|f| f.entries as f64),
+    );
+    series(
+        out,
+        "denylist_feed_last_success_timestamp_seconds",
+        "When the feed last refreshed successfully, in Unix time; 0 before the first.",
+        "gauge",
+        &rows(&|f| f.last_success.unwrap_or(0) as f64 / 1000.0),
+    );
+    series(
+        out,
+        "denylist_feed_failures_total",
+        "Failed attempts to refresh the feed.",
+        "counter",
+        &rows(&|f| f.failures_total as f64),
+    );
+    series(
+        out,
+        "denylist_feed_held",
+        "1 while the feed's last fetch is held back for an admin to approve.",
+        "gauge",
+        &rows(&|f| flag(f.state == FeedStatus::Held)),
+    );
+    series(
+        out,
+        "denylist_feed_stale",
+        "1 while the feed has not refreshed successfully for its --stale-after.",
+        "gauge",
+        &rows(&|f| flag(f.state == FeedStatus::Stale)),
+    );
 }
 
 #[cfg(test)]

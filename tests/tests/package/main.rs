@@ -21,7 +21,7 @@ use unit::{Service, UNIT, Unit};
 
 const CONFIG: &str = "/etc/denylist/denylistd.toml";
 const PINS: &str = "/sys/fs/bpf/denylist";
-const GROUPS: [&str; 2] = ["denylist-admin", "denylist"];
+const GROUPS: [&str; 3] = ["denylist-admin", "denylist", "denylist-reporter"];
 /// Present while this test may have the package installed: in /run, so a
 /// reboot, which ends any run, clears it.
 const MARK: &str = "/run/denylist-package-test";
