@@ -18,7 +18,7 @@ use super::command;
 
 /// What `denylist` exits with: the classes of `wire::Class::exit_code`,
 /// and 2 for clap's usage errors too.
-const EXIT_STATUS: [(&str, &str); 7] = [
+const EXIT_STATUS: [(&str, &str); 8] = [
     ("0", "success"),
     (
         "1",
@@ -30,7 +30,7 @@ const EXIT_STATUS: [(&str, &str); 7] = [
     ),
     (
         "3",
-        "refused by a guardrail (too wide, private or reserved space, this host, a live SSH peer); --force passes",
+        "refused by a guardrail (too wide, private or reserved space, this host, a live SSH peer), --force passes; for feed add and feed refresh, the feed's list is held",
     ),
     (
         "4",
@@ -39,7 +39,11 @@ const EXIT_STATUS: [(&str, &str); 7] = [
     ("5", "not found: no such entry, revision or interface"),
     (
         "6",
-        "conflict: e.g. pending changes that a rollback would overwrite",
+        "conflict: e.g. pending changes that a rollback would overwrite, or a feed name in use",
+    ),
+    (
+        "7",
+        "rate limited: too many reports from this user; wait a second and report again",
     ),
 ];
 
@@ -137,7 +141,7 @@ mod tests {
             .iter()
             .map(|(c, _)| c.parse().unwrap())
             .collect();
-        assert_eq!(codes, (0..=6).collect::<Vec<_>>());
+        assert_eq!(codes, (0..=7).collect::<Vec<_>>());
     }
 
     #[test]

@@ -23,11 +23,12 @@ use crate::wire::{ApiError, Class, DeployRequest};
 
 /// The classes the daemon answers with; `unavailable` is the CLI's own,
 /// for a socket it cannot reach.
-const ANSWERED: [Class; 7] = [
+const ANSWERED: [Class; 8] = [
     Class::Invalid,
     Class::Forbidden,
     Class::NotFound,
     Class::Conflict,
+    Class::RateLimited,
     Class::TooLarge,
     Class::Guarded,
     Class::Failure,
@@ -332,8 +333,11 @@ mod tests {
         );
         for (method, path) in &listed {
             let op = &doc["paths"][path][method.as_str().to_lowercase()];
-            // The gate lets viewers read and admins change: GET is a read.
-            let role = if method == Method::GET {
+            // The gate lets reporters report, viewers read and admins
+            // change: GET is a read.
+            let role = if path.starts_with("/v1/reports") {
+                "reporter"
+            } else if method == Method::GET {
                 "viewer"
             } else {
                 "admin"
