@@ -16,7 +16,7 @@ use denylist_tests::{
 use serde_json::Value;
 
 /// The fields of an entry in `list --json`, `export` and the diff.
-pub(crate) const ENTRY_KEYS: [&str; 9] = [
+pub(crate) const ENTRY_KEYS: [&str; 11] = [
     "target",
     "list",
     "reason",
@@ -26,6 +26,8 @@ pub(crate) const ENTRY_KEYS: [&str; 9] = [
     "source",
     "added_by",
     "added_at",
+    "sources",
+    "listings",
 ];
 
 /// One run of the CLI.

@@ -187,10 +187,14 @@ fn staging_diff_deploy_discard_list_check_and_modes() {
 
     // check: drop, monitor, pass, and protected by an allow entry.
     let c = env.json(&["check", "198.51.100.7", "--json"]);
-    assert_keys(&c, &["ip", "verdict", "entry", "allowed_by"], "check");
+    assert_keys(
+        &c,
+        &["ip", "verdict", "entry", "allowed_by", "sources"],
+        "check",
+    );
     assert_eq!(
         c,
-        serde_json::json!({"ip": "198.51.100.7", "verdict": "drop", "entry": "198.51.100.7", "allowed_by": null})
+        serde_json::json!({"ip": "198.51.100.7", "verdict": "drop", "entry": "198.51.100.7", "allowed_by": null, "sources": ["manual"]})
     );
     let c = env.json(&["check", "198.51.100.8", "--json"]);
     assert_eq!(c["verdict"], "monitor", "{c}");
@@ -198,7 +202,7 @@ fn staging_diff_deploy_discard_list_check_and_modes() {
     let c = env.json(&["check", "203.0.113.250", "--json"]);
     assert_eq!(
         c,
-        serde_json::json!({"ip": "203.0.113.250", "verdict": "pass", "entry": null, "allowed_by": null})
+        serde_json::json!({"ip": "203.0.113.250", "verdict": "pass", "entry": null, "allowed_by": null, "sources": []})
     );
     let r = env.ok(&["check", "198.51.100.7"]);
     assert!(
@@ -269,7 +273,7 @@ fn staging_diff_deploy_discard_list_check_and_modes() {
     let c = env.json(&["check", "198.51.100.65", "--json"]);
     assert_eq!(
         c,
-        serde_json::json!({"ip": "198.51.100.65", "verdict": "pass", "entry": null, "allowed_by": "198.51.100.64/26"})
+        serde_json::json!({"ip": "198.51.100.65", "verdict": "pass", "entry": null, "allowed_by": "198.51.100.64/26", "sources": ["manual"]})
     );
     let r = env.ok(&["check", "198.51.100.65"]);
     assert!(

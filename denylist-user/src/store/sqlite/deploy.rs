@@ -118,10 +118,26 @@ fn shipped(
         (Some(b), Some(a)) => b.same_settings(a) && !needs_deploy(a),
         _ => false,
     };
-    // The draft, against what is deployed once this ships.
+    // What stays staged: the draft's other listings, where they differ
+    // from the deployed ones (the shipped ones now equal the draft's).
+    let others = |e: Option<&Entry>| -> Vec<Listing> {
+        e.iter()
+            .flat_map(|e| &e.listings)
+            .filter(|l| !sources.matches(&l.source))
+            .cloned()
+            .collect()
+    };
+    let (drafted, deployed) = (others(p.after.as_ref()), others(live.as_ref()));
+    let settled = drafted.len() == deployed.len()
+        && drafted.iter().all(|l| {
+            !(l.ttl.is_some() && matches!(l.expires_at, None | Some(REFRESH)))
+                && deployed
+                    .iter()
+                    .any(|d| d.source == l.source && d.same_settings(l))
+        });
     let rest = match (&after, &p.after) {
+        _ if settled => None,
         (None, None) => None,
-        (Some(a), Some(d)) if a.same_settings(d) && !needs_deploy(d) => None,
         (Some(a), None) => Some((Op::Remove, a.clone())),
         (None, Some(d)) => Some((Op::Add, d.clone())),
         (Some(_), Some(d)) => Some((Op::Change, d.clone())),
