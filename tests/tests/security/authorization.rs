@@ -19,13 +19,16 @@ use crate::common::{
 enum Needs {
     Admin,
     Viewer,
+    /// Reporters and admins, not viewers.
+    Reporter,
     /// Runs locally and never reaches the daemon.
     Nothing,
 }
 
 /// One row of the matrix: the command (as `denylist` spells it), who may
-/// run it, its arguments (`{import}`, `{backup}` and `{iface}` are filled
-/// in), and what root runs first so that an allowed run can succeed.
+/// run it, its arguments (`{import}`, `{backup}`, `{iface}`, `{feed}` and
+/// `{held}` are filled in), and what root runs first so that an allowed run
+/// can succeed.
 struct Case {
     command: &'static str,
     needs: Needs,
@@ -131,6 +134,48 @@ const CASES: &[Case] = &[
     ),
     case("verify", Needs::Admin, &["verify"], &[]),
     case("backup", Needs::Admin, &["backup", "{backup}"], &[]),
+    case(
+        "report",
+        Needs::Reporter,
+        &["report", "198.51.100.50", "--reason", "matrix"],
+        &[],
+    ),
+    case("reports", Needs::Reporter, &["reports"], &[]),
+    case(
+        "auto set",
+        Needs::Admin,
+        &["auto", "set", "--reports", "0"],
+        &[],
+    ),
+    case(
+        "feed add",
+        Needs::Admin,
+        &["feed", "add", "mfeed", "{feed}"],
+        &[&["feed", "remove", "mfeed"]],
+    ),
+    case("feed list", Needs::Viewer, &["feed", "list"], &[]),
+    case(
+        "feed refresh",
+        Needs::Admin,
+        &["feed", "refresh", "mfeed"],
+        &[&["feed", "add", "mfeed", "{feed}"]],
+    ),
+    // The HTML page holds the list back again on each refresh.
+    case(
+        "feed approve",
+        Needs::Admin,
+        &["feed", "approve", "mheld"],
+        &[
+            &["feed", "add", "mheld", "{held}"],
+            &["feed", "refresh", "mheld"],
+        ],
+    ),
+    case(
+        "feed remove",
+        Needs::Admin,
+        &["feed", "remove", "mgone"],
+        &[&["feed", "add", "mgone", "{feed}"]],
+    ),
     case("completions", Needs::Nothing, &["completions", "bash"], &[]),
     case("man", Needs::Nothing, &["man"], &[]),
 ];
@@ -163,15 +208,21 @@ fn every_cli_command_is_authorized_by_group_and_a_group_change_counts_at_once() 
     let users = Users::new();
     let ns = iface_netns("secm");
     let home = open_home("secm");
-    let _d = Daemon::start(&home, Some(&ns), &users.daemon_args());
-    let sock = home.socket();
-    let c = home.client();
-    // Files any user may read (the import) and create (the backups).
+    // Files any user may read (the import, which is also a feed) and create
+    // (the backups).
     let files = TempDir::new("secmf");
     chmod(files.path(), 0o1777);
     let import = files.path().join("feed.txt");
     fs::write(&import, "198.51.100.40\n198.51.100.41\n").unwrap();
     chmod(&import, 0o644);
+    let held = files.path().join("held.txt");
+    fs::write(&held, "<html><body>down for maintenance</body></html>\n").unwrap();
+    let feed_dir = files.path().display().to_string();
+    let mut args = users.daemon_args().to_vec();
+    args.extend(["--feed-dir", &feed_dir]);
+    let _d = Daemon::start(&home, Some(&ns), &args);
+    let sock = home.socket();
+    let c = home.client();
     let r = cli(None, None, &sock, &["add", A, "--deploy"]);
     assert_eq!(r.code, 0, "revision 1, for rollback: {}", r.stderr);
 
@@ -205,11 +256,14 @@ fn every_cli_command_is_authorized_by_group_and_a_group_change_counts_at_once() 
                 "{import}" => import.display().to_string(),
                 "{backup}" => backup.display().to_string(),
                 "{iface}" => IFACE.to_string(),
+                "{feed}" => format!("file://{}", import.display()),
+                "{held}" => format!("file://{}", held.display()),
                 other => other.to_string(),
             };
             let allowed = match case.needs {
                 Needs::Nothing => true,
-                Needs::Viewer => who != Who::Nobody,
+                Needs::Viewer => matches!(who, Who::Viewer | Who::Admin | Who::Root),
+                Needs::Reporter => matches!(who, Who::Reporter | Who::Admin | Who::Root),
                 Needs::Admin => matches!(who, Who::Admin | Who::Root),
             };
             // A step may find its work done (detaching a detached
@@ -233,6 +287,7 @@ fn every_cli_command_is_authorized_by_group_and_a_group_change_counts_at_once() 
             }
             let group = match case.needs {
                 Needs::Admin => &users.admin_group,
+                Needs::Reporter => &users.reporter_group,
                 _ => &users.viewer_group,
             };
             assert_eq!(r.code, FORBIDDEN, "{what}: {}", r.stderr);

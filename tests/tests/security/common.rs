@@ -108,12 +108,14 @@ impl Drop for Accounts {
     }
 }
 
-/// The four kinds of caller, with the groups the daemon is told about.
+/// The five kinds of caller, with the groups the daemon is told about.
 pub(crate) struct Users {
     pub(crate) admin_group: String,
     pub(crate) viewer_group: String,
+    pub(crate) reporter_group: String,
     pub(crate) admin: String,
     pub(crate) viewer: String,
+    pub(crate) reporter: String,
     pub(crate) nobody: String,
     pub(crate) _accounts: Accounts,
 }
@@ -123,25 +125,31 @@ impl Users {
         let mut acc = Accounts::new();
         let admin_group = acc.group("a");
         let viewer_group = acc.group("v");
+        let reporter_group = acc.group("r");
         let admin = acc.user("a", &[&admin_group]);
         let viewer = acc.user("v", &[&viewer_group]);
+        let reporter = acc.user("r", &[&reporter_group]);
         let nobody = acc.user("n", &[]);
         Self {
             admin_group,
             viewer_group,
+            reporter_group,
             admin,
             viewer,
+            reporter,
             nobody,
             _accounts: acc,
         }
     }
 
-    pub(crate) fn daemon_args(&self) -> [&str; 4] {
+    pub(crate) fn daemon_args(&self) -> [&str; 6] {
         [
             "--admin-group",
             &self.admin_group,
             "--viewer-group",
             &self.viewer_group,
+            "--reporter-group",
+            &self.reporter_group,
         ]
     }
 
@@ -150,6 +158,7 @@ impl Users {
             Who::Root => None,
             Who::Admin => Some(&self.admin),
             Who::Viewer => Some(&self.viewer),
+            Who::Reporter => Some(&self.reporter),
             Who::Nobody => Some(&self.nobody),
         }
     }
@@ -160,10 +169,18 @@ pub(crate) enum Who {
     Root,
     Admin,
     Viewer,
+    /// May only report.
+    Reporter,
     Nobody,
 }
 
-pub(crate) const EVERYONE: [Who; 4] = [Who::Nobody, Who::Viewer, Who::Admin, Who::Root];
+pub(crate) const EVERYONE: [Who; 5] = [
+    Who::Nobody,
+    Who::Reporter,
+    Who::Viewer,
+    Who::Admin,
+    Who::Root,
+];
 
 /// One run of the CLI.
 pub(crate) struct Run {
