@@ -8,6 +8,7 @@
 
 mod common;
 mod errors;
+mod fail2ban;
 mod guardrails;
 mod history;
 mod import;
