@@ -89,6 +89,7 @@ impl From<CoreError> for ApiError {
 fn store_class(e: &StoreError) -> Class {
     match e {
         StoreError::NotFound { .. }
+        | StoreError::NoListing { .. }
         | StoreError::NotPending { .. }
         | StoreError::NoRevision { .. }
         | StoreError::NoFeed { .. } => Class::NotFound,

@@ -34,6 +34,17 @@ pub enum StoreError {
     },
     #[error("{target} is not on the {} list: nothing was staged", list.as_str())]
     NotFound { target: Target, list: List },
+    #[error(
+        "{target} is on the {} list, but not listed by {source_name} (it is listed by {}): nothing was staged",
+        list.as_str(),
+        listed.join(", ")
+    )]
+    NoListing {
+        target: Target,
+        list: List,
+        source_name: String,
+        listed: Vec<String>,
+    },
     #[error("{target} ({}) has no pending change to deploy: `denylist diff` lists them", list.as_str())]
     NotPending { target: Target, list: List },
     #[error(

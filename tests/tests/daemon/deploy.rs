@@ -39,6 +39,7 @@ fn deploy_blocks_remove_unblocks_and_a_partial_deploy_ships_only_what_it_names()
         list: List::Deny,
         deploy: true,
         message: None,
+        source: None,
     };
     let r: StageResponse = c.post("/v1/entries/remove", &req).unwrap();
     assert_eq!(r.deployed.and_then(|d| d.revision), Some(3));

@@ -78,6 +78,7 @@ fn try_add(sb: &Sandbox, target: &str) -> Option<ApiError> {
                 list: List::Deny,
                 deploy: false,
                 message: None,
+                source: None,
             };
             let _: StageResponse = sb.client().post("/v1/entries/remove", &rm).unwrap();
             None

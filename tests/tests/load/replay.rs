@@ -36,6 +36,14 @@ fn ttl_secs(ttl: &str) -> Option<u64> {
     }
 }
 
+/// The ops here are an admin's alone, so every entry has its one manual
+/// listing: the entry's own fields, made again after a change to them.
+fn single_listing(mut e: Entry) -> Entry {
+    e.listings.clear();
+    e.sources.clear();
+    e.normalized()
+}
+
 impl Model {
     pub(crate) fn draft_entry(&self, key: &(Target, List)) -> Option<&Entry> {
         match self.pending.get(key) {
@@ -82,7 +90,7 @@ impl Model {
                     if *monitor {
                         e.monitor = true;
                     }
-                    e
+                    single_listing(e)
                 }
                 None => Entry {
                     target: key.0,
@@ -94,12 +102,15 @@ impl Model {
                     source: "manual".into(),
                     added_by: "root".into(),
                     added_at: at,
-                },
+                    sources: Vec::new(),
+                    listings: Vec::new(),
+                }
+                .normalized(),
             },
             Op::Mode { monitor, .. } => {
                 let mut e = before.expect("mode changes an entry").clone();
                 e.monitor = *monitor;
-                e
+                single_listing(e)
             }
             other => panic!("{other:?} stages no entry"),
         }

@@ -204,10 +204,18 @@ pub(super) fn stage(
         let new = match op {
             Stage::Restore(e) => Some(e.clone().normalized()),
             Stage::Remove { sources, .. } => match draft {
-                Some(e) if !matches!(sources, Sources::Only(s) if e.listing(s).is_none()) => {
-                    e.without(sources)
-                }
-                _ => return Err(StoreError::NotFound { target, list }),
+                None => return Err(StoreError::NotFound { target, list }),
+                Some(e) => match sources {
+                    Sources::Only(s) if e.listing(s).is_none() => {
+                        return Err(StoreError::NoListing {
+                            target,
+                            list,
+                            source_name: s.clone(),
+                            listed: e.sources,
+                        });
+                    }
+                    _ => e.without(sources),
+                },
             },
             Stage::Upsert {
                 reason,
