@@ -121,7 +121,7 @@ fn metrics_are_served_in_prometheus_text() {
             "-c",
             "import sys, yaml\n\
              rules = yaml.safe_load(open(sys.argv[1]))['groups'][0]['rules']\n\
-             assert len(rules) == 5, rules\n\
+             assert len(rules) == 7, rules\n\
              for r in rules:\n    \
                  assert r['alert'] and r['expr'] and r['labels']['severity'] and r['annotations']['summary'], r",
         ])
