@@ -278,14 +278,7 @@ impl Core {
         };
         let mut list = feed::read(body, r.settings.format);
         let guarded = self.guard_feed(&mut list.targets, &r.settings, ctx);
-        let source = feed_source(name);
-        let previous: BTreeSet<Target> = self
-            .store
-            .draft_keys_from(&source, now)?
-            .into_iter()
-            .filter(|(_, l)| *l == List::Deny)
-            .map(|(t, _)| t)
-            .collect();
+        let previous = self.feed_targets(name, true)?;
         r.state.guarded_skipped = guarded;
         if let Err(held) = feed::check(&list, &previous, &r.settings) {
             tracing::warn!(feed = name, reason = held.reason, "feed list held back");
@@ -319,13 +312,7 @@ impl Core {
         let mut targets: BTreeSet<Target> = held.into_iter().collect();
         r.state.guarded_skipped += self.guard_feed(&mut targets, &r.settings, ctx);
         let now = now_ms();
-        let source = feed_source(name);
-        let previous: BTreeSet<Target> = self
-            .store
-            .draft_keys_from(&source, now)?
-            .into_iter()
-            .map(|(t, _)| t)
-            .collect();
+        let previous = self.feed_targets(name, true)?;
         self.store.record(
             user,
             "feed approve",
@@ -390,6 +377,22 @@ impl Core {
         Ok(self.store.remove_feed(name, user, now_ms())?)
     }
 
+    /// What the feed lists now, in the draft or deployed.
+    fn feed_targets(&self, name: &str, draft: bool) -> Result<BTreeSet<Target>, CoreError> {
+        let source = feed_source(name);
+        let now = now_ms();
+        let keys = if draft {
+            self.store.draft_keys_from(&source, now)?
+        } else {
+            self.store.deployed_keys_from(&source, now)?
+        };
+        Ok(keys
+            .into_iter()
+            .filter(|(_, l)| *l == List::Deny)
+            .map(|(t, _)| t)
+            .collect())
+    }
+
     /// Takes out of `targets` what the guardrails refuse for this feed (a
     /// feed is never forced), and says how many.
     fn guard_feed(
@@ -420,13 +423,7 @@ impl Core {
         let now = now_ms();
         let name = r.name.clone();
         let source = feed_source(&name);
-        let deployed: BTreeSet<Target> = self
-            .store
-            .deployed_keys_from(&source, now)?
-            .into_iter()
-            .filter(|(_, l)| *l == List::Deny)
-            .map(|(t, _)| t)
-            .collect();
+        let deployed = self.feed_targets(&name, false)?;
         let reason = format!("feed {name}");
         let mut ops = Vec::new();
         for t in targets.difference(drafted) {
