@@ -152,8 +152,8 @@ pub struct FeedAddArgs {
     /// Hold a list with more entries [default: 100000].
     #[arg(long, value_name = "N")]
     pub max_entries: Option<u64>,
-    /// Hold a list that changes more than this percentage of the feed's
-    /// entries, once it has 100 [default: 50].
+    /// Hold a list that adds, or removes, more than this percentage of the
+    /// feed's entries, once it has 100 [default: 50].
     #[arg(long, value_name = "PERCENT")]
     pub max_change: Option<u8>,
     /// Let the feed list networks wider than the guardrails' /16 (IPv6:

@@ -80,7 +80,8 @@ impl Session {
         } else {
             output::feeds(&mut self.out, std::slice::from_ref(&feed), self.now)?;
         }
-        let why = feed.last_error.clone().unwrap_or_default();
+        let why = feed.last_error.as_deref().unwrap_or_default();
+        let why = why.strip_prefix("held: ").unwrap_or(why);
         match feed.state {
             FeedStatus::Held => Err(ApiError::new(
                 Class::Guarded,

@@ -83,7 +83,11 @@ fn an_address_stays_blocked_until_every_source_lets_go() {
     assert_eq!(serve(&mut c, "a", "192.0.2.1\n192.0.2.2\n"), FeedStatus::Ok);
     assert_eq!(serve(&mut c, "b", "192.0.2.1\n"), FeedStatus::Ok);
     assert_eq!(sources(&c, "192.0.2.1"), ["manual", "feed:a", "feed:b"]);
-    assert_eq!(c.status().unwrap().pending_changes, 0, "every deploy shipped whole");
+    assert_eq!(
+        c.status().unwrap().pending_changes,
+        0,
+        "every deploy shipped whole"
+    );
     // Each refresh was its own revision, by its feed.
     let history = c.history(crate::model::Page::default()).unwrap();
     let by: Vec<&str> = history.iter().map(|r| r.deployed_by.as_str()).collect();
@@ -143,7 +147,11 @@ fn when_the_enforcing_listing_expires_the_monitoring_one_is_left() {
     assert_eq!(verdict(&c, "192.0.2.1"), Verdict::Monitor);
     add(&mut c, "192.0.2.1", Some("1s"), true);
     assert_eq!(verdict(&c, "192.0.2.1"), Verdict::Drop);
-    assert_eq!(c.status().unwrap().pending_changes, 0, "the add shipped whole");
+    assert_eq!(
+        c.status().unwrap().pending_changes,
+        0,
+        "the add shipped whole"
+    );
     std::thread::sleep(std::time::Duration::from_millis(1_100));
     c.sweep().unwrap();
     assert_eq!(verdict(&c, "192.0.2.1"), Verdict::Monitor);

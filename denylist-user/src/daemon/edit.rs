@@ -174,7 +174,11 @@ impl Core {
         let now = now_ms();
         for &target in &req.targets {
             if let Some(e) = self.store.draft_entry(target, req.list, now)? {
-                let verb = if e.sources.len() == 1 { "lists" } else { "list" };
+                let verb = if e.sources.len() == 1 {
+                    "lists"
+                } else {
+                    "list"
+                };
                 staged.warnings.push(format!(
                     "{target} stays on the {} list: {} still {verb} it; remove those with --source, \
                      or add an allow entry, which overrides every source (denylist allow add {target})",

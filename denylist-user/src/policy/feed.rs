@@ -158,8 +158,10 @@ pub fn check(
             settings.max_entries
         )));
     }
+    // A change is what it adds or removes, whichever is more: replacing a
+    // whole list is a 100% change, as is doubling it.
     let base = previous.len() as u64;
-    if base >= CHANGE_FLOOR && (added + removed) * 100 > base * u64::from(settings.max_change) {
+    if base >= CHANGE_FLOOR && added.max(removed) * 100 > base * u64::from(settings.max_change) {
         return Err(held(format!(
             "it would add {added} and remove {removed} of the feed's {base} entries, more than its --max-change {}%",
             settings.max_change

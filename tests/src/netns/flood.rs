@@ -11,8 +11,20 @@ use super::pair::parse_received;
 /// A ping left running while a test does something else (restarts the
 /// daemon, deploys), so a gap in filtering would show as replies.
 pub struct Flood {
-    child: std::process::Child,
+    /// Taken by [`Flood::finish`]; a flood dropped unfinished (a failed
+    /// test) kills its ping, which would otherwise outlive the test holding
+    /// whatever descriptors it inherited.
+    child: Option<std::process::Child>,
     src: IpAddr,
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 impl Pair {
@@ -33,7 +45,10 @@ impl Pair {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .context("spawning ping")?;
-        Ok(Flood { child, src })
+        Ok(Flood {
+            child: Some(child),
+            src,
+        })
     }
 }
 
@@ -57,10 +72,11 @@ pub fn assert_no_gap(denied: Flood, allowed: Flood) {
 impl Flood {
     /// Stops the ping (SIGINT, so it prints its summary) and returns
     /// (sent, received).
-    pub fn finish(self) -> Result<(u32, u32)> {
+    pub fn finish(mut self) -> Result<(u32, u32)> {
+        let child = self.child.take().context("the flood is running")?;
         // SAFETY: signalling our own child.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
-        let out = self.child.wait_with_output().context("waiting for ping")?;
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+        let out = child.wait_with_output().context("waiting for ping")?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let sent = stdout
             .lines()

@@ -100,7 +100,8 @@ fn history_audit_and_rollback() {
     assert_eq!(back["reason"], "orig");
     let r = env.ok(&["rollback", "1", "--force"]);
     assert!(
-        r.out.contains("manual and import listings now equal revision 1")
+        r.out
+            .contains("manual and import listings now equal revision 1")
             && r.out.contains("expired")
             && r.out.contains("198.51.100.2"),
         "{r}"

@@ -187,7 +187,10 @@ fn import_reads_every_format_and_detects_it() {
         for e in &mut draft {
             let o = e.as_object_mut().unwrap();
             let listings = o.remove("listings").unwrap();
-            assert_eq!(o.remove("sources").unwrap(), serde_json::json!([o["source"]]));
+            assert_eq!(
+                o.remove("sources").unwrap(),
+                serde_json::json!([o["source"]])
+            );
             assert_eq!(listings[0]["source"], o["source"], "{listings}");
             assert_eq!(listings[0]["reason"], o["reason"], "{listings}");
         }
@@ -598,21 +601,19 @@ fn import_replace_merge_ttl_and_the_export_round_trip() {
     env.ok(&[&["add", "198.51.100.171", "--ttl", "7d"][..], &stdin].concat());
     env.ok(&[&["add", "198.51.100.172", "--ttl", "1h"][..], &stdin].concat());
     env.ok(&[&["add", "198.51.100.173", "--ttl", "never"][..], &stdin].concat());
-    env.ok(
+    env.ok(&[
         &[
-            &[
-                "add",
-                "198.51.100.174",
-                "--ttl",
-                "1h",
-                "--reason",
-                "old",
-                "--deploy",
-            ][..],
-            &stdin,
-        ]
-        .concat(),
-    );
+            "add",
+            "198.51.100.174",
+            "--ttl",
+            "1h",
+            "--reason",
+            "old",
+            "--deploy",
+        ][..],
+        &stdin,
+    ]
+    .concat());
     let lines = b"198.51.100.171\n198.51.100.172\n198.51.100.173\n198.51.100.174\n198.51.100.175\n";
     let r = env.dl_stdin(
         &["import", "-", "--ttl", "1d", "--reason", "batch", "--json"],

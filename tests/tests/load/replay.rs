@@ -211,7 +211,7 @@ impl Model {
                     match self.pending.remove(&key).unwrap() {
                         Pending::Add(mut e) => {
                             e.expires_at = e.ttl.map(|t| at + t as i64 * 1000);
-                            self.deployed.insert(key, e);
+                            self.deployed.insert(key, single_listing(e));
                             added += 1;
                         }
                         Pending::Change(mut e) => {
@@ -220,7 +220,7 @@ impl Model {
                                 Some(_) if e.ttl == before.ttl => before.expires_at,
                                 _ => e.ttl.map(|t| at + t as i64 * 1000),
                             };
-                            self.deployed.insert(key, e);
+                            self.deployed.insert(key, single_listing(e));
                             changed += 1;
                         }
                         Pending::Remove => {

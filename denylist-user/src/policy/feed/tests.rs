@@ -172,6 +172,21 @@ fn big_shrinks_and_oversized_lists_are_held() {
     .unwrap_err();
     assert_eq!((held.added, held.removed), (0, 180));
     assert!(held.reason.contains("--max-change 50%"), "{}", held.reason);
+    // Replacing the whole list is a 100% change: allowed at --max-change 100.
+    let other: String = (0..200).map(|i| format!("192.0.2.{}\n", i % 250)).collect();
+    let whole = FeedSettings {
+        max_change: 100,
+        ..settings()
+    };
+    assert!(check(&read(other.as_bytes(), Format::Plain), &previous, &whole).is_ok());
+    assert!(
+        check(
+            &read(other.as_bytes(), Format::Plain),
+            &previous,
+            &settings()
+        )
+        .is_err()
+    );
     // Below the floor, any change goes.
     let small: BTreeSet<Target> = previous.iter().take(50).copied().collect();
     assert!(check(&read(b"203.0.113.1\n", Format::Plain), &small, &settings()).is_ok());
