@@ -220,6 +220,26 @@ fn a_big_shrink_is_held_until_approved_and_review_stages_only() {
 }
 
 #[test]
+fn a_feeds_credentials_stay_out_of_its_listing_and_the_audit_log() {
+    let dir = TempDir::new("redact");
+    let mut c = core(&dir);
+    let req = FeedAddRequest {
+        name: "private".into(),
+        url: Some("https://reader:hunter2@feeds.example.org/list?token=s3cret".into()),
+        ..FeedAddRequest::default()
+    };
+    c.feed_add("alice", req).unwrap();
+    let shown = c.feed("private").unwrap().url;
+    assert!(
+        !shown.contains("hunter2") && !shown.contains("s3cret"),
+        "{shown}"
+    );
+    let log = serde_json::to_string(&c.audit(crate::model::Page::default()).unwrap()).unwrap();
+    assert!(log.contains("feed add"), "{log}");
+    assert!(!log.contains("hunter2") && !log.contains("s3cret"), "{log}");
+}
+
+#[test]
 fn guarded_lines_are_skipped_and_counted_and_failures_change_nothing() {
     let dir = TempDir::new("guarded");
     let mut c = core(&dir);
@@ -294,6 +314,21 @@ fn reports_list_at_the_threshold_and_escalate_on_reoffence() {
         )
         .unwrap_err();
     assert!(e.to_string().contains("1 to 10"), "{e}");
+    // Reports older than the window no longer count.
+    let short = AutoSetRequest {
+        reports: Some(3),
+        within: Some("1s".into()),
+        ..AutoSetRequest::default()
+    };
+    c.set_auto("alice", short).unwrap();
+    assert_eq!(report(&mut c, "198.51.100.9", 2).weight, 2);
+    std::thread::sleep(std::time::Duration::from_millis(1_100));
+    let r = report(&mut c, "198.51.100.9", 2);
+    assert_eq!(
+        (r.weight, r.blocked),
+        (2, None),
+        "the first fell out of the window"
+    );
     // Guardrails apply and are never forced.
     let r = report(&mut c, "10.1.2.3", 10);
     assert!(r.refused.unwrap().contains("10.0.0.0/8"));

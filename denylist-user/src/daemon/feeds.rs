@@ -112,7 +112,8 @@ impl Core {
         };
         // The audit event carries the settings, --max-width included:
         // widening a guardrail is on the record.
-        self.store.add_feed(&name, &settings, &state, now)?;
+        let shown = fetch::redact_url(&settings.url);
+        self.store.add_feed(&name, &settings, &shown, &state, now)?;
         Ok(())
     }
 

@@ -495,10 +495,12 @@ impl Store for FailingCommits {
         &mut self,
         name: &str,
         settings: &FeedSettings,
+        redacted_url: &str,
         state: &FeedState,
         now: Millis,
     ) -> Result<u64, StoreError> {
-        self.inner.add_feed(name, settings, state, now)
+        self.inner
+            .add_feed(name, settings, redacted_url, state, now)
     }
     fn set_feed_state(
         &mut self,

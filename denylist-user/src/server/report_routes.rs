@@ -77,3 +77,52 @@ pub(super) async fn auto_set(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Re
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{
+        body::{Body, to_bytes},
+        extract::ConnectInfo,
+        http::{Method, Request},
+    };
+    use tower::ServiceExt as _;
+
+    use super::super::{
+        ratelimit::REPORT_BURST,
+        routes::{AppState, PeerCred, router},
+    };
+    use crate::daemon::testing::{TempDir, core};
+
+    /// Root reports past its burst: the next report is refused with 429,
+    /// class `rate_limited`, and recorded nowhere.
+    #[tokio::test]
+    async fn a_peer_past_its_burst_is_rate_limited() {
+        let dir = TempDir::new("ratelimit");
+        let app = router(AppState::new(Arc::new(Mutex::new(core(&dir)))));
+        let report = |i: u32| {
+            Request::builder()
+                .method(Method::POST)
+                .uri("/v1/reports")
+                .extension(ConnectInfo(PeerCred {
+                    uid: Some(0),
+                    pid: None,
+                }))
+                .body(Body::from(format!(
+                    r#"{{"ip": "198.51.100.{}", "reason": "matrix"}}"#,
+                    i % 250 + 1
+                )))
+                .unwrap()
+        };
+        for i in 0..REPORT_BURST {
+            let r = app.clone().oneshot(report(i)).await.unwrap();
+            assert_eq!(r.status().as_u16(), 201, "report {i}");
+        }
+        let r = app.clone().oneshot(report(0)).await.unwrap();
+        assert_eq!(r.status().as_u16(), 429);
+        let body = to_bytes(r.into_body(), usize::MAX).await.unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["error"]["class"], "rate_limited", "{body}");
+    }
+}

@@ -200,12 +200,13 @@ pub trait Store: Send {
     /// The feed subscriptions, by name.
     fn feeds(&self) -> Result<Vec<FeedRecord>, StoreError>;
 
-    /// Subscribes to a feed, audited (`feed add`, by `state.added_by`);
-    /// a name in use is refused.
+    /// Subscribes to a feed, audited (`feed add`, by `state.added_by`,
+    /// with the URL as `redacted_url` shows it); a name in use is refused.
     fn add_feed(
         &mut self,
         name: &str,
         settings: &FeedSettings,
+        redacted_url: &str,
         state: &FeedState,
         now: Millis,
     ) -> Result<u64, StoreError>;

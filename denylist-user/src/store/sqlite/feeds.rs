@@ -44,6 +44,7 @@ pub(super) fn add_feed(
     conn: &mut Connection,
     name: &str,
     settings: &FeedSettings,
+    redacted_url: &str,
     state: &FeedState,
     now: Millis,
 ) -> Result<u64, StoreError> {
@@ -57,7 +58,10 @@ pub(super) fn add_feed(
             name: name.to_string(),
         });
     }
-    let detail = serde_json::json!({ "feed": name, "settings": settings });
+    // The URL may carry credentials: the log keeps it redacted.
+    let mut shown = settings.clone();
+    shown.url = redacted_url.to_string();
+    let detail = serde_json::json!({ "feed": name, "settings": shown });
     let seq = audit(&tx, now, &state.added_by, "feed add", None, Some(detail))?;
     tx.commit()?;
     Ok(seq)

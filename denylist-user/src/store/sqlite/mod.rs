@@ -207,10 +207,11 @@ impl Store for SqliteStore {
         &mut self,
         name: &str,
         settings: &FeedSettings,
+        redacted_url: &str,
         state: &FeedState,
         now: Millis,
     ) -> Result<u64, StoreError> {
-        feeds::add_feed(&mut self.conn, name, settings, state, now)
+        feeds::add_feed(&mut self.conn, name, settings, redacted_url, state, now)
     }
 
     fn set_feed_state(
