@@ -154,3 +154,59 @@ pub struct FeedInfo {
 pub fn feed_source(name: &str) -> String {
     format!("feed:{name}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> FeedSettings {
+        FeedSettings {
+            url: "https://feeds.example.org/list.txt".into(),
+            format: Format::Plain,
+            every: 3600,
+            stale_after: 3 * 3600,
+            monitor: false,
+            max_entries: 100_000,
+            max_change: 50,
+            max_width: None,
+            allow_empty: false,
+            review: false,
+            header_file: None,
+        }
+    }
+
+    /// Held outranks stale, stale outranks failing: each says more about
+    /// what is deployed.
+    #[test]
+    fn states_take_precedence_in_order() {
+        let hour = 3_600_000;
+        let s = settings();
+        let mut st = FeedState {
+            added_at: 0,
+            ..FeedState::default()
+        };
+        assert_eq!(st.status(&s, false, hour), FeedStatus::Pending);
+        st.last_attempt = Some(hour);
+        st.last_success = Some(hour);
+        assert_eq!(st.status(&s, false, hour), FeedStatus::Ok);
+        assert_eq!(st.status(&s, true, hour), FeedStatus::Review);
+        st.last_error = Some("HTTP 500".into());
+        assert_eq!(st.status(&s, true, 2 * hour), FeedStatus::Failing);
+        assert_eq!(st.status(&s, false, 5 * hour), FeedStatus::Stale);
+        st.held = Some(Held {
+            added: 0,
+            removed: 9,
+            reason: "empty".into(),
+        });
+        assert_eq!(st.status(&s, false, 5 * hour), FeedStatus::Held);
+        // A feed that never succeeded is stale once its stale-after passes
+        // since it was added.
+        let never = FeedState {
+            last_attempt: Some(hour),
+            last_error: Some("refused".into()),
+            ..FeedState::default()
+        };
+        assert_eq!(never.status(&s, false, 2 * hour), FeedStatus::Failing);
+        assert_eq!(never.status(&s, false, 4 * hour), FeedStatus::Stale);
+    }
+}

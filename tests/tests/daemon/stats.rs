@@ -142,7 +142,7 @@ fn metrics_are_served_in_prometheus_text() {
         .expect("promtool runs: `cargo xtask setup` installs it");
     let said = String::from_utf8_lossy(&promtool.stdout);
     assert!(
-        promtool.status.success() && said.contains("SUCCESS: 5 rules found"),
+        promtool.status.success() && said.contains("SUCCESS: 7 rules found"),
         "{said}{}",
         String::from_utf8_lossy(&promtool.stderr)
     );
