@@ -28,11 +28,13 @@ impl Drop for TempDir {
     }
 }
 
-/// A small core's configuration, with its state and pins under `dir`.
+/// A small core's configuration, with its state, pins and feed directory
+/// under `dir`.
 pub fn config(dir: &Path) -> Config {
     Config::from_args(Args {
         state_dir: Some(dir.join("state")),
         bpffs: Some(dir.join("bpffs")),
+        feed_dir: Some(dir.join("feeds")),
         capacity: Some(1024),
         ..Args::default()
     })

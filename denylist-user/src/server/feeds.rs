@@ -62,7 +62,16 @@ impl FeedRunner {
     pub async fn refresh(&self, name: &str) -> Result<(), CoreError> {
         let _one = self.one_at_a_time.lock().await;
         let n = name.to_string();
-        let job = self.with_core(move |c| c.feed_job(&n)).await?;
+        let job = match self.with_core(move |c| c.feed_job(&n)).await {
+            Ok(job) => job,
+            // A header file moved out of the feed directory since the feed
+            // was added: the feed fails (and backs off) until it is put back.
+            Err(e @ CoreError::FeedHeaderFile { .. }) => {
+                let (n, text) = (name.to_string(), e.to_string());
+                return self.with_core(move |c| c.feed_failed(&n, &text)).await;
+            }
+            Err(e) => return Err(e),
+        };
         let fetched = self.fetch(&job).await;
         let n = name.to_string();
         match fetched {
@@ -124,5 +133,54 @@ impl FeedRunner {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        os::unix::fs::PermissionsExt as _,
+        sync::{Arc, Mutex},
+    };
+
+    use super::FeedRunner;
+    use crate::{
+        daemon::testing::{TempDir, core},
+        model::FeedStatus,
+        wire::FeedAddRequest,
+    };
+
+    /// A feed whose header file left the feed directory fails, and says
+    /// why, instead of erring on every tick of the schedule.
+    #[tokio::test]
+    async fn a_feed_whose_header_file_went_fails_until_it_is_back() {
+        let dir = TempDir::new("headers");
+        let feeds = dir.0.join("feeds");
+        std::fs::create_dir_all(&feeds).unwrap();
+        std::fs::write(feeds.join("list.txt"), "192.0.2.1\n").unwrap();
+        let header = feeds.join("auth.headers");
+        std::fs::write(&header, "Authorization: Bearer t0ken\n").unwrap();
+        std::fs::set_permissions(&header, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let core = Arc::new(Mutex::new(core(&dir)));
+        let req = FeedAddRequest {
+            name: "h".into(),
+            url: Some(format!("file://{}", feeds.join("list.txt").display())),
+            header_file: Some(header.display().to_string()),
+            ..FeedAddRequest::default()
+        };
+        core.lock().unwrap().feed_add("alice", req).unwrap();
+        let runner = FeedRunner::new(core.clone());
+        runner.refresh("h").await.unwrap();
+        assert_eq!(
+            core.lock().unwrap().feed("h").unwrap().state,
+            FeedStatus::Ok
+        );
+        std::fs::remove_file(&header).unwrap();
+        runner.refresh("h").await.unwrap();
+        let info = core.lock().unwrap().feed("h").unwrap();
+        assert_eq!(info.state, FeedStatus::Failing);
+        let error = info.last_error.unwrap();
+        assert!(error.contains("header file"), "{error}");
+        assert!(!error.contains("t0ken"), "{error}");
     }
 }
