@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 use super::{
     draft::{deployed, needs_deploy, pending_count, pending_marked},
     rows::{
-        ENTRY_COLS, REFRESH, audit, close_version, delete_entry, entry_from, insert_entry,
-        insert_pending, meta, pending_row, pending_rows, set_meta, sort_key,
+        ENTRY_COLS, REFRESH, audit, close_version, delete_entry, drop_expired_copies, entry_from,
+        insert_entry, insert_pending, meta, pending_row, pending_rows, set_meta, sort_key,
     },
 };
 use crate::{
@@ -49,12 +49,12 @@ pub(super) fn plan(
     let mut plan = Plan::default();
     let mut changes = Vec::with_capacity(pending.len());
     for p in pending {
-        let Some((before, after)) = shipped(&p, sources, now, &mut plan.kept) else {
+        let Some(change) = shipped(&p, sources, now) else {
             continue;
         };
-        changes.push((before, after));
+        changes.push(change);
     }
-    let adds = changes.iter().filter(|(b, _)| b.is_none()).count() as i64;
+    let adds = changes.iter().filter(|c| c.0.is_none()).count() as i64;
     let tx = conn.transaction()?;
     let first_id = meta(&tx, "next_id")?;
     if first_id + adds > i64::from(u32::MAX) {
@@ -65,15 +65,28 @@ pub(super) fn plan(
         tx.commit()?;
     }
     let mut next = first_id as u32;
-    for (before, after) in changes {
+    for (before, after, kept) in changes {
+        // A draft listing whose copied expiry has passed is gone, not
+        // renewed: its entry may be left with none.
+        let after = after.and_then(|mut e| {
+            set_expiries(before.as_ref().map(|b| &b.entry), &mut e, now).then_some(e)
+        });
+        if let Some((op, mut e, by, at)) = kept {
+            // The shipped listings stay staged as they were deployed, with
+            // their expiries: a later deploy must not count a TTL again.
+            if op != Op::Remove {
+                rebase(&mut e, after.as_ref(), sources);
+            }
+            if !e.listings.is_empty() {
+                plan.kept.push((op, e, by, at));
+            }
+        }
         match (before, after) {
-            (None, Some(mut e)) => {
-                set_expiries(None, &mut e, now);
+            (None, Some(e)) => {
                 plan.adds.push(Stored { id: next, entry: e });
                 next += 1;
             }
-            (Some(before), Some(mut e)) => {
-                set_expiries(Some(&before.entry), &mut e, now);
+            (Some(before), Some(e)) => {
                 let id = before.id;
                 plan.changes.push((before, Stored { id, entry: e }));
             }
@@ -84,18 +97,34 @@ pub(super) fn plan(
     Ok(plan)
 }
 
+/// One pending change as a deploy ships it: the deployed entry, what it
+/// becomes, and the pending row left staged (op, draft entry, who staged
+/// it and when).
+type Shipped = (
+    Option<Stored>,
+    Option<Entry>,
+    Option<(Op, Entry, String, Millis)>,
+);
+
+/// Makes `draft`'s listings of `sources` those of the `deployed` entry.
+fn rebase(draft: &mut Entry, deployed: Option<&Entry>, sources: &Sources) {
+    let shipped: Vec<Listing> = deployed
+        .iter()
+        .flat_map(|d| &d.listings)
+        .filter(|l| sources.matches(&l.source))
+        .cloned()
+        .collect();
+    draft.listings.retain(|l| !sources.matches(&l.source));
+    draft.listings.extend(shipped);
+    draft.merge();
+}
+
 /// What deploying the listings of `sources` from one pending change does
-/// to its deployed entry: (before, after), or `None` when nothing. The
-/// other listings' changes stay staged, pushed to `kept` as the pending
-/// row they become.
-fn shipped(
-    p: &Pending,
-    sources: &Sources,
-    now: Millis,
-    kept: &mut Vec<(Op, Entry, String, Millis)>,
-) -> Option<(Option<Stored>, Option<Entry>)> {
+/// to its deployed entry, or `None` when nothing. The other listings'
+/// changes stay staged, as the pending row they become.
+fn shipped(p: &Pending, sources: &Sources, now: Millis) -> Option<Shipped> {
     if *sources == Sources::All {
-        return Some((p.before.clone(), p.after.clone()));
+        return Some((p.before.clone(), p.after.clone(), None));
     }
     let live = p.before.as_ref().and_then(|b| b.entry.live(now));
     let mut listings: Vec<Listing> = live
@@ -145,17 +174,17 @@ fn shipped(
     if unchanged {
         return None;
     }
-    if let Some((op, e)) = rest {
-        kept.push((op, e, p.staged_by.clone(), p.staged_at));
-    }
-    Some((p.before.clone(), after))
+    let kept = rest.map(|(op, e)| (op, e, p.staged_by.clone(), p.staged_at));
+    Some((p.before.clone(), after, kept))
 }
 
 /// Fixes the expiry of each of a deployed entry's listings. A TTL counts
-/// from the deploy that sets it; an unchanged TTL keeps its expiry, unless
-/// that has passed and the listing is being put back.
-fn set_expiries(before: Option<&Entry>, after: &mut Entry, now: Millis) {
+/// from the deploy that sets it; an unchanged TTL keeps its expiry. A
+/// listing the draft copied with an expiry that has passed since is gone;
+/// `false` when none is left.
+fn set_expiries(before: Option<&Entry>, after: &mut Entry, now: Millis) -> bool {
     let expiry = |ttl: Option<u64>| ttl.map(|t| now + (t as i64) * 1000);
+    drop_expired_copies(after, now);
     for l in &mut after.listings {
         let old = before
             .and_then(|b| b.listing(&l.source))
@@ -170,6 +199,7 @@ fn set_expiries(before: Option<&Entry>, after: &mut Entry, now: Millis) {
         };
     }
     after.merge();
+    !after.listings.is_empty()
 }
 
 /// Makes the draft equal to revision `rev`, leaving out entries that
@@ -314,16 +344,30 @@ pub(super) fn expire(
             "DELETE FROM entries WHERE sort_key = ?1 AND list = ?2",
             params![key.as_slice(), l],
         )?;
-        // The draft loses it too, so no later deploy revives it; but a
-        // re-add staged after it expired is a new entry, and stays.
-        tx.execute(
-            "DELETE FROM pending WHERE sort_key = ?1 AND list = ?2 AND (op = 'remove' OR staged_at < ?3)",
-            params![key.as_slice(), l, s.entry.expires_at.unwrap_or(now)],
-        )?;
-        tx.execute(
-            "UPDATE pending SET op = 'add' WHERE sort_key = ?1 AND list = ?2",
-            params![key.as_slice(), l],
-        )?;
+        // The draft loses it too, so no later deploy revives it; but what
+        // the draft holds besides copies of the expired listings (a new
+        // source's listing, a TTL given again) stays, as a new entry.
+        let draft = match pending_row(&tx, s.entry.target, s.entry.list)? {
+            Some((Op::Remove, _)) | None => None,
+            Some((_, mut draft)) => {
+                draft.listings.retain(|d| !expired_copy(&s.entry, d, now));
+                drop_expired_copies(&mut draft, now);
+                draft.merge();
+                (!draft.listings.is_empty()).then_some(draft)
+            }
+        };
+        match draft {
+            Some(draft) => {
+                let (by, at) = staged(&tx, &key, l)?;
+                insert_pending(&tx, Op::Add, &draft, &by, at)?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM pending WHERE sort_key = ?1 AND list = ?2",
+                    params![key.as_slice(), l],
+                )?;
+            }
+        }
         tx.execute("DELETE FROM hits WHERE id = ?1", [s.id])?;
         let detail =
             serde_json::json!({ "list": l, "expires_at": s.entry.expires_at.map(rfc3339) });
@@ -363,19 +407,9 @@ fn expire_listings(
     if op == Op::Remove {
         return Ok(());
     }
-    let expired_copy = |l: &Listing| {
-        l.expires_at.is_some_and(|e| e != REFRESH && e <= now)
-            && s.entry
-                .listing(&l.source)
-                .is_some_and(|d| d.expired_at(now))
-    };
-    draft.listings.retain(|l| !expired_copy(l));
+    draft.listings.retain(|l| !expired_copy(&s.entry, l, now));
     draft.merge();
-    let (staged_by, staged_at): (String, Millis) = tx.query_row(
-        "SELECT staged_by, staged_at FROM pending WHERE sort_key = ?1 AND list = ?2",
-        params![key.as_slice(), s.entry.list.as_str()],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
+    let (staged_by, staged_at) = staged(tx, &key, s.entry.list.as_str())?;
     if draft.listings.is_empty() {
         insert_pending(tx, Op::Remove, &live, &staged_by, staged_at)?;
     } else if live.same_settings(&draft) && !needs_deploy(&draft) {
@@ -387,6 +421,25 @@ fn expire_listings(
         insert_pending(tx, Op::Change, &draft, &staged_by, staged_at)?;
     }
     Ok(())
+}
+
+/// Whether a draft listing is a copy of one of `deployed`'s that has
+/// expired: a TTL given again (no expiry yet, or the refresh marker) is
+/// not.
+fn expired_copy(deployed: &Entry, l: &Listing, now: Millis) -> bool {
+    l.expires_at.is_some_and(|e| e != REFRESH && e <= now)
+        && deployed
+            .listing(&l.source)
+            .is_some_and(|d| d.expired_at(now))
+}
+
+/// Who staged a key's pending row, and when.
+fn staged(tx: &Transaction<'_>, key: &[u8], list: &str) -> Result<(String, Millis), StoreError> {
+    Ok(tx.query_row(
+        "SELECT staged_by, staged_at FROM pending WHERE sort_key = ?1 AND list = ?2",
+        params![key, list],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?)
 }
 
 /// A deploy's rows in an open transaction: committed by

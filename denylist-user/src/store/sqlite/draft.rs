@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, params};
 
 use super::rows::{
-    ENTRY_COLS, REFRESH, audit, deployed_entry, entry_from, insert_pending, meta, pending_row,
-    pending_rows, prefixed, shown, sort_key,
+    ENTRY_COLS, REFRESH, audit, deployed_entry, drop_expired_copies, entry_from, insert_pending,
+    meta, pending_row, pending_rows, prefixed, shown, sort_key,
 };
 use crate::{
     model::{Entry, List, Listing, MANUAL, Millis, Sources, Stored, Target},
@@ -41,7 +41,11 @@ pub(super) fn draft(conn: &Connection, now: Millis) -> Result<Vec<Entry>, StoreE
         .collect();
     for p in pending(conn)? {
         let key = p.key();
-        match p.after {
+        let after = p.after.and_then(|mut e| {
+            drop_expired_copies(&mut e, now);
+            (!e.listings.is_empty()).then_some(e)
+        });
+        match after {
             Some(e) => by_key.insert(key, e),
             None => by_key.remove(&key),
         };
@@ -58,7 +62,10 @@ pub(super) fn draft_entry(
 ) -> Result<Option<Entry>, StoreError> {
     Ok(match pending_row(conn, target, list)? {
         Some((Op::Remove, _)) => None,
-        Some((_, e)) => Some(shown(e)),
+        Some((_, mut e)) => {
+            drop_expired_copies(&mut e, now);
+            (!e.listings.is_empty()).then(|| shown(e))
+        }
         None => deployed_entry(conn, target, list)?.and_then(|s| s.entry.live(now)),
     })
 }
@@ -197,7 +204,11 @@ pub(super) fn stage(
         // An expired listing is absent, even before the sweep removes it.
         let draft: Option<Entry> = match &pending {
             Some((Op::Remove, _)) => None,
-            Some((_, e)) => Some(e.clone()),
+            Some((_, e)) => {
+                let mut e = e.clone();
+                drop_expired_copies(&mut e, now);
+                (!e.listings.is_empty()).then_some(e)
+            }
             None => deployed.as_ref().and_then(|d| d.entry.live(now)),
         };
         let existed = draft.is_some();

@@ -8,6 +8,8 @@ mod backup;
 mod deploy;
 mod draft;
 mod feeds;
+#[cfg(test)]
+mod listing_tests;
 mod open;
 mod reports;
 mod rows;

@@ -132,6 +132,19 @@ pub(super) fn shown(mut e: Entry) -> Entry {
     e
 }
 
+/// Drops the draft's listings whose copied expiry has passed: a pending
+/// row keeps a deployed listing's expiry, and once that passes the listing
+/// is gone, whether or not the sweep has come. The refresh marker and a
+/// TTL given again (no expiry yet) are no copies.
+pub(super) fn drop_expired_copies(e: &mut Entry, now: Millis) {
+    let before = e.listings.len();
+    e.listings
+        .retain(|l| !l.expires_at.is_some_and(|x| x != REFRESH && x <= now));
+    if e.listings.len() != before {
+        e.merge();
+    }
+}
+
 /// Orders targets as `Target` does: IPv4 before IPv6, then by address, then
 /// by prefix length.
 pub(super) fn sort_key(t: &Target) -> [u8; 18] {
