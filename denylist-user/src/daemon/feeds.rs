@@ -27,7 +27,7 @@ use crate::{
         feed_source, now_ms, parse_duration,
     },
     policy::{self, GuardContext, Refusal, feed},
-    store::{Audit, FeedRecord, Stage},
+    store::{Audit, FeedRecord, HeldList, Only, Stage},
     wire::FeedAddRequest,
 };
 
@@ -250,8 +250,7 @@ impl Core {
             error,
             "feed refresh failed; the last good list stays deployed"
         );
-        let held = self.store.held_list(name)?;
-        self.store.set_feed_state(name, &r.state, held.as_deref())?;
+        self.store.set_feed_state(name, &r.state, HeldList::Keep)?;
         Ok(())
     }
 
@@ -273,8 +272,7 @@ impl Core {
             r.state.last_success = Some(now);
             r.state.last_error = None;
             r.state.failures = 0;
-            let held = self.store.held_list(name)?;
-            self.store.set_feed_state(name, &r.state, held.as_deref())?;
+            self.store.set_feed_state(name, &r.state, HeldList::Keep)?;
             return Ok(());
         };
         let mut list = feed::read(body, r.settings.format);
@@ -287,13 +285,14 @@ impl Core {
             r.state.failures = 0;
             r.state.held = Some(held);
             let targets: Vec<Target> = list.targets.into_iter().collect();
-            self.store.set_feed_state(name, &r.state, Some(&targets))?;
+            self.store
+                .set_feed_state(name, &r.state, HeldList::Set(&targets))?;
             return Ok(());
         }
         self.feed_apply(&mut r, &list.targets, &previous)?;
         r.state.etag = validators.etag;
         r.state.last_modified = validators.last_modified;
-        self.store.set_feed_state(name, &r.state, None)?;
+        self.store.set_feed_state(name, &r.state, HeldList::Clear)?;
         Ok(())
     }
 
@@ -324,7 +323,7 @@ impl Core {
         self.feed_apply(&mut r, &targets, &previous)?;
         // The held fetch's validators were never kept: the next fetch is a
         // full one, and checks the list again.
-        self.store.set_feed_state(name, &r.state, None)?;
+        self.store.set_feed_state(name, &r.state, HeldList::Clear)?;
         self.feed_info(&r, now)
     }
 
@@ -362,20 +361,23 @@ impl Core {
             self.stage(user, ops, Vec::new(), staging)?;
             let only: Vec<(Target, List)> = deployed.into_iter().collect();
             if !only.is_empty() {
-                let message = format!("feed {name} removed");
-                self.deploy_as(
-                    user,
-                    Some(crate::store::Only {
-                        keys: &only,
-                        sources: &sources,
-                    }),
-                    Some(&message),
-                    false,
-                    "deploy",
-                )?;
+                self.deploy_listings(user, &only, &sources, &format!("feed {name} removed"))?;
             }
         }
         Ok(self.store.remove_feed(name, user, now_ms())?)
+    }
+
+    /// Deploys the staged changes of `keys` to the listings of `sources`.
+    fn deploy_listings(
+        &mut self,
+        user: &str,
+        keys: &[(Target, List)],
+        sources: &Sources,
+        message: &str,
+    ) -> Result<(), CoreError> {
+        let only = Only { keys, sources };
+        self.deploy_as(user, Some(only), Some(message), false, "deploy")?;
+        Ok(())
     }
 
     /// What the feed lists now, in the draft or deployed.
@@ -472,21 +474,12 @@ impl Core {
             .collect();
         if !r.settings.review && !only.is_empty() {
             let message = format!("feed {name}: +{added} −{removed}");
-            let deployed = self.deploy_as(
-                &source,
-                Some(crate::store::Only {
-                    keys: &only,
-                    sources: &sources,
-                }),
-                Some(&message),
-                false,
-                "deploy",
-            );
-            if let Err(e) = deployed {
+            if let Err(e) = self.deploy_listings(&source, &only, &sources, &message) {
                 r.state.last_error = Some(format!("deploy failed: {e}"));
                 r.state.failures += 1;
                 r.state.failures_total += 1;
-                self.store.set_feed_state(&name, &r.state, None)?;
+                // A held list being approved stays held, for another try.
+                self.store.set_feed_state(&name, &r.state, HeldList::Keep)?;
                 return Err(e);
             }
         }

@@ -14,8 +14,8 @@ use crate::{
         Revision, Stored, Target, Verdict,
     },
     store::{
-        Audit, DeployRecord, FeedRecord, HitTotal, Only, Op, Pending, Plan, Pruned, ReportTally,
-        Snapshots, SqliteStore, Stage, Store, StoreError, WrittenDeploy,
+        Audit, DeployRecord, FeedRecord, HeldList, HitTotal, Only, Op, Pending, Plan, Pruned,
+        ReportTally, Snapshots, SqliteStore, Stage, Store, StoreError, WrittenDeploy,
     },
     wire::{
         AddRequest, AttachRequest, DetachRequest, ImportParams, ModeRequest, RemoveRequest,
@@ -506,7 +506,7 @@ impl Store for FailingCommits {
         &mut self,
         name: &str,
         state: &FeedState,
-        held: Option<&[Target]>,
+        held: HeldList<'_>,
     ) -> Result<(), StoreError> {
         self.inner.set_feed_state(name, state, held)
     }

@@ -33,6 +33,16 @@ pub struct ReportTally {
     pub reasons: Vec<String>,
 }
 
+/// What a feed state update does to the list a fetch held back.
+#[derive(Debug, Clone, Copy)]
+pub enum HeldList<'a> {
+    /// Leaves it as it is: a failure or a 304 neither makes nor settles one.
+    Keep,
+    /// Drops it: a good list was deployed.
+    Clear,
+    Set(&'a [Target]),
+}
+
 /// One feed subscription as the store keeps it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedRecord {
@@ -211,12 +221,12 @@ pub trait Store: Send {
         now: Millis,
     ) -> Result<u64, StoreError>;
 
-    /// Records how an attempt went, and the list it held back (or none).
+    /// Records how an attempt went, and what became of the held list.
     fn set_feed_state(
         &mut self,
         name: &str,
         state: &FeedState,
-        held: Option<&[Target]>,
+        held: HeldList<'_>,
     ) -> Result<(), StoreError>;
 
     /// The list a feed's last fetch held back, if any.

@@ -5,7 +5,7 @@ use rusqlite::{Connection, OptionalExtension as _, params};
 use super::rows::audit;
 use crate::{
     model::{FeedSettings, FeedState, Millis, Target},
-    store::{FeedRecord, StoreError},
+    store::{FeedRecord, HeldList, StoreError},
 };
 
 fn json<T: serde::Serialize>(v: &T) -> String {
@@ -71,13 +71,28 @@ pub(super) fn set_feed_state(
     conn: &mut Connection,
     name: &str,
     state: &FeedState,
-    held: Option<&[Target]>,
+    held: HeldList<'_>,
 ) -> Result<(), StoreError> {
-    let held = held.map(|h| json(&h.iter().map(ToString::to_string).collect::<Vec<_>>()));
-    let n = conn.execute(
-        "UPDATE feeds SET state = ?2, held = ?3 WHERE name = ?1",
-        params![name, json(state), held],
-    )?;
+    // Kept, the held list (up to --max-entries targets) is neither read
+    // nor written again.
+    let n = match held {
+        HeldList::Keep => conn.execute(
+            "UPDATE feeds SET state = ?2 WHERE name = ?1",
+            params![name, json(state)],
+        )?,
+        HeldList::Clear => conn.execute(
+            "UPDATE feeds SET state = ?2, held = NULL WHERE name = ?1",
+            params![name, json(state)],
+        )?,
+        HeldList::Set(h) => conn.execute(
+            "UPDATE feeds SET state = ?2, held = ?3 WHERE name = ?1",
+            params![
+                name,
+                json(state),
+                json(&h.iter().map(ToString::to_string).collect::<Vec<_>>())
+            ],
+        )?,
+    };
     if n == 0 {
         return Err(StoreError::NoFeed {
             name: name.to_string(),

@@ -30,8 +30,8 @@ use rusqlite::Connection;
 pub(crate) use schema::SCHEMA_VERSION;
 
 use super::{
-    Audit, DeployRecord, FeedRecord, HitTotal, Only, Op, Pending, Plan, Pruned, ReportTally,
-    Snapshots, Stage, Store, StoreError, WrittenDeploy,
+    Audit, DeployRecord, FeedRecord, HeldList, HitTotal, Only, Op, Pending, Plan, Pruned,
+    ReportTally, Snapshots, Stage, Store, StoreError, WrittenDeploy,
 };
 use crate::model::{
     AuditEvent, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page, Report, Revision,
@@ -220,7 +220,7 @@ impl Store for SqliteStore {
         &mut self,
         name: &str,
         state: &FeedState,
-        held: Option<&[Target]>,
+        held: HeldList<'_>,
     ) -> Result<(), StoreError> {
         feeds::set_feed_state(&mut self.conn, name, state, held)
     }
