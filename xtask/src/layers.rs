@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("daemon", &["model", "wire", "policy", "store", "dataplane"]),
     ("server", &["model", "wire", "daemon"]),
     ("cli", &["model", "wire"]),
+    ("web", &["model", "wire"]),
 ];
 
 /// The folder whose files are checked, relative to the workspace root.
