@@ -19,8 +19,8 @@ use anyhow::{Context as _, bail};
 use crate::host;
 
 /// The layers, each with the layers it may use besides itself. The arrows
-/// point down: cli -> wire -> model; server -> daemon -> {policy, store,
-/// dataplane} -> model. lib.rs and the binaries in src/bin are exempt. This
+/// point down: cli -> wire -> model; web -> wire -> model; server ->
+/// daemon -> {policy, store, dataplane} -> model. lib.rs and the binaries in src/bin are exempt. This
 /// table and docs/architecture.md change together.
 const LAYERS: &[(&str, &[&str])] = &[
     ("model", &[]),
@@ -31,6 +31,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("daemon", &["model", "wire", "policy", "store", "dataplane"]),
     ("server", &["model", "wire", "daemon"]),
     ("cli", &["model", "wire"]),
+    // The console is a client of the daemon's API, as the CLI is.
     ("web", &["model", "wire"]),
 ];
 
@@ -538,7 +539,7 @@ mod tests {
             file_violations("s/api/a.rs", Path::new("api/a.rs"), ""),
             [
                 "s/api/a.rs: `api/` is not a layer (layers: model, wire, policy, store, \
-                 dataplane, daemon, server, cli)"
+                 dataplane, daemon, server, cli, web)"
             ]
         );
     }
