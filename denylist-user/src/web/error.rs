@@ -108,6 +108,15 @@ pub enum StartError {
     },
 }
 
+impl StartError {
+    /// Whether starting again may work: a port still taken by a stopping
+    /// process may be free a second later, while a configuration error
+    /// stays one until someone fixes it (the unit stops retrying then).
+    pub fn may_pass_on_retry(&self) -> bool {
+        matches!(self, StartError::Bind { .. })
+    }
+}
+
 /// Why a `denylist-web user` command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UserCmdError {

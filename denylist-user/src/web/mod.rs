@@ -118,11 +118,13 @@ pub fn config(
     ))
 }
 
-/// The whole console: checks the configuration, binds `--listen`, and
+/// The whole console: checks the configuration, binds `--listen`, calls
+/// `ready` (the unit's READY=1: browsers can connect from then on), and
 /// serves until `shutdown` resolves.
 pub async fn serve(
     args: &ServeArgs,
     users: &Path,
+    ready: impl FnOnce(),
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), StartError> {
     let (config, tls) = config(args, users)?;
@@ -133,6 +135,7 @@ pub async fn serve(
         listener.describe(),
         config.socket.display()
     );
+    ready();
     run(router(App::new(config, verifier)), listener, shutdown).await;
     Ok(())
 }

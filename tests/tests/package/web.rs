@@ -41,10 +41,16 @@ pub fn check_installed() {
     let verify = run("systemd-analyze", &["verify", WEB_UNIT]);
     let said = text(&verify);
     assert!(verify.status.success(), "systemd-analyze verify: {said}");
-    assert!(!said.contains("denylist-web.service"), "no complaint: {said}");
+    assert!(
+        !said.contains("denylist-web.service"),
+        "no complaint: {said}"
+    );
     let unit = Unit::read(Path::new(WEB_UNIT));
     assert_eq!(unit.user, "denylist-web");
-    assert!(unit.bounding.is_empty() && unit.ambient.is_empty(), "no capability");
+    assert!(
+        unit.bounding.is_empty() && unit.ambient.is_empty(),
+        "no capability"
+    );
     assert!(unit.no_new_privileges);
 }
 
@@ -63,7 +69,11 @@ fn add_account() {
     assert!(out.status.success(), "{}", text(&out));
     let (uid, gid) = web_user();
     let users = fs::metadata(USERS).unwrap();
-    assert_eq!((users.uid(), users.gid()), (uid, gid), "still the console's");
+    assert_eq!(
+        (users.uid(), users.gid()),
+        (uid, gid),
+        "still the console's"
+    );
     assert_eq!(mode(USERS), 0o600);
     let list = ok("/usr/bin/denylist-web", &["user", "list"]);
     assert!(list.contains("alice") && list.contains("admin"), "{list}");
