@@ -10,8 +10,8 @@ use anyhow::bail;
 
 use crate::cmd;
 
-/// Packages that only the daemon needs: none of them may be in the CLI's
-/// dependency tree.
+/// Packages that only the daemon or the web console needs: none of them
+/// may be in the CLI's dependency tree.
 const DAEMON_ONLY: &[&str] = &[
     "aya",
     "aya-build",
@@ -21,6 +21,11 @@ const DAEMON_ONLY: &[&str] = &[
     "denylist-ebpf",
     // The OpenAPI document is the daemon's to serve.
     "utoipa",
+    // The web console's: templates, password hashes, its HTTP server.
+    "askama",
+    "argon2",
+    "axum",
+    "hyper",
 ];
 
 /// Builds the CLI alone with stable, then fails if its normal or build
@@ -48,7 +53,7 @@ pub fn check() -> anyhow::Result<()> {
     let found = daemon_only_in(&tree);
     if !found.is_empty() {
         bail!(
-            "the CLI alone depends on {}, which only the daemon may use; `cargo tree -p \
+            "the CLI alone depends on {}, which only the daemon or the console may use; `cargo tree -p \
              denylist-user --no-default-features -e normal,build -i {}` shows what pulls it in",
             found.join(", "),
             found[0]

@@ -61,7 +61,8 @@ fn ready() {
     }
 }
 
-/// SIGTERM (systemd) or SIGINT (a terminal) stops the console.
+/// SIGTERM (systemd) or SIGINT (a terminal) stops the console; systemd
+/// hears STOPPING=1 while the requests under way finish.
 async fn stop() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
@@ -76,5 +77,8 @@ async fn stop() {
             // Without SIGTERM, Ctrl-C still stops it.
             let _ = tokio::signal::ctrl_c().await;
         }
+    }
+    if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Stopping]) {
+        tracing::warn!("cannot tell systemd the console is stopping: {e}");
     }
 }
