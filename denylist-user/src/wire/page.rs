@@ -35,7 +35,8 @@ pub enum EntryMode {
     Monitor,
 }
 
-/// The order of a page.
+/// The order of a page. Ties of a value go in address order, whichever
+/// the direction.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
