@@ -104,8 +104,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 }
 
 /// The web user's peer: their name for the audit log, and the lower of the
-/// role the console gives them and the daemon's cap. A web user never
-/// reports.
+/// role the console gives them and the daemon's cap. The web peer's own
+/// groups give the web user nothing, the reporter group included.
 pub(super) fn on_behalf(peer: Peer, user: &WebUser, role: WebRole, cap: WebRole) -> Peer {
     let role = match role.min(cap) {
         WebRole::Admin => Role::Admin,

@@ -160,7 +160,9 @@ errors! {
             field in full; this document is its machine-readable outline.\n\n\
             Each request is authorized from the peer's SO_PEERCRED credentials: routes tagged \
             `viewer` need the viewer group, the admin group or uid 0; routes tagged `admin` \
-            the admin group or uid 0. Every error is `{\"error\": {\"class\", \"message\", \
+            the admin group or uid 0. Members of the web group may act on behalf of a web \
+            user, naming it in the `Denylist-On-Behalf-Of` and `Denylist-Role` headers; \
+            anyone else sending them is refused. Every error is `{\"error\": {\"class\", \"message\", \
             \"details\"}}`, one HTTP status per class. A known path with another method \
             answers 405 with an `Allow` header (class `invalid`); an unknown path 404 \
             (class `not_found`). Request bodies and queries refuse unknown fields.",

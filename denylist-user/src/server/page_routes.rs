@@ -129,6 +129,16 @@ mod tests {
             (status, e["error"]["class"].as_str()),
             (400, Some("invalid"))
         );
+        let audit =
+            "/v1/audit?kind=stage&actor=root&from=2026-01-01T00:00:00Z&to=2099-01-01T00:00:00Z";
+        let (status, events) = ask(&app, Method::GET, audit, &[], "").await;
+        assert_eq!(
+            (status, events.as_array().map(Vec::len)),
+            (200, Some(0)),
+            "{events}"
+        );
+        let (status, _) = ask(&app, Method::GET, "/v1/audit?from=yesterday", &[], "").await;
+        assert_eq!(status, 400);
         let (status, _) = ask(&app, Method::GET, "/v1/history/3", &[], "").await;
         assert_eq!(status, 404);
         let (status, _) = ask(&app, Method::GET, "/v1/history/x", &[], "").await;
