@@ -396,3 +396,37 @@ fn a_missing_interface_says_why_the_daemon_is_degraded() {
     let fine = testing::core(&TempDir::new("degraded"));
     assert!(fine.status().unwrap().degraded_reasons.is_empty());
 }
+
+#[test]
+fn an_entry_with_several_listings_is_found_by_each_source() {
+    let dir = TempDir::new("page");
+    let mut c = testing::core(&dir);
+    add(&mut c, vec![item("198.18.0.1", "typed", None)], false);
+    let req = AddRequest {
+        entries: vec![
+            item("198.18.0.1", "tool", None),
+            item("198.18.0.2", "tool", None),
+        ],
+        source: Some("import:fail2ban".into()),
+        deploy: true,
+        ..AddRequest::default()
+    };
+    c.add("alice", req).unwrap();
+    c.deploy("alice", None, None, false, None).unwrap();
+    let by = |source: &str, draft: bool| {
+        targets(&page(
+            &c,
+            EntryPageQuery {
+                source: Some(source.into()),
+                draft,
+                ..EntryPageQuery::default()
+            },
+        ))
+    };
+    for draft in [false, true] {
+        assert_eq!(by("fail2ban", draft), ["198.18.0.1", "198.18.0.2"]);
+        assert_eq!(by("import:fail2ban", draft), ["198.18.0.1", "198.18.0.2"]);
+        assert_eq!(by("manual", draft), ["198.18.0.1"]);
+        assert!(by("feed:x", draft).is_empty());
+    }
+}

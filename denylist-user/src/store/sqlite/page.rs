@@ -108,12 +108,17 @@ fn merge_deployed(
     let mut batch = std::collections::VecDeque::new();
     let mut from = spec.after;
     let mut exhausted = false;
+    // A batch the page's size, then larger ones: when SQL's conditions let
+    // through rows that `passes` then drops (an entry's several listings),
+    // an order by time costs a pass over the table per batch.
+    let mut size = spec.limit;
     while out.len() < spec.limit {
         if batch.is_empty() && !exhausted {
-            let (rows, last) = deployed_batch(conn, spec, from, pending, now)?;
+            let (rows, last) = deployed_batch(conn, spec, from, size, pending, now)?;
             exhausted = last.is_none();
             from = last.or(from);
             batch.extend(rows);
+            size = (size * 4).min(BATCH_MAX);
             continue;
         }
         let take_held = match (batch.front(), held.peek()) {
@@ -132,16 +137,19 @@ fn merge_deployed(
     Ok(out)
 }
 
-/// One batch of deployed entries after `from`, in the page's order, with
-/// the filters that SQL can apply; `passes` then checks each entry as of
-/// now. A batch is the page's size: with LIMIT, SQLite keeps only the
-/// first rows of an order no index gives, instead of sorting the list.
-/// Returns the batch and the key of its last row, none when the table has
-/// no more.
+/// The largest batch: what a page holds at most, and then some.
+const BATCH_MAX: usize = 16_384;
+
+/// One batch of `size` deployed entries after `from`, in the page's
+/// order, with the filters that SQL can apply; `passes` then checks each
+/// entry as of now. With LIMIT, SQLite keeps only the first rows of an
+/// order no index gives, instead of sorting the list. Returns the batch
+/// and the key of its last row, none when the table has no more.
 fn deployed_batch(
     conn: &Connection,
     spec: &PageSpec,
     from: Option<PageKey>,
+    size: usize,
     pending: &HashSet<[u8; 18]>,
     now: Millis,
 ) -> Result<(Vec<Candidate>, Option<PageKey>), StoreError> {
@@ -195,7 +203,7 @@ fn deployed_batch(
         PageOrder::Target => sql.push_str(&format!(" ORDER BY e.sort_key {dir}")),
         _ => sql.push_str(&format!(" ORDER BY {value} {dir}, e.sort_key")),
     }
-    let n = bind(&mut args, Value::Integer(spec.limit as i64));
+    let n = bind(&mut args, Value::Integer(size as i64));
     sql.push_str(&format!(" LIMIT {n}"));
     let keys: Vec<(Vec<u8>, i64)> = conn
         .prepare_cached(&sql)?
@@ -213,7 +221,8 @@ fn deployed_batch(
                 Ok((entry_from(r, 1)?, hits_at(r, 11)?))
             })
             .optional()?;
-        // Gone since the keys were read: the same snapshot, so never.
+        // The keys were read in this transaction, so the row is there; if
+        // not, it is left out rather than trusted.
         let Some((stored, hits)) = found else {
             continue;
         };
@@ -238,7 +247,7 @@ fn deployed_batch(
         c.row.key.value = *value;
         out.push(c);
     }
-    Ok((out, if keys.len() < spec.limit { None } else { last }))
+    Ok((out, if keys.len() < size { None } else { last }))
 }
 
 const PENDING_JOINED: &str = "FROM pending p
