@@ -2,10 +2,11 @@
 //! page's order straight from the table, after the cursor, so a page costs
 //! what it holds in address order; filters that few entries pass, and the
 //! orders by time, cost one pass over the table (no index: issue 15's bulk
-//! deploys would pay for each on every row). The pending changes are few
-//! and read whole. `contains` reads one key per prefix length.
+//! deploys would pay for each on every row). Pending changes are read in
+//! address order as far as the page goes, and whole in an order by time.
+//! `contains` reads one key per prefix length.
 
-use std::{cmp::Ordering, collections::HashSet};
+use std::cmp::Ordering;
 
 use ipnet::IpNet;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
@@ -74,10 +75,63 @@ pub(super) fn page(
 ) -> Result<Vec<PageRow>, StoreError> {
     // One read transaction: both arms see the same snapshot.
     let tx = conn.unchecked_transaction()?;
-    let (mut held, pending) = match spec.contains {
-        Some(ip) => (containing(&tx, spec, normal_ip(ip), now)?, HashSet::new()),
-        None if spec.draft => pending_rows(&tx, spec, now)?,
-        None => (Vec::new(), HashSet::new()),
+    let drafted = spec.draft && has_pending(&tx, spec)?;
+    if spec.contains.is_none() && drafted && spec.order == PageOrder::Target {
+        // In address order the pending rows come in the page's order too,
+        // and are read only as far as the page goes: a staged import of
+        // 80k entries costs a page what it shows.
+        let (dir, cmp) = if spec.desc { ("DESC", "<") } else { ("", ">") };
+        let mut args: Vec<Value> = vec![Value::Text(spec.list.as_str().into())];
+        let mut after = match spec.after {
+            Some(a) => {
+                let k = bind(&mut args, Value::Blob(sort_key(&a.target).to_vec()));
+                format!(" AND p.sort_key {cmp} {k}")
+            }
+            None => String::new(),
+        };
+        // The filters SQL can apply, on the row the draft shows (a removal
+        // shows the deployed entry), so that a filter no staged row passes
+        // does not decode every one of them.
+        let shown = |c: &str| format!("(CASE WHEN p.op = 'remove' THEN e.{c} ELSE p.{c} END)");
+        if let Some(m) = spec.monitor {
+            let n = bind(&mut args, Value::Integer(m.into()));
+            after.push_str(&format!(" AND {} = {n}", shown("monitor")));
+        }
+        if let Some(r) = &spec.reason {
+            let n = bind(&mut args, Value::Text(r.clone()));
+            after.push_str(&format!(" AND {} = {n}", shown("reason")));
+        }
+        if let Some(s) = &spec.source {
+            let n = bind(&mut args, Value::Text(s.clone()));
+            let source = shown("source");
+            after.push_str(&format!(
+                " AND ({} IS NOT NULL OR {source} = {n} OR {source} = 'import:' || {n})",
+                shown("listings")
+            ));
+        }
+        let mut stmt = tx.prepare(&format!(
+            "SELECT p.op, {p}, e.id, {e}, h.packets, h.bytes, h.last_hit {PENDING_JOINED}
+             WHERE p.list = ?1{after} ORDER BY p.sort_key {dir}",
+            p = prefixed("p"),
+            e = prefixed("e"),
+        ))?;
+        let mut rows = stmt.query(params_from_iter(args))?;
+        let mut next = || -> Result<Option<Candidate>, StoreError> {
+            while let Some(r) = rows.next()? {
+                if let Some(c) = pending_candidate(spec, r, now)?
+                    && spec.passes(&c.row.entry)
+                {
+                    return Ok(Some(c));
+                }
+            }
+            Ok(None)
+        };
+        return merge_deployed(&tx, spec, now, &mut next, drafted);
+    }
+    let mut held = match spec.contains {
+        Some(ip) => containing(&tx, spec, normal_ip(ip), now)?,
+        None if drafted => pending_rows(&tx, spec, now)?,
+        None => Vec::new(),
     };
     held.retain(|c| after_cursor(spec, &c.key) && spec.passes(&c.row.entry));
     held.sort_by(|a, b| {
@@ -91,19 +145,31 @@ pub(super) fn page(
         held.truncate(spec.limit);
         return Ok(held.into_iter().map(|c| c.row).collect());
     }
-    merge_deployed(&tx, spec, now, held, &pending)
+    let mut held = held.into_iter();
+    merge_deployed(&tx, spec, now, &mut || Ok(held.next()), drafted)
 }
 
-/// The deployed entries in the page's order, merged with `held` (the
-/// draft's pending rows, in that order too).
+fn has_pending(conn: &Connection, spec: &PageSpec) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM pending WHERE list = ?1)")?
+        .query_row([spec.list.as_str()], |r| r.get(0))?)
+}
+
+/// A source of candidates in the page's order, one at a time.
+type Next<'a> = dyn FnMut() -> Result<Option<Candidate>, StoreError> + 'a;
+
+/// The deployed entries in the page's order, merged with what `held`
+/// gives (the draft's pending rows, in that order too, after the cursor
+/// and filtered). With `drafted`, a deployed entry with a pending row is
+/// left to that row.
 fn merge_deployed(
     conn: &Connection,
     spec: &PageSpec,
     now: Millis,
-    held: Vec<Candidate>,
-    pending: &HashSet<[u8; 18]>,
+    held: &mut Next<'_>,
+    drafted: bool,
 ) -> Result<Vec<PageRow>, StoreError> {
-    let mut held = held.into_iter().peekable();
+    let mut peeked = held()?;
     let mut out = Vec::with_capacity(spec.limit);
     let mut batch = std::collections::VecDeque::new();
     let mut from = spec.after;
@@ -114,21 +180,21 @@ fn merge_deployed(
     let mut size = spec.limit;
     while out.len() < spec.limit {
         if batch.is_empty() && !exhausted {
-            let (rows, last) = deployed_batch(conn, spec, from, size, pending, now)?;
+            let (rows, last) = deployed_batch(conn, spec, from, size, drafted, now)?;
             exhausted = last.is_none();
             from = last.or(from);
             batch.extend(rows);
             size = (size * 4).min(BATCH_MAX);
             continue;
         }
-        let take_held = match (batch.front(), held.peek()) {
+        let take_held = match (batch.front(), &peeked) {
             (None, None) => break,
             (Some(_), None) => false,
             (None, Some(_)) => true,
             (Some(d), Some(h)) => before(spec, &h.key, &d.key),
         };
         let next = if take_held {
-            held.next()
+            std::mem::replace(&mut peeked, held()?)
         } else {
             batch.pop_front()
         };
@@ -150,7 +216,7 @@ fn deployed_batch(
     spec: &PageSpec,
     from: Option<PageKey>,
     size: usize,
-    pending: &HashSet<[u8; 18]>,
+    drafted: bool,
     now: Millis,
 ) -> Result<(Vec<Candidate>, Option<PageKey>), StoreError> {
     let value = match spec.order {
@@ -214,6 +280,9 @@ fn deployed_batch(
          FROM entries e LEFT JOIN hits h ON h.id = e.id WHERE e.sort_key = ?1 AND e.list = ?2",
         cols = prefixed("e"),
     ))?;
+    let mut staged = conn.prepare_cached(
+        "SELECT EXISTS (SELECT 1 FROM pending WHERE sort_key = ?1 AND list = ?2)",
+    )?;
     let (mut out, mut last) = (Vec::new(), None);
     for (key, value) in &keys {
         let found = row
@@ -231,8 +300,9 @@ fn deployed_batch(
             value: *value,
             target: stored.target,
         });
-        // The draft shows a pending row instead.
-        if pending.contains(key.as_slice()) {
+        // The draft shows a pending row instead: looked up for the rows
+        // kept only, as a scan would pay for it on every row.
+        if drafted && staged.query_row(params![key, spec.list.as_str()], |r| r.get(0))? {
             continue;
         }
         let Some(entry) = stored.live(now) else {
@@ -280,27 +350,25 @@ fn pending_candidate(
     Ok(entry.map(|e| candidate(spec, e, Some(op), hits)))
 }
 
-/// The draft's pending rows of the list, and the sort keys of all of
-/// them: the deployed rows the draft shows otherwise, or not at all.
+/// The draft's pending rows of the list, whole: in an order by time, the
+/// order of a pending row is known only once its entry is shown.
 fn pending_rows(
     conn: &Connection,
     spec: &PageSpec,
     now: Millis,
-) -> Result<(Vec<Candidate>, HashSet<[u8; 18]>), StoreError> {
+) -> Result<Vec<Candidate>, StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT p.op, {p}, e.id, {e}, h.packets, h.bytes, h.last_hit, p.sort_key {PENDING_JOINED}
+        "SELECT p.op, {p}, e.id, {e}, h.packets, h.bytes, h.last_hit {PENDING_JOINED}
          WHERE p.list = ?1",
         p = prefixed("p"),
         e = prefixed("e"),
     ))?;
     let mut rows = stmt.query([spec.list.as_str()])?;
-    let (mut out, mut keys) = (Vec::new(), HashSet::new());
+    let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        let key: Vec<u8> = r.get(25)?;
-        keys.extend(<[u8; 18]>::try_from(key.as_slice()).ok());
         out.extend(pending_candidate(spec, r, now)?);
     }
-    Ok((out, keys))
+    Ok(out)
 }
 
 /// The entries whose target contains `ip`: one primary-key lookup per
