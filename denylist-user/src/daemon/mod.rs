@@ -10,6 +10,8 @@
 #[cfg(test)]
 mod auto_tests;
 mod config;
+#[cfg(test)]
+mod console_tests;
 mod deploy;
 mod edit;
 mod error;
@@ -20,6 +22,7 @@ mod history;
 mod ifaces;
 mod import;
 mod man;
+mod page;
 mod probe;
 mod reports;
 #[cfg(test)]
@@ -36,6 +39,7 @@ use denylist_common::Hit;
 pub use error::{CoreError, GuardedLine, StartError};
 pub use health::Summary;
 pub use man::{config_page, daemon_page, write_man_pages};
+pub use page::entry_page;
 pub use probe::HostProbe;
 pub use unpin::{UnpinError, Unpinned, unpin};
 

@@ -134,6 +134,10 @@ errors! {
     Plain: Forbidden, Failure;
     /// Routes that read a query or a path parameter.
     Querying: Invalid, Forbidden, Failure;
+    /// Routes that read one thing by its path, which may be missing.
+    Finding: Invalid, Forbidden, NotFound, Failure;
+    /// `POST /v1/deploy`, refused when the draft changed since its review.
+    Deploying: Invalid, Forbidden, NotFound, Conflict, TooLarge, Failure;
     /// Routes whose body names staged or deployed things.
     Changing: Invalid, Forbidden, NotFound, TooLarge, Failure;
     /// Routes that stage entries, through the guardrails, and may deploy.
@@ -156,7 +160,9 @@ errors! {
             field in full; this document is its machine-readable outline.\n\n\
             Each request is authorized from the peer's SO_PEERCRED credentials: routes tagged \
             `viewer` need the viewer group, the admin group or uid 0; routes tagged `admin` \
-            the admin group or uid 0. Every error is `{\"error\": {\"class\", \"message\", \
+            the admin group or uid 0. Members of the web group may act on behalf of a web \
+            user, naming it in the `Denylist-On-Behalf-Of` and `Denylist-Role` headers; \
+            anyone else sending them is refused. Every error is `{\"error\": {\"class\", \"message\", \
             \"details\"}}`, one HTTP status per class. A known path with another method \
             answers 405 with an `Allow` header (class `invalid`); an unknown path 404 \
             (class `not_found`). Request bodies and queries refuse unknown fields.",

@@ -14,13 +14,16 @@ fn ops_status_stats_verify_backup_attach_detach_completions() {
         "{r}"
     );
     assert!(
-        r.err.contains("degraded") && r.err.contains("denylist attach dl-missing"),
+        r.err.contains("degraded")
+            && r.err
+                .contains("interface dl-missing is not attached: it does not exist")
+            && r.err.contains("denylist detach dl-missing"),
         "says why and what to do: {r}"
     );
     let r = env.expect(1, &["status", "--json"]);
     let s = r.json();
-    // The spec's keys, plus `drift`, `degraded` and `warnings` (documented
-    // on Status).
+    // The spec's keys, plus `drift`, `degraded`, `degraded_reasons`,
+    // `draft_seq` and `warnings` (documented on Status).
     assert_keys(
         &s,
         &[
@@ -32,6 +35,8 @@ fn ops_status_stats_verify_backup_attach_detach_completions() {
             "counters",
             "drift",
             "degraded",
+            "degraded_reasons",
+            "draft_seq",
             "warnings",
         ],
         "status",

@@ -24,7 +24,15 @@ fn staging_diff_deploy_discard_list_check_and_modes() {
         "7d",
     ]);
     let d = env.diff();
-    assert_keys(&d, &["added", "removed", "changed"], "the diff");
+    assert_keys(
+        &d,
+        &["added", "removed", "changed", "draft_seq"],
+        "the diff",
+    );
+    assert!(
+        d["draft_seq"].as_u64().unwrap() > 0,
+        "the adds changed the draft: {d}"
+    );
     let added = array(d["added"].clone());
     assert_eq!(added.len(), 3, "{d}");
     for a in &added {

@@ -1,4 +1,5 @@
-//! Security: who may run which command, what the socket and the state
+//! Security: who may run which command, who may act on behalf of a web
+//! console's users, what the socket and the state
 //! directory let others see or redirect, what the audit log records and
 //! whether it can be rewritten, which capabilities the daemon really needs
 //! (run with exactly the systemd unit's set), and another tool's XDP program
@@ -10,6 +11,7 @@
 
 mod audit;
 mod authorization;
+mod behalf;
 mod capabilities;
 mod common;
 mod files;
