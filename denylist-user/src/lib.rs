@@ -6,6 +6,7 @@
 //!
 //! ```text
 //! cli ──────────────► wire ──► model
+//! web ──────────────► wire ──► model
 //! server ──► daemon ──► policy, store, dataplane ──► model, denylist-common
 //! ```
 //!
@@ -17,6 +18,7 @@
 //! - `daemon`: the core that owns the store and the filter.
 //! - `server`: the HTTP API on the Unix socket, metrics, authorization.
 //! - `cli`: the admin CLI and its client.
+//! - `web`: the web console `denylist-web`, a client of the API like the CLI.
 //!
 //! Without the default `daemon` feature only model, wire and cli are built:
 //! that is the CLI alone, which needs stable Rust and no kernel libraries.
@@ -35,3 +37,5 @@ pub mod policy;
 pub mod server;
 #[cfg(feature = "daemon")]
 pub mod store;
+#[cfg(feature = "web")]
+pub mod web;

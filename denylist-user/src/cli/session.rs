@@ -168,6 +168,7 @@ impl Session {
             message: None,
             admin_addr: admin_addr(),
             source: a.source.clone(),
+            dry_run: false,
         };
         let body = self.post("/v1/entries", &req)?;
         self.show(&body, a.output, |out, r: StageResponse, _| {
@@ -250,6 +251,7 @@ impl Session {
             message: a.message,
             dry_run: a.dry_run,
             only: None,
+            expect_seq: None,
         };
         let body = self.post("/v1/deploy", &req)?;
         self.show(&body, a.output, |out, d: DeployResponse, _| {

@@ -137,10 +137,11 @@ impl Core {
             None
         };
         Ok(StageResponse {
-            seq,
+            seq: Some(seq),
             counts,
             targets: keys.iter().map(|(t, _)| *t).collect(),
             warnings,
+            refused: Vec::new(),
             deployed,
         })
     }
@@ -230,6 +231,7 @@ impl Core {
             added: Vec::new(),
             removed: Vec::new(),
             changed: Vec::new(),
+            draft_seq: 0,
         };
         for p in self.store.pending()? {
             let (by, at) = (p.staged_by, p.staged_at);

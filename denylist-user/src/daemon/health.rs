@@ -69,6 +69,8 @@ impl Core {
             },
             drift: self.drift as u64,
             degraded,
+            degraded_reasons: Vec::new(),
+            draft_seq: 0,
             warnings,
         })
     }

@@ -179,7 +179,7 @@ impl Core {
         };
         let staged = self.stage(user, ops, Vec::new(), staging)?;
         Ok(ImportResponse {
-            seq: staged.seq,
+            seq: staged.seq.unwrap_or_default(),
             format: parsed.format,
             source: source_name,
             entries,

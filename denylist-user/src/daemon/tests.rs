@@ -54,7 +54,8 @@ fn add(core: &mut Core, targets: &[&str], deploy: bool) -> Result<u64, CoreError
         deploy,
         ..AddRequest::default()
     };
-    core.add("alice", req).map(|r| r.seq)
+    core.add("alice", req)
+        .map(|r| r.seq.expect("a real add has a seq"))
 }
 
 fn t(s: &str) -> Target {

@@ -55,6 +55,10 @@ pub struct AddRequest {
     /// fail2ban action), so that it can remove its own listings alone.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Check and count, stage nothing and record nothing: the guardrails'
+    /// refusals come back in `refused` instead of as a 422.
+    #[serde(default)]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -107,6 +111,10 @@ pub struct DeployRequest {
     /// Deploy only these pending changes; the rest stay staged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only: Option<Vec<Key>>,
+    /// The `draft_seq` the caller reviewed (`GET /v1/diff`): if the draft
+    /// changed since, nothing is deployed and the answer is 409.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expect_seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -42,14 +42,27 @@ pub struct DeployPhases {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct StageResponse {
-    pub seq: u64,
+    /// The audit event's; `null` on a dry run, which records nothing.
+    pub seq: Option<u64>,
     #[serde(flatten)]
     pub counts: Counts,
     /// Targets as stored, e.g. a forced prefix in its normal form.
     pub targets: Vec<Target>,
     pub warnings: Vec<String>,
+    /// On a dry run, what the guardrails would refuse (a real add answers
+    /// 422 instead); empty otherwise.
+    #[serde(default)]
+    pub refused: Vec<Refusal>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deployed: Option<DeployResponse>,
+}
+
+/// A guardrail's refusal of one target, as a dry run lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Refusal {
+    pub target: Target,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +147,13 @@ pub struct Status {
     /// Drift found by the last verify and not repaired.
     pub drift: u64,
     pub degraded: bool,
+    /// One sentence per cause of `degraded`; empty when it is false.
+    #[serde(default)]
+    pub degraded_reasons: Vec<String>,
+    /// The `seq` of the audit event that last changed the draft: what a
+    /// deploy's `expect_seq` is checked against.
+    #[serde(default)]
+    pub draft_seq: u64,
     /// What is worth knowing but is no fault, e.g. no interface configured
     /// (a fresh install): `degraded` stays false.
     #[serde(default)]
@@ -146,6 +166,10 @@ pub struct Diff {
     pub added: Vec<Staged<Entry>>,
     pub removed: Vec<Staged<Entry>>,
     pub changed: Vec<Staged<Change>>,
+    /// The `seq` of the audit event that last changed the draft: give it
+    /// to the deploy as `expect_seq` to ship exactly what was reviewed.
+    #[serde(default)]
+    pub draft_seq: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

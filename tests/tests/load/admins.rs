@@ -113,7 +113,8 @@ fn sixteen_admins_at_once_equal_a_serial_replay_of_the_audit_log() {
                 let r: StageResponse =
                     serde_json::from_str(&d.stdout).unwrap_or_else(|e| panic!("{e}: {}", d.what()));
                 let staged = d.op.keys().len();
-                let last = pos[&r.seq];
+                let seq = r.seq.unwrap_or_else(|| panic!("no seq: {}", d.what()));
+                let last = pos[&seq];
                 for p in last + 1 - staged..=last {
                     claim(i, audit[p - 1].seq, d);
                 }

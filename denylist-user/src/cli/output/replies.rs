@@ -487,6 +487,7 @@ mod tests {
                 staged_by: "bob".into(),
                 staged_at: NOW,
             }],
+            draft_seq: 7,
         };
         let out = text(|out| diff(out, &d));
         assert!(out.contains("+  198.51.100.7"), "{out}");
@@ -499,6 +500,7 @@ mod tests {
             added: vec![],
             removed: vec![],
             changed: vec![],
+            draft_seq: 0,
         };
         assert_eq!(text(|out| diff(out, &empty)), "no pending changes\n");
     }
@@ -583,6 +585,8 @@ mod tests {
             counters: Default::default(),
             drift: 0,
             degraded: true,
+            degraded_reasons: Vec::new(),
+            draft_seq: 0,
             warnings: Vec::new(),
         };
         let out = text(|o| status(o, &s));
