@@ -195,6 +195,25 @@ impl Browser {
             .unwrap_or_else(|e| panic!("open {url}: {e}"));
     }
 
+    /// Opens an absolute URL, e.g. a page of another site.
+    pub fn goto_url(&self, url: &str) {
+        self.rt
+            .block_on(self.c().goto(url))
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    }
+
+    /// Waits until `js` returns true.
+    #[track_caller]
+    pub fn wait_true(&self, js: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.script(js) != Value::Bool(true) {
+            if Instant::now() > deadline {
+                panic!("{js:?} never held on {}:\n{}", self.path(), self.text());
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The path of the page shown.
     pub fn path(&self) -> String {
         let url = self.rt.block_on(self.c().current_url()).expect("the URL");
