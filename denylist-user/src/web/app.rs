@@ -7,7 +7,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use axum::{
     Router,
     extract::Request,
-    http::{HeaderName, HeaderValue, header},
+    http::{HeaderName, HeaderValue, Method, header},
     middleware::{self, Next},
     response::Response,
     routing::{get, post},
@@ -94,11 +94,26 @@ pub fn router(app: App) -> Router {
         .route("/login", get(auth::login_page).post(auth::login))
         .merge(assets::routes())
         .merge(signed_in)
+        .layer(middleware::from_fn(push_url))
         .layer(middleware::from_fn_with_state(
             app.clone(),
             security_headers,
         ))
         .with_state(app)
+}
+
+/// Tells htmx which URL a page it fetched has, so the address bar shows
+/// it: a boosted form's post is followed (303) to a page whose URL the
+/// script cannot see, and reloading the post's URL would be a 405.
+async fn push_url(req: Request, next: Next) -> Response {
+    let url = (req.method() == Method::GET && req.headers().contains_key("hx-request"))
+        .then(|| HeaderValue::from_str(&req.uri().to_string()).ok())
+        .flatten();
+    let mut resp = next.run(req).await;
+    if let Some(url) = url {
+        resp.headers_mut().entry("hx-push-url").or_insert(url);
+    }
+    resp
 }
 
 /// What a browser must enforce for every answer: scripts, styles and
@@ -136,4 +151,32 @@ async fn security_headers(
         );
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::{body::Body, http::Request};
+
+    use crate::web::testing::{Browser, FakeDaemon, send};
+
+    #[tokio::test]
+    async fn htmx_gets_the_url_of_the_page_it_fetched() {
+        let fake = FakeDaemon::start().await;
+        let b = Browser::viewer(&fake).await;
+        let req = Request::get("/audit?kind=deploy")
+            .header("cookie", format!("denylist_session={}", b.session.id))
+            .header("hx-request", "true")
+            .body(Body::empty())
+            .unwrap();
+        let (status, headers, body) = send(&b.app, req).await;
+        assert_eq!(status, axum::http::StatusCode::OK, "{body}");
+        assert_eq!(headers.get("hx-push-url").map(|v| v.to_str().unwrap()), Some("/audit?kind=deploy"), "{headers:?}");
+        // A page loaded whole needs no hint.
+        let req = Request::get("/audit")
+            .header("cookie", format!("denylist_session={}", b.session.id))
+            .body(Body::empty())
+            .unwrap();
+        let (_, headers, _) = send(&b.app, req).await;
+        assert!(!headers.contains_key("hx-push-url"));
+    }
 }

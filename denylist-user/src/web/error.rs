@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use tokio_rustls::rustls;
+
 #[derive(Debug, thiserror::Error)]
 pub enum UsersError {
     #[error("cannot read the accounts file {}: {source}", path.display())]
@@ -85,7 +87,7 @@ pub enum StartError {
     #[error("the TLS certificate and key do not make a server configuration: {source}")]
     Tls {
         #[source]
-        source: tokio_rustls::rustls::Error,
+        source: rustls::Error,
     },
     #[error("invalid --listen {value:?}: use HOST:PORT or unix:PATH")]
     Listen { value: String },

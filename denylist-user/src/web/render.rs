@@ -91,7 +91,11 @@ struct ErrorPage {
 }
 
 /// The page for a refusal or a failure: its class says the status.
-pub fn failure(layout: Layout, e: &ApiError) -> Response {
+pub fn failure(mut layout: Layout, e: &ApiError) -> Response {
+    // The page says it already: once is enough.
+    if e.class == Class::Unavailable {
+        layout.daemon_error = None;
+    }
     let title = match e.class {
         Class::Forbidden => "Not allowed",
         Class::NotFound => "Not found",

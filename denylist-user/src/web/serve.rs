@@ -22,7 +22,10 @@ use tokio::{
     io::{AsyncRead, AsyncWrite},
     net::{TcpListener, UnixListener},
 };
-use tokio_rustls::{TlsAcceptor, rustls::ServerConfig};
+use tokio_rustls::{
+    TlsAcceptor,
+    rustls::{self, ServerConfig},
+};
 
 use super::{error::StartError, proxy::Transport};
 
@@ -76,7 +79,7 @@ pub fn tls(cert: &Path, key: &Path) -> Result<TlsAcceptor, StartError> {
         .map_err(|source| StartError::TlsPem { source })?;
     let key = PrivateKeyDer::from_pem_file(key).map_err(|source| StartError::TlsPem { source })?;
     let config = ServerConfig::builder_with_provider(Arc::new(
-        tokio_rustls::rustls::crypto::aws_lc_rs::default_provider(),
+        rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_safe_default_protocol_versions()
     .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
