@@ -134,7 +134,7 @@ fn a_feed_deploys_its_own_listings_and_leaves_an_admins_pending_change_staged() 
     );
     assert_eq!(change.before.reason.as_deref(), Some("typed"));
     assert_eq!(change.after.reason.as_deref(), Some("changed my mind"));
-    c.deploy("alice", None, None, false).unwrap();
+    c.deploy("alice", None, None, false, None).unwrap();
     assert_eq!(sources(&c, "192.0.2.1"), ["manual", "feed:a"]);
 }
 
@@ -214,7 +214,7 @@ fn a_big_shrink_is_held_until_approved_and_review_stages_only() {
         "staged, not deployed"
     );
     assert_eq!(c.diff().unwrap().added.len(), 1);
-    c.deploy("alice", None, None, false).unwrap();
+    c.deploy("alice", None, None, false, None).unwrap();
     assert_eq!(verdict(&c, "203.0.113.5"), Verdict::Drop);
     assert_eq!(c.feed("slow").unwrap().state, FeedStatus::Ok);
 }
@@ -234,7 +234,11 @@ fn a_feeds_credentials_stay_out_of_its_listing_and_the_audit_log() {
         !shown.contains("hunter2") && !shown.contains("s3cret"),
         "{shown}"
     );
-    let log = serde_json::to_string(&c.audit(crate::model::Page::default()).unwrap()).unwrap();
+    let log = serde_json::to_string(
+        &c.audit(crate::model::Page::default(), &Default::default())
+            .unwrap(),
+    )
+    .unwrap();
     assert!(log.contains("feed add"), "{log}");
     assert!(!log.contains("hunter2") && !log.contains("s3cret"), "{log}");
 }

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::{
     dataplane::Layout,
     model::{AttachMode, parse_duration},
-    wire::DEFAULT_SOCKET,
+    wire::{DEFAULT_SOCKET, WebRole},
 };
 
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/denylist";
@@ -103,6 +103,15 @@ pub struct Args {
     /// How long one feed fetch may take, connection and body [default: 60s].
     #[arg(long, value_parser = parse_duration)]
     pub feed_timeout: Option<Duration>,
+    /// Members may act on behalf of a web console's users, naming each in
+    /// the Denylist-On-Behalf-Of and Denylist-Role headers; nobody else may
+    /// send those headers [default: denylist-web].
+    #[arg(long)]
+    pub web_group: Option<String>,
+    /// The highest role a web user gets, whatever the console asks for:
+    /// viewer keeps every change off the console [default: admin].
+    #[arg(long, value_enum)]
+    pub web_max_role: Option<WebRole>,
 }
 
 /// The flags that are no option of a running daemon, so no keys of the
@@ -146,6 +155,8 @@ struct File {
     feed_dir: Option<PathBuf>,
     feed_allow_private: Option<bool>,
     feed_timeout: Option<String>,
+    web_group: Option<String>,
+    web_max_role: Option<WebRole>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +193,8 @@ pub struct Config {
     pub feed_dir: PathBuf,
     pub feed_allow_private: bool,
     pub feed_timeout: Duration,
+    pub web_group: String,
+    pub web_max_role: WebRole,
 }
 
 impl Config {
@@ -290,6 +303,14 @@ impl Config {
                 .unwrap_or_else(|| super::fetch::DEFAULT_FEED_DIR.into()),
             feed_allow_private: args.feed_allow_private || file.feed_allow_private.unwrap_or(false),
             feed_timeout,
+            web_group: args
+                .web_group
+                .or(file.web_group)
+                .unwrap_or_else(|| "denylist-web".into()),
+            web_max_role: args
+                .web_max_role
+                .or(file.web_max_role)
+                .unwrap_or(WebRole::Admin),
         })
     }
 }
@@ -396,6 +417,10 @@ mod tests {
         assert_eq!(set.expiry_sweep, d.expiry_sweep);
         assert_eq!(set.detach_on_exit, d.detach_on_exit);
         assert_eq!(set.audit_retention, d.audit_retention);
+        assert_eq!(
+            (&set.web_group, set.web_max_role),
+            (&d.web_group, d.web_max_role)
+        );
         // Off by default, so the file shows an example value instead.
         assert!(set.metrics.is_some() && d.metrics.is_none());
         assert!(set.default_ttl.is_some() && d.default_ttl.is_none());
@@ -412,6 +437,10 @@ mod tests {
         assert_eq!(c.xdp_mode, AttachMode::Auto);
         assert!(!c.detach_on_exit);
         assert_eq!(c.audit_retention, DEFAULT_AUDIT_RETENTION);
+        assert_eq!(
+            (c.web_group.as_str(), c.web_max_role),
+            ("denylist-web", WebRole::Admin)
+        );
     }
 
     #[test]
@@ -421,7 +450,7 @@ mod tests {
         let path = dir.join("d.toml");
         std::fs::write(
             &path,
-            "iface = [\"eth0\"]\ncapacity = 5000\nxdp-mode = \"skb\"\ndefault-ttl = \"7d\"\nprotect-port = [2222]\n",
+            "iface = [\"eth0\"]\ncapacity = 5000\nxdp-mode = \"skb\"\ndefault-ttl = \"7d\"\nprotect-port = [2222]\nweb-max-role = \"viewer\"\n",
         )
         .unwrap();
         let p = path.to_str().unwrap();
@@ -439,6 +468,7 @@ mod tests {
         assert_eq!(c.xdp_mode, AttachMode::Skb);
         assert_eq!(c.default_ttl, Some(Duration::from_secs(7 * 86_400)));
         assert_eq!(c.protect_ports, [2222]);
+        assert_eq!(c.web_max_role, WebRole::Viewer);
         std::fs::write(&path, "colour = \"red\"\n").unwrap();
         let e = Config::from_args(args(&["--config", p]))
             .unwrap_err()
@@ -451,6 +481,7 @@ mod tests {
     fn bad_values_are_usage_errors() {
         assert!(Args::try_parse_from(["denylistd", "--xdp-mode", "turbo"]).is_err());
         assert!(Args::try_parse_from(["denylistd", "--expiry-sweep", "soon"]).is_err());
+        assert!(Args::try_parse_from(["denylistd", "--web-max-role", "root"]).is_err());
         let e = Config::from_args(args(&["--capacity", "1"]))
             .unwrap_err()
             .to_string();

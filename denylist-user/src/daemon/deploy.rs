@@ -18,14 +18,22 @@ pub(super) const BULK_BYTES: usize = 1 << 20;
 const BULK_ENTRIES: u64 = 10_000;
 
 impl Core {
-    /// Deploys the pending changes (or `only` those).
+    /// Deploys the pending changes (or `only` those). With `expect_seq`,
+    /// only if the draft is still the one reviewed: its `draft_seq` then.
     pub fn deploy(
         &mut self,
         user: &str,
         only: Option<&[(Target, List)]>,
         message: Option<&str>,
         dry_run: bool,
+        expect_seq: Option<u64>,
     ) -> Result<DeployResponse, CoreError> {
+        if let Some(reviewed) = expect_seq {
+            let current = self.store.draft_seq()?;
+            if current != reviewed {
+                return Err(CoreError::DraftChanged { reviewed, current });
+            }
+        }
         let only = only.map(|keys| Only {
             keys,
             sources: &Sources::All,

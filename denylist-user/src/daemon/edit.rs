@@ -9,7 +9,7 @@ use crate::{
     policy::{self, GuardContext},
     store::{Audit, Only, Op, Stage},
     wire::{
-        AddRequest, Change, Counts, Diff, ModeRequest, RemoveRequest, RollbackRequest,
+        AddRequest, Change, Counts, Diff, ModeRequest, Refusal, RemoveRequest, RollbackRequest,
         RollbackResponse, SeqResponse, StageItem, StageResponse, Staged,
     },
 };
@@ -71,6 +71,12 @@ impl Core {
                 keep_longer_ttl: false,
             });
         }
+        if req.dry_run {
+            if req.deploy {
+                return Err(CoreError::DryRunAndDeploy);
+            }
+            return self.preview_add(ops, warnings, refused);
+        }
         if !refused.is_empty() {
             return Err(CoreError::Refused { refusals: refused });
         }
@@ -81,6 +87,35 @@ impl Core {
             audit_as: &Audit::Each,
         };
         self.stage(user, ops, warnings, staging)
+    }
+
+    /// A dry run's answer: what staging the targets the guardrails let
+    /// through would change, and the refusals of the others, with nothing
+    /// staged or audited.
+    fn preview_add(
+        &mut self,
+        mut ops: Vec<Stage>,
+        warnings: Vec<String>,
+        refused: Vec<(Target, policy::Refusal)>,
+    ) -> Result<StageResponse, CoreError> {
+        let refused_keys: HashSet<Target> = refused.iter().map(|(t, _)| *t).collect();
+        ops.retain(|op| !refused_keys.contains(&op.key().0));
+        let default_ttl = self.config.default_ttl.map(|d| d.as_secs());
+        let left = self.store.stage_preview(&ops, now_ms(), default_ttl)?;
+        Ok(StageResponse {
+            seq: None,
+            counts: counts_of(&left),
+            targets: ops.iter().map(|op| op.key().0).collect(),
+            warnings,
+            refused: refused
+                .into_iter()
+                .map(|(target, r)| Refusal {
+                    target,
+                    reason: r.to_string(),
+                })
+                .collect(),
+            deployed: None,
+        })
     }
 
     /// Warnings that need no force: a deny entry an allow entry covers,
@@ -113,14 +148,7 @@ impl Core {
             .store
             .stage(&ops, user, now_ms(), default_ttl, audit_as)?;
         let keys: Vec<(Target, List)> = ops.iter().map(Stage::key).collect();
-        let mut counts = Counts::default();
-        for op in left.iter().flatten() {
-            match op {
-                Op::Add => counts.added += 1,
-                Op::Change => counts.changed += 1,
-                Op::Remove => counts.removed += 1,
-            }
-        }
+        let counts = counts_of(&left);
         let deployed = if deploy {
             let only: Vec<(Target, List)> = keys
                 .iter()
@@ -231,7 +259,7 @@ impl Core {
             added: Vec::new(),
             removed: Vec::new(),
             changed: Vec::new(),
-            draft_seq: 0,
+            draft_seq: self.store.draft_seq()?,
         };
         for p in self.store.pending()? {
             let (by, at) = (p.staged_by, p.staged_at);
@@ -316,6 +344,19 @@ pub(super) struct Staging<'a> {
 pub(super) fn valid_source(s: &str) -> bool {
     let name = s.split_once(':').map_or(s, |(_, n)| n);
     !name.is_empty() && name.len() <= 64 && !s.contains(char::is_whitespace)
+}
+
+/// The changes a stage left, by kind.
+fn counts_of(left: &[Option<Op>]) -> Counts {
+    let mut counts = Counts::default();
+    for op in left.iter().flatten() {
+        match op {
+            Op::Add => counts.added += 1,
+            Op::Change => counts.changed += 1,
+            Op::Remove => counts.removed += 1,
+        }
+    }
+    counts
 }
 
 pub(super) fn parse_target(s: &str, force: bool) -> Result<Target, CoreError> {

@@ -67,6 +67,8 @@ pub enum CoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("a dry run stages nothing, so there is nothing to deploy: leave out deploy")]
+    DryRunAndDeploy,
     #[error("force lets guarded lines in and skip_guarded leaves them out: choose one")]
     ForceAndSkipGuarded,
     #[error("a json import carries each entry's list: leave out list")]
@@ -122,6 +124,20 @@ pub enum CoreError {
         lines[0].refusal
     )]
     GuardedLines { lines: Vec<GuardedLine> },
+    #[error(
+        "the draft changed since you reviewed it (draft_seq {current}, reviewed {reviewed}): review it again (denylist diff); nothing was deployed"
+    )]
+    DraftChanged { reviewed: u64, current: u64 },
+    #[error("a page holds 1 to 500 entries, not {limit}: give limit 1 to 500")]
+    PageLimit { limit: u32 },
+    #[error(
+        "{cursor:?} is no cursor: give the next of the page before, or none for the first page"
+    )]
+    BadCursor { cursor: String },
+    #[error(
+        "the cursor {cursor:?} is from a page in another order: start again without it, or keep sort and desc as they were"
+    )]
+    CursorOrder { cursor: String },
     #[error("{target} is not on the deny list: nothing was staged")]
     NotOnDenyList { target: Target },
     #[error("deploy failed, the kernel is unchanged and the changes stay staged: {source}")]

@@ -42,7 +42,8 @@ impl Core {
                 attached: i.attached.is_some(),
             })
             .collect();
-        let degraded = interfaces.iter().any(|i| !i.attached) || self.drift > 0;
+        let degraded_reasons = self.degraded_reasons();
+        let degraded = !degraded_reasons.is_empty();
         let mut warnings = Vec::new();
         if interfaces.is_empty() {
             warnings.push(
@@ -69,10 +70,42 @@ impl Core {
             },
             drift: self.drift as u64,
             degraded,
-            degraded_reasons: Vec::new(),
-            draft_seq: 0,
+            degraded_reasons,
+            draft_seq: self.store.draft_seq()?,
             warnings,
         })
+    }
+
+    /// One sentence per cause of `degraded`, each saying what to do: an
+    /// interface not attached (and why), drift not repaired.
+    fn degraded_reasons(&self) -> Vec<String> {
+        let mut why = Vec::new();
+        for (name, i) in &self.ifaces {
+            if i.attached.is_some() {
+                continue;
+            }
+            why.push(match (&i.failed, self.filter.ifindex(name)) {
+                (_, 0) => format!(
+                    "interface {name} is not attached: it does not exist on this host; \
+                     denylistd attaches it when it appears (or: denylist detach {name})"
+                ),
+                (Some(failed), _) => format!(
+                    "interface {name} is not attached: {failed}; denylistd retries every second"
+                ),
+                (None, _) => format!(
+                    "interface {name} is not attached: denylistd retries every second \
+                     (denylist attach {name} shows why it fails)"
+                ),
+            });
+        }
+        if self.drift > 0 {
+            why.push(format!(
+                "{} {} in the kernel differ from the deployed revision: run denylist verify",
+                self.drift,
+                if self.drift == 1 { "entry" } else { "entries" }
+            ));
+        }
+        why
     }
 
     /// What the daemon is serving, cheaply: no kernel counters are read.

@@ -2,7 +2,10 @@
 //! pruned to `--audit-retention`.
 
 use super::{Core, CoreError};
-use crate::model::{AuditEvent, Millis, Page, Revision, now_ms};
+use crate::{
+    model::{AuditEvent, AuditFilter, Millis, Page, Revision, now_ms},
+    wire::{Change, RevisionDiff},
+};
 
 /// Who the audit log names for a prune: the daemon, on its own schedule.
 const PRUNER: &str = "denylistd";
@@ -12,8 +15,25 @@ impl Core {
         Ok(self.store.history(page)?)
     }
 
-    pub fn audit(&self, page: Page) -> Result<Vec<AuditEvent>, CoreError> {
-        Ok(self.store.audit(page)?)
+    /// What revision `rev`'s deploy added, removed and changed, at most
+    /// `limit` of each.
+    pub fn revision_diff(&self, rev: u64, limit: usize) -> Result<RevisionDiff, CoreError> {
+        let c = self.store.revision_changes(rev, limit)?;
+        Ok(RevisionDiff {
+            revision: c.revision,
+            added: c.added,
+            removed: c.removed,
+            changed: c
+                .changed
+                .into_iter()
+                .map(|(before, after)| Change { before, after })
+                .collect(),
+            truncated: c.truncated,
+        })
+    }
+
+    pub fn audit(&self, page: Page, filter: &AuditFilter) -> Result<Vec<AuditEvent>, CoreError> {
+        Ok(self.store.audit(page, filter)?)
     }
 
     /// Deletes what is older than the retention: after the start, then daily.

@@ -20,6 +20,7 @@ mod history;
 mod ifaces;
 mod import;
 mod man;
+mod page;
 mod probe;
 mod reports;
 #[cfg(test)]
@@ -36,6 +37,7 @@ use denylist_common::Hit;
 pub use error::{CoreError, GuardedLine, StartError};
 pub use health::Summary;
 pub use man::{config_page, daemon_page, write_man_pages};
+pub use page::entry_page;
 pub use probe::HostProbe;
 pub use unpin::{UnpinError, Unpinned, unpin};
 

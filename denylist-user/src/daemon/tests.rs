@@ -10,12 +10,13 @@ use super::{
 use crate::{
     dataplane::fake::FakeFilter,
     model::{
-        AuditEvent, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page, Report,
-        Revision, Stored, Target, Verdict,
+        AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page,
+        Report, Revision, Stored, Target, Verdict,
     },
     store::{
         Audit, DeployRecord, FeedRecord, HeldList, HitTotal, Only, Op, Pending, Plan, Pruned,
-        ReportTally, Snapshots, SqliteStore, Stage, Store, StoreError, WrittenDeploy,
+        ReportTally, RevisionChanges, Snapshots, SqliteStore, Stage, Store, StoreError,
+        WrittenDeploy,
     },
     wire::{
         AddRequest, AttachRequest, DetachRequest, ImportParams, ModeRequest, RemoveRequest,
@@ -73,7 +74,7 @@ fn save_and_deploy_puts_entries_in_the_kernel_and_unblocks_on_removal() {
     add(&mut c, &["198.51.100.7", "203.0.113.0/24"], false).unwrap();
     assert_eq!(c.diff().unwrap().added.len(), 2);
     assert_eq!(verdict(&c, "198.51.100.7"), Verdict::Pass, "staged only");
-    let d = c.deploy("alice", None, Some("block"), false).unwrap();
+    let d = c.deploy("alice", None, Some("block"), false, None).unwrap();
     assert_eq!((d.revision, d.counts.added), (Some(1), 2));
     assert_eq!(verdict(&c, "198.51.100.7"), Verdict::Drop);
     assert_eq!(verdict(&c, "203.0.113.9"), Verdict::Drop);
@@ -111,7 +112,7 @@ fn pruning_follows_the_retention_and_keeps_the_deployed_revision() {
     c.prune_at(now + 401 * day).unwrap();
     let h = c.history(Page::default()).unwrap();
     assert_eq!(h.iter().map(|r| r.revision).collect::<Vec<_>>(), [2]);
-    let audit = c.audit(Page::default()).unwrap();
+    let audit = c.audit(Page::default(), &AuditFilter::default()).unwrap();
     assert_eq!(audit.len(), 1, "{audit:?}");
     assert_eq!(
         (audit[0].kind.as_str(), audit[0].user.as_str()),
@@ -126,14 +127,14 @@ fn a_failed_kernel_write_leaves_the_store_and_the_draft_as_they_were() {
     let (mut c, fake) = core(&dir.0);
     add(&mut c, &["198.51.100.7"], false).unwrap();
     fake.state().fail_next_apply = true;
-    let e = c.deploy("alice", None, None, false).unwrap_err();
+    let e = c.deploy("alice", None, None, false, None).unwrap_err();
     assert!(matches!(e, CoreError::DeployFailed { .. }), "{e:?}");
     assert!(e.to_string().contains("the kernel is unchanged"), "{e}");
     assert_eq!(c.ops.deploy_failures, 1);
     let s = c.status().unwrap();
     assert_eq!((s.revision, s.pending_changes, s.entries.deny), (0, 1, 0));
     // The same deploy goes through once the kernel takes it.
-    c.deploy("alice", None, None, false).unwrap();
+    c.deploy("alice", None, None, false, None).unwrap();
     assert_eq!(verdict(&c, "198.51.100.7"), Verdict::Drop);
 }
 
@@ -169,7 +170,7 @@ fn a_failed_commit_puts_the_kernel_back_with_the_inverse_change_list() {
     add(&mut c, &["198.51.100.9"], false).unwrap();
     let before = fake.state().rules.clone();
     fail.store(true, std::sync::atomic::Ordering::SeqCst);
-    let e = c.deploy("alice", None, None, false).unwrap_err();
+    let e = c.deploy("alice", None, None, false, None).unwrap_err();
     assert!(matches!(e, CoreError::CommitFailed { .. }), "{e:?}");
     assert!(e.to_string().contains("the kernel was rolled back"), "{e}");
     assert_eq!(fake.state().rules, before, "the kernel is as it was");
@@ -355,7 +356,11 @@ fn drift_is_repaired_and_audited_and_expired_entries_are_swept() {
     let v = c.verify("alice").unwrap();
     assert_eq!((v.drift.len(), v.repaired), (1, 1));
     assert_eq!(
-        c.audit(Page::default()).unwrap().last().unwrap().kind,
+        c.audit(Page::default(), &AuditFilter::default())
+            .unwrap()
+            .last()
+            .unwrap()
+            .kind,
         "verify repair"
     );
     std::thread::sleep(std::time::Duration::from_millis(1100));
@@ -448,6 +453,9 @@ impl Store for FailingCommits {
     fn pending_count(&self) -> Result<usize, StoreError> {
         self.inner.pending_count()
     }
+    fn draft_seq(&self) -> Result<u64, StoreError> {
+        self.inner.draft_seq()
+    }
     fn pending(&self) -> Result<Vec<Pending>, StoreError> {
         self.inner.pending()
     }
@@ -460,6 +468,14 @@ impl Store for FailingCommits {
         audit_as: &Audit,
     ) -> Result<(u64, Vec<Option<Op>>), StoreError> {
         self.inner.stage(ops, user, now, default_ttl, audit_as)
+    }
+    fn stage_preview(
+        &mut self,
+        ops: &[Stage],
+        now: Millis,
+        default_ttl: Option<u64>,
+    ) -> Result<Vec<Option<Op>>, StoreError> {
+        self.inner.stage_preview(ops, now, default_ttl)
     }
     fn discard(&mut self, user: &str, now: Millis) -> Result<(u64, usize), StoreError> {
         self.inner.discard(user, now)
@@ -562,8 +578,11 @@ impl Store for FailingCommits {
     fn history(&self, page: Page) -> Result<Vec<Revision>, StoreError> {
         self.inner.history(page)
     }
-    fn audit(&self, page: Page) -> Result<Vec<AuditEvent>, StoreError> {
-        self.inner.audit(page)
+    fn audit(&self, page: Page, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        self.inner.audit(page, filter)
+    }
+    fn revision_changes(&self, rev: u64, limit: usize) -> Result<RevisionChanges, StoreError> {
+        self.inner.revision_changes(rev, limit)
     }
     fn prune(
         &mut self,

@@ -31,6 +31,20 @@ pub struct AuditEvent {
     pub detail: Option<serde_json::Value>,
 }
 
+/// Which audit events to show, besides their window: each filter given
+/// must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// The user exactly as the log names them.
+    pub actor: Option<String>,
+    /// The kind exactly, or its first word: `stage` is every `stage ...`.
+    pub kind: Option<String>,
+    /// At or after this time.
+    pub from: Option<Millis>,
+    /// Before this time.
+    pub to: Option<Millis>,
+}
+
 /// A window of the history or of the audit log: what comes after `since`
 /// and before `before` (revision or sequence numbers), and of that only the
 /// newest `limit`, oldest first. Paging back from the end takes `before`

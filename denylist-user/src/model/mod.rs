@@ -22,7 +22,7 @@ pub use entry::{
 };
 pub use feed::{CHANGE_FLOOR, FeedInfo, FeedSettings, FeedState, FeedStatus, Held, feed_source};
 pub use format::{ExportFormat, Format, UnknownFormat};
-pub use history::{AuditEvent, Page, Revision};
+pub use history::{AuditEvent, AuditFilter, Page, Revision};
 pub use listing::{Listing, MANUAL, Sources, is_admin_source};
 pub use target::{Target, TargetError, ip_bits, ip_from_bits, normal_ip};
 pub use verdict::{Decision, List, Rule, Verdict, decide};

@@ -31,6 +31,8 @@ pub struct Peer {
     /// A member of the reporter group, whatever its role: viewers may not
     /// report unless they are also reporters.
     pub reporter: bool,
+    /// A member of the web group: it may act on behalf of web users.
+    pub web: bool,
     /// For the audit log: `alice`, or `alice (as root)` under sudo.
     pub user: String,
 }
@@ -41,6 +43,8 @@ pub struct Groups {
     pub admin: String,
     pub viewer: String,
     pub reporter: String,
+    /// Members may act on behalf of web users.
+    pub web: String,
 }
 
 /// The user name of `uid`, or the number when it has none.
@@ -85,14 +89,16 @@ fn login_uid(pid: i32) -> Option<u32> {
 
 /// Authorizes a peer: uid 0 and members of the admin group are admins,
 /// members of the viewer group viewers, members of the reporter group
-/// reporters, anyone else nothing.
+/// reporters, anyone else nothing. Membership of the web group is noted
+/// apart: it gives no role of its own.
 pub fn authorize(uid: u32, pid: Option<i32>, g: &Groups) -> Peer {
     let (name, gid) = passwd(uid).unwrap_or_else(|| (uid.to_string(), u32::MAX));
+    let mine = groups(&name, gid);
+    let member = |g: &str| group_id(g).is_some_and(|g| mine.contains(&g));
+    let web = member(&g.web);
     let (role, reporter) = if uid == 0 {
         (Role::Admin, false)
     } else {
-        let mine = groups(&name, gid);
-        let member = |g: &str| group_id(g).is_some_and(|g| mine.contains(&g));
         let reporter = member(&g.reporter);
         let role = if member(&g.admin) {
             Role::Admin
@@ -114,6 +120,7 @@ pub fn authorize(uid: u32, pid: Option<i32>, g: &Groups) -> Peer {
         pid,
         role,
         reporter,
+        web,
         user,
     }
 }
@@ -127,6 +134,7 @@ mod tests {
             admin: "denylist-admin".into(),
             viewer: "denylist".into(),
             reporter: "denylist-reporter".into(),
+            web: "denylist-web".into(),
         }
     }
 

@@ -23,6 +23,10 @@ impl From<CoreError> for ApiError {
             | E::TtlTooLong
             | E::MonitorOnAllow
             | E::ForceAndSkipGuarded
+            | E::DryRunAndDeploy
+            | E::PageLimit { .. }
+            | E::BadCursor { .. }
+            | E::CursorOrder { .. }
             | E::ListWithJson
             | E::InvalidLines { .. }
             | E::BadSource { .. }
@@ -36,7 +40,7 @@ impl From<CoreError> for ApiError {
             | E::ReportWeight { .. }
             | E::ReportReason
             | E::BadAutoPolicy { .. } => Class::Invalid,
-            E::FeedNotHeld { .. } => Class::Conflict,
+            E::FeedNotHeld { .. } | E::DraftChanged { .. } => Class::Conflict,
             E::Refused { .. } | E::GuardUnavailable { .. } | E::GuardedLines { .. } => {
                 Class::Guarded
             }

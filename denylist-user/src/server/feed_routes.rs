@@ -3,7 +3,7 @@
 
 use axum::{
     body::Bytes,
-    extract::{ConnectInfo, Path, State},
+    extract::{Path, State},
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -22,7 +22,7 @@ use crate::{
 /// The feed subscriptions, with their state.
 #[utoipa::path(get, path = "/v1/feeds", tag = "viewer",
     responses((status = 200, body = Vec<FeedInfo>), Plain))]
-pub(super) async fn feed_list(State(s): St, ConnectInfo(c): Cred) -> Response {
+pub(super) async fn feed_list(State(s): St, c: Cred) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, |core, _| Ok(core.feeds()?))
         .await
 }
@@ -31,8 +31,8 @@ pub(super) async fn feed_list(State(s): St, ConnectInfo(c): Cred) -> Response {
 /// says how that went.
 #[utoipa::path(post, path = "/v1/feeds", tag = "admin", request_body = FeedAddRequest,
     responses((status = 201, body = FeedInfo), Feeds))]
-pub(super) async fn feed_add(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    let peer = match s.authorize(c, Role::Admin) {
+pub(super) async fn feed_add(State(s): St, c: Cred, b: Bytes) -> Response {
+    let peer = match s.authorize(&c, Role::Admin) {
         Ok(p) => p,
         Err(e) => return error(e),
     };
@@ -60,12 +60,8 @@ pub(super) async fn feed_add(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Re
 /// Fetches a feed now, whatever its schedule says.
 #[utoipa::path(post, path = "/v1/feeds/{name}/refresh", tag = "admin",
     params(("name" = String, Path)), responses((status = 200, body = FeedInfo), Feeds))]
-pub(super) async fn feed_refresh(
-    State(s): St,
-    ConnectInfo(c): Cred,
-    Path(name): Path<String>,
-) -> Response {
-    if let Err(e) = s.authorize(c, Role::Admin) {
+pub(super) async fn feed_refresh(State(s): St, c: Cred, Path(name): Path<String>) -> Response {
+    if let Err(e) = s.authorize(&c, Role::Admin) {
         return error(e);
     }
     refreshed(&s, &name, StatusCode::OK).await
@@ -93,11 +89,7 @@ async fn refreshed(s: &AppState, name: &str, ok: StatusCode) -> Response {
 /// Deploys the list a feed's last fetch held back.
 #[utoipa::path(post, path = "/v1/feeds/{name}/approve", tag = "admin",
     params(("name" = String, Path)), responses((status = 200, body = FeedInfo), Feeds))]
-pub(super) async fn feed_approve(
-    State(s): St,
-    ConnectInfo(c): Cred,
-    Path(name): Path<String>,
-) -> Response {
+pub(super) async fn feed_approve(State(s): St, c: Cred, Path(name): Path<String>) -> Response {
     s.call_prepared(
         c,
         Role::Admin,
@@ -111,11 +103,7 @@ pub(super) async fn feed_approve(
 /// Ends a subscription; its listings go with it, deployed at once.
 #[utoipa::path(delete, path = "/v1/feeds/{name}", tag = "admin",
     params(("name" = String, Path)), responses((status = 200, body = SeqResponse), Feeds))]
-pub(super) async fn feed_remove(
-    State(s): St,
-    ConnectInfo(c): Cred,
-    Path(name): Path<String>,
-) -> Response {
+pub(super) async fn feed_remove(State(s): St, c: Cred, Path(name): Path<String>) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         let seq = core.feed_remove(&peer.user, &name)?;
         Ok(SeqResponse { seq, detail: None })

@@ -15,6 +15,7 @@ use std::{
 use tokio::net::{TcpListener, UnixListener};
 
 mod auth;
+mod caller;
 pub mod decode;
 mod error;
 mod feed_routes;
@@ -23,6 +24,7 @@ pub mod logging;
 mod metrics;
 mod notify;
 mod openapi;
+mod page_routes;
 mod ratelimit;
 mod report_routes;
 mod routes;

@@ -134,6 +134,10 @@ errors! {
     Plain: Forbidden, Failure;
     /// Routes that read a query or a path parameter.
     Querying: Invalid, Forbidden, Failure;
+    /// Routes that read one thing by its path, which may be missing.
+    Finding: Invalid, Forbidden, NotFound, Failure;
+    /// `POST /v1/deploy`, refused when the draft changed since its review.
+    Deploying: Invalid, Forbidden, NotFound, Conflict, TooLarge, Failure;
     /// Routes whose body names staged or deployed things.
     Changing: Invalid, Forbidden, NotFound, TooLarge, Failure;
     /// Routes that stage entries, through the guardrails, and may deploy.

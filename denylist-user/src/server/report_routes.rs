@@ -2,12 +2,7 @@
 //! listings. Reporters (`--reporter-group`) and admins may report; a
 //! reporter reads only its own reports.
 
-use axum::{
-    body::Bytes,
-    extract::{ConnectInfo, State},
-    http::StatusCode,
-    response::Response,
-};
+use axum::{body::Bytes, extract::State, http::StatusCode, response::Response};
 
 use super::{
     auth::Role,
@@ -23,8 +18,8 @@ use crate::{
 /// Reports an abusive address; at the policy's threshold it is listed.
 #[utoipa::path(post, path = "/v1/reports", tag = "reporter", request_body = ReportRequest,
     responses((status = 201, body = ReportResponse), Reporting))]
-pub(super) async fn report(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
-    if let Some(uid) = c.uid
+pub(super) async fn report(State(s): St, c: Cred, b: Bytes) -> Response {
+    if let Some(uid) = c.cred.uid
         && !s.reports.take(uid)
     {
         return error(ApiError::new(
@@ -49,7 +44,7 @@ pub(super) async fn report(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Resp
 /// The latest reports: a reporter's own, or everyone's for an admin.
 #[utoipa::path(get, path = "/v1/reports", tag = "reporter",
     responses((status = 200, body = Vec<Report>), Plain))]
-pub(super) async fn report_list(State(s): St, ConnectInfo(c): Cred) -> Response {
+pub(super) async fn report_list(State(s): St, c: Cred) -> Response {
     s.call(c, Role::Reporter, StatusCode::OK, |core, peer| {
         let only = (peer.role != Role::Admin).then_some(peer.user.as_str());
         Ok(core.reports(only)?)
@@ -60,7 +55,7 @@ pub(super) async fn report_list(State(s): St, ConnectInfo(c): Cred) -> Response 
 /// The automatic blocking policy.
 #[utoipa::path(get, path = "/v1/auto", tag = "viewer",
     responses((status = 200, body = AutoPolicy), Plain))]
-pub(super) async fn auto_get(State(s): St, ConnectInfo(c): Cred) -> Response {
+pub(super) async fn auto_get(State(s): St, c: Cred) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, |core, _| {
         Ok(core.auto_policy()?)
     })
@@ -70,7 +65,7 @@ pub(super) async fn auto_get(State(s): St, ConnectInfo(c): Cred) -> Response {
 /// Changes the automatic blocking policy (the fields given), audited.
 #[utoipa::path(post, path = "/v1/auto", tag = "admin", request_body = AutoSetRequest,
     responses((status = 200, body = AutoPolicy), Changing))]
-pub(super) async fn auto_set(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
+pub(super) async fn auto_set(State(s): St, c: Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         let req = body::<AutoSetRequest>(&b)?;
         Ok(core.set_auto(&peer.user, req)?)

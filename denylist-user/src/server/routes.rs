@@ -10,7 +10,7 @@ use std::{
 use axum::{
     Router,
     body::{Body, Bytes},
-    extract::{ConnectInfo, DefaultBodyLimit, Path, State, connect_info::Connected},
+    extract::{DefaultBodyLimit, Path, State, connect_info::Connected},
     http::{StatusCode, header},
     response::{IntoResponse, Response},
     serve::IncomingStream,
@@ -21,10 +21,12 @@ use utoipa_axum::{router::OpenApiRouter, router::UtoipaMethodRouterExt as _, rou
 
 use super::{
     auth::{self, Groups, Peer, Role},
+    caller::{self, Caller},
     decode::{QueryResult, body, deploy_body, query},
     feed_routes,
     feeds::FeedRunner,
-    openapi::{self, Changing, Plain, Querying, RollingBack, Staging},
+    openapi::{self, Changing, Deploying, Plain, Querying, RollingBack, Staging},
+    page_routes,
     ratelimit::RateLimit,
     report_routes,
     stream::{Listing, stream_entries},
@@ -33,10 +35,10 @@ use crate::{
     daemon::{Core, HostProbe, Snapshots},
     model::{AuditEvent, Entry, ExportFormat, List, Revision, parse_duration},
     wire::{
-        AddRequest, ApiError, AttachRequest, BODY_LIMIT, CheckResponse, Class, DeployResponse,
-        DetachRequest, Diff, IMPORT_LIMIT, ImportParams, ImportResponse, ModeRequest, PageQuery,
-        RemoveRequest, RollbackRequest, RollbackResponse, SeqResponse, StageResponse, StatItem,
-        Status, VerifyResponse,
+        AddRequest, ApiError, AttachRequest, AuditQuery, BODY_LIMIT, CheckResponse, Class,
+        DeployResponse, DetachRequest, Diff, IMPORT_LIMIT, ImportParams, ImportResponse,
+        ModeRequest, ON_BEHALF_HEADER, PageQuery, ROLE_HEADER, RemoveRequest, RollbackRequest,
+        RollbackResponse, SeqResponse, StageResponse, StatItem, Status, VerifyResponse, WebRole,
     },
 };
 
@@ -45,6 +47,14 @@ use crate::{
 pub struct PeerCred {
     pub(super) uid: Option<u32>,
     pub(super) pid: Option<i32>,
+}
+
+impl PeerCred {
+    /// No credentials: a peer that is refused everything.
+    pub(super) const UNKNOWN: PeerCred = PeerCred {
+        uid: None,
+        pid: None,
+    };
 }
 
 impl Connected<IncomingStream<'_, UnixListener>> for PeerCred {
@@ -66,7 +76,9 @@ impl Connected<IncomingStream<'_, UnixListener>> for PeerCred {
 pub struct AppState {
     pub core: Arc<Mutex<Core>>,
     groups: Groups,
-    snapshots: Arc<dyn Snapshots>,
+    /// The highest role a web user gets (`--web-max-role`).
+    web_max_role: WebRole,
+    pub(super) snapshots: Arc<dyn Snapshots>,
     pub(super) host: HostProbe,
     pub(super) feeds: FeedRunner,
     /// Reports allowed per peer, so that one application cannot flood the
@@ -76,35 +88,56 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(core: Arc<Mutex<Core>>) -> Self {
-        let (groups, snapshots, host) = {
+        let (groups, web_max_role, snapshots, host) = {
             let c = core.lock().expect("core lock");
             let config = c.config();
             let groups = Groups {
                 admin: config.admin_group.clone(),
                 viewer: config.viewer_group.clone(),
                 reporter: config.reporter_group.clone(),
+                web: config.web_group.clone(),
             };
-            (groups, c.snapshots(), c.host_probe())
+            (groups, config.web_max_role, c.snapshots(), c.host_probe())
         };
         Self {
             feeds: FeedRunner::new(core.clone()),
             core,
             groups,
+            web_max_role,
             reports: RateLimit::default(),
             snapshots,
             host,
         }
     }
 
-    /// The peer, if it may do what `need` asks; otherwise the 403 to send.
-    pub(super) fn authorize(&self, cred: PeerCred, need: Role) -> Result<Peer, ApiError> {
-        let Some(uid) = cred.uid else {
+    /// The peer, or the web user it acts for, if it may do what `need`
+    /// asks; otherwise the 403 to send (or the 400, for a web peer's
+    /// malformed headers).
+    pub(super) fn authorize(&self, caller: &Caller, need: Role) -> Result<Peer, ApiError> {
+        let Some(uid) = caller.cred.uid else {
             return Err(ApiError::new(
                 Class::Forbidden,
                 "cannot read the peer's credentials",
             ));
         };
-        let peer = auth::authorize(uid, cred.pid, &self.groups);
+        let mut peer = auth::authorize(uid, caller.cred.pid, &self.groups);
+        if caller.claims_behalf() {
+            // Checked before the headers themselves: a stranger learns
+            // nothing from a malformed one.
+            if !peer.web {
+                return Err(ApiError::new(
+                    Class::Forbidden,
+                    format!(
+                        "permission denied: {} may not act on behalf of web users; only members \
+                         of group {} may send {ON_BEHALF_HEADER} and {ROLE_HEADER}",
+                        peer.user, self.groups.web
+                    ),
+                ));
+            }
+            if let Some((user, role)) = caller.behalf()? {
+                peer = caller::on_behalf(peer, &user, role, self.web_max_role);
+            }
+        }
         // Reporting is for reporters and admins: a viewer reads, nothing
         // more, unless it is a reporter too.
         let allowed = match need {
@@ -119,6 +152,16 @@ impl AppState {
             Role::Reporter => (&self.groups.reporter, "report addresses"),
             _ => (&self.groups.viewer, "read the denylist"),
         };
+        if caller.claims_behalf() {
+            return Err(ApiError::new(
+                Class::Forbidden,
+                format!(
+                    "permission denied: {} may not {what}; give the web user a higher role \
+                     (the daemon allows at most {})",
+                    peer.user, self.web_max_role
+                ),
+            ));
+        }
         Err(ApiError::new(
             Class::Forbidden,
             format!(
@@ -131,12 +174,12 @@ impl AppState {
     /// Authorizes, then runs `f` on the blocking pool with the core locked.
     pub(super) async fn call<T: Serialize + Send + 'static>(
         &self,
-        cred: PeerCred,
+        caller: Caller,
         need: Role,
         ok: StatusCode,
         f: impl FnOnce(&mut Core, &Peer) -> Result<T, ApiError> + Send + 'static,
     ) -> Response {
-        self.call_prepared(cred, need, ok, |_| Ok(()), |core, peer, ()| f(core, peer))
+        self.call_prepared(caller, need, ok, |_| Ok(()), |core, peer, ()| f(core, peer))
             .await
     }
 
@@ -145,13 +188,13 @@ impl AppState {
     /// must not hold up every other request.
     pub(super) async fn call_prepared<P, T: Serialize + Send + 'static>(
         &self,
-        cred: PeerCred,
+        caller: Caller,
         need: Role,
         ok: StatusCode,
         prepare: impl FnOnce(&HostProbe) -> Result<P, ApiError> + Send + 'static,
         f: impl FnOnce(&mut Core, &Peer, P) -> Result<T, ApiError> + Send + 'static,
     ) -> Response {
-        let peer = match self.authorize(cred, need) {
+        let peer = match self.authorize(&caller, need) {
             Ok(p) => p,
             Err(e) => return error(e),
         };
@@ -189,13 +232,13 @@ pub(super) fn error(e: ApiError) -> Response {
     (status, axum::Json(ErrorBody { error: &e })).into_response()
 }
 
-pub(super) type Cred = ConnectInfo<PeerCred>;
+pub(super) type Cred = Caller;
 pub(super) type St = State<AppState>;
 
 /// The daemon's state: revision, interfaces, counts, counters, health.
 #[utoipa::path(get, path = "/v1/status", tag = "viewer",
     responses((status = 200, body = Status), Plain))]
-async fn status(State(s): St, ConnectInfo(c): Cred) -> Response {
+async fn status(State(s): St, c: Cred) -> Response {
     s.call(
         c,
         Role::Viewer,
@@ -229,8 +272,8 @@ struct EntriesQuery {
 #[utoipa::path(get, path = "/v1/entries", tag = "viewer", params(EntriesQuery),
     responses((status = 200, body = Vec<Entry>, description = "streamed in chunks from a \
         snapshot; a failure after the first chunk breaks the connection"), Querying))]
-async fn entries(State(s): St, ConnectInfo(c): Cred, q: QueryResult<EntriesQuery>) -> Response {
-    if let Err(e) = s.authorize(c, Role::Viewer) {
+async fn entries(State(s): St, c: Cred, q: QueryResult<EntriesQuery>) -> Response {
+    if let Err(e) = s.authorize(&c, Role::Viewer) {
         return error(e);
     }
     let q = match query(q) {
@@ -251,15 +294,27 @@ async fn entries(State(s): St, ConnectInfo(c): Cred, q: QueryResult<EntriesQuery
 }
 
 /// Stages new entries, or changes existing ones; `deploy` ships them.
+/// With `dry_run`, stages nothing and lists what the guardrails refuse.
 #[utoipa::path(post, path = "/v1/entries", tag = "admin", request_body = AddRequest,
-    responses((status = 201, body = StageResponse), Staging))]
-async fn add(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
+    responses((status = 201, body = StageResponse),
+        (status = 200, body = StageResponse, description = "a dry run: nothing staged"),
+        Staging))]
+async fn add(State(s): St, c: Cred, b: Bytes) -> Response {
+    // The gate has let only admins this far, so the body may be read now.
+    let req = match body::<AddRequest>(&b) {
+        Ok(r) => r,
+        Err(e) => return error(e),
+    };
+    let ok = if req.dry_run {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
     s.call_prepared(
         c,
         Role::Admin,
-        StatusCode::CREATED,
+        ok,
         move |host| {
-            let req = body::<AddRequest>(&b)?;
             let ctx = host.for_add(&req)?;
             Ok((req, ctx))
         },
@@ -271,7 +326,7 @@ async fn add(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
 /// Stages removals.
 #[utoipa::path(post, path = "/v1/entries/remove", tag = "admin", request_body = RemoveRequest,
     responses((status = 200, body = StageResponse), Changing))]
-async fn remove(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
+async fn remove(State(s): St, c: Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         Ok(core.remove(&peer.user, body::<RemoveRequest>(&b)?)?)
     })
@@ -281,7 +336,7 @@ async fn remove(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
 /// Switches deny entries between enforcing and monitor mode.
 #[utoipa::path(post, path = "/v1/entries/mode", tag = "admin", request_body = ModeRequest,
     responses((status = 200, body = StageResponse), Changing))]
-async fn mode(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
+async fn mode(State(s): St, c: Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         Ok(core.mode(&peer.user, body::<ModeRequest>(&b)?)?)
     })
@@ -291,7 +346,7 @@ async fn mode(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
 /// The pending changes: the draft against the deployed revision.
 #[utoipa::path(get, path = "/v1/diff", tag = "viewer",
     responses((status = 200, body = Diff), Plain))]
-async fn diff(State(s): St, ConnectInfo(c): Cred) -> Response {
+async fn diff(State(s): St, c: Cred) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, |core, _| Ok(core.diff()?))
         .await
 }
@@ -302,12 +357,13 @@ async fn diff(State(s): St, ConnectInfo(c): Cred) -> Response {
     // taken, while it is the absent body that is.
     request_body(content = ref("#/components/schemas/DeployRequest"),
         description = "optional: no body at all deploys everything pending"),
-    responses((status = 200, body = DeployResponse), Changing))]
-async fn deploy(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
+    responses((status = 200, body = DeployResponse), Deploying))]
+async fn deploy(State(s): St, c: Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         let (req, only) = deploy_body(&b)?;
         let message = req.message.as_deref();
-        Ok(core.deploy(&peer.user, only.as_deref(), message, req.dry_run)?)
+        let reviewed = req.expect_seq;
+        Ok(core.deploy(&peer.user, only.as_deref(), message, req.dry_run, reviewed)?)
     })
     .await
 }
@@ -315,7 +371,7 @@ async fn deploy(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
 /// Drops every pending change; `detail.discarded` counts them.
 #[utoipa::path(post, path = "/v1/discard", tag = "admin",
     responses((status = 200, body = SeqResponse), Plain))]
-async fn discard(State(s): St, ConnectInfo(c): Cred) -> Response {
+async fn discard(State(s): St, c: Cred) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, |core, peer| {
         Ok(core.discard(&peer.user)?)
     })
@@ -328,7 +384,7 @@ async fn discard(State(s): St, ConnectInfo(c): Cred) -> Response {
     responses((status = 200, body = CheckResponse), Querying))]
 async fn check(
     State(s): St,
-    ConnectInfo(c): Cred,
+    c: Cred,
     ip: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
@@ -356,7 +412,7 @@ struct StatsQuery {
 /// Per-entry hits of the deployed, unexpired entries, busiest first.
 #[utoipa::path(get, path = "/v1/stats", tag = "viewer", params(StatsQuery),
     responses((status = 200, body = Vec<StatItem>), Querying))]
-async fn stats(State(s): St, ConnectInfo(c): Cred, q: QueryResult<StatsQuery>) -> Response {
+async fn stats(State(s): St, c: Cred, q: QueryResult<StatsQuery>) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
         let q = query(q)?;
         let idle = match q.idle {
@@ -375,19 +431,20 @@ async fn stats(State(s): St, ConnectInfo(c): Cred, q: QueryResult<StatsQuery>) -
 /// Deployed revisions, oldest first.
 #[utoipa::path(get, path = "/v1/history", tag = "viewer", params(PageQuery),
     responses((status = 200, body = Vec<Revision>), Querying))]
-async fn history(State(s): St, ConnectInfo(c): Cred, q: QueryResult<PageQuery>) -> Response {
+async fn history(State(s): St, c: Cred, q: QueryResult<PageQuery>) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
         Ok(core.history(query(q)?.into())?)
     })
     .await
 }
 
-/// Audit events, oldest first.
-#[utoipa::path(get, path = "/v1/audit", tag = "viewer", params(PageQuery),
+/// Audit events, oldest first; the filters narrow the window.
+#[utoipa::path(get, path = "/v1/audit", tag = "viewer", params(AuditQuery),
     responses((status = 200, body = Vec<AuditEvent>), Querying))]
-async fn audit(State(s): St, ConnectInfo(c): Cred, q: QueryResult<PageQuery>) -> Response {
+async fn audit(State(s): St, c: Cred, q: QueryResult<AuditQuery>) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
-        Ok(core.audit(query(q)?.into())?)
+        let q = query(q)?;
+        Ok(core.audit(q.page(), &q.filter())?)
     })
     .await
 }
@@ -395,7 +452,7 @@ async fn audit(State(s): St, ConnectInfo(c): Cred, q: QueryResult<PageQuery>) ->
 /// Makes the draft equal to an earlier revision; `deploy` ships it.
 #[utoipa::path(post, path = "/v1/rollback", tag = "admin", request_body = RollbackRequest,
     responses((status = 200, body = RollbackResponse), RollingBack))]
-async fn rollback(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
+async fn rollback(State(s): St, c: Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         Ok(core.rollback(&peer.user, body::<RollbackRequest>(&b)?)?)
     })
@@ -408,12 +465,7 @@ async fn rollback(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
         description = "the file, up to 256 MiB, in the format of `format`; \
             the Content-Type header is not checked"),
     responses((status = 200, body = ImportResponse), Staging))]
-async fn import(
-    State(s): St,
-    ConnectInfo(c): Cred,
-    q: QueryResult<ImportParams>,
-    b: Bytes,
-) -> Response {
+async fn import(State(s): St, c: Cred, q: QueryResult<ImportParams>, b: Bytes) -> Response {
     s.call_prepared(
         c,
         Role::Admin,
@@ -449,8 +501,8 @@ struct ExportQuery {
         (Vec<Entry> = "application/json"),
         (String = "text/plain", example = "198.51.100.7\n203.0.113.0/24\n"),
     )), Querying))]
-async fn export(State(s): St, ConnectInfo(c): Cred, q: QueryResult<ExportQuery>) -> Response {
-    if let Err(e) = s.authorize(c, Role::Viewer) {
+async fn export(State(s): St, c: Cred, q: QueryResult<ExportQuery>) -> Response {
+    if let Err(e) = s.authorize(&c, Role::Viewer) {
         return error(e);
     }
     let q = match query(q) {
@@ -480,7 +532,7 @@ async fn export(State(s): St, ConnectInfo(c): Cred, q: QueryResult<ExportQuery>)
 /// Attaches the XDP program to an interface, and remembers it.
 #[utoipa::path(post, path = "/v1/attach", tag = "admin", request_body = AttachRequest,
     responses((status = 200, body = SeqResponse), Changing))]
-async fn attach(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
+async fn attach(State(s): St, c: Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         Ok(core.attach(&peer.user, body::<AttachRequest>(&b)?)?)
     })
@@ -490,7 +542,7 @@ async fn attach(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
 /// Detaches the program from an interface, and forgets it.
 #[utoipa::path(post, path = "/v1/detach", tag = "admin", request_body = DetachRequest,
     responses((status = 200, body = SeqResponse), Changing))]
-async fn detach(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
+async fn detach(State(s): St, c: Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         Ok(core.detach(&peer.user, body::<DetachRequest>(&b)?)?)
     })
@@ -500,7 +552,7 @@ async fn detach(State(s): St, ConnectInfo(c): Cred, b: Bytes) -> Response {
 /// Reads the kernel's maps back and repairs what differs from the store.
 #[utoipa::path(post, path = "/v1/verify", tag = "admin",
     responses((status = 200, body = VerifyResponse), Plain))]
-async fn verify(State(s): St, ConnectInfo(c): Cred) -> Response {
+async fn verify(State(s): St, c: Cred) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, |core, peer| {
         Ok(core.verify(&peer.user)?)
     })
@@ -512,8 +564,8 @@ async fn verify(State(s): St, ConnectInfo(c): Cred) -> Response {
     responses((status = 200, description = "an SQLite database file",
         content(("application/vnd.sqlite3"))), Plain))]
 
-async fn backup(State(s): St, ConnectInfo(c): Cred) -> Response {
-    let peer = match s.authorize(c, Role::Admin) {
+async fn backup(State(s): St, c: Cred) -> Response {
+    let peer = match s.authorize(&c, Role::Admin) {
         Ok(p) => p,
         Err(e) => return error(e),
     };
@@ -593,7 +645,7 @@ async fn wrong_method() -> Response {
 /// the peer they record.
 async fn gate(
     State(s): St,
-    ConnectInfo(c): Cred,
+    c: Cred,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -604,7 +656,7 @@ async fn gate(
     } else {
         Role::Admin
     };
-    match s.authorize(c, need) {
+    match s.authorize(&c, need) {
         Ok(_) => next.run(req).await,
         Err(e) => error(e),
     }
@@ -624,6 +676,8 @@ pub(super) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(check))
         .routes(routes!(stats))
         .routes(routes!(history))
+        .routes(routes!(page_routes::revision))
+        .routes(routes!(page_routes::entry_page))
         .routes(routes!(audit))
         .routes(routes!(rollback))
         .routes(routes!(import).layer(DefaultBodyLimit::max(IMPORT_LIMIT)))

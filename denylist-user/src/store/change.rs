@@ -1,7 +1,7 @@
 //! What changes the draft and the deployed set: the ops a client stages,
 //! the pending changes they leave, and the plan a deploy carries out.
 
-use crate::model::{Entry, List, Millis, Sources, Stored, Target, Ttl};
+use crate::model::{Entry, List, Millis, Revision, Sources, Stored, Target, Ttl};
 
 use super::StoreError;
 
@@ -156,4 +156,16 @@ pub struct Pruned {
     pub revisions: u64,
     /// Entry versions that no kept revision spans any more.
     pub versions: u64,
+}
+
+/// What one revision's deploy changed, in address order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionChanges {
+    pub revision: Revision,
+    pub added: Vec<Entry>,
+    pub removed: Vec<Entry>,
+    /// Before and after.
+    pub changed: Vec<(Entry, Entry)>,
+    /// Some kind had more than the limit.
+    pub truncated: bool,
 }

@@ -9,19 +9,21 @@
 
 mod change;
 mod error;
+mod page;
 mod sqlite;
 
 use std::{path::Path, sync::Arc};
 
-pub use change::{Audit, HitTotal, Only, Op, Pending, Plan, Pruned, Stage};
+pub use change::{Audit, HitTotal, Only, Op, Pending, Plan, Pruned, RevisionChanges, Stage};
 pub use error::StoreError;
+pub use page::{PageKey, PageOrder, PageRow, PageSpec};
 pub use sqlite::{DB_FILE, SqliteStore};
 
 use std::net::IpAddr;
 
 use crate::model::{
-    AuditEvent, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page, Report, Revision,
-    Stored, Target,
+    AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page,
+    Report, Revision, Stored, Target,
 };
 
 /// What a report adds up to: its audit event, and the address's report
@@ -103,6 +105,11 @@ pub trait Store: Send {
 
     fn pending_count(&self) -> Result<usize, StoreError>;
 
+    /// The `seq` of the audit event that last changed the draft (a stage,
+    /// a discard, a rollback, a deploy, an expiry reaching a pending
+    /// change); 0 when none has.
+    fn draft_seq(&self) -> Result<u64, StoreError>;
+
     /// The pending changes, sorted by target.
     fn pending(&self) -> Result<Vec<Pending>, StoreError>;
 
@@ -118,6 +125,15 @@ pub trait Store: Send {
         default_ttl: Option<u64>,
         audit_as: &Audit,
     ) -> Result<(u64, Vec<Option<Op>>), StoreError>;
+
+    /// What [`Store::stage`] would leave for each op, with nothing
+    /// written and nothing audited: for a dry run.
+    fn stage_preview(
+        &mut self,
+        ops: &[Stage],
+        now: Millis,
+        default_ttl: Option<u64>,
+    ) -> Result<Vec<Option<Op>>, StoreError>;
 
     /// Drops every pending change; returns the audit sequence number and
     /// how many there were.
@@ -181,8 +197,13 @@ pub trait Store: Send {
     /// The revisions in `page`, oldest first.
     fn history(&self, page: Page) -> Result<Vec<Revision>, StoreError>;
 
-    /// The audit events in `page` (by sequence number), oldest first.
-    fn audit(&self, page: Page) -> Result<Vec<AuditEvent>, StoreError>;
+    /// The audit events in `page` (by sequence number) that pass
+    /// `filter`, oldest first.
+    fn audit(&self, page: Page, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// What deploying revision `rev` changed, at most `limit` items of each
+    /// kind; an unknown or pruned revision is `NoRevision`.
+    fn revision_changes(&self, rev: u64, limit: usize) -> Result<RevisionChanges, StoreError>;
 
     /// Deletes audit events and revisions older than `cutoff`, keeping the
     /// deployed revision and whatever a rollback to a kept revision reads.
@@ -286,4 +307,8 @@ pub trait Snapshot: Send {
         now: Millis,
         f: &mut dyn FnMut(Entry) -> bool,
     ) -> Result<(), StoreError>;
+
+    /// Up to `spec.limit` rows of one list, in the spec's order, after its
+    /// key: for a console's page.
+    fn page(&mut self, spec: &PageSpec, now: Millis) -> Result<Vec<PageRow>, StoreError>;
 }

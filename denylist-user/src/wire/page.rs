@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::Change;
-use crate::model::{Entry, List, Millis, Page, Revision};
+use crate::model::{AuditFilter, Entry, List, Millis, Page, Revision};
 
 fn deny() -> List {
     List::Deny
@@ -237,6 +237,16 @@ impl AuditQuery {
             since: self.since.unwrap_or(0),
             before: self.before,
             limit: self.limit,
+        }
+    }
+
+    /// The filters, without the window.
+    pub fn filter(&self) -> AuditFilter {
+        AuditFilter {
+            actor: self.actor.clone(),
+            kind: self.kind.clone(),
+            from: self.from,
+            to: self.to,
         }
     }
 }

@@ -8,8 +8,9 @@ use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 use super::{
     draft::{deployed, needs_deploy, pending_count, pending_marked},
     rows::{
-        ENTRY_COLS, REFRESH, audit, close_version, delete_entry, drop_expired_copies, entry_from,
-        insert_entry, insert_pending, meta, pending_row, pending_rows, set_meta, sort_key,
+        ENTRY_COLS, REFRESH, audit, close_version, delete_entry, draft_changed,
+        drop_expired_copies, entry_from, insert_entry, insert_pending, meta, pending_row,
+        pending_rows, set_meta, sort_key,
     },
 };
 use crate::{
@@ -292,6 +293,7 @@ pub(super) fn rollback(
         "left_out_expired": expired.iter().map(|e| e.target.to_string()).collect::<Vec<_>>(),
     });
     let seq = audit(&tx, now, user, "rollback", None, Some(detail))?;
+    draft_changed(&tx, seq)?;
     tx.commit()?;
     expired.sort_by_key(|e| (e.target, e.list));
     Ok((seq, expired))
@@ -322,10 +324,13 @@ pub(super) fn expire(
     let tx = conn.transaction()?;
     let rev = meta(&tx, "revision")?;
     let mut seq = 0;
+    // Whether an expiry reached the draft's pending changes too: only then
+    // has the draft an admin reviewed changed.
+    let mut drafted = false;
     for s in expired {
         let (t, l) = (s.entry.target.to_string(), s.entry.list.as_str());
         if let Some(live) = s.entry.live(now) {
-            expire_listings(&tx, s, live, now)?;
+            drafted |= expire_listings(&tx, s, live, now)?;
             let gone: Vec<&str> = s
                 .entry
                 .listings
@@ -347,7 +352,9 @@ pub(super) fn expire(
         // The draft loses it too, so no later deploy revives it; but what
         // the draft holds besides copies of the expired listings (a new
         // source's listing, a TTL given again) stays, as a new entry.
-        let draft = match pending_row(&tx, s.entry.target, s.entry.list)? {
+        let pending = pending_row(&tx, s.entry.target, s.entry.list)?;
+        drafted |= pending.is_some();
+        let draft = match pending {
             Some((Op::Remove, _)) | None => None,
             Some((_, mut draft)) => {
                 draft.listings.retain(|d| !expired_copy(&s.entry, d, now));
@@ -373,6 +380,9 @@ pub(super) fn expire(
             serde_json::json!({ "list": l, "expires_at": s.entry.expires_at.map(rfc3339) });
         seq = audit(&tx, now, "denylistd", "expiry", Some(&t), Some(detail))?;
     }
+    if drafted {
+        draft_changed(&tx, seq)?;
+    }
     tx.commit()?;
     Ok(seq)
 }
@@ -380,12 +390,13 @@ pub(super) fn expire(
 /// Takes an entry's expired listings out of it, deployed and draft alike,
 /// leaving `live`. A draft listing that is a copy of an expired one goes
 /// too, so no later deploy revives it; one given a TTL again stays.
+/// Returns whether the entry had a pending change, which this rewrote.
 fn expire_listings(
     tx: &Transaction<'_>,
     s: &Stored,
     live: Entry,
     now: Millis,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     let key = sort_key(&s.entry.target);
     let from_rev: i64 = tx.query_row(
         "SELECT from_rev FROM entries WHERE sort_key = ?1 AND list = ?2",
@@ -402,10 +413,10 @@ fn expire_listings(
         true,
     )?;
     let Some((op, mut draft)) = pending_row(tx, s.entry.target, s.entry.list)? else {
-        return Ok(());
+        return Ok(false);
     };
     if op == Op::Remove {
-        return Ok(());
+        return Ok(false);
     }
     draft.listings.retain(|l| !expired_copy(&s.entry, l, now));
     draft.merge();
@@ -420,7 +431,7 @@ fn expire_listings(
     } else {
         insert_pending(tx, Op::Change, &draft, &staged_by, staged_at)?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Whether a draft listing is a copy of one of `deployed`'s that has
@@ -548,5 +559,6 @@ fn write_rows(
         }
     }
     let seq = audit(tx, now, user, kind, None, Some(detail))?;
+    draft_changed(tx, seq)?;
     Ok((revision, seq))
 }

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use rusqlite::{Connection, params};
 
 use super::rows::{
-    ENTRY_COLS, REFRESH, audit, deployed_entry, drop_expired_copies, entry_from, insert_pending,
-    meta, pending_row, pending_rows, prefixed, shown, sort_key,
+    ENTRY_COLS, REFRESH, audit, deployed_entry, draft_changed, drop_expired_copies, entry_from,
+    insert_pending, meta, pending_row, pending_rows, prefixed, shown, sort_key,
 };
 use crate::{
     model::{Entry, List, Listing, MANUAL, Millis, Sources, Stored, Target},
@@ -178,6 +178,35 @@ pub(super) fn stage(
     audit_as: &Audit,
 ) -> Result<(u64, Vec<Option<Op>>), StoreError> {
     let tx = conn.transaction()?;
+    let (seq, left) = stage_in(&tx, ops, user, now, default_ttl, audit_as)?;
+    draft_changed(&tx, seq)?;
+    tx.commit()?;
+    Ok((seq, left))
+}
+
+/// What [`stage`] would leave for each op, staged in a transaction that is
+/// then rolled back: the same rules, so a dry run counts what a real
+/// stage would, and nothing is written or audited.
+pub(super) fn stage_preview(
+    conn: &mut Connection,
+    ops: &[Stage],
+    now: Millis,
+    default_ttl: Option<u64>,
+) -> Result<Vec<Option<Op>>, StoreError> {
+    let tx = conn.transaction()?;
+    let (_, left) = stage_in(&tx, ops, "dry run", now, default_ttl, &Audit::Each)?;
+    tx.rollback()?;
+    Ok(left)
+}
+
+fn stage_in(
+    tx: &rusqlite::Transaction<'_>,
+    ops: &[Stage],
+    user: &str,
+    now: Millis,
+    default_ttl: Option<u64>,
+    audit_as: &Audit,
+) -> Result<(u64, Vec<Option<Op>>), StoreError> {
     let mut seq = 0;
     let mut left = vec![None; ops.len()];
     // In key order, so a bulk import walks the B-trees in order; the
@@ -190,16 +219,16 @@ pub(super) fn stage(
     // With no draft to start from (the usual bulk import), only a key
     // this call already staged can have a pending row: a million
     // lookups that would find nothing are skipped.
-    let no_draft = pending_rows(&tx)? == 0;
+    let no_draft = pending_rows(tx)? == 0;
     let mut staged: std::collections::HashSet<(Target, List)> = std::collections::HashSet::new();
     for i in order {
         let op = &ops[i];
         let (target, list) = op.key();
-        let deployed = deployed_entry(&tx, target, list)?;
+        let deployed = deployed_entry(tx, target, list)?;
         let pending = if no_draft && staged.insert((target, list)) {
             None
         } else {
-            pending_row(&tx, target, list)?
+            pending_row(tx, target, list)?
         };
         // An expired listing is absent, even before the sweep removes it.
         let draft: Option<Entry> = match &pending {
@@ -303,7 +332,7 @@ pub(super) fn stage(
         };
         match &row {
             // INSERT OR REPLACE: it overwrites a pending row.
-            Some((op, e)) => insert_pending(&tx, *op, e, user, now)?,
+            Some((op, e)) => insert_pending(tx, *op, e, user, now)?,
             None if pending.is_some() => {
                 tx.prepare_cached("DELETE FROM pending WHERE sort_key = ?1 AND list = ?2")?
                     .execute(params![sort_key(&target).as_slice(), list.as_str()])?;
@@ -334,9 +363,8 @@ pub(super) fn stage(
         }
     }
     if let Audit::Summary { kind, detail } = audit_as {
-        seq = audit(&tx, now, user, kind, None, Some(detail.clone()))?;
+        seq = audit(tx, now, user, kind, None, Some(detail.clone()))?;
     }
-    tx.commit()?;
     Ok((seq, left))
 }
 
@@ -364,6 +392,7 @@ pub(super) fn discard(
         None,
         Some(serde_json::json!({ "changes": n })),
     )?;
+    draft_changed(&tx, seq)?;
     tx.commit()?;
     Ok((seq, n))
 }

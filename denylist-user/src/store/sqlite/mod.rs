@@ -11,7 +11,9 @@ mod feeds;
 #[cfg(test)]
 mod listing_tests;
 mod open;
+mod page;
 mod reports;
+mod revision;
 mod rows;
 mod scan;
 mod schema;
@@ -31,11 +33,11 @@ pub(crate) use schema::SCHEMA_VERSION;
 
 use super::{
     Audit, DeployRecord, FeedRecord, HeldList, HitTotal, Only, Op, Pending, Plan, Pruned,
-    ReportTally, Snapshots, Stage, Store, StoreError, WrittenDeploy,
+    ReportTally, RevisionChanges, Snapshots, Stage, Store, StoreError, WrittenDeploy,
 };
 use crate::model::{
-    AuditEvent, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page, Report, Revision,
-    Stored, Target,
+    AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page,
+    Report, Revision, Stored, Target,
 };
 
 /// The database's file name in the state directory.
@@ -98,6 +100,10 @@ impl Store for SqliteStore {
         draft::pending_count(&self.conn)
     }
 
+    fn draft_seq(&self) -> Result<u64, StoreError> {
+        rows::draft_seq(&self.conn)
+    }
+
     fn pending(&self) -> Result<Vec<Pending>, StoreError> {
         draft::pending(&self.conn)
     }
@@ -111,6 +117,15 @@ impl Store for SqliteStore {
         audit_as: &Audit,
     ) -> Result<(u64, Vec<Option<Op>>), StoreError> {
         draft::stage(&mut self.conn, ops, user, now, default_ttl, audit_as)
+    }
+
+    fn stage_preview(
+        &mut self,
+        ops: &[Stage],
+        now: Millis,
+        default_ttl: Option<u64>,
+    ) -> Result<Vec<Option<Op>>, StoreError> {
+        draft::stage_preview(&mut self.conn, ops, now, default_ttl)
     }
 
     fn discard(&mut self, user: &str, now: Millis) -> Result<(u64, usize), StoreError> {
@@ -174,8 +189,12 @@ impl Store for SqliteStore {
         audit::history(&self.conn, page)
     }
 
-    fn audit(&self, page: Page) -> Result<Vec<AuditEvent>, StoreError> {
-        audit::audit_page(&self.conn, page)
+    fn audit(&self, page: Page, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        audit::audit_page(&self.conn, page, filter)
+    }
+
+    fn revision_changes(&self, rev: u64, limit: usize) -> Result<RevisionChanges, StoreError> {
+        revision::changes(&self.conn, rev, limit)
     }
 
     fn prune(

@@ -199,6 +199,24 @@ pub(super) fn audit(
     Ok(tx.last_insert_rowid() as u64)
 }
 
+/// Notes that the event `seq` changed the draft: a deploy given the
+/// `draft_seq` an admin reviewed ships nothing once it has moved on. A
+/// store from before issue 14 has no such row until its draft changes.
+pub(super) fn draft_changed(tx: &Transaction<'_>, seq: u64) -> Result<(), StoreError> {
+    tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES ('draft_seq', ?1)")?
+        .execute([seq as i64])?;
+    Ok(())
+}
+
+/// The `seq` of the event that last changed the draft; 0 for none.
+pub(super) fn draft_seq(conn: &Connection) -> Result<u64, StoreError> {
+    let seq: Option<i64> = conn
+        .prepare_cached("SELECT value FROM meta WHERE key = 'draft_seq'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    Ok(seq.unwrap_or(0) as u64)
+}
+
 pub(super) fn deployed_entry(
     tx: &Connection,
     t: Target,

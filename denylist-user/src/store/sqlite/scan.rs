@@ -11,7 +11,7 @@ use super::{
 };
 use crate::{
     model::{Entry, List, Millis},
-    store::{Op, Snapshot, Snapshots, StoreError},
+    store::{Op, PageRow, PageSpec, Snapshot, Snapshots, StoreError},
 };
 
 /// A read-only connection of its own: a WAL reader sees one consistent
@@ -49,6 +49,10 @@ impl Snapshot for SqliteSnapshot {
         f: &mut dyn FnMut(Entry) -> bool,
     ) -> Result<(), StoreError> {
         for_each_entry(&self.conn, draft, now, f)
+    }
+
+    fn page(&mut self, spec: &PageSpec, now: Millis) -> Result<Vec<PageRow>, StoreError> {
+        super::page::page(&self.conn, spec, now)
     }
 }
 

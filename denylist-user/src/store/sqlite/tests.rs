@@ -7,7 +7,7 @@ use rusqlite::Connection;
 
 use super::{DB_FILE, SqliteStore, rows::meta, schema::SCHEMA_VERSION};
 use crate::{
-    model::{List, Millis, Page, Revision, Sources, Target, Ttl},
+    model::{AuditFilter, List, Millis, Page, Revision, Sources, Target, Ttl},
     store::{Audit, DeployRecord, Op, Stage, Store, StoreError},
 };
 
@@ -403,18 +403,22 @@ fn history_and_audit_page_back_and_pruning_keeps_what_a_rollback_needs() {
     assert_eq!(revs(&s, page(0, Some(3), Some(5))), [1, 2]);
     assert_eq!(revs(&s, page(1, Some(4), None)), [2, 3]);
     assert!(revs(&s, page(0, None, Some(0))).is_empty());
-    let all = s.audit(Page::default()).unwrap();
+    let all = s.audit(Page::default(), &AuditFilter::default()).unwrap();
     let last = all.last().unwrap().seq;
-    let newest = s.audit(page(0, None, Some(1))).unwrap();
+    let newest = s
+        .audit(page(0, None, Some(1)), &AuditFilter::default())
+        .unwrap();
     assert_eq!(newest, all[all.len() - 1..]);
-    let before = s.audit(page(0, Some(last), Some(2))).unwrap();
+    let before = s
+        .audit(page(0, Some(last), Some(2)), &AuditFilter::default())
+        .unwrap();
     assert_eq!(before, all[all.len() - 3..all.len() - 1]);
 
     // Revisions 1 and 2 are older than the cutoff. The version of
     // 192.0.2.5 from revision 2 stays: revision 3 still has it.
     let (seq, pruned) = s.prune(15 * DAY, "denylistd", 40 * DAY).unwrap().unwrap();
     assert_eq!((pruned.revisions, pruned.versions), (2, 1));
-    let left = s.audit(Page::default()).unwrap();
+    let left = s.audit(Page::default(), &AuditFilter::default()).unwrap();
     assert!(left.iter().all(|e| e.at >= 15 * DAY || e.kind == "prune"));
     assert_eq!(pruned.audit_events as usize, all.len() + 1 - left.len());
     let event = left.last().unwrap();
