@@ -8,8 +8,8 @@ use clap::{
 };
 
 use crate::{
-    model::{AttachMode, ExportFormat, Format, Target, parse_duration},
-    wire::DEFAULT_SOCKET,
+    model::{AttachMode, ExportFormat, Format, Millis, Target, parse_duration, to_ms},
+    wire::{DEFAULT_SOCKET, EntryMode, PageSort},
 };
 
 #[derive(Debug, Parser)]
@@ -261,6 +261,10 @@ pub struct StageArgs {
     /// that blocks on your behalf and removes its own listings alone.
     #[arg(long, value_name = "SOURCE")]
     pub source: Option<String>,
+    /// Check and count, stage nothing: what the guardrails would refuse is
+    /// listed instead of refusing the whole add.
+    #[arg(long, conflicts_with = "deploy")]
+    pub dry_run: bool,
     #[command(flatten)]
     pub output: Output,
 }
@@ -310,11 +314,46 @@ pub struct ListArgs {
     /// Only entries that cover this address.
     #[arg(long = "match", value_name = "IP", value_parser = address)]
     pub matching: Option<IpAddr>,
-    /// At most N entries.
+    /// At most N entries (with --page, 1 to 500; 50 when absent).
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// One page at a time, as the web console reads them: the next page's
+    /// cursor goes to stderr. The options below imply it.
+    #[arg(long)]
+    pub page: bool,
+    /// The page after the one that printed this cursor.
+    #[arg(long, value_name = "CURSOR", help_heading = "Pages")]
+    pub cursor: Option<String>,
+    /// The order: address (the default), soonest expiry, oldest first.
+    #[arg(long, value_enum, help_heading = "Pages")]
+    pub sort: Option<PageSort>,
+    /// The other way round.
+    #[arg(long, help_heading = "Pages")]
+    pub desc: bool,
+    /// Only entries that enforce, or only those that monitor.
+    #[arg(long, value_enum, help_heading = "Pages")]
+    pub mode: Option<EntryMode>,
+    /// Only entries that expire.
+    #[arg(long, help_heading = "Pages")]
+    pub expiring: bool,
+    /// Only entries with exactly this reason.
+    #[arg(long, value_name = "TEXT", help_heading = "Pages")]
+    pub reason: Option<String>,
     #[command(flatten)]
     pub output: Output,
+}
+
+impl ListArgs {
+    /// Whether to read one page rather than stream the list.
+    pub fn paged(&self) -> bool {
+        self.page
+            || self.cursor.is_some()
+            || self.sort.is_some()
+            || self.desc
+            || self.mode.is_some()
+            || self.expiring
+            || self.reason.is_some()
+    }
 }
 
 #[derive(Debug, Args)]
@@ -325,6 +364,11 @@ pub struct DeployArgs {
     /// Show what would be deployed, and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Deploy only if the draft is still the one reviewed: the draft_seq
+    /// that `denylist diff --json` showed. Otherwise nothing is deployed
+    /// (exit 6).
+    #[arg(long, value_name = "N")]
+    pub expect_seq: Option<u64>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -352,7 +396,11 @@ pub struct StatsArgs {
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
-    /// Only the newest N revisions (of those before --before).
+    /// One revision: what its deploy added, removed and changed.
+    #[arg(value_name = "REV")]
+    pub revision: Option<u64>,
+    /// Only the newest N revisions (of those before --before); with REV,
+    /// at most N items of each kind [default: 1000].
     #[arg(long, value_name = "N")]
     pub limit: Option<u64>,
     /// Only revisions before this one: the first revision of the last page,
@@ -375,6 +423,20 @@ pub struct AuditArgs {
     /// page, for the page before it.
     #[arg(long, value_name = "SEQ")]
     pub before: Option<u64>,
+    /// Only events by this user, exactly as the log names them (`alice`,
+    /// `alice (as root)`, `alice (web)`).
+    #[arg(long, value_name = "USER")]
+    pub actor: Option<String>,
+    /// Only events of this kind, or whose kind begins with this word
+    /// (`stage` is every `stage ...`).
+    #[arg(long, value_name = "KIND")]
+    pub kind: Option<String>,
+    /// Only events at or after this time (RFC 3339, e.g. 2026-11-28T12:00:00Z).
+    #[arg(long, value_name = "TIME", value_parser = time)]
+    pub from: Option<Millis>,
+    /// Only events before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = time)]
+    pub to: Option<Millis>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -528,6 +590,12 @@ fn ttl(s: &str) -> Result<String, String> {
 
 /// One address, refused for the same reasons as a TARGET (leading zeros,
 /// zone ids, short forms).
+fn time(s: &str) -> Result<Millis, String> {
+    humantime::parse_rfc3339_weak(s.trim())
+        .map(to_ms)
+        .map_err(|e| format!("{e}: give an RFC 3339 time, e.g. 2026-11-28T12:00:00Z"))
+}
+
 fn address(s: &str) -> Result<IpAddr, String> {
     let t = Target::parse(s).map_err(|e| e.to_string())?;
     if !t.is_exact() {
@@ -668,5 +736,61 @@ mod tests {
             assert!(parse(&["completions", shell]).is_ok(), "{shell}");
         }
         assert!(parse(&["completions", "powershell"]).is_err());
+    }
+
+    #[test]
+    fn the_console_options_parse_and_imply_a_page() {
+        let Cli {
+            command: Command::List(a),
+            ..
+        } = parse(&[
+            "list",
+            "--sort",
+            "expires_at",
+            "--desc",
+            "--mode",
+            "monitor",
+        ])
+        .unwrap()
+        else {
+            panic!("list")
+        };
+        assert!(a.paged());
+        assert_eq!(
+            (a.sort, a.mode),
+            (Some(PageSort::ExpiresAt), Some(EntryMode::Monitor))
+        );
+        let Cli {
+            command: Command::List(plain),
+            ..
+        } = parse(&["list", "--limit", "3"]).unwrap()
+        else {
+            panic!("list")
+        };
+        assert!(!plain.paged(), "a plain list streams, as before");
+        assert!(parse(&["list", "--sort", "expires"]).is_err());
+        let e = parse(&["add", "198.51.100.7", "--dry-run", "--deploy"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ArgumentConflict);
+        assert!(parse(&["deploy", "--expect-seq", "42"]).is_ok());
+        assert!(parse(&["history", "7", "--limit", "10"]).is_ok());
+        let Cli {
+            command: Command::Audit(a),
+            ..
+        } = parse(&[
+            "audit",
+            "--actor",
+            "alice (web)",
+            "--kind",
+            "stage",
+            "--from",
+            "2026-11-28T12:00:00Z",
+        ])
+        .unwrap()
+        else {
+            panic!("audit")
+        };
+        assert_eq!(a.from, Some(1_795_867_200_000));
+        let e = parse(&["audit", "--to", "yesterday"]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::ValueValidation);
     }
 }

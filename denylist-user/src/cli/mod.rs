@@ -22,6 +22,7 @@ mod admin;
 mod args;
 mod auto;
 mod client;
+mod console;
 mod error;
 mod feed;
 mod input;

@@ -26,10 +26,10 @@ use super::{
 use crate::{
     model::{AuditEvent, Entry, ExportFormat, List, Millis, Revision},
     wire::{
-        AddRequest, ApiError, AttachRequest, CheckResponse, DeployRequest, DeployResponse,
-        DetachRequest, Diff, ImportParams, ImportResponse, ModeRequest, PageQuery, RemoveRequest,
-        RollbackRequest, RollbackResponse, SeqResponse, StageItem, StageResponse, StatItem, Status,
-        VerifyResponse,
+        AddRequest, ApiError, AttachRequest, AuditQuery, CheckResponse, DeployRequest,
+        DeployResponse, DetachRequest, Diff, ImportParams, ImportResponse, ModeRequest, PageQuery,
+        RemoveRequest, RollbackRequest, RollbackResponse, SeqResponse, StageItem, StageResponse,
+        StatItem, Status, VerifyResponse,
     },
 };
 
@@ -168,7 +168,7 @@ impl Session {
             message: None,
             admin_addr: admin_addr(),
             source: a.source.clone(),
-            dry_run: false,
+            dry_run: a.dry_run,
         };
         let body = self.post("/v1/entries", &req)?;
         self.show(&body, a.output, |out, r: StageResponse, _| {
@@ -212,6 +212,9 @@ impl Session {
     }
 
     fn list(&mut self, list: List, a: ListArgs) -> Result<()> {
+        if a.paged() {
+            return self.list_page(list, a);
+        }
         #[derive(Serialize)]
         struct Query<'a> {
             draft: bool,
@@ -251,7 +254,7 @@ impl Session {
             message: a.message,
             dry_run: a.dry_run,
             only: None,
-            expect_seq: None,
+            expect_seq: a.expect_seq,
         };
         let body = self.post("/v1/deploy", &req)?;
         self.show(&body, a.output, |out, d: DeployResponse, _| {
@@ -316,6 +319,9 @@ impl Session {
     }
 
     fn history(&mut self, a: HistoryArgs) -> Result<()> {
+        if let Some(rev) = a.revision {
+            return self.revision(rev, a);
+        }
         let q = query::encode(&PageQuery {
             since: None,
             before: a.before,
@@ -328,10 +334,14 @@ impl Session {
     }
 
     fn audit(&mut self, a: AuditArgs) -> Result<()> {
-        let q = query::encode(&PageQuery {
+        let q = query::encode(&AuditQuery {
             since: a.since,
             before: a.before,
             limit: a.limit,
+            actor: a.actor,
+            kind: a.kind,
+            from: a.from,
+            to: a.to,
         });
         let body = self.get(&format!("/v1/audit{q}"))?;
         self.show(&body, a.output, |out, e: Vec<AuditEvent>, _| {

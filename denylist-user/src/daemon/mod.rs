@@ -10,6 +10,8 @@
 #[cfg(test)]
 mod auto_tests;
 mod config;
+#[cfg(test)]
+mod console_tests;
 mod deploy;
 mod edit;
 mod error;

@@ -28,17 +28,22 @@ impl Drop for TempDir {
     }
 }
 
-/// A small core's configuration, with its state, pins and feed directory
-/// under `dir`.
-pub fn config(dir: &Path) -> Config {
-    Config::from_args(Args {
+/// A small core's flags, with its state, pins and feed directory under
+/// `dir`: for a test that sets more of them.
+pub fn args(dir: &Path) -> Args {
+    Args {
         state_dir: Some(dir.join("state")),
         bpffs: Some(dir.join("bpffs")),
         feed_dir: Some(dir.join("feeds")),
         capacity: Some(1024),
         ..Args::default()
-    })
-    .expect("a valid test configuration")
+    }
+}
+
+/// A small core's configuration, with its state, pins and feed directory
+/// under `dir`.
+pub fn config(dir: &Path) -> Config {
+    Config::from_args(args(dir)).expect("a valid test configuration")
 }
 
 /// A core over an empty store in `dir` and a fake filter with no

@@ -69,3 +69,105 @@ pub(super) async fn revision(
     })
     .await
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{
+        body::{Body, to_bytes},
+        extract::ConnectInfo,
+        http::{Method, Request},
+    };
+    use tower::ServiceExt as _;
+
+    use super::super::routes::{AppState, PeerCred, router};
+    use crate::{
+        daemon::testing::{TempDir, core},
+        wire::{ON_BEHALF_HEADER, ROLE_HEADER},
+    };
+
+    const ROOT: PeerCred = PeerCred {
+        uid: Some(0),
+        pid: None,
+    };
+
+    async fn ask(
+        app: &axum::Router,
+        method: Method,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let mut r = Request::builder()
+            .method(method)
+            .uri(uri)
+            .extension(ConnectInfo(ROOT));
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        let response = app
+            .clone()
+            .oneshot(r.body(Body::from(body.to_string())).unwrap())
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let bytes = to_bytes(response.into_body(), usize::MAX).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn the_console_routes_answer_and_root_may_not_act_on_behalf_of_anyone() {
+        let dir = TempDir::new("console-routes");
+        let app = router(AppState::new(Arc::new(Mutex::new(core(&dir)))));
+        let (status, page) = ask(&app, Method::GET, "/v1/entries/page?limit=5", &[], "").await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["entries"], serde_json::json!([]));
+        assert_eq!(page["next"], serde_json::Value::Null);
+        let (status, e) = ask(&app, Method::GET, "/v1/entries/page?limit=0", &[], "").await;
+        assert_eq!(
+            (status, e["error"]["class"].as_str()),
+            (400, Some("invalid"))
+        );
+        let (status, _) = ask(&app, Method::GET, "/v1/history/3", &[], "").await;
+        assert_eq!(status, 404);
+        let (status, _) = ask(&app, Method::GET, "/v1/history/x", &[], "").await;
+        assert_eq!(status, 400);
+        let dry = r#"{"entries": [{"target": "198.18.0.9"}], "dry_run": true}"#;
+        let (status, staged) = ask(&app, Method::POST, "/v1/entries", &[], dry).await;
+        assert_eq!(
+            (status, &staged["seq"]),
+            (200, &serde_json::Value::Null),
+            "{staged}"
+        );
+        let (status, d) = ask(&app, Method::GET, "/v1/diff", &[], "").await;
+        assert_eq!(
+            (status, d["added"].as_array().map(Vec::len)),
+            (200, Some(0))
+        );
+        let stale = format!(
+            r#"{{"expect_seq": {}}}"#,
+            d["draft_seq"].as_u64().unwrap() + 1
+        );
+        let (status, e) = ask(&app, Method::POST, "/v1/deploy", &[], &stale).await;
+        assert_eq!(
+            (status, e["error"]["class"].as_str()),
+            (409, Some("conflict"))
+        );
+        // Root is in no web group: either header alone, or both, is refused
+        // before anything else is looked at.
+        for headers in [
+            vec![(ON_BEHALF_HEADER, "alice"), (ROLE_HEADER, "admin")],
+            vec![(ON_BEHALF_HEADER, "alice")],
+            vec![(ROLE_HEADER, "viewer")],
+            vec![(ON_BEHALF_HEADER, "Not A Name"), (ROLE_HEADER, "admin")],
+        ] {
+            for (method, uri) in [(Method::GET, "/v1/status"), (Method::POST, "/v1/discard")] {
+                let (status, e) = ask(&app, method.clone(), uri, &headers, "").await;
+                assert_eq!(status, 403, "{method} {uri} {headers:?}: {e}");
+                let message = e["error"]["message"].as_str().unwrap_or_default();
+                assert!(message.contains("denylist-web"), "{message}");
+            }
+        }
+    }
+}

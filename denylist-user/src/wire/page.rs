@@ -25,7 +25,7 @@ pub const PAGE_MAX: u32 = 500;
 pub const REVISION_DIFF_DEFAULT: u64 = 1000;
 
 /// How an entry acts on a match.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum EntryMode {
@@ -35,8 +35,9 @@ pub enum EntryMode {
     Monitor,
 }
 
-/// The order of a page.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// The order of a page. Ties of a value go in address order, whichever
+/// the direction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum PageSort {
@@ -44,8 +45,10 @@ pub enum PageSort {
     #[default]
     Target,
     /// Soonest expiry first; entries that never expire come last.
+    #[value(name = "expires_at")]
     ExpiresAt,
     /// Oldest first.
+    #[value(name = "added_at")]
     AddedAt,
 }
 

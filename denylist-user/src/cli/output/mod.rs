@@ -11,8 +11,8 @@ pub(super) use auto::{auto, reports};
 pub(super) use feeds::feeds;
 pub(super) use format::plural;
 pub(super) use replies::{
-    audit, check, degraded, deploy, diff, entry_row, entry_table, history, import, rollback, stage,
-    stats, status,
+    audit, check, degraded, deploy, diff, entry_row, entry_table, history, import, revision,
+    rollback, stage, stats, status,
 };
 pub(super) use table::{EachError, each};
 

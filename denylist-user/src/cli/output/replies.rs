@@ -10,8 +10,8 @@ use super::{
 use crate::{
     model::{AuditEvent, Entry, Millis, Revision, Verdict},
     wire::{
-        CheckResponse, Counts, DeployResponse, Diff, ImportResponse, RollbackResponse,
-        StageResponse, StatItem, Status,
+        CheckResponse, Counts, DeployResponse, Diff, ImportResponse, RevisionDiff,
+        RollbackResponse, StageResponse, StatItem, Status,
     },
 };
 
@@ -220,6 +220,11 @@ pub(crate) fn status(out: &mut impl Write, s: &Status) -> io::Result<()> {
 
 /// Why the daemon is degraded, with what to do about it.
 pub(crate) fn degraded(s: &Status) -> Vec<String> {
+    // The daemon says why, knowing what a client cannot (why an attach
+    // failed); a daemon from before it did leaves the list empty.
+    if !s.degraded_reasons.is_empty() {
+        return s.degraded_reasons.clone();
+    }
     let mut why: Vec<String> = s
         .interfaces
         .iter()
@@ -353,7 +358,57 @@ fn staged(out: &mut impl Write, c: &Counts, deployed: Option<&DeployResponse>) -
 }
 
 pub(crate) fn stage(out: &mut impl Write, s: &StageResponse) -> io::Result<()> {
+    // A dry run records nothing, so it has no seq.
+    if s.seq.is_none() {
+        writeln!(
+            out,
+            "dry run, nothing staged: would stage {}",
+            counts(&s.counts)
+        )?;
+        for r in &s.refused {
+            writeln!(out, "refused: {}", r.reason)?;
+        }
+        return Ok(());
+    }
     staged(out, &s.counts, s.deployed.as_ref())
+}
+
+/// What one revision's deploy changed: `+`, `-` and `~` lines.
+pub(crate) fn revision(out: &mut impl Write, d: &RevisionDiff) -> io::Result<()> {
+    let r = &d.revision;
+    let message = r
+        .message
+        .as_ref()
+        .map(|m| format!(": {m}"))
+        .unwrap_or_default();
+    writeln!(
+        out,
+        "revision {} deployed {} by {}{message}",
+        r.revision,
+        absolute(r.deployed_at),
+        r.deployed_by
+    )?;
+    for e in &d.added {
+        writeln!(out, "+  {}  {}", e.target, e.list.as_str())?;
+    }
+    for e in &d.removed {
+        writeln!(out, "-  {}  {}", e.target, e.list.as_str())?;
+    }
+    for c in &d.changed {
+        writeln!(out, "~  {}  {}", c.after.target, c.after.list.as_str())?;
+    }
+    if d.truncated {
+        writeln!(
+            out,
+            "(more than shown: the revision counts {}; give --limit N to see more)",
+            counts(&Counts {
+                added: r.added,
+                removed: r.removed,
+                changed: r.changed,
+            })
+        )?;
+    }
+    Ok(())
 }
 
 pub(crate) fn import(out: &mut impl Write, i: &ImportResponse) -> io::Result<()> {
@@ -603,5 +658,54 @@ mod tests {
         assert!(degraded(&s)[0].contains("denylist attach eth1"));
         s.drift = 4;
         assert!(degraded(&s)[1].contains("denylist verify"));
+    }
+
+    #[test]
+    fn a_dry_run_and_a_revision_say_what_they_would_and_did_change() {
+        use crate::wire::{Refusal, RevisionDiff};
+        let dry = StageResponse {
+            seq: None,
+            counts: Counts {
+                added: 2,
+                removed: 0,
+                changed: 0,
+            },
+            targets: Vec::new(),
+            warnings: Vec::new(),
+            refused: vec![Refusal {
+                target: Target::parse("10.0.0.1").unwrap(),
+                reason: "refusing deny entry 10.0.0.1: private".into(),
+            }],
+            deployed: None,
+        };
+        let out = text(|o| stage(o, &dry));
+        assert!(out.starts_with("dry run, nothing staged"), "{out}");
+        assert!(
+            out.contains("refused: refusing deny entry 10.0.0.1"),
+            "{out}"
+        );
+        let d = RevisionDiff {
+            revision: Revision {
+                revision: 4,
+                deployed_at: NOW,
+                deployed_by: "alice (web)".into(),
+                message: Some("scanners".into()),
+                added: 3,
+                removed: 1,
+                changed: 0,
+            },
+            added: vec![entry("198.51.100.7")],
+            removed: vec![entry("203.0.113.0/24")],
+            changed: Vec::new(),
+            truncated: true,
+        };
+        let out = text(|o| revision(o, &d));
+        assert!(out.starts_with("revision 4 deployed"), "{out}");
+        assert!(out.contains("by alice (web): scanners"), "{out}");
+        assert!(
+            out.contains("+  198.51.100.7  deny\n-  203.0.113.0/24  deny\n"),
+            "{out}"
+        );
+        assert!(out.contains("more than shown"), "{out}");
     }
 }

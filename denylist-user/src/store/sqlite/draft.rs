@@ -353,7 +353,7 @@ fn stage_in(
                 None => serde_json::json!({ "list": list.as_str() }),
             });
             seq = audit(
-                &tx,
+                tx,
                 now,
                 user,
                 &format!("stage {kind}"),

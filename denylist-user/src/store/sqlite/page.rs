@@ -5,15 +5,15 @@
 //! deploys would pay for each on every row). The pending changes are few
 //! and read whole. `contains` reads one key per prefix length.
 
-use std::cmp::Ordering;
+use std::{cmp::Ordering, collections::HashSet};
 
 use ipnet::IpNet;
-use rusqlite::{Connection, Row, params, params_from_iter, types::Value};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter, types::Value};
 
 use super::rows::{drop_expired_copies, entry_from, prefixed, shown, sort_key};
 use crate::{
     model::{Entry, Millis, Target, normal_ip},
-    store::{HitTotal, Op, PageOrder, PageRow, PageSpec, StoreError},
+    store::{HitTotal, Op, PageKey, PageOrder, PageRow, PageSpec, StoreError},
 };
 
 /// A row with the key it sorts by: the order's value, then the sort key.
@@ -40,14 +40,18 @@ fn candidate(
     }
 }
 
-/// Whether `a` comes before `b` in the page's direction.
+/// Whether `a` comes before `b` in the page's direction. Ties of a value
+/// go in address order either way: the table is scanned that way, so the
+/// first rows of a tie are the ones a page keeps, and SQLite's sorter
+/// keeps a page of a million ties (one bulk import's `added_at`) without
+/// replacing a row for each.
 fn before(spec: &PageSpec, a: &(i64, [u8; 18]), b: &(i64, [u8; 18])) -> bool {
-    let o = a.cmp(b);
-    if spec.desc {
-        o == Ordering::Greater
-    } else {
-        o == Ordering::Less
-    }
+    let directed = |o: Ordering| if spec.desc { o.reverse() } else { o };
+    let o = match spec.order {
+        PageOrder::Target => directed(a.1.cmp(&b.1)),
+        _ => directed(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)),
+    };
+    o == Ordering::Less
 }
 
 fn after_cursor(spec: &PageSpec, key: &(i64, [u8; 18])) -> bool {
@@ -70,10 +74,10 @@ pub(super) fn page(
 ) -> Result<Vec<PageRow>, StoreError> {
     // One read transaction: both arms see the same snapshot.
     let tx = conn.unchecked_transaction()?;
-    let mut held = match spec.contains {
-        Some(ip) => containing(&tx, spec, normal_ip(ip), now)?,
+    let (mut held, pending) = match spec.contains {
+        Some(ip) => (containing(&tx, spec, normal_ip(ip), now)?, HashSet::new()),
         None if spec.draft => pending_rows(&tx, spec, now)?,
-        None => Vec::new(),
+        None => (Vec::new(), HashSet::new()),
     };
     held.retain(|c| after_cursor(spec, &c.key) && spec.passes(&c.row.entry));
     held.sort_by(|a, b| {
@@ -87,7 +91,7 @@ pub(super) fn page(
         held.truncate(spec.limit);
         return Ok(held.into_iter().map(|c| c.row).collect());
     }
-    merge_deployed(&tx, spec, now, held)
+    merge_deployed(&tx, spec, now, held, &pending)
 }
 
 /// The deployed entries in the page's order, merged with `held` (the
@@ -97,21 +101,64 @@ fn merge_deployed(
     spec: &PageSpec,
     now: Millis,
     held: Vec<Candidate>,
+    pending: &HashSet<[u8; 18]>,
 ) -> Result<Vec<PageRow>, StoreError> {
+    let mut held = held.into_iter().peekable();
+    let mut out = Vec::with_capacity(spec.limit);
+    let mut batch = std::collections::VecDeque::new();
+    let mut from = spec.after;
+    let mut exhausted = false;
+    while out.len() < spec.limit {
+        if batch.is_empty() && !exhausted {
+            let (rows, last) = deployed_batch(conn, spec, from, pending, now)?;
+            exhausted = last.is_none();
+            from = last.or(from);
+            batch.extend(rows);
+            continue;
+        }
+        let take_held = match (batch.front(), held.peek()) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some(d), Some(h)) => before(spec, &h.key, &d.key),
+        };
+        let next = if take_held {
+            held.next()
+        } else {
+            batch.pop_front()
+        };
+        out.extend(next.map(|c| c.row));
+    }
+    Ok(out)
+}
+
+/// One batch of deployed entries after `from`, in the page's order, with
+/// the filters that SQL can apply; `passes` then checks each entry as of
+/// now. A batch is the page's size: with LIMIT, SQLite keeps only the
+/// first rows of an order no index gives, instead of sorting the list.
+/// Returns the batch and the key of its last row, none when the table has
+/// no more.
+fn deployed_batch(
+    conn: &Connection,
+    spec: &PageSpec,
+    from: Option<PageKey>,
+    pending: &HashSet<[u8; 18]>,
+    now: Millis,
+) -> Result<(Vec<Candidate>, Option<PageKey>), StoreError> {
     let value = match spec.order {
         PageOrder::Target => "0",
         PageOrder::ExpiresAt => "coalesce(e.expires_at, 9223372036854775807)",
         PageOrder::AddedAt => "e.added_at",
     };
     let (dir, cmp) = if spec.desc { ("DESC", "<") } else { ("", ">") };
-    let mut sql = format!(
-        "SELECT e.id, {cols}, {value}, h.packets, h.bytes, h.last_hit
-         FROM entries e LEFT JOIN hits h ON h.id = e.id WHERE e.list = ?1",
-        cols = prefixed("e"),
-    );
+    // Keys first, rows after: an order no index gives is kept by SQLite's
+    // sorter, which copies each row that enters the first N, and in a
+    // descending order of many ties nearly every row does.
+    let mut sql = format!("SELECT e.sort_key, {value} FROM entries e WHERE e.list = ?1");
     let mut args: Vec<Value> = vec![Value::Text(spec.list.as_str().into())];
-    // Necessary conditions on the stored merge; `passes` then checks the
-    // entry as of now.
+    // Necessary conditions on the stored merge. Hits and pending rows are
+    // looked up for the rows kept only: per row of a scan, either costs
+    // as much as the scan.
     if let Some(m) = spec.monitor {
         let n = bind(&mut args, Value::Integer(m.into()));
         sql.push_str(&format!(" AND e.monitor = {n}"));
@@ -132,68 +179,66 @@ fn merge_deployed(
             " AND (e.listings IS NOT NULL OR e.source = {n} OR e.source = 'import:' || {n})"
         ));
     }
-    if spec.draft && has_pending(conn, spec)? {
-        sql.push_str(
-            " AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.sort_key = e.sort_key AND p.list = e.list)",
-        );
-    }
-    if let Some(a) = spec.after {
+    if let Some(a) = from {
         let key = bind(&mut args, Value::Blob(sort_key(&a.target).to_vec()));
         match spec.order {
             PageOrder::Target => sql.push_str(&format!(" AND e.sort_key {cmp} {key}")),
             _ => {
                 let v = bind(&mut args, Value::Integer(a.value));
-                sql.push_str(&format!(" AND ({value}, e.sort_key) {cmp} ({v}, {key})"));
+                sql.push_str(&format!(
+                    " AND ({value} {cmp} {v} OR {value} = {v} AND e.sort_key > {key})"
+                ));
             }
         }
     }
     match spec.order {
         PageOrder::Target => sql.push_str(&format!(" ORDER BY e.sort_key {dir}")),
-        _ => sql.push_str(&format!(" ORDER BY {value} {dir}, e.sort_key {dir}")),
+        _ => sql.push_str(&format!(" ORDER BY {value} {dir}, e.sort_key")),
     }
-    let mut stmt = conn.prepare(&sql)?;
-    let mut rows = stmt.query(params_from_iter(args))?;
-    let mut held = held.into_iter().peekable();
-    let mut out = Vec::with_capacity(spec.limit);
-    let mut next_deployed = || -> Result<Option<Candidate>, StoreError> {
-        while let Some(r) = rows.next()? {
-            let Some(entry) = entry_from(r, 1)??.live(now) else {
-                continue;
-            };
-            if !spec.passes(&entry) {
-                continue;
-            }
-            let hits = hits_at(r, 12)?;
-            let mut c = candidate(spec, entry, None, Some(hits));
-            // The stored value, as the statement ordered by it.
-            c.key.0 = r.get(11)?;
-            c.row.key.value = c.key.0;
-            return Ok(Some(c));
-        }
-        Ok(None)
-    };
-    let mut deployed = next_deployed()?;
-    while out.len() < spec.limit {
-        let take_held = match (&deployed, held.peek()) {
-            (None, None) => break,
-            (Some(_), None) => false,
-            (None, Some(_)) => true,
-            (Some(d), Some(h)) => before(spec, &h.key, &d.key),
+    let n = bind(&mut args, Value::Integer(spec.limit as i64));
+    sql.push_str(&format!(" LIMIT {n}"));
+    let keys: Vec<(Vec<u8>, i64)> = conn
+        .prepare_cached(&sql)?
+        .query_map(params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut row = conn.prepare_cached(&format!(
+        "SELECT e.id, {cols}, h.packets, h.bytes, h.last_hit
+         FROM entries e LEFT JOIN hits h ON h.id = e.id WHERE e.sort_key = ?1 AND e.list = ?2",
+        cols = prefixed("e"),
+    ))?;
+    let (mut out, mut last) = (Vec::new(), None);
+    for (key, value) in &keys {
+        let found = row
+            .query_row(params![key, spec.list.as_str()], |r| {
+                Ok((entry_from(r, 1)?, hits_at(r, 11)?))
+            })
+            .optional()?;
+        // Gone since the keys were read: the same snapshot, so never.
+        let Some((stored, hits)) = found else {
+            continue;
         };
-        if take_held {
-            out.extend(held.next().map(|c| c.row));
-        } else {
-            out.extend(deployed.take().map(|c| c.row));
-            deployed = next_deployed()?;
+        let stored = stored?;
+        last = Some(PageKey {
+            value: *value,
+            target: stored.target,
+        });
+        // The draft shows a pending row instead.
+        if pending.contains(key.as_slice()) {
+            continue;
         }
+        let Some(entry) = stored.live(now) else {
+            continue;
+        };
+        if !spec.passes(&entry) {
+            continue;
+        }
+        let mut c = candidate(spec, entry, None, Some(hits));
+        // The stored value, as the statement ordered by it.
+        c.key.0 = *value;
+        c.row.key.value = *value;
+        out.push(c);
     }
-    Ok(out)
-}
-
-fn has_pending(conn: &Connection, spec: &PageSpec) -> Result<bool, StoreError> {
-    Ok(conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM pending WHERE list = ?1)")?
-        .query_row([spec.list.as_str()], |r| r.get(0))?)
+    Ok((out, if keys.len() < spec.limit { None } else { last }))
 }
 
 const PENDING_JOINED: &str = "FROM pending p
@@ -226,23 +271,27 @@ fn pending_candidate(
     Ok(entry.map(|e| candidate(spec, e, Some(op), hits)))
 }
 
+/// The draft's pending rows of the list, and the sort keys of all of
+/// them: the deployed rows the draft shows otherwise, or not at all.
 fn pending_rows(
     conn: &Connection,
     spec: &PageSpec,
     now: Millis,
-) -> Result<Vec<Candidate>, StoreError> {
+) -> Result<(Vec<Candidate>, HashSet<[u8; 18]>), StoreError> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT p.op, {p}, e.id, {e}, h.packets, h.bytes, h.last_hit {PENDING_JOINED}
+        "SELECT p.op, {p}, e.id, {e}, h.packets, h.bytes, h.last_hit, p.sort_key {PENDING_JOINED}
          WHERE p.list = ?1",
         p = prefixed("p"),
         e = prefixed("e"),
     ))?;
     let mut rows = stmt.query([spec.list.as_str()])?;
-    let mut out = Vec::new();
+    let (mut out, mut keys) = (Vec::new(), HashSet::new());
     while let Some(r) = rows.next()? {
+        let key: Vec<u8> = r.get(25)?;
+        keys.extend(<[u8; 18]>::try_from(key.as_slice()).ok());
         out.extend(pending_candidate(spec, r, now)?);
     }
-    Ok(out)
+    Ok((out, keys))
 }
 
 /// The entries whose target contains `ip`: one primary-key lookup per
