@@ -1,5 +1,6 @@
-//! `cargo xtask build`: builds denylistd and the denylist CLI; the XDP program
-//! is built along with them and embedded in both. Then the built binaries
+//! `cargo xtask build`: builds denylistd, the denylist CLI and the web
+//! console denylist-web; the XDP program is built along with them and
+//! embedded in the first two. Then the built binaries
 //! render the man pages and the shell completions beside themselves.
 
 use std::{
@@ -25,6 +26,7 @@ pub fn run(release: bool) -> anyhow::Result<()> {
     let bin = build(release)?;
     println!("daemon:      {}", bin.join("denylistd").display());
     println!("CLI:         {}", bin.join("denylist").display());
+    println!("web console: {}", bin.join("denylist-web").display());
     println!("man pages:   {}", bin.join("man").display());
     println!("completions: {}", bin.join("completions").display());
     Ok(())

@@ -170,7 +170,11 @@ mod tests {
             .unwrap();
         let (status, headers, body) = send(&b.app, req).await;
         assert_eq!(status, axum::http::StatusCode::OK, "{body}");
-        assert_eq!(headers.get("hx-push-url").map(|v| v.to_str().unwrap()), Some("/audit?kind=deploy"), "{headers:?}");
+        assert_eq!(
+            headers.get("hx-push-url").map(|v| v.to_str().unwrap()),
+            Some("/audit?kind=deploy"),
+            "{headers:?}"
+        );
         // A page loaded whole needs no hint.
         let req = Request::get("/audit")
             .header("cookie", format!("denylist_session={}", b.session.id))

@@ -1,5 +1,5 @@
 //! The console's static files, embedded in the binary: htmx (vendored,
-//! see assets/README), the style sheet and the small script. Served from
+//! see assets/README), the style sheet, the small script and the icon. Served from
 //! the console's own origin, so `default-src 'self'` lets them in.
 
 use axum::{
@@ -14,6 +14,7 @@ use super::app::App;
 const HTMX: &[u8] = include_bytes!("../../assets/htmx.min.js");
 const CSS: &[u8] = include_bytes!("../../assets/console.css");
 const JS: &[u8] = include_bytes!("../../assets/console.js");
+const ICON: &[u8] = include_bytes!("../../assets/favicon.svg");
 
 fn asset(body: &'static [u8], content_type: &'static str) -> Response {
     (
@@ -40,6 +41,10 @@ pub fn routes() -> Router<App> {
         .route(
             "/assets/console.css",
             get(|| async { asset(CSS, "text/css; charset=utf-8") }),
+        )
+        .route(
+            "/assets/favicon.svg",
+            get(|| async { asset(ICON, "image/svg+xml") }),
         )
         .route(
             "/assets/console.js",

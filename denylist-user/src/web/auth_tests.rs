@@ -185,7 +185,14 @@ async fn posts_without_the_token_or_from_another_origin_are_refused() {
 async fn every_answer_carries_the_security_headers() {
     let fake = FakeDaemon::start().await;
     let b = Browser::viewer(&fake).await;
-    for path in ["/login", "/denylist", "/assets/htmx.min.js"] {
+    for path in [
+        "/login",
+        "/denylist",
+        "/assets/htmx.min.js",
+        "/assets/console.css",
+        "/assets/console.js",
+        "/assets/favicon.svg",
+    ] {
         let req = Request::get(path)
             .header(header::COOKIE, format!("denylist_session={}", b.session.id))
             .body(Body::empty())

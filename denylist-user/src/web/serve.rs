@@ -310,6 +310,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn serves_tls_with_secure_cookies() {
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/web/testdata");
+        let acceptor = tls(&data.join("tls-cert.pem"), &data.join("tls-key.pem")).unwrap();
+        let fake = FakeDaemon::start().await;
+        let dir = TempDir::new();
+        let mut app = console(&fake.socket(), dir.path(), Auth::Local);
+        Arc::get_mut(&mut app.0).unwrap().config.tls = true;
+        let listener = bind("127.0.0.1:0", Some(acceptor), None).await.unwrap();
+        assert!(listener.describe().starts_with("https://127.0.0.1:"));
+        let Listener::Tcp { listener: tcp, .. } = &listener else {
+            panic!("a TCP listener");
+        };
+        let addr = tcp.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(run(router(app), listener, async {
+            let _ = stopped.await;
+        }));
+
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(data.join("tls-ca.pem")).unwrap() {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = connector.connect(name, tcp).await.unwrap();
+        let form = "username=alice&password=alice-pw";
+        let answer = ask(
+            tls,
+            &format!(
+                "POST /login HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+                 Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+                form.len()
+            ),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+        let lower = answer.to_lowercase();
+        assert!(lower.contains("; secure"), "{answer}");
+        assert!(lower.contains("strict-transport-security"), "{answer}");
+        stop.send(()).unwrap();
+        server.await.unwrap();
+    }
+
+    #[tokio::test]
     async fn listen_takes_host_port_or_unix_path() {
         assert!(matches!(
             bind("localhost", None, None).await,

@@ -1,6 +1,7 @@
 //! The Debian package on this machine: `dpkg -i` of the .deb that `cargo
 //! xtask package` built, the installed unit run as systemd would run it,
-//! a block through the installed CLI, then `dpkg -r` (the filter must go
+//! a block through the installed CLI, the console's unit signing a user in
+//! and showing that block, then `dpkg -r` (the filter must go
 //! with the package) and `dpkg -P` (nothing left but the groups).
 //!
 //! It installs into the real system paths, so `cargo xtask test` runs it
@@ -8,6 +9,7 @@
 //! deletes the veth pair even when a check fails.
 
 mod unit;
+mod web;
 
 use std::{
     fs,
@@ -226,6 +228,7 @@ fn check_installed() {
         Path::new("/etc/systemd/system/multi-user.target.wants/denylistd.service").exists(),
         "the unit is enabled"
     );
+    web::check_installed();
     let verify = run("systemd-analyze", &["verify", UNIT]);
     let said = text(&verify);
     assert!(verify.status.success(), "systemd-analyze verify: {said}");
@@ -247,6 +250,11 @@ fn the_package_installs_runs_as_its_unit_and_leaves_nothing_behind() {
         if entry.status.success() && line.ends_with(':') {
             ok("groupdel", &[group]);
         }
+    }
+
+    // Likewise the console's user, whose group goes with it.
+    if run("getent", &["passwd", "denylist-web"]).status.success() {
+        ok("userdel", &["denylist-web"]);
     }
 
     ok("dpkg", &["-i", deb.to_str().unwrap()]);
@@ -285,6 +293,7 @@ fn the_package_installs_runs_as_its_unit_and_leaves_nothing_behind() {
     ok("/usr/bin/denylist", &["add", BLOCKED, "--deploy"]);
     let check = ok("/usr/bin/denylist", &["check", BLOCKED]);
     assert!(check.contains("drop"), "{check}");
+    web::serves(dir.path(), BLOCKED);
     // No unpinning under a running daemon.
     let refused = run("/usr/bin/denylistd", &["--unpin", "--config", CONFIG]);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused));
@@ -321,7 +330,7 @@ fn the_package_installs_runs_as_its_unit_and_leaves_nothing_behind() {
     assert!(Path::new(CONFIG).exists(), "the conffile stays until purge");
     assert!(!Path::new("/usr/bin/denylistd").exists());
 
-    // Purged: nothing left but the groups.
+    // Purged: nothing left but the groups and the console's user.
     ok("dpkg", &["-P", "denylist"]);
     assert_eq!(dpkg_status(), None);
     let s = run("dpkg", &["-s", "denylist"]);
@@ -334,6 +343,7 @@ fn the_package_installs_runs_as_its_unit_and_leaves_nothing_behind() {
         PINS,
         "/etc/systemd/system/multi-user.target.wants/denylistd.service",
         "/etc/systemd/system/denylistd.service",
+        "/etc/systemd/system/denylist-web.service",
     ]) {
         assert!(
             fs::symlink_metadata(path).is_err(),
