@@ -3,11 +3,14 @@
 //! here), and into docs/img/ as well with DENYLIST_SCREENSHOTS=1, which is
 //! how the pictures in the docs are made.
 
-use std::path::{Path, PathBuf};
+use std::{
+    net::IpAddr,
+    path::{Path, PathBuf},
+};
 
 use denylist_tests::{
     daemon::TempDir,
-    web::{ADMIN, Stack, WebOpts, browser::Browser},
+    web::{ADMIN, Stack, browser::Browser},
 };
 use serde_json::{Value, json};
 
@@ -47,7 +50,10 @@ fn shot(b: &Browser, dir: &Path, name: &str, expect: &str, blank: usize) -> Path
 
 #[test]
 fn every_page_renders_and_is_photographed() {
-    let s = Stack::start("wshots", &[ADMIN], &WebOpts::default());
+    // A guarded interface and real drops, so Status and the hit counts
+    // show what a live console shows.
+    let scanner: IpAddr = "198.51.100.7".parse().unwrap();
+    let s = Stack::with_traffic("wshots", &[scanner], &[ADMIN]);
     deploy(
         &s,
         json!([
@@ -69,6 +75,7 @@ fn every_page_renders_and_is_photographed() {
         "import:fail2ban",
         "fail2ban bans",
     );
+    assert!(s.dropped(scanner), "{scanner} is dropped\n{}", s.logs());
     let dir = TempDir::new("screenshots");
     let b = Browser::start(&s.web.origin());
     b.goto_url("about:blank");
