@@ -119,9 +119,9 @@ impl Drop for SystemUser {
 }
 
 /// A free TCP port on 127.0.0.1. The listener is closed before the port
-/// is used, so another process could take it in between; nothing else on
-/// this machine hands out ports in the ephemeral range, so in practice
-/// none does.
+/// is used, so another process could take it in between; the kernel hands
+/// out ephemeral ports in turn rather than the one just freed, so that
+/// window is small, and a taken port fails the start loudly.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -214,7 +214,7 @@ impl Web {
             .stderr(out)
             .spawn()
             .expect("spawn denylist-web");
-        let web = Self {
+        let mut web = Self {
             child: Some(child),
             port,
             log,
@@ -225,9 +225,14 @@ impl Web {
         web
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
+            // A console that could not bind its port exits: whatever
+            // answers there then is not it.
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("denylist-web exited ({status}):\n{}", self.log_text());
+            }
             if http::request(self.port, "GET", "/login", &[], None).is_ok() {
                 return;
             }
