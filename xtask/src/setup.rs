@@ -26,8 +26,16 @@ const APT_PACKAGES: &[&str] = &[
     "python3-scapy",
     // Reads the shipped Prometheus alert rules in the metrics test.
     "python3-yaml",
-    // The font the bench's charts are drawn with.
+    // The font the bench's charts are drawn with, and the one the browser
+    // tests' screenshots fall back on (fontconfig picks it for sans-serif).
     "fonts-dejavu-core",
+    // The web console's browser tests: headless Chromium driven through
+    // WebDriver.
+    "chromium",
+    "chromium-driver",
+    // The console's trash icon is an emoji: without this font the
+    // screenshots in docs/img show an empty box.
+    "fonts-noto-color-emoji",
     "procps",
     "util-linux",
     // useradd and gpasswd, for the authorization tests' real users.

@@ -16,6 +16,7 @@ mod memory;
 mod packet;
 mod report;
 mod traffic;
+mod web;
 
 use std::fs;
 
@@ -34,6 +35,7 @@ const SECTIONS: &[(&str, Run)] = &[
     ("memory", memory::run),
     ("control", control::run),
     ("guard", guard::run),
+    ("web", web::run),
 ];
 
 fn main() -> Result<()> {
