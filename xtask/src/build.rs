@@ -62,6 +62,9 @@ fn man_pages(bin: &Path) -> anyhow::Result<()> {
     let mut daemon = Command::new(bin.join("denylistd"));
     daemon.arg("--write-man").arg(&man);
     quiet(&mut daemon).context("rendering the daemon's man pages")?;
+    let mut web = Command::new(bin.join("denylist-web"));
+    web.arg("--write-man").arg(&man);
+    quiet(&mut web).context("rendering the console's man page")?;
     Ok(())
 }
 

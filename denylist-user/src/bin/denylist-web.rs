@@ -1,7 +1,8 @@
 //! denylist-web: the web console of denylistd. Everything it does lives in
 //! the `denylist` library's `web` module; this is the shell.
 //!
-//! Exit codes: 0 stopped, 1 a failure worth retrying (the port is taken),
+//! Exit codes: 0 stopped (or the man page written), 1 a failure worth
+//! retrying (the port is taken),
 //! 2 a usage or configuration error (packaging/denylist-web.service does
 //! not restart on it).
 
@@ -12,6 +13,18 @@ use denylist::web::{Cli, Command, StartError};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(dir) = &cli.write_man {
+        return match denylist::web::write_man_page(dir) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!(
+                    "denylist-web: cannot write the man page into {}: {e}",
+                    dir.display()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::User(cmd)) = &cli.command {
         return match denylist::web::user(cmd, &cli.users, denylist::web::read_password) {
             Ok(out) => {

@@ -28,6 +28,9 @@ pub struct Cli {
         value_name = "FILE"
     )]
     pub users: PathBuf,
+    /// Write the man page denylist-web.8 into DIR, then exit.
+    #[arg(long, value_name = "DIR")]
+    pub write_man: Option<PathBuf>,
     #[command(flatten)]
     pub serve: ServeArgs,
     #[command(subcommand)]

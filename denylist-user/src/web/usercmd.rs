@@ -1,6 +1,7 @@
 //! `denylist-web user add|passwd|remove|list`: edits the accounts file.
-//! Run it as the console's user (`sudo -u denylist-web`), or as root, who
-//! keeps the file's owner (docs/web.md).
+//! Run as root, it keeps the file's owner: the file is rewritten through a
+//! temporary file beside it, in /etc/denylist, which only root may write
+//! (docs/web.md).
 
 use std::{
     io::{BufRead, IsTerminal as _},

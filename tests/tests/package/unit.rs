@@ -4,7 +4,7 @@
 
 use std::{
     fs,
-    os::unix::net::UnixDatagram,
+    os::unix::{fs::PermissionsExt as _, net::UnixDatagram},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -128,6 +128,9 @@ impl Service {
         let path = dir.join("notify.sock");
         let _ = fs::remove_file(&path);
         let notify = UnixDatagram::bind(&path).expect("the notify socket");
+        // Any service may write to systemd's notify socket, and the
+        // console's unit runs as its own user.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).unwrap();
         notify
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();

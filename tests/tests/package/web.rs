@@ -6,7 +6,7 @@ use std::{
     fs,
     io::Write as _,
     net::TcpListener,
-    os::unix::fs::MetadataExt as _,
+    os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::Path,
     process::{Command, Stdio},
 };
@@ -44,6 +44,11 @@ pub fn check_installed() {
     assert!(
         !said.contains("denylist-web.service"),
         "no complaint: {said}"
+    );
+    let page = super::gunzip("/usr/share/man/man8/denylist-web.8.gz");
+    assert!(
+        page.contains(".SH \"EXIT STATUS\"") && page.contains("\\-\\-proxy\\-secret\\-file"),
+        "{page}"
     );
     let unit = Unit::read(Path::new(WEB_UNIT));
     assert_eq!(unit.user, "denylist-web");
@@ -91,9 +96,12 @@ fn free_port() -> u16 {
 /// `blocked` was deployed by the test before.
 pub fn serves(dir: &Path, blocked: &str) {
     add_account();
-    // Its own notify socket and log, beside the daemon's.
+    // Its own notify socket and log, beside the daemon's, in a folder the
+    // console's user may reach, as it may reach systemd's.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711)).unwrap();
     let dir = dir.join("web");
     fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     let dir = dir.as_path();
     let mut unit = Unit::read(Path::new(WEB_UNIT));
     let listen = format!("127.0.0.1:{}", free_port());
