@@ -13,11 +13,13 @@ use serde_json::Value;
 
 use crate::{save_and_deploy, signed_in};
 
-/// The feed whose latest list is held, and what that list adds.
+/// The feed whose latest list is held, and what that list adds. Feeds
+/// and reports list IPv6 documentation addresses, which sort after the
+/// IPv4 entries the screenshot of the Denylist page is about.
 pub(crate) const HELD: &str = "scanners";
-const HELD_ADDS: [&str; 3] = ["192.0.2.24", "192.0.2.25", "192.0.2.26"];
+const HELD_ADDS: [&str; 3] = ["2001:db8:5ca::24", "2001:db8:5ca::25", "2001:db8:5ca::26"];
 /// The address reports list.
-pub(crate) const REPORTED: &str = "192.0.2.200";
+pub(crate) const REPORTED: &str = "2001:db8:ab::25";
 
 /// A feed directory for the daemon, and the flag that names it: file://
 /// feeds must live under `--feed-dir`.
@@ -52,10 +54,20 @@ pub(crate) fn subscribe(s: &Stack, dir: &Path) {
     let url = list(
         dir,
         "botnet-c2",
-        &["192.0.2.10", "192.0.2.11", "192.0.2.12", "2001:db8:c2::/48"],
+        &[
+            "2001:db8:c2::10",
+            "2001:db8:c2::11",
+            "2001:db8:c2::12",
+            "2001:db8:c2:1::/64",
+        ],
     );
     s.cli(0, &["feed", "add", "botnet-c2", &url, "--every", "1h"]);
-    let first = ["192.0.2.20", "192.0.2.21", "192.0.2.22", "192.0.2.23"];
+    let first = [
+        "2001:db8:5ca::20",
+        "2001:db8:5ca::21",
+        "2001:db8:5ca::22",
+        "2001:db8:5ca::23",
+    ];
     let url = list(dir, HELD, &first);
     s.cli(
         0,
