@@ -336,21 +336,43 @@ const PINGS: u32 = 3;
 impl Stack {
     /// A console on a daemon with no interface: for everything but traffic.
     pub fn start(tag: &str, logins: &[Login<'_>], opts: &WebOpts) -> Self {
-        Self::build(tag, None, logins, opts)
+        Self::start_and(tag, logins, opts, &[])
+    }
+
+    /// [`Stack::start`] with `extra` daemon flags after the harness's own.
+    pub fn start_and(tag: &str, logins: &[Login<'_>], opts: &WebOpts, extra: &[&str]) -> Self {
+        Self::build(tag, None, logins, opts, extra)
     }
 
     /// A console on a daemon that guards the receiver of a veth pair, so
     /// a deploy from the console drops real packets.
     pub fn with_traffic(tag: &str, sources: &[IpAddr], logins: &[Login<'_>]) -> Self {
+        Self::with_traffic_and(tag, sources, logins, &[])
+    }
+
+    /// [`Stack::with_traffic`] with `extra` daemon flags after the
+    /// harness's own, e.g. a `--feed-dir` for feeds.
+    pub fn with_traffic_and(
+        tag: &str,
+        sources: &[IpAddr],
+        logins: &[Login<'_>],
+        extra: &[&str],
+    ) -> Self {
         require_root();
         let pair = Pair::new(tag, PairConfig::default()).expect("veth pair");
         for s in sources {
             pair.add_sender_source(*s).expect("a sender source");
         }
-        Self::build(tag, Some(pair), logins, &WebOpts::default())
+        Self::build(tag, Some(pair), logins, &WebOpts::default(), extra)
     }
 
-    fn build(tag: &str, pair: Option<Pair>, logins: &[Login<'_>], opts: &WebOpts) -> Self {
+    fn build(
+        tag: &str,
+        pair: Option<Pair>,
+        logins: &[Login<'_>],
+        opts: &WebOpts,
+        extra: &[&str],
+    ) -> Self {
         require_root();
         let user = SystemUser::new("dlweb", true);
         let group = user.group.clone().expect("the web group");
@@ -361,6 +383,7 @@ impl Stack {
             iface = p.receiver_xdp_if.clone();
             args.extend(["--iface", &iface]);
         }
+        args.extend(extra);
         let daemon = Daemon::start(&home, pair.as_ref().map(|p| &p.receiver), &args);
         let web = Web::start(&user, &home.socket(), logins, opts);
         Self {
@@ -375,6 +398,42 @@ impl Stack {
     /// The daemon's API, as root.
     pub fn api(&self) -> Client {
         self.home.client()
+    }
+
+    /// `denylist ARGS` as root against this daemon; panics unless it
+    /// exits `code`, and returns its stdout.
+    #[track_caller]
+    pub fn cli(&self, code: i32, args: &[&str]) -> String {
+        let out = Command::new(bin("denylist"))
+            .arg("--socket")
+            .arg(self.home.socket())
+            .args(args)
+            // The guardrails read where the admin connects from; none here.
+            .env_remove("SSH_CONNECTION")
+            .env_remove("SSH_CLIENT")
+            .env_remove("DENYLIST_SOCKET")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run denylist");
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "denylist {}: {}{}\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.logs()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// [`Stack::cli`] with `--json` added, exiting `code`.
+    #[track_caller]
+    pub fn cli_json(&self, code: i32, args: &[&str]) -> Value {
+        let mut args = args.to_vec();
+        args.push("--json");
+        let out = self.cli(code, &args);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("not JSON ({e}):\n{out}"))
     }
 
     #[track_caller]

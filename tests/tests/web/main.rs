@@ -5,6 +5,7 @@
 //! chromium-driver (`cargo xtask setup`). Run one at a time:
 //! `cargo test -p denylist-tests --test web -- --test-threads=1`.
 
+mod autoblock;
 mod forgery;
 mod proxy;
 mod review;

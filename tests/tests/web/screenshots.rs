@@ -14,7 +14,11 @@ use denylist_tests::{
 };
 use serde_json::{Value, json};
 
-use crate::{add, signed_in};
+use crate::{
+    add,
+    autoblock::{REPORTED, feed_dir, report, subscribe},
+    signed_in,
+};
 
 /// Stages `entries` from `source` as root and deploys them with `message`.
 fn deploy(s: &Stack, entries: Value, source: &str, message: &str) {
@@ -53,7 +57,12 @@ fn every_page_renders_and_is_photographed() {
     // A guarded interface and real drops, so Status and the hit counts
     // show what a live console shows.
     let scanner: IpAddr = "198.51.100.7".parse().unwrap();
-    let s = Stack::with_traffic("wshots", &[scanner], &[ADMIN]);
+    let (feeds, flag) = feed_dir("wshots-feeds");
+    let s = Stack::with_traffic_and("wshots", &[scanner], &[ADMIN], &[&flag]);
+    // Feeds and Reports with something on them: a healthy feed, a held
+    // one, and an address listed from reports.
+    subscribe(&s, feeds.path());
+    report(&s);
     deploy(
         &s,
         json!([
@@ -97,8 +106,8 @@ fn every_page_renders_and_is_photographed() {
         ("check", "/check?address=203.0.113.7", "203.0.113.0/24"),
         ("history", "/history", "fail2ban bans"),
         ("audit", "/audit", "alice (web)"),
-        ("feeds", "/feeds", "Feeds"),
-        ("reports", "/reports", "Reports"),
+        ("feeds", "/feeds", "Approve"),
+        ("reports", "/reports", REPORTED),
         ("status", "/status", "Status"),
     ];
     for (name, path, expect) in pages {
