@@ -15,6 +15,7 @@ use axum::{
 use http_body_util::BodyExt as _;
 
 use super::{
+    UsersError,
     app::{App, Auth},
     client::Actor,
     csrf,
@@ -84,6 +85,16 @@ fn plain(status: StatusCode, message: impl ToString) -> Response {
 pub async fn authenticate(State(app): State<App>, mut req: Request, next: Next) -> Response {
     let now = Instant::now();
     let existing = session_cookie(req.headers()).and_then(|id| app.sessions.get(&id, now));
+    let existing = match existing.map(|s| still_granted(&app, s)).transpose() {
+        Ok(session) => session.flatten(),
+        Err(e) => {
+            tracing::error!("{e}");
+            return plain(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot read the accounts",
+            );
+        }
+    };
     match &app.config.auth {
         Auth::Local => match existing {
             Some(session) => {
@@ -127,7 +138,7 @@ pub async fn authenticate(State(app): State<App>, mut req: Request, next: Next) 
                     format!("{user} has no account on this console"),
                 );
             };
-            let session = app.sessions.create(&user, account.role, now);
+            let session = app.sessions.create(&user, account, now);
             let cookie = set_cookie(&app, &session.id);
             req.extensions_mut().insert(Ctx { session });
             let mut resp = next.run(req).await;
@@ -135,6 +146,19 @@ pub async fn authenticate(State(app): State<App>, mut req: Request, next: Next) 
             resp
         }
     }
+}
+
+/// The session, if the accounts file still has its account as it was at
+/// sign-in; otherwise the session ends. Read on every request: the file is
+/// small, and an admin who removes an account, or changes its role or
+/// password, expects that to take effect at once.
+fn still_granted(app: &App, session: Session) -> Result<Option<Session>, UsersError> {
+    let users = Users::load(&app.config.users)?;
+    if users.get(&session.user) == Some(&session.account) {
+        return Ok(Some(session));
+    }
+    app.sessions.remove(&session.id);
+    Ok(None)
 }
 
 /// Refuses a state-changing request that does not come from the console's
@@ -247,18 +271,20 @@ pub async fn login(State(app): State<App>, headers: HeaderMap, body: Bytes) -> R
         }
     };
     let account = users.get(&username).cloned();
+    let checked = account.clone();
     let checker = app.clone();
     // Hashing takes tens of milliseconds of CPU: off the async threads.
     let role =
-        tokio::task::spawn_blocking(move || checker.verifier.verify(account.as_ref(), &password))
+        tokio::task::spawn_blocking(move || checker.verifier.verify(checked.as_ref(), &password))
             .await
             .unwrap_or(None);
-    let Some(role) = role else {
+    // A role comes only from an account's own hash, so both are there.
+    let (Some(_), Some(account)) = (role, account) else {
         app.throttle.fail(&username, now);
         return page(StatusCode::UNAUTHORIZED, FAILED);
     };
     app.throttle.succeed(&username);
-    let session = app.sessions.create(&username, role, now);
+    let session = app.sessions.create(&username, &account, now);
     let mut resp = Redirect::to("/").into_response();
     resp.headers_mut()
         .insert(header::SET_COOKIE, set_cookie(&app, &session.id));

@@ -13,7 +13,7 @@ use super::{
     app::Auth,
     proxy::Proof,
     testing::{Browser, FakeDaemon, HOST, TempDir, console, send},
-    users::Role,
+    users::{Role, Users},
 };
 
 fn login_request(user: &str, password: &str) -> Request<Body> {
@@ -132,6 +132,35 @@ async fn an_idle_session_is_signed_out() {
     assert!(b.app.sessions.get(&b.session.id, later).is_none());
     let (status, _) = b.get("/denylist").await;
     assert_eq!(status, StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn a_removed_account_or_a_new_password_or_role_ends_its_sessions() {
+    let fake = FakeDaemon::start().await;
+    let edits: [(&str, fn(&mut Users)); 3] = [
+        ("removed", |u| u.remove("alice").unwrap()),
+        ("new password", |u| {
+            u.set_password("alice", Some("another-pw")).unwrap()
+        }),
+        ("demoted", |u| {
+            u.remove("alice").unwrap();
+            u.add("alice", Role::Viewer, Some("alice-pw")).unwrap();
+        }),
+    ];
+    for (what, edit) in edits {
+        let b = Browser::admin(&fake).await;
+        let (status, _) = b.get("/denylist").await;
+        assert_eq!(status, StatusCode::OK, "{what}: signed in");
+        let mut users = Users::load(&b.app.config.users).unwrap();
+        edit(&mut users);
+        users.save(&b.app.config.users).unwrap();
+        let (status, _) = b.get("/denylist").await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{what}: sent to sign in");
+        assert!(
+            b.app.sessions.get(&b.session.id, Instant::now()).is_none(),
+            "{what}: the session is gone on the server"
+        );
+    }
 }
 
 #[tokio::test]

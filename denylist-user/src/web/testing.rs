@@ -435,7 +435,12 @@ impl Browser {
     async fn signed_in(fake: &FakeDaemon, user: &str, role: Role) -> Browser {
         let dir = TempDir::new();
         let app = console(&fake.socket(), dir.path(), Auth::Local);
-        let session = app.sessions.create(user, role, std::time::Instant::now());
+        let users = Users::load(&app.config.users).expect("the test accounts");
+        let account = users.get(user).expect("an account of the test console");
+        assert_eq!(account.role, role, "{user}'s role in the test accounts");
+        let session = app
+            .sessions
+            .create(user, account, std::time::Instant::now());
         Browser {
             app,
             session,
