@@ -137,7 +137,8 @@ async fn an_idle_session_is_signed_out() {
 #[tokio::test]
 async fn a_removed_account_or_a_new_password_or_role_ends_its_sessions() {
     let fake = FakeDaemon::start().await;
-    let edits: [(&str, fn(&mut Users)); 3] = [
+    type Edit = fn(&mut Users);
+    let edits: [(&str, Edit); 3] = [
         ("removed", |u| u.remove("alice").unwrap()),
         ("new password", |u| {
             u.set_password("alice", Some("another-pw")).unwrap()
