@@ -5,11 +5,12 @@
 use std::{
     fs,
     io::Write as _,
-    net::TcpListener,
     os::unix::fs::{MetadataExt as _, PermissionsExt as _},
     path::Path,
     process::{Command, Stdio},
 };
+
+use denylist_tests::web::free_port;
 
 use super::{mode, ok, run, text};
 use crate::unit::{Service, Unit};
@@ -82,14 +83,6 @@ fn add_account() {
     assert_eq!(mode(USERS), 0o600);
     let list = ok("/usr/bin/denylist-web", &["user", "list"]);
     assert!(list.contains("alice") && list.contains("admin"), "{list}");
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The unit's console signs alice in and shows the daemon's entries:

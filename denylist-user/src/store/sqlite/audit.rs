@@ -80,18 +80,21 @@ pub(super) fn history(conn: &Connection, page: Page) -> Result<Vec<Revision>, St
          ORDER BY rev DESC LIMIT ?3) ORDER BY rev",
     )?;
     let (since, before, limit) = bounds(page);
-    let rows = stmt.query_map(params![since, before, limit], |r| {
-        Ok(Revision {
-            revision: r.get::<_, i64>(0)? as u64,
-            deployed_at: r.get(1)?,
-            deployed_by: r.get(2)?,
-            message: r.get(3)?,
-            added: r.get::<_, i64>(4)? as u64,
-            removed: r.get::<_, i64>(5)? as u64,
-            changed: r.get::<_, i64>(6)? as u64,
-        })
-    })?;
+    let rows = stmt.query_map(params![since, before, limit], revision_from)?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// A row of `revisions`, its columns in table order.
+pub(super) fn revision_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Revision> {
+    Ok(Revision {
+        revision: r.get::<_, i64>(0)? as u64,
+        deployed_at: r.get(1)?,
+        deployed_by: r.get(2)?,
+        message: r.get(3)?,
+        added: r.get::<_, i64>(4)? as u64,
+        removed: r.get::<_, i64>(5)? as u64,
+        changed: r.get::<_, i64>(6)? as u64,
+    })
 }
 
 /// The events of `page` that pass `filter`. The filters need no index:

@@ -6,9 +6,12 @@ use std::cmp::Ordering;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::rows::{ENTRY_COLS, entry_from};
+use super::{
+    audit::revision_from,
+    rows::{ENTRY_COLS, entry_from},
+};
 use crate::{
-    model::{Entry, Revision},
+    model::Entry,
     store::{RevisionChanges, StoreError},
 };
 
@@ -22,20 +25,9 @@ pub(super) fn changes(
 ) -> Result<RevisionChanges, StoreError> {
     let revision = conn
         .query_row(
-            "SELECT rev, deployed_at, deployed_by, message, added, removed, changed
-             FROM revisions WHERE rev = ?1",
+            "SELECT * FROM revisions WHERE rev = ?1",
             [rev as i64],
-            |r| {
-                Ok(Revision {
-                    revision: r.get::<_, i64>(0)? as u64,
-                    deployed_at: r.get(1)?,
-                    deployed_by: r.get(2)?,
-                    message: r.get(3)?,
-                    added: r.get::<_, i64>(4)? as u64,
-                    removed: r.get::<_, i64>(5)? as u64,
-                    changed: r.get::<_, i64>(6)? as u64,
-                })
-            },
+            revision_from,
         )
         .optional()?
         .ok_or(StoreError::NoRevision { rev })?;
