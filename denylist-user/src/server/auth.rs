@@ -32,6 +32,7 @@ pub struct Peer {
     /// report unless they are also reporters.
     pub reporter: bool,
     /// A member of the web group: it may act on behalf of web users.
+    /// Looked up only for a request that names a web user.
     pub web: bool,
     /// For the audit log: `alice`, or `alice (as root)` under sudo.
     pub user: String,
@@ -89,13 +90,18 @@ fn login_uid(pid: i32) -> Option<u32> {
 
 /// Authorizes a peer: uid 0 and members of the admin group are admins,
 /// members of the viewer group viewers, members of the reporter group
-/// reporters, anyone else nothing. Membership of the web group is noted
-/// apart: it gives no role of its own.
-pub fn authorize(uid: u32, pid: Option<i32>, g: &Groups) -> Peer {
+/// reporters, anyone else nothing. Membership of the web group gives no
+/// role of its own; it is read only when the request names a web user
+/// (`behalf`), and root's groups only then, since root is an admin anyway.
+pub fn authorize(uid: u32, pid: Option<i32>, g: &Groups, behalf: bool) -> Peer {
     let (name, gid) = passwd(uid).unwrap_or_else(|| (uid.to_string(), u32::MAX));
-    let mine = groups(&name, gid);
+    let mine = if uid != 0 || behalf {
+        groups(&name, gid)
+    } else {
+        Vec::new()
+    };
     let member = |g: &str| group_id(g).is_some_and(|g| mine.contains(&g));
-    let web = member(&g.web);
+    let web = behalf && member(&g.web);
     let (role, reporter) = if uid == 0 {
         (Role::Admin, false)
     } else {
@@ -140,14 +146,14 @@ mod tests {
 
     #[test]
     fn root_is_admin_and_named() {
-        let p = authorize(0, None, &groups());
+        let p = authorize(0, None, &groups(), false);
         assert_eq!(p.role, Role::Admin);
         assert_eq!(p.user, "root");
     }
 
     #[test]
     fn unknown_users_get_nothing() {
-        let p = authorize(4_000_000, None, &groups());
+        let p = authorize(4_000_000, None, &groups(), false);
         assert_eq!(p.role, Role::None);
         assert_eq!(p.user, "4000000");
     }
@@ -158,7 +164,7 @@ mod tests {
         let me = std::process::id() as i32;
         // SAFETY: getuid cannot fail.
         let uid = unsafe { libc::getuid() };
-        let p = authorize(uid, Some(me), &groups());
+        let p = authorize(uid, Some(me), &groups(), false);
         match login_uid(me) {
             Some(login) if login != uid => assert!(p.user.contains(" (as "), "{}", p.user),
             _ => assert_eq!(p.user, user_name(uid)),

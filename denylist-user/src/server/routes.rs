@@ -120,7 +120,7 @@ impl AppState {
                 "cannot read the peer's credentials",
             ));
         };
-        let mut peer = auth::authorize(uid, caller.cred.pid, &self.groups);
+        let mut peer = auth::authorize(uid, caller.cred.pid, &self.groups, caller.claims_behalf());
         if caller.claims_behalf() {
             // Checked before the headers themselves: a stranger learns
             // nothing from a malformed one.
