@@ -15,7 +15,6 @@ use axum::{
 use http_body_util::BodyExt as _;
 
 use super::{
-    UsersError,
     app::{App, Auth},
     client::Actor,
     csrf,
@@ -85,16 +84,25 @@ fn plain(status: StatusCode, message: impl ToString) -> Response {
 pub async fn authenticate(State(app): State<App>, mut req: Request, next: Next) -> Response {
     let now = Instant::now();
     let existing = session_cookie(req.headers()).and_then(|id| app.sessions.get(&id, now));
-    let existing = match existing.map(|s| still_granted(&app, s)).transpose() {
-        Ok(session) => session.flatten(),
-        Err(e) => {
-            tracing::error!("{e}");
-            return plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "cannot read the accounts",
-            );
+    let proxy = matches!(app.config.auth, Auth::Proxy { .. });
+    // The accounts file, read once for the request: a session goes on only
+    // while it still grants what it did, and behind a proxy it names the
+    // account the proxy signs in. Without either, nothing needs it.
+    let users = if existing.is_some() || proxy {
+        match Users::load(&app.config.users) {
+            Ok(users) => users,
+            Err(e) => {
+                tracing::error!("{e}");
+                return plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "cannot read the accounts",
+                );
+            }
         }
+    } else {
+        Users::default()
     };
+    let existing = existing.and_then(|s| still_granted(&app, &users, s));
     match &app.config.auth {
         Auth::Local => match existing {
             Some(session) => {
@@ -122,16 +130,6 @@ pub async fn authenticate(State(app): State<App>, mut req: Request, next: Next) 
                 req.extensions_mut().insert(Ctx { session });
                 return next.run(req).await;
             }
-            let users = match Users::load(&app.config.users) {
-                Ok(users) => users,
-                Err(e) => {
-                    tracing::error!("{e}");
-                    return plain(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "cannot read the accounts",
-                    );
-                }
-            };
             let Some(account) = users.get(&user) else {
                 return plain(
                     StatusCode::FORBIDDEN,
@@ -148,17 +146,16 @@ pub async fn authenticate(State(app): State<App>, mut req: Request, next: Next) 
     }
 }
 
-/// The session, if the accounts file still has its account as it was at
-/// sign-in; otherwise the session ends. Read on every request: the file is
-/// small, and an admin who removes an account, or changes its role or
-/// password, expects that to take effect at once.
-fn still_granted(app: &App, session: Session) -> Result<Option<Session>, UsersError> {
-    let users = Users::load(&app.config.users)?;
+/// The session, if the accounts file (read on every request: it is small,
+/// and an admin who removes an account, or changes its role or password,
+/// expects that to take effect at once) still has its account as it was at
+/// sign-in; otherwise the session ends.
+fn still_granted(app: &App, users: &Users, session: Session) -> Option<Session> {
     if users.get(&session.user) == Some(&session.account) {
-        return Ok(Some(session));
+        return Some(session);
     }
     app.sessions.remove(&session.id);
-    Ok(None)
+    None
 }
 
 /// Refuses a state-changing request that does not come from the console's

@@ -57,17 +57,10 @@ fn detail(e: &Entry) -> String {
     parts.join(" · ")
 }
 
-fn list(e: &Entry) -> &'static str {
-    match e.list {
-        crate::model::List::Deny => "deny",
-        crate::model::List::Allow => "allow",
-    }
-}
-
 fn item(s: &Staged<Entry>) -> Item {
     Item {
         target: s.item.target.to_string(),
-        list: list(&s.item),
+        list: s.item.list.as_str(),
         detail: detail(&s.item),
         staged_by: s.staged_by.clone(),
         staged_at: view::time(s.staged_at),
@@ -92,7 +85,7 @@ impl Changes {
                 .iter()
                 .map(|c| Item {
                     target: c.item.after.target.to_string(),
-                    list: list(&c.item.after),
+                    list: c.item.after.list.as_str(),
                     detail: format!("{} → {}", detail(&c.item.before), detail(&c.item.after)),
                     staged_by: c.staged_by.clone(),
                     staged_at: view::time(c.staged_at),

@@ -38,9 +38,20 @@ impl Layout {
     /// that fails, saying why.
     pub async fn new(app: &App, ctx: &Ctx, current: &'static str) -> Layout {
         let status = app.daemon.get::<Status>(&ctx.actor(), "/v1/status").await;
+        Layout::with_status(app, ctx, current, status.as_ref())
+    }
+
+    /// The layout from a status the page asked for itself (the Status
+    /// page), so the daemon is asked once.
+    pub fn with_status(
+        app: &App,
+        ctx: &Ctx,
+        current: &'static str,
+        status: Result<&Status, &ApiError>,
+    ) -> Layout {
         let (pending, revision, degraded, daemon_error) = match status {
             Ok(s) => (s.pending_changes, s.revision, s.degraded, None),
-            Err(e) => (0, 0, false, Some(e.message)),
+            Err(e) => (0, 0, false, Some(e.message.clone())),
         };
         Layout {
             user: ctx.session.user.clone(),

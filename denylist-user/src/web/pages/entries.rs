@@ -71,7 +71,7 @@ impl Filters {
     /// The daemon's query for these filters, or what is wrong with them.
     fn query(&self, list: List, limit: u32) -> Result<String, String> {
         let mut q = form_urlencoded::Serializer::new(String::new());
-        q.append_pair("list", if list == List::Deny { "deny" } else { "allow" });
+        q.append_pair("list", list.as_str());
         q.append_pair("limit", &limit.to_string());
         if let Some(s) = given(&self.search) {
             let ip: IpAddr = s

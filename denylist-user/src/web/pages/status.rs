@@ -6,7 +6,7 @@ use axum::{Extension, Router, extract::State, http::StatusCode, response::Respon
 
 use super::PageDef;
 use crate::{
-    model::{AttachMode, AttachedMode},
+    model::AttachedMode,
     web::{
         app::App,
         auth::Ctx,
@@ -43,8 +43,9 @@ struct StatusPage {
 }
 
 async fn show(State(app): State<App>, Extension(ctx): Extension<Ctx>) -> Response {
-    let layout = Layout::new(&app, &ctx, PAGE.path).await;
-    let status = match app.daemon.get::<Status>(&ctx.actor(), "/v1/status").await {
+    let status = app.daemon.get::<Status>(&ctx.actor(), "/v1/status").await;
+    let layout = Layout::with_status(&app, &ctx, PAGE.path, status.as_ref());
+    let status = match status {
         Ok(s) => s,
         Err(e) => return failure(layout, &e),
     };
@@ -53,11 +54,7 @@ async fn show(State(app): State<App>, Extension(ctx): Extension<Ctx>) -> Respons
         .iter()
         .map(|i| Iface {
             name: i.name.clone(),
-            configured: match i.configured {
-                AttachMode::Auto => "auto",
-                AttachMode::Native => "native",
-                AttachMode::Skb => "skb",
-            },
+            configured: i.configured.as_str(),
             mode: match i.xdp_mode {
                 Some(AttachedMode::Native) => "native",
                 Some(AttachedMode::Skb) => "skb",
