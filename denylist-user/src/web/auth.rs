@@ -42,12 +42,12 @@ impl Ctx {
     pub fn actor(&self) -> Actor {
         Actor {
             name: self.session.user.clone(),
-            role: self.session.role,
+            role: self.session.role(),
         }
     }
 
     pub fn admin(&self) -> bool {
-        self.session.role == super::users::Role::Admin
+        self.session.role() == super::users::Role::Admin
     }
 }
 

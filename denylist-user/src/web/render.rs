@@ -55,7 +55,7 @@ impl Layout {
         };
         Layout {
             user: ctx.session.user.clone(),
-            role: ctx.session.role.as_str(),
+            role: ctx.session.role().as_str(),
             admin: ctx.admin(),
             csrf: ctx.session.csrf.clone(),
             current,

@@ -15,14 +15,20 @@ use super::users::{Account, Role};
 pub struct Session {
     pub id: String,
     pub user: String,
-    pub role: Role,
-    /// The account as the accounts file had it at sign-in. A request goes
+    /// The account as the accounts file had it at sign-in (its role is the
+    /// session's). A request goes
     /// on only while the file still says the same, so removing an account,
     /// or changing its role or password, ends its sessions at their next
     /// request rather than up to 12 hours later.
     pub account: Account,
     /// The token every state-changing request of this session carries.
     pub csrf: String,
+}
+
+impl Session {
+    pub fn role(&self) -> Role {
+        self.account.role
+    }
 }
 
 struct Entry {
@@ -64,7 +70,6 @@ impl Sessions {
         let session = Session {
             id: random_token(),
             user: user.to_string(),
-            role: account.role,
             account: account.clone(),
             csrf: random_token(),
         };
