@@ -10,10 +10,22 @@
 pub const MAP_EXACT_V4: &str = "EXACT_V4";
 /// Exact IPv6 entries: key `[u8; 16]` (network order), value [`ExactValue`].
 pub const MAP_EXACT_V6: &str = "EXACT_V6";
-/// IPv4 prefix trie nodes, [`Node`]s in an mmapable array.
+/// The IPv4 prefix trie's root: 256 [`RootRow`]s in an mmapable array.
+pub const MAP_ROOT_V4: &str = "ROOT_V4";
+/// The IPv6 prefix trie's root: 256 [`RootRow`]s in an mmapable array.
+pub const MAP_ROOT_V6: &str = "ROOT_V6";
+/// IPv4 trie nodes below the root, compressed [`Node`]s in an mmapable
+/// array, indexed by node id (ids below [`ROOT_NODES`] are the root rows).
 pub const MAP_NODES_V4: &str = "NODES_V4";
-/// IPv6 prefix trie nodes, [`Node`]s in an mmapable array.
+/// IPv6 trie nodes below the root, as [`MAP_NODES_V4`].
 pub const MAP_NODES_V6: &str = "NODES_V6";
+/// The slot values of the IPv4 nodes' runs, in an mmapable array of
+/// [`SlotPair`]s: slot `i` is `SLOTS[i / 2][i % 2]`. An array's elements
+/// are 8-byte aligned (round_up(value_size, 8), kernel/bpf/arraymap.c), so
+/// single `u32`s would take 8 bytes each.
+pub const MAP_SLOTS_V4: &str = "SLOTS_V4";
+/// The slot values of the IPv6 nodes' runs, as [`MAP_SLOTS_V4`].
+pub const MAP_SLOTS_V6: &str = "SLOTS_V6";
 /// Prefix rules of both families, [`Rule`]s in an mmapable array.
 pub const MAP_RULES: &str = "RULES";
 /// Global counters, one [`Counters`] per CPU.
@@ -28,11 +40,15 @@ pub const MAP_HITS: &str = "HITS";
 pub const PROGRAM_NAME: &str = "denylist";
 
 /// Every map of the object: the loader sizes each one.
-pub const ALL_MAPS: [&str; 8] = [
+pub const ALL_MAPS: [&str; 12] = [
     MAP_EXACT_V4,
     MAP_EXACT_V6,
+    MAP_ROOT_V4,
+    MAP_ROOT_V6,
     MAP_NODES_V4,
     MAP_NODES_V6,
+    MAP_SLOTS_V4,
+    MAP_SLOTS_V6,
     MAP_RULES,
     MAP_COUNTERS,
     MAP_HIT_SLOTS,
@@ -68,23 +84,42 @@ pub const fn word_expiry_ns(word: u64) -> u64 {
     (word >> EXPIRY_SHIFT) * 1_000_000
 }
 
-/// One list's half of an exact entry.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Slot {
-    /// [`pack_word`] of the flags and expiry; 0 when the list has no entry.
-    pub word: u64,
-    /// The entry id whose [`Hit`] counters go up.
-    pub id: u32,
-    pub _pad: u32,
-}
-
 /// The value of an exact-address map: one address can be on both lists.
+///
+/// 24 bytes, the words first so nothing pads: a hash element is a 48-byte
+/// header, the key padded to 8 bytes and this value, and each byte of it
+/// counts a million times at a million entries.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExactValue {
-    pub deny: Slot,
-    pub allow: Slot,
+    /// [`pack_word`] of the deny entry's flags and expiry; 0 for none.
+    pub deny: u64,
+    /// [`pack_word`] of the allow entry's flags and expiry; 0 for none.
+    pub allow: u64,
+    /// The deny entry's id, whose [`Hit`] counters go up.
+    pub deny_id: u32,
+    /// The allow entry's id.
+    pub allow_id: u32,
+}
+
+impl ExactValue {
+    /// One list's word and id, `(0, 0)` when the address is not on it.
+    pub fn get(&self, allow: bool) -> (u64, u32) {
+        if allow {
+            (self.allow, self.allow_id)
+        } else {
+            (self.deny, self.deny_id)
+        }
+    }
+
+    /// Sets one list's word and id; `(0, 0)` takes the address off it.
+    pub fn set(&mut self, allow: bool, word: u64, id: u32) {
+        if allow {
+            (self.allow, self.allow_id) = (word, id);
+        } else {
+            (self.deny, self.deny_id) = (word, id);
+        }
+    }
 }
 
 /// A trie slot with this bit set points at a child node; otherwise it is a
@@ -92,15 +127,49 @@ pub struct ExactValue {
 pub const SLOT_CHILD: u32 = 1 << 31;
 /// Slots per trie node: each level consumes one byte of the address.
 pub const NODE_SLOTS: usize = 256;
-/// The first 256 nodes of each family form the root, indexed by the first
-/// address byte; the second byte picks the slot. So the root covers /0–/16.
+/// The root is 256 rows of 256 slots, indexed by the first address byte and
+/// then the second, so it covers /0–/16 in one read. Node ids below this
+/// name root rows; ids from it on name compressed [`Node`]s.
 pub const ROOT_NODES: u32 = 256;
 
-/// One level of the multibit prefix trie.
+/// Two run slots: one element of a `SLOTS` array.
+pub type SlotPair = [u32; 2];
+
+/// One row of the root: uncompressed, because every lookup reads it.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct Node {
+pub struct RootRow {
     pub slots: [u32; NODE_SLOTS],
+}
+
+/// A trie node below the root: 256 logical slots stored as runs.
+///
+/// Slots hold the most specific rule covering them (leaf pushing), so
+/// neighbours mostly agree: a node holding one /24 has three runs. Bit `b`
+/// of `bits` is set where slot `b` starts a run (its value differs from slot
+/// `b − 1`'s; bit 0 is always set), and run `k` of the node is
+/// `SLOTS[base + k]`. So slot `b`'s value is
+/// `SLOTS[base + before[b / 64] + popcount(bits[b / 64] & mask(0..=b % 64)) − 1]`:
+/// 40 bytes plus 4 a run, where a plain node took 1 KiB (the idea of
+/// Poptrie, Asai & Ohara, SIGCOMM 2015, at 8 bits a level).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Node {
+    pub bits: [u64; 4],
+    /// Index in the family's `SLOTS` array of the node's first run.
+    pub base: u32,
+    /// Runs starting in the words before word `w` (`before[0]` is 0).
+    pub before: [u8; 4],
+}
+
+/// Slot `byte`'s place in its node's runs, from 0.
+#[inline(always)]
+pub fn run_index(node: &Node, byte: u8) -> u32 {
+    let w = usize::from(byte >> 6);
+    let below = node.bits[w] & (u64::MAX >> (63 - (byte & 63)));
+    // eBPF has no popcount instruction; LLVM expands this into the
+    // shift-and-mask sum, a dozen ALU instructions.
+    (u32::from(node.before[w]) + below.count_ones()).wrapping_sub(1)
 }
 
 /// Index 0 of the rules array is never used, so a zero slot means "none".
@@ -201,8 +270,8 @@ pub struct SessionEvent {
 mod pod {
     // SAFETY: each type is #[repr(C)], made only of integers, with explicit
     // padding fields, so every bit pattern is valid and no byte is undefined.
-    unsafe impl aya::Pod for super::Slot {}
     unsafe impl aya::Pod for super::ExactValue {}
+    unsafe impl aya::Pod for super::RootRow {}
     unsafe impl aya::Pod for super::Node {}
     unsafe impl aya::Pod for super::Rule {}
     unsafe impl aya::Pod for super::Counters {}
@@ -218,16 +287,41 @@ mod tests {
 
     #[test]
     fn layouts_have_no_implicit_padding() {
-        assert_eq!(size_of::<Slot>(), 16);
-        assert_eq!(size_of::<ExactValue>(), 32);
+        assert_eq!(size_of::<ExactValue>(), 24);
         assert_eq!(size_of::<Rule>(), 24);
         assert_eq!(align_of::<Rule>(), 8);
-        assert_eq!(size_of::<Node>(), 1024);
+        assert_eq!(size_of::<RootRow>(), 1024);
+        assert_eq!(size_of::<Node>(), 40);
+        assert_eq!(align_of::<Node>(), 8);
         assert_eq!(size_of::<Counters>(), 80);
         assert_eq!(size_of::<Hit>(), 16);
         assert_eq!(size_of::<HitSlot>(), 24);
         assert_eq!(size_of::<SessionEvent>(), 32);
         assert!(HIT_SLOTS.is_power_of_two());
+    }
+
+    #[test]
+    fn run_index_counts_the_runs_started_at_or_before_a_slot() {
+        // Runs start at slots 0, 63, 64, 200 and 255.
+        let node = Node {
+            bits: [1 | 1 << 63, 1, 0, 1 << (200 - 192) | 1 << 63],
+            base: 7,
+            before: [0, 2, 3, 3],
+        };
+        let runs: [(u8, u32); 9] = [
+            (0, 0),
+            (62, 0),
+            (63, 1),
+            (64, 2),
+            (130, 2),
+            (199, 2),
+            (200, 3),
+            (254, 3),
+            (255, 4),
+        ];
+        for (byte, run) in runs {
+            assert_eq!(run_index(&node, byte), run, "slot {byte}");
+        }
     }
 
     #[test]

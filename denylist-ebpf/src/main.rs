@@ -7,8 +7,9 @@
 //! 4. else pass.
 //!
 //! Exact addresses (/32, /128) live in hash maps; shorter prefixes in a
-//! multibit trie (8 bits a level, the root covering /0–/16) whose slots name
-//! the most specific prefix covering them. Nothing here logs per packet.
+//! multibit trie (8 bits a level, the root covering /0–/16, the levels below
+//! stored as runs) whose slots name the most specific prefix covering them.
+//! Nothing here logs per packet.
 #![no_std]
 #![no_main]
 
@@ -21,7 +22,8 @@ use aya_ebpf::{
 };
 use denylist_common::{
     Counters, ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, HIT_SLOTS, Hit, HitSlot,
-    MAX_FALLBACK, Node, ROOT_NODES, RULE_NONE, Rule, SLOT_CHILD, Slot, word_expiry_ns,
+    MAX_FALLBACK, Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SLOT_CHILD, SlotPair, run_index,
+    word_expiry_ns,
 };
 
 // Sizes here are placeholders: the loader sets every max_entries from the
@@ -30,10 +32,18 @@ use denylist_common::{
 static EXACT_V4: HashMap<[u8; 4], ExactValue> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
 #[map(name = "EXACT_V6")]
 static EXACT_V6: HashMap<[u8; 16], ExactValue> = HashMap::with_max_entries(1, BPF_F_NO_PREALLOC);
+#[map(name = "ROOT_V4")]
+static ROOT_V4: Array<RootRow> = Array::with_max_entries(ROOT_NODES, BPF_F_MMAPABLE);
+#[map(name = "ROOT_V6")]
+static ROOT_V6: Array<RootRow> = Array::with_max_entries(ROOT_NODES, BPF_F_MMAPABLE);
 #[map(name = "NODES_V4")]
-static NODES_V4: Array<Node> = Array::with_max_entries(ROOT_NODES, BPF_F_MMAPABLE);
+static NODES_V4: Array<Node> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map(name = "NODES_V6")]
-static NODES_V6: Array<Node> = Array::with_max_entries(ROOT_NODES, BPF_F_MMAPABLE);
+static NODES_V6: Array<Node> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map(name = "SLOTS_V4")]
+static SLOTS_V4: Array<SlotPair> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map(name = "SLOTS_V6")]
+static SLOTS_V6: Array<SlotPair> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map(name = "RULES")]
 static RULES: Array<Rule> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 #[map(name = "COUNTERS")]
@@ -179,34 +189,30 @@ fn decide_v6(src: &[u8; 16], now: &mut Now) -> (Verdict, u32) {
 #[inline(always)]
 fn decide(exact: Option<&ExactValue>, rule: u32, now: &mut Now) -> (Verdict, u32) {
     if let Some(e) = exact
-        && now.live(e.allow.word)
+        && now.live(e.allow)
     {
-        return (Verdict::Allowed, e.allow.id);
+        return (Verdict::Allowed, e.allow_id);
     }
     if let Some(a) = live_prefix(rule, true, now) {
         return (Verdict::Allowed, a.id);
     }
     if let Some(e) = exact
-        && now.live(e.deny.word)
+        && now.live(e.deny)
     {
-        return deny_verdict(&e.deny);
+        return deny_verdict(e.deny, e.deny_id);
     }
     if let Some(d) = live_prefix(rule, false, now) {
-        return deny_verdict(&Slot {
-            word: d.word,
-            id: d.id,
-            _pad: 0,
-        });
+        return deny_verdict(d.word, d.id);
     }
     (Verdict::Pass, 0)
 }
 
 #[inline(always)]
-fn deny_verdict(s: &Slot) -> (Verdict, u32) {
-    if s.word & FLAG_MONITOR != 0 {
-        (Verdict::Monitor, s.id)
+fn deny_verdict(word: u64, id: u32) -> (Verdict, u32) {
+    if word & FLAG_MONITOR != 0 {
+        (Verdict::Monitor, id)
     } else {
-        (Verdict::Drop, s.id)
+        (Verdict::Drop, id)
     }
 }
 
@@ -238,21 +244,35 @@ fn live_prefix(rule: u32, allow: bool, now: &mut Now) -> Option<&'static Rule> {
     None
 }
 
+/// The root slot of the address's first two bytes.
 #[inline(always)]
-fn slot(nodes: &Array<Node>, node: u32, byte: u8) -> u32 {
-    match nodes.get(node) {
-        Some(n) => n.slots[byte as usize],
+fn root(rows: &Array<RootRow>, a0: u8, a1: u8) -> u32 {
+    match rows.get(u32::from(a0)) {
+        Some(r) => r.slots[a1 as usize],
+        None => RULE_NONE,
+    }
+}
+
+/// Slot `byte` of the compressed node a child slot points at.
+#[inline(always)]
+fn slot(nodes: &Array<Node>, slots: &Array<SlotPair>, child: u32, byte: u8) -> u32 {
+    let Some(n) = nodes.get(child & !SLOT_CHILD) else {
+        return RULE_NONE;
+    };
+    let i = n.base.wrapping_add(run_index(n, byte));
+    match slots.get(i >> 1) {
+        Some(p) => p[(i & 1) as usize],
         None => RULE_NONE,
     }
 }
 
 #[inline(always)]
 fn trie_v4(a: &[u8; 4]) -> u32 {
-    let mut s = slot(&NODES_V4, a[0] as u32, a[1]);
+    let mut s = root(&ROOT_V4, a[0], a[1]);
     if s & SLOT_CHILD != 0 {
-        s = slot(&NODES_V4, s & !SLOT_CHILD, a[2]);
+        s = slot(&NODES_V4, &SLOTS_V4, s, a[2]);
         if s & SLOT_CHILD != 0 {
-            s = slot(&NODES_V4, s & !SLOT_CHILD, a[3]);
+            s = slot(&NODES_V4, &SLOTS_V4, s, a[3]);
         }
     }
     // A child below the last byte cannot exist; treat a corrupt slot as none.
@@ -261,13 +281,13 @@ fn trie_v4(a: &[u8; 4]) -> u32 {
 
 #[inline(always)]
 fn trie_v6(a: &[u8; 16]) -> u32 {
-    let mut s = slot(&NODES_V6, a[0] as u32, a[1]);
+    let mut s = root(&ROOT_V6, a[0], a[1]);
     let mut i = 2;
     while i < 16 {
         if s & SLOT_CHILD == 0 {
             return s;
         }
-        s = slot(&NODES_V6, s & !SLOT_CHILD, a[i]);
+        s = slot(&NODES_V6, &SLOTS_V6, s, a[i]);
         i += 1;
     }
     if s & SLOT_CHILD != 0 { RULE_NONE } else { s }

@@ -248,7 +248,7 @@ pub fn kernel_exact_v4(home: &Home) -> BTreeSet<String> {
     let h: BpfHashMap<_, [u8; 4], ExactValue> = BpfHashMap::try_from(&map).expect("a hash map");
     h.iter()
         .map(|kv| kv.expect("an element"))
-        .filter(|(_, v)| v.deny.word != 0)
+        .filter(|(_, v)| v.deny != 0)
         .map(|(k, _)| IpAddr::from(k).to_string())
         .collect()
 }

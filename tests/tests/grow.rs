@@ -1,6 +1,7 @@
-//! The prefix arrays start small and grow with the deployed prefixes: a
-//! deploy that needs more rules or trie nodes moves the filter to larger
-//! maps first, under traffic, without letting a denied packet through.
+//! The maps sized by their contents (prefix arrays, EXACT_V6) start small
+//! and grow with the deployed entries: a deploy that needs more rules, trie
+//! nodes or exact IPv6 room moves the filter to larger maps first, under
+//! traffic, without letting a denied packet through.
 
 use std::{net::IpAddr, process::Command, thread, time::Duration};
 
@@ -64,7 +65,8 @@ fn prefix_maps_grow_under_traffic_without_a_gap() {
     let allowed = pair.flood(ip(FREE), "0.02").unwrap();
 
     // 3,000 IPv4 /24s need more prefix rules than the 1,024 a small list
-    // starts with; 600 scattered IPv6 /56s need about 3,000 trie nodes.
+    // starts with; 600 scattered IPv6 /56s need about 3,000 trie nodes;
+    // 2,000 exact IPv6 addresses more than EXACT_V6's first 1,024.
     let mut list = String::new();
     for i in 0..3000u32 {
         list.push_str(&format!("20.{}.{}.0/24\n", i / 256, i % 256));
@@ -76,6 +78,9 @@ fn prefix_maps_grow_under_traffic_without_a_gap() {
             i * 7,
             i % 256
         ));
+    }
+    for i in 0..2000u32 {
+        list.push_str(&format!("2a03:{:x}::1\n", i + 1));
     }
     let file = home.dir.path().join("prefixes.txt");
     std::fs::write(&file, list).unwrap();
@@ -91,7 +96,7 @@ fn prefix_maps_grow_under_traffic_without_a_gap() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        d.log_text().contains("moved to larger prefix maps"),
+        d.log_text().contains("moved to larger maps"),
         "the deploy grew the maps:\n{}",
         d.log_text()
     );

@@ -43,7 +43,7 @@ fn drift_reads_back_every_element_of_a_big_map() {
     .unwrap();
     map.remove(&addr(7).octets()).unwrap();
     let mut changed = map.get(&addr(30_000).octets(), 0).unwrap();
-    changed.deny.id = 999_999;
+    changed.deny_id = 999_999;
     map.insert(addr(30_000).octets(), changed, 0).unwrap();
     let stranger = Ipv4Addr::new(203, 0, 113, 9);
     map.insert(stranger.octets(), changed, 0).unwrap();

@@ -152,9 +152,7 @@ pub enum CoreError {
         #[source]
         source: Box<StoreError>,
     },
-    #[error(
-        "moving to larger prefix maps failed ({source}); nothing changed and the filter goes on"
-    )]
+    #[error("moving to larger maps failed ({source}); nothing changed and the filter goes on")]
     GrowFailed {
         #[source]
         source: Box<DataplaneError>,

@@ -47,7 +47,7 @@ pub use unpin::{UnpinError, Unpinned, unpin};
 // listings stream from the store's snapshots.
 pub use crate::store::{Snapshot, Snapshots, StoreError};
 use crate::{
-    dataplane::{Filter, PinnedFilter, prefix_needs, tai_offset_ms},
+    dataplane::{Filter, PinnedFilter, content_needs, tai_offset_ms},
     model::{AttachMode, AttachedMode, Millis, Rule},
     store::{SqliteStore, Store},
 };
@@ -111,7 +111,7 @@ impl Core {
         drop(deployed);
         // The prefix arrays are allocated whole, so they are sized for the
         // prefixes deployed, and grow when deploys need more.
-        let layout = config.layout.fitting(prefix_needs(&rules));
+        let layout = config.layout.fitting(content_needs(&rules));
         let (filter, adopted) = PinnedFilter::start(&config.bpffs, layout, &rules)?;
         drop(rules);
         deploy::release_heap();

@@ -9,7 +9,7 @@ use std::{
 };
 
 use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapError};
-use denylist_common::{ExactValue, MAP_EXACT_V4, MAP_EXACT_V6, Slot};
+use denylist_common::{ExactValue, MAP_EXACT_V4, MAP_EXACT_V6};
 
 use super::{Dataplane, DataplaneError, ExactBatch, Installed, batch, word_of};
 use crate::model::{List, Rule, Target};
@@ -221,25 +221,14 @@ impl Dataplane {
                 List::Deny => List::Allow,
                 List::Allow => List::Deny,
             };
-            let slot = |i: Option<Installed>| {
-                i.map_or(Slot::default(), |i| Slot {
-                    word: i.word,
-                    id: i.id,
-                    _pad: 0,
-                })
-            };
-            let (mine, theirs) = (slot(new), slot(self.installed.get(&(t, other)).copied()));
-            let value = match l {
-                List::Deny => ExactValue {
-                    deny: mine,
-                    allow: theirs,
-                },
-                List::Allow => ExactValue {
-                    deny: theirs,
-                    allow: mine,
-                },
-            };
-            let value = (new.is_some() || theirs.word != 0).then_some(value);
+            let mut value = ExactValue::default();
+            let theirs = self.installed.get(&(t, other)).copied();
+            for (list, i) in [(l, new), (other, theirs)] {
+                if let Some(i) = i {
+                    value.set(list == List::Allow, i.word, i.id);
+                }
+            }
+            let value = (new.is_some() || theirs.is_some()).then_some(value);
             match batch {
                 Some(b) => {
                     b.insert(t.addr(), value);

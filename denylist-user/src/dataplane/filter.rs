@@ -12,9 +12,7 @@ use std::{collections::HashMap, net::IpAddr, path::Path, path::PathBuf};
 
 use denylist_common::{Counters, Hit};
 
-use super::{
-    ChangeList, Dataplane, DataplaneError, Layout, Pins, iface, trie::needs as prefix_needs_of,
-};
+use super::{ChangeList, Dataplane, DataplaneError, Layout, Pins, iface, layout::needs};
 use crate::model::{AttachMode, AttachedMode, List, Rule, Target, Verdict};
 
 /// What the daemon needs of the kernel side.
@@ -174,19 +172,23 @@ impl Filter for PinnedFilter {
 
     fn needs_growth(&self, changes: &ChangeList, ceiling: Layout) -> Option<Layout> {
         let upserts = changes.upserts();
-        if self.dp.prefixes_fit(upserts) {
+        if self.dp.fits(upserts) {
             return None;
         }
-        let needs = self.dp.prefix_needs(upserts);
+        let needs = self.dp.content_needs(upserts);
         let now = self.dp.layout();
         if now.holds(needs) {
             return None;
         }
         let want = ceiling.fitting(needs);
         let grown = Layout {
+            exact_v6: want.exact_v6.max(now.exact_v6),
+            hit_entries: want.hit_entries.max(now.hit_entries),
             prefix_rules: want.prefix_rules.max(now.prefix_rules),
             nodes_v4: want.nodes_v4.max(now.nodes_v4),
             nodes_v6: want.nodes_v6.max(now.nodes_v6),
+            slots_v4: want.slots_v4.max(now.slots_v4),
+            slots_v6: want.slots_v6.max(now.slots_v6),
             ..now
         };
         (grown != now).then_some(grown)
@@ -206,11 +208,14 @@ impl Filter for PinnedFilter {
         drop(old);
         tracing::info!(
             generation,
+            exact_v6 = layout.exact_v6,
             prefix_rules = layout.prefix_rules,
             nodes_v4 = layout.nodes_v4,
             nodes_v6 = layout.nodes_v6,
+            slots_v4 = layout.slots_v4,
+            slots_v6 = layout.slots_v6,
             took_ms = start.elapsed().as_millis() as u64,
-            "moved to larger prefix maps"
+            "moved to larger maps"
         );
         Ok(())
     }
@@ -281,9 +286,10 @@ pub(super) fn count_lists(rules: impl Iterator<Item = Rule>) -> (u64, u64) {
     })
 }
 
-/// What `rules` need of the prefix arrays: a start sizes them by it.
-pub fn prefix_needs(rules: &[Rule]) -> super::Needs {
-    prefix_needs_of(rules.iter().map(|r| r.target))
+/// What `rules` need of the maps sized by contents: a start sizes them by
+/// it.
+pub fn content_needs(rules: &[Rule]) -> super::Needs {
+    needs(rules.iter().map(|r| r.target))
 }
 
 /// A new generation of maps of `layout`, pinned, holding `rules`: complete

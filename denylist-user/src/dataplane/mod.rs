@@ -5,6 +5,7 @@
 //! the new one (docs/dataplane.md has the argument), and a batch is all or
 //! nothing: when a step fails, the steps already done are undone.
 
+mod alloc;
 mod apply;
 mod attach;
 mod batch;
@@ -16,6 +17,7 @@ pub(crate) mod fake;
 mod filter;
 mod iface;
 mod layout;
+mod nodes;
 pub mod object;
 mod pins;
 mod readback;
@@ -40,14 +42,15 @@ use aya::{
 pub use change::ChangeList;
 pub use clock::tai_offset_ms;
 use denylist_common::{
-    ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, MAP_NODES_V4, MAP_NODES_V6, MAP_RULES,
-    NODE_SLOTS, PROGRAM_NAME, pack_word,
+    ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4,
+    MAP_ROOT_V6, MAP_RULES, MAP_SLOTS_V4, MAP_SLOTS_V6, NODE_SLOTS, PROGRAM_NAME, pack_word,
 };
 pub use error::DataplaneError;
-pub use filter::{Filter, PinnedFilter, prefix_needs};
-pub use layout::{Layout, LayoutError, MAX_CAPACITY, MIN_CAPACITY, Needs};
+pub use filter::{Filter, PinnedFilter, content_needs};
+pub use layout::{Layout, LayoutError, MAX_CAPACITY, MIN_CAPACITY, Needs, needs};
+use nodes::TrieMaps;
 pub use pins::{Cleared, Pins, PinsError, PinsLock, ensure_bpffs_mounted, lock_pins, unpin_all};
-use region::{Region, RuleCell};
+use region::{NodeCell, Region, RuleCell};
 pub use sessions::{DumpMark, SessionSet, SessionWatch, SessionWatchError};
 use trie::Prefixes;
 
@@ -131,9 +134,16 @@ impl Dataplane {
                 .find(|(n, _)| *n == name)
                 .map_or(0, |(_, s)| *s as usize)
         };
+        let family = |root, nodes, slots| -> Result<TrieMaps, DataplaneError> {
+            Ok(TrieMaps {
+                root: region::<AtomicU32>(&ebpf, root, size(root) * NODE_SLOTS)?,
+                nodes: region::<NodeCell>(&ebpf, nodes, size(nodes))?,
+                slots: region::<AtomicU32>(&ebpf, slots, 2 * size(slots))?,
+            })
+        };
         let prefixes = Prefixes::new(
-            region::<AtomicU32>(&ebpf, MAP_NODES_V4, size(MAP_NODES_V4) * NODE_SLOTS)?,
-            region::<AtomicU32>(&ebpf, MAP_NODES_V6, size(MAP_NODES_V6) * NODE_SLOTS)?,
+            family(MAP_ROOT_V4, MAP_NODES_V4, MAP_SLOTS_V4)?,
+            family(MAP_ROOT_V6, MAP_NODES_V6, MAP_SLOTS_V6)?,
             region::<RuleCell>(&ebpf, MAP_RULES, size(MAP_RULES))?,
         );
         program(&mut ebpf).load().map_err(DataplaneError::Program)?;
@@ -156,6 +166,12 @@ impl Dataplane {
     /// The loaded program, e.g. for BPF_PROG_TEST_RUN.
     pub fn program(&mut self) -> &mut Xdp {
         program(&mut self.ebpf)
+    }
+
+    /// What the prefix tries hold: nodes below the roots and the run slots
+    /// of their blocks, per family (IPv4, IPv6).
+    pub fn trie_use(&self) -> ((u32, u32), (u64, u64)) {
+        (self.prefixes.nodes_in_use(), self.prefixes.slots_in_use())
     }
 
     /// Entries in the kernel, both lists and both families.

@@ -10,7 +10,7 @@ use std::{
 use aya::maps::{Map, MapData, MapError, PerCpuArray, PerCpuHashMap};
 use denylist_common::{
     Counters, ExactValue, HIT_SLOTS, Hit, HitSlot, MAP_COUNTERS, MAP_EXACT_V4, MAP_EXACT_V6,
-    MAP_HIT_SLOTS, MAP_HITS, Slot,
+    MAP_HIT_SLOTS, MAP_HITS,
 };
 
 use super::{Dataplane, DataplaneError, rule_of};
@@ -52,16 +52,9 @@ impl Dataplane {
             if !t.is_exact() {
                 continue;
             }
-            let v = want.entry(t.addr()).or_default();
-            let slot = Slot {
-                word: i.word,
-                id: i.id,
-                _pad: 0,
-            };
-            match l {
-                List::Deny => v.deny = slot,
-                List::Allow => v.allow = slot,
-            }
+            want.entry(t.addr())
+                .or_default()
+                .set(*l == List::Allow, i.word, i.id);
         }
         let mut drift = HashSet::new();
         let mut seen = HashSet::new();
@@ -92,21 +85,21 @@ impl Dataplane {
                 seen.insert(ip);
                 let w = want.get(&ip).copied().unwrap_or_default();
                 let t = Target::host(ip);
-                if w.deny != v.deny {
-                    drift.insert((t, List::Deny));
-                }
-                if w.allow != v.allow {
-                    drift.insert((t, List::Allow));
+                for l in [List::Deny, List::Allow] {
+                    let allow = l == List::Allow;
+                    if w.get(allow) != v.get(allow) {
+                        drift.insert((t, l));
+                    }
                 }
             }
         }
         for (ip, w) in &want {
             if !seen.contains(ip) {
                 let t = Target::host(*ip);
-                if w.deny.word != 0 {
+                if w.deny != 0 {
                     drift.insert((t, List::Deny));
                 }
-                if w.allow.word != 0 {
+                if w.allow != 0 {
                     drift.insert((t, List::Allow));
                 }
             }
@@ -126,19 +119,14 @@ impl Dataplane {
     pub fn repair(&mut self, targets: &[(Target, List)]) -> Result<(), DataplaneError> {
         for &(t, l) in targets {
             if t.is_exact() {
-                let value = |l| {
-                    self.installed.get(&(t, l)).map(|i| Slot {
-                        word: i.word,
-                        id: i.id,
-                        _pad: 0,
-                    })
-                };
-                let (deny, allow) = (value(List::Deny), value(List::Allow));
-                let v = ExactValue {
-                    deny: deny.unwrap_or_default(),
-                    allow: allow.unwrap_or_default(),
-                };
-                self.write_exact(t.addr(), (deny.is_some() || allow.is_some()).then_some(v))?;
+                let mut v = ExactValue::default();
+                for l in [List::Deny, List::Allow] {
+                    if let Some(i) = self.installed.get(&(t, l)) {
+                        v.set(l == List::Allow, i.word, i.id);
+                    }
+                }
+                let any = v.deny != 0 || v.allow != 0;
+                self.write_exact(t.addr(), any.then_some(v))?;
             } else if let Some(i) = self.installed.get(&(t, l)).copied() {
                 self.prefixes.update(&t, l, i.id, i.word)?;
             }
@@ -146,36 +134,56 @@ impl Dataplane {
         Ok(())
     }
 
-    /// Whether the prefix arrays surely hold the installed entries plus
-    /// `upserts`: a quick test that needs no walk over the installed
+    /// Whether the maps sized by contents surely hold the installed entries
+    /// plus `upserts`: a quick test that needs no walk over the installed
     /// entries, counting the most nodes a new prefix could take.
-    pub fn prefixes_fit(&self, upserts: &[Rule]) -> bool {
+    pub fn fits(&self, upserts: &[Rule]) -> bool {
         let new = self.new_prefixes(upserts).count() as u64;
-        // A prefix takes at most one node a level below the root: 14 in IPv6.
+        // A prefix takes at most one node a level below the root, 14 in
+        // IPv6, each with at most 3 runs, and adds 2 runs where it ends,
+        // in blocks a third larger; blocks come in pages of one size each,
+        // so a page a size spare.
         let (v4, v6) = self.prefixes.nodes_in_use();
-        self.prefixes.len() as u64 + new <= u64::from(self.layout.prefix_rules)
-            && u64::from(v4) + 2 * new <= u64::from(self.layout.nodes_v4)
-            && u64::from(v6) + 14 * new <= u64::from(self.layout.nodes_v6)
+        let (s4, s6) = self.prefixes.slots_in_use();
+        let l = &self.layout;
+        use crate::dataplane::layout::{MAX_HIT_ENTRIES, MIN_SLOTS};
+        let spare = u64::from(MIN_SLOTS);
+        let exact_v6 = self.lengths.get(&(false, 128)).copied().unwrap_or(0) as u64;
+        let new_v6 = self
+            .new_entries(upserts)
+            .filter(|r| r.target.is_exact() && !r.target.is_ipv4())
+            .count() as u64;
+        let entries = (self.installed.len() + self.new_entries(upserts).count()) as u64;
+        let hits = entries.min(u64::from(MAX_HIT_ENTRIES)) / 2;
+        hits <= u64::from(l.hit_entries)
+            && exact_v6 + new_v6 <= u64::from(l.exact_v6)
+            && self.prefixes.len() as u64 + new <= u64::from(l.prefix_rules)
+            && u64::from(v4) + 2 * new < u64::from(l.nodes_v4)
+            && u64::from(v6) + 14 * new < u64::from(l.nodes_v6)
+            && s4 + 12 * new + spare <= u64::from(l.slots_v4)
+            && s6 + 60 * new + spare <= u64::from(l.slots_v6)
     }
 
-    /// Prefix rules and trie nodes ([`crate::dataplane::trie::needs`]) the installed
-    /// entries plus `upserts` take. Entries a batch replaces or removes are
-    /// counted too: the maps hold both while it applies.
-    pub fn prefix_needs(&self, upserts: &[Rule]) -> crate::dataplane::layout::Needs {
-        let installed = self
-            .installed
-            .keys()
-            .filter(|(t, _)| !t.is_exact())
-            .map(|(t, _)| *t);
-        let new = self.new_prefixes(upserts).map(|r| r.target);
-        crate::dataplane::trie::needs(installed.chain(new))
+    /// What the installed entries plus `upserts` take of the maps sized by
+    /// contents ([`crate::dataplane::layout::needs`]). Entries a batch
+    /// replaces or removes are counted too: the maps hold both while it
+    /// applies.
+    pub fn content_needs(&self, upserts: &[Rule]) -> crate::dataplane::layout::Needs {
+        let installed = self.installed.keys().map(|(t, _)| *t);
+        let new = self.new_entries(upserts).map(|r| r.target);
+        crate::dataplane::layout::needs(installed.chain(new))
+    }
+
+    /// The entries among `upserts` that are not installed yet.
+    fn new_entries<'a>(&'a self, upserts: &'a [Rule]) -> impl Iterator<Item = &'a Rule> {
+        upserts
+            .iter()
+            .filter(|r| !self.installed.contains_key(&(r.target, r.list)))
     }
 
     /// The prefixes among `upserts` that are not installed yet.
     fn new_prefixes<'a>(&'a self, upserts: &'a [Rule]) -> impl Iterator<Item = &'a Rule> {
-        upserts
-            .iter()
-            .filter(|r| !r.target.is_exact() && !self.installed.contains_key(&(r.target, r.list)))
+        self.new_entries(upserts).filter(|r| !r.target.is_exact())
     }
 
     /// Installed entries that bear on staging `t` on `list`: allow entries

@@ -26,6 +26,18 @@ pub struct RuleCell {
 
 const _: () = assert!(size_of::<RuleCell>() == size_of::<denylist_common::Rule>());
 
+/// A compressed trie node as user space writes it: the layout of
+/// `denylist_common::Node`, with `before`'s four bytes in one word.
+#[repr(C)]
+#[derive(Default)]
+pub struct NodeCell {
+    pub bits: [AtomicU64; 4],
+    pub base: AtomicU32,
+    pub before: AtomicU32,
+}
+
+const _: () = assert!(size_of::<NodeCell>() == size_of::<denylist_common::Node>());
+
 /// `len` values of `T`, zeroed when created.
 pub struct Region<T> {
     ptr: NonNull<T>,
@@ -43,8 +55,8 @@ enum Owner<T> {
     },
 }
 
-// SAFETY: the memory is only reached through atomics (T is AtomicU32 or
-// RuleCell), so sharing or sending the region is as safe as for Vec<T>.
+// SAFETY: the memory is only reached through atomics (T is AtomicU32,
+// RuleCell or NodeCell), so sharing or sending the region is as safe as for Vec<T>.
 unsafe impl<T: Sync> Send for Region<T> {}
 // SAFETY: as for Send.
 unsafe impl<T: Sync> Sync for Region<T> {}

@@ -341,10 +341,11 @@ fn sixteen_admins_at_once_equal_a_serial_replay_of_the_audit_log() {
     );
     let tai = tai_offset_ms();
     for (&ip, v) in &kernel {
-        for (list, slot) in [(List::Deny, v.deny), (List::Allow, v.allow)] {
+        for list in [List::Deny, List::Allow] {
+            let (word, id) = v.get(list == List::Allow);
             let key = (Target::host(ip), list);
             let Some(e) = model.deployed.get(&key) else {
-                assert_eq!(slot.word, 0, "{ip} is on no {list:?} list");
+                assert_eq!(word, 0, "{ip} is on no {list:?} list");
                 continue;
             };
             let mut flags = FLAG_PRESENT;
@@ -354,8 +355,8 @@ fn sixteen_admins_at_once_equal_a_serial_replay_of_the_audit_log() {
             if list == List::Allow {
                 flags |= FLAG_ALLOW;
             }
-            assert_eq!(slot.word & 0xff, flags, "{ip} {list:?}: flags");
-            let expiry_ms = (word_expiry_ns(slot.word) / 1_000_000) as i64;
+            assert_eq!(word & 0xff, flags, "{ip} {list:?}: flags");
+            let expiry_ms = (word_expiry_ns(word) / 1_000_000) as i64;
             match e.expires_at {
                 None => assert_eq!(expiry_ms, 0, "{ip} {list:?}: never expires"),
                 Some(x) => assert!(
@@ -363,11 +364,7 @@ fn sixteen_admins_at_once_equal_a_serial_replay_of_the_audit_log() {
                     "{ip} {list:?}: kernel expiry {expiry_ms} for {x} + {tai}"
                 ),
             }
-            assert_eq!(
-                Some(&slot.id),
-                ids.get(&key),
-                "{ip} {list:?}: the store's id"
-            );
+            assert_eq!(Some(&id), ids.get(&key), "{ip} {list:?}: the store's id");
         }
     }
     // The live program, prefixes included, gives the replay's verdicts.

@@ -85,7 +85,7 @@ impl Live {
             BpfHashMap::try_from(&self.exact_v4).expect("a hash map");
         h.get(&ip.octets(), 0)
             .ok()
-            .map(|v| v.deny.word)
+            .map(|v| v.deny)
             .filter(|&w| w != 0)
     }
 }

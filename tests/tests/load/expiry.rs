@@ -149,7 +149,7 @@ fn ten_thousand_entries_expire_in_the_kernel_on_time_across_a_restart() {
         };
         let e = expires_tai_ns(index[src]) as i64;
         assert!(
-            (word_expiry_ns(v.deny.word) as i64 - e).abs() <= 2_000_000,
+            (word_expiry_ns(v.deny) as i64 - e).abs() <= 2_000_000,
             "{src}: the restart changed its expiry"
         );
     }

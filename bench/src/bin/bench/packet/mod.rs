@@ -7,6 +7,7 @@
 
 mod kind;
 mod tables;
+mod trie_memory;
 mod xdp_filter;
 
 use std::os::fd::{AsFd, BorrowedFd};
@@ -141,10 +142,6 @@ fn floor(obj: &Ebpf) -> Result<&Xdp> {
         .program("floor")
         .context("the floor object has no program `floor`")?
         .try_into()?)
-}
-
-fn mib(bytes: u64) -> String {
-    format!("{} MiB", fmt_num(bytes as f64 / f64::from(1 << 20)))
 }
 
 pub fn run(opts: &Opts) -> Result<Section> {
@@ -343,40 +340,12 @@ pub fn run(opts: &Opts) -> Result<Section> {
             .collect(),
         notes: vec!["Lengths drawn like real lists: /16–/31, mostly /24.".to_owned()],
     };
-    let node_row = |what: String, n: &NodeUse| {
-        vec![
-            what,
-            n.v4.to_string(),
-            n.v6.to_string(),
-            format!("{} / {}", n.pool_v4, n.pool_v6),
-            mib(n.bytes()),
-        ]
-    };
-    let mut node_rows = vec![node_row("large".to_owned(), &large_nodes)];
-    node_rows.extend(
-        scaling
-            .iter()
-            .map(|(n, _, _, nodes)| node_row(format!("{n} IPv4 prefixes"), nodes)),
-    );
-    let nodes_table = Table {
-        title: "Trie nodes".to_owned(),
-        columns: [
-            "tables",
-            "IPv4 nodes",
-            "IPv6 nodes",
-            "pools loaded, IPv4 / IPv6",
-            "node memory, both families",
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-        rows: node_rows,
-        notes: vec![
-            "Nodes below the 256 roots of each family, counted in the kernel's maps after the load (and equal to the count the bench computes from the prefixes). A node is 1 KiB; both families' arrays have the pool's size and are allocated at load.".to_owned(),
-            "IPv6 prefixes cluster in 3,000 /32 allocations inside 2000::/3, as in RIR data; lengths /29–/64, mostly /32, /48, /56 and /64.".to_owned(),
-        ],
-    };
+    let memory_png = "prefix-memory.png";
+    let scaled: Vec<(usize, &NodeUse)> = scaling.iter().map(|(n, _, _, u)| (*n, u)).collect();
+    let (nodes_table, memory_goals) =
+        trie_memory::report(&large_nodes, &scaled, &opts.out_dir.join(memory_png))?;
 
-    let goals: Vec<Goal> = rows
+    let mut goals: Vec<Goal> = rows
         .iter()
         .map(|r| Goal {
             name: format!(
@@ -490,6 +459,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
         "large_nodes": large_nodes,
         "node_bytes": size_of::<Node>(),
     });
+    goals.extend(memory_goals);
     Ok(Section {
         key: "packet",
         title: "Per-packet cost (BPF_PROG_TEST_RUN)",
@@ -503,6 +473,10 @@ pub fn run(opts: &Opts) -> Result<Section> {
             Chart {
                 file: scaling_png.to_owned(),
                 title: "ns/packet against the number of prefixes".to_owned(),
+            },
+            Chart {
+                file: memory_png.to_owned(),
+                title: "kernel memory per prefix, by structure".to_owned(),
             },
         ],
         data,

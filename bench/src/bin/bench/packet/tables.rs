@@ -7,16 +7,19 @@ use std::{
     time::Instant,
 };
 
-use anyhow::{Context as _, Result, bail, ensure};
+use anyhow::{Context as _, Result, ensure};
 use aya::{
     maps::{Array, Map, MapData},
     programs::Xdp,
 };
 use denylist::{
-    dataplane::{Dataplane, Layout, trie},
+    dataplane::{Dataplane, Layout},
     model::{List, Rule, Target},
 };
-use denylist_common::{MAP_NODES_V4, MAP_NODES_V6, Node, ROOT_NODES};
+use denylist_common::{
+    MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4, MAP_ROOT_V6, MAP_RULES, MAP_SLOTS_V4, MAP_SLOTS_V6,
+    Node, ROOT_NODES, RootRow, SLOT_CHILD, SlotPair,
+};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::{Rng, SeedableRng, distr::weighted::WeightedIndex, prelude::Distribution, rngs::StdRng};
 
@@ -237,7 +240,7 @@ impl Tables {
     /// grow), within the capacity's limits.
     fn layout(&self) -> Result<(Layout, NodeUse)> {
         let most = Layout::new(self.entries.len() as u64 + 1024)?;
-        let needs = trie::needs(self.entries.iter().map(|(n, _)| Target::from(*n)));
+        let needs = denylist::dataplane::needs(self.entries.iter().map(|(n, _)| Target::from(*n)));
         let layout = most.fitting(needs);
         ensure!(
             layout.holds(needs),
@@ -246,36 +249,98 @@ impl Tables {
         Ok((
             layout,
             NodeUse {
+                prefixes: needs.rules,
                 v4: needs.nodes_v4,
                 v6: needs.nodes_v6,
                 pool_v4: layout.nodes_v4,
                 pool_v6: layout.nodes_v6,
                 kernel_v4: 0,
                 kernel_v6: 0,
+                slots_v4: 0,
+                slots_v6: 0,
+                memlock: 0,
+                rules_pool: layout.prefix_rules,
             },
         ))
     }
 }
 
-/// Trie nodes of a table, and the pools that hold them.
+/// The prefix structure of a table: its trie nodes, their runs, and the
+/// kernel memory of the arrays that hold them.
 #[derive(serde::Serialize)]
 pub(super) struct NodeUse {
+    /// Prefix rules.
+    pub(super) prefixes: u32,
     /// Nodes the tables need, per family (`trie::needs`).
     pub(super) v4: u32,
     pub(super) v6: u32,
-    /// The pools the bench loaded.
+    /// The node pools the bench loaded.
     pub(super) pool_v4: u32,
     pub(super) pool_v6: u32,
     /// Nodes in use, counted in the kernel's maps after the load.
     kernel_v4: u32,
     kernel_v6: u32,
+    /// Run slots in use (blocks of size classes), per family.
+    pub(super) slots_v4: u64,
+    pub(super) slots_v6: u64,
+    /// `memlock` of the roots, nodes, runs and rules, as loaded.
+    pub(super) memlock: u64,
+    /// The rules array the bench loaded.
+    pub(super) rules_pool: u32,
 }
 
+/// Bytes of a node of the previous structure: 256 four-byte slots.
+pub(super) const DENSE_NODE: u64 = 1024;
+
 impl NodeUse {
-    /// Both families' node arrays, whose size is fixed at load.
-    pub(super) fn bytes(&self) -> u64 {
-        u64::from(2 * ROOT_NODES + self.pool_v4 + self.pool_v6) * size_of::<Node>() as u64
+    /// What the same prefixes took in 256-slot nodes of 1 KiB (the
+    /// structure before runs), with pools and rules sized alike.
+    pub(super) fn dense_bytes(&self) -> u64 {
+        u64::from(2 * ROOT_NODES + self.pool_v4 + self.pool_v6) * DENSE_NODE + self.rules_bytes()
     }
+
+    /// What the nodes, runs, roots and rules in use take, without the
+    /// room the arrays keep to grow into.
+    pub(super) fn in_use_bytes(&self) -> u64 {
+        u64::from(2 * ROOT_NODES) * DENSE_NODE
+            + u64::from(self.v4 + self.v6) * size_of::<Node>() as u64
+            + 4 * (self.slots_v4 + self.slots_v6)
+            + 24 * u64::from(self.prefixes)
+    }
+
+    fn rules_bytes(&self) -> u64 {
+        24 * (u64::from(self.rules_pool) + 1)
+    }
+}
+
+/// `memlock` of the program's prefix maps, from this process's fdinfo.
+fn prefix_memlock(prog: &Xdp) -> Result<u64> {
+    let ids = prog
+        .info()?
+        .map_ids()?
+        .context("the kernel lists no maps of the program")?;
+    let held = crate::memory::maps(std::process::id())?;
+    let names = [
+        MAP_ROOT_V4,
+        MAP_ROOT_V6,
+        MAP_NODES_V4,
+        MAP_NODES_V6,
+        MAP_SLOTS_V4,
+        MAP_SLOTS_V6,
+        MAP_RULES,
+    ];
+    let maps: Vec<_> = ids
+        .iter()
+        .filter_map(|id| held.get(id))
+        .filter(|m| names.contains(&m.name.as_str()))
+        .collect();
+    ensure!(
+        maps.len() == names.len(),
+        "found {} of the program's {} prefix maps in /proc/self/fdinfo",
+        maps.len(),
+        names.len()
+    );
+    Ok(maps.iter().map(|m| m.bytes).sum())
 }
 
 /// The program loaded with `tables` installed; checks the node count the
@@ -293,6 +358,8 @@ pub(super) fn load(tables: &Tables, what: &str) -> Result<(Dataplane, NodeUse)> 
         start.elapsed()
     );
     (nodes.kernel_v4, nodes.kernel_v6) = kernel_nodes(dp.program())?;
+    ((_, _), (nodes.slots_v4, nodes.slots_v6)) = dp.trie_use();
+    nodes.memlock = prefix_memlock(dp.program())?;
     ensure!(
         (nodes.kernel_v4, nodes.kernel_v6) == (nodes.v4, nodes.v6),
         "{what}: the kernel holds {}/{} IPv4/IPv6 trie nodes, the bench computed {}/{}",
@@ -304,34 +371,49 @@ pub(super) fn load(tables: &Tables, what: &str) -> Result<(Dataplane, NodeUse)> 
     Ok((dp, nodes))
 }
 
-/// Non-empty nodes below the roots in the program's node arrays: on fresh
-/// maps, the nodes in use.
+/// Nodes reachable from the roots in the program's maps: the nodes in
+/// use. (A cell written once stays written after its node is copied or
+/// freed, so counting written cells would count old copies too.)
 fn kernel_nodes(prog: &Xdp) -> Result<(u32, u32)> {
     let ids = prog
         .info()?
         .map_ids()?
         .context("the kernel lists no maps of the program")?;
-    let mut counts = (None, None);
+    let mut maps = std::collections::HashMap::new();
     for id in ids {
         let data = MapData::from_id(id)?;
         let name = data.info()?.name_as_str().unwrap_or_default().to_owned();
-        let slot = match name.as_str() {
-            MAP_NODES_V4 => &mut counts.0,
-            MAP_NODES_V6 => &mut counts.1,
-            _ => continue,
-        };
-        let nodes: Array<MapData, Node> = Array::try_from(Map::from_map_data(data)?)
-            .with_context(|| format!("map {name} is not an array of nodes"))?;
-        let mut used = 0;
-        for i in ROOT_NODES..nodes.len() {
-            if nodes.get(&i, 0)?.slots.iter().any(|&s| s != 0) {
-                used += 1;
+        maps.insert(name, data);
+    }
+    let mut take = |name: &str| {
+        maps.remove(name)
+            .with_context(|| format!("the program has no {name} map"))
+    };
+    let mut count = |root: &str, nodes: &str, slots: &str| -> Result<u32> {
+        let root: Array<MapData, RootRow> = Array::try_from(Map::from_map_data(take(root)?)?)?;
+        let nodes: Array<MapData, Node> = Array::try_from(Map::from_map_data(take(nodes)?)?)?;
+        let slots: Array<MapData, SlotPair> = Array::try_from(Map::from_map_data(take(slots)?)?)?;
+        let mut todo = Vec::new();
+        for row in 0..ROOT_NODES {
+            let r = root.get(&row, 0)?;
+            todo.extend(r.slots.iter().filter(|&&s| s & SLOT_CHILD != 0).copied());
+        }
+        let mut seen = 0;
+        while let Some(child) = todo.pop() {
+            seen += 1;
+            let n = nodes.get(&(child & !SLOT_CHILD), 0)?;
+            let runs: u32 = n.bits.iter().map(|w| w.count_ones()).sum();
+            for i in n.base..n.base + runs {
+                let s = slots.get(&(i / 2), 0)?[(i % 2) as usize];
+                if s & SLOT_CHILD != 0 {
+                    todo.push(s);
+                }
             }
         }
-        *slot = Some(used);
-    }
-    match counts {
-        (Some(v4), Some(v6)) => Ok((v4, v6)),
-        _ => bail!("the program has no {MAP_NODES_V4} and {MAP_NODES_V6} maps"),
-    }
+        Ok(seen)
+    };
+    Ok((
+        count(MAP_ROOT_V4, MAP_NODES_V4, MAP_SLOTS_V4)?,
+        count(MAP_ROOT_V6, MAP_NODES_V6, MAP_SLOTS_V6)?,
+    ))
 }

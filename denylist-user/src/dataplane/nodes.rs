@@ -1,0 +1,348 @@
+//! One family's trie storage: the dense root, and the nodes below it as
+//! runs (`denylist_common::Node`), read and written by slot.
+//!
+//! The trie's logic sees 256 slots a node and addresses a slot globally as
+//! `node × 256 + byte`; ids below `ROOT_NODES` are root rows. A compressed
+//! node cannot change in place (its bitmap, base and runs would tear), so a
+//! change copies it: writes go to a decompressed copy, and [`Nodes::publish`]
+//! writes each changed node afresh, deepest first, then swings the one slot
+//! that points at it. A packet thus reads every node either whole before a
+//! change or whole after it; the old copy is freed through quarantine.
+
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU32, Ordering::*},
+};
+
+use denylist_common::{NODE_SLOTS, Node, ROOT_NODES, SLOT_CHILD, run_index};
+
+use super::{
+    alloc::{Blocks, Pool},
+    region::{NodeCell, Region},
+};
+
+/// One family's three arrays.
+pub struct TrieMaps {
+    /// `ROOT_NODES × NODE_SLOTS` slots.
+    pub root: Region<AtomicU32>,
+    /// Indexed by node id; ids below `ROOT_NODES` are unused.
+    pub nodes: Region<NodeCell>,
+    pub slots: Region<AtomicU32>,
+}
+
+impl TrieMaps {
+    /// Heap arrays for `nodes` nodes and `slots` slots, for tests.
+    #[cfg(test)]
+    pub fn heap(nodes: usize, slots: usize) -> Self {
+        Self {
+            root: Region::heap(ROOT_NODES as usize * NODE_SLOTS),
+            nodes: Region::heap(ROOT_NODES as usize + nodes),
+            slots: Region::heap(slots),
+        }
+    }
+}
+
+/// What a change could not get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    Nodes,
+    Slots,
+}
+
+type Slots = Box<[u32; NODE_SLOTS]>;
+
+struct Dirty {
+    slots: Slots,
+    /// Created by this change: written where it is, not copied.
+    fresh: bool,
+}
+
+pub struct Nodes {
+    maps: TrieMaps,
+    pool: Pool,
+    blocks: Blocks,
+    /// The global slot that points at each node below the root.
+    parent: HashMap<u32, usize>,
+    dirty: HashMap<u32, Dirty>,
+    root_writes: HashMap<usize, u32>,
+    /// Freed by this change, released once it is published.
+    freed: Vec<(u32, Option<(u32, u32)>)>,
+}
+
+/// Node bits, `before` and the runs of 256 slots.
+fn compress(slots: &[u32; NODE_SLOTS]) -> ([u64; 4], [u8; 4], Vec<u32>) {
+    let mut bits = [0u64; 4];
+    let mut before = [0u8; 4];
+    let mut runs = Vec::new();
+    for (b, &s) in slots.iter().enumerate() {
+        if b % 64 == 0 {
+            // At most 192 runs start before the last word.
+            before[b / 64] = runs.len() as u8;
+        }
+        if b == 0 || s != slots[b - 1] {
+            bits[b / 64] |= 1 << (b % 64);
+            runs.push(s);
+        }
+    }
+    (bits, before, runs)
+}
+
+impl Nodes {
+    pub fn new(maps: TrieMaps) -> Self {
+        let pool = Pool::new(ROOT_NODES, maps.nodes.len() as u32);
+        let blocks = Blocks::new(maps.slots.len() as u32);
+        Self {
+            maps,
+            pool,
+            blocks,
+            parent: HashMap::new(),
+            dirty: HashMap::new(),
+            root_writes: HashMap::new(),
+            freed: Vec::new(),
+        }
+    }
+
+    /// Nodes below the root in use.
+    pub fn in_use(&self) -> u32 {
+        self.pool.in_use()
+    }
+
+    /// Run slots in use.
+    pub fn slots_in_use(&self) -> u64 {
+        self.blocks.in_use()
+    }
+
+    /// Whether `nodes` more nodes and `slots` more run slots fit.
+    pub fn has_room(&self, nodes: u64, slots: u64) -> Result<(), Full> {
+        if nodes > self.pool.available() {
+            return Err(Full::Nodes);
+        }
+        if slots > self.blocks.available() {
+            return Err(Full::Slots);
+        }
+        Ok(())
+    }
+
+    fn node(&self, id: u32) -> Node {
+        let c = &self.maps.nodes[id as usize];
+        Node {
+            bits: [0, 1, 2, 3].map(|w| c.bits[w].load(Acquire)),
+            base: c.base.load(Acquire),
+            before: c.before.load(Acquire).to_le_bytes(),
+        }
+    }
+
+    /// Runs of a published node.
+    pub fn runs(&self, id: u32) -> u32 {
+        self.node(id).bits.iter().map(|w| w.count_ones()).sum()
+    }
+
+    /// The values of a published node's runs (every child it points at is
+    /// among them).
+    pub fn run_values(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
+        let n = self.node(id);
+        let runs = self.runs(id) as usize;
+        self.maps.slots[n.base as usize..n.base as usize + runs]
+            .iter()
+            .map(|s| s.load(Acquire))
+    }
+
+    /// The kernel's value of a slot of a published node: what the XDP
+    /// program reads.
+    pub fn published(&self, idx: usize) -> u32 {
+        let (node, byte) = ((idx / NODE_SLOTS) as u32, (idx % NODE_SLOTS) as u8);
+        if node < ROOT_NODES {
+            return self.maps.root[idx].load(Acquire);
+        }
+        let n = self.node(node);
+        let at = n.base.wrapping_add(run_index(&n, byte)) as usize;
+        self.maps.slots.get(at).map_or(0, |s| s.load(Acquire))
+    }
+
+    /// Whether a node id is one the kernel's arrays can hold.
+    pub fn valid(&self, id: u32) -> bool {
+        (ROOT_NODES..self.pool.limit()).contains(&id)
+    }
+
+    pub fn get(&self, idx: usize) -> u32 {
+        let node = (idx / NODE_SLOTS) as u32;
+        if node < ROOT_NODES {
+            if let Some(&v) = self.root_writes.get(&idx) {
+                return v;
+            }
+        } else if let Some(d) = self.dirty.get(&node) {
+            return d.slots[idx % NODE_SLOTS];
+        }
+        self.published(idx)
+    }
+
+    pub fn set(&mut self, idx: usize, v: u32) {
+        let node = (idx / NODE_SLOTS) as u32;
+        if node < ROOT_NODES {
+            self.root_writes.insert(idx, v);
+            return;
+        }
+        if !self.dirty.contains_key(&node) {
+            let mut slots: Slots = Box::new([0; NODE_SLOTS]);
+            for (b, s) in slots.iter_mut().enumerate() {
+                *s = self.published(node as usize * NODE_SLOTS + b);
+            }
+            self.dirty.insert(
+                node,
+                Dirty {
+                    slots,
+                    fresh: false,
+                },
+            );
+        }
+        let d = self.dirty.get_mut(&node).expect("just made dirty");
+        d.slots[idx % NODE_SLOTS] = v;
+    }
+
+    /// A new node below slot `parent`, every slot `fill`; the caller points
+    /// the parent slot at it.
+    pub fn create(&mut self, parent: usize, fill: u32) -> Option<u32> {
+        let id = self.pool.alloc()?;
+        let dirty = Dirty {
+            slots: Box::new([fill; NODE_SLOTS]),
+            fresh: true,
+        };
+        self.dirty.insert(id, dirty);
+        self.parent.insert(id, parent);
+        Some(id)
+    }
+
+    /// The slot pointing at node `id`.
+    pub fn parent(&self, id: u32) -> usize {
+        self.parent[&id]
+    }
+
+    /// Drops node `id`; the caller has already pointed its parent slot
+    /// elsewhere.
+    pub fn free(&mut self, id: u32) {
+        let fresh = self.dirty.remove(&id).is_some_and(|d| d.fresh);
+        let block = (!fresh).then(|| (self.node(id).base, self.runs(id)));
+        self.parent.remove(&id);
+        self.freed.push((id, block));
+    }
+
+    /// Depth below the root: 1 for a node a root slot points at.
+    fn depth(&self, mut id: u32) -> u32 {
+        let mut d = 1;
+        while let Some(&up) = self.parent.get(&id) {
+            let node = (up / NODE_SLOTS) as u32;
+            if node < ROOT_NODES {
+                break;
+            }
+            d += 1;
+            id = node;
+        }
+        d
+    }
+
+    /// Points slot `idx` at a node just written. When the slot pointed at
+    /// a published copy of it (`moved`), the published slot moves too, so
+    /// that copy is unreachable; a new node is reached only once its parent
+    /// is published.
+    fn point(&mut self, idx: usize, v: u32, moved: bool) {
+        let node = (idx / NODE_SLOTS) as u32;
+        if node < ROOT_NODES {
+            self.root_writes.remove(&idx);
+            self.maps.root[idx].store(v, Release);
+            return;
+        }
+        if let Some(d) = self.dirty.get_mut(&node) {
+            d.slots[idx % NODE_SLOTS] = v;
+        }
+        if moved {
+            // A child slot is a run of its own (its neighbours hold other
+            // values), so one store in the published node moves it.
+            let n = self.node(node);
+            let at = n.base.wrapping_add(run_index(&n, (idx % NODE_SLOTS) as u8));
+            self.maps.slots[at as usize].store(v, Release);
+        }
+    }
+
+    /// Writes every changed node into the kernel's arrays, children before
+    /// the nodes that point at them, then the root's slots, then releases
+    /// what the change freed. A copied node's old copy is released as soon
+    /// as nothing published points at it, so a change needs room for one
+    /// copy at a time beyond the nodes it creates.
+    pub fn publish(&mut self) -> Result<(), Full> {
+        let mut order: Vec<(u32, u32)> =
+            self.dirty.keys().map(|&id| (self.depth(id), id)).collect();
+        order.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, id) in order {
+            let d = self.dirty.remove(&id).expect("listed above");
+            let (bits, before, runs) = compress(&d.slots);
+            let at = if d.fresh {
+                id
+            } else {
+                self.pool.alloc().ok_or(Full::Nodes)?
+            };
+            let base = self.blocks.alloc(runs.len() as u32).ok_or(Full::Slots)?;
+            for (cell, &v) in self.maps.slots[base as usize..].iter().zip(&runs) {
+                cell.store(v, Relaxed);
+            }
+            let cell = &self.maps.nodes[at as usize];
+            for (w, &b) in cell.bits.iter().zip(&bits) {
+                w.store(b, Relaxed);
+            }
+            cell.base.store(base, Relaxed);
+            cell.before.store(u32::from_le_bytes(before), Release);
+            let old = (!d.fresh).then(|| (self.node(id).base, self.runs(id)));
+            let up = self.parent.remove(&id).expect("every node has a parent");
+            self.parent.insert(at, up);
+            for (b, &s) in d.slots.iter().enumerate() {
+                if s & SLOT_CHILD != 0 {
+                    self.parent
+                        .insert(s & !SLOT_CHILD, at as usize * NODE_SLOTS + b);
+                }
+            }
+            self.point(up, at | SLOT_CHILD, !d.fresh);
+            if let Some((start, len)) = old {
+                self.pool.release(id);
+                self.blocks.release(start, len);
+            }
+        }
+        for (idx, v) in self.root_writes.drain() {
+            self.maps.root[idx].store(v, Release);
+        }
+        for (id, block) in self.freed.drain(..) {
+            self.pool.release(id);
+            if let Some((start, len)) = block {
+                self.blocks.release(start, len);
+            }
+        }
+        Ok(())
+    }
+
+    /// The root's slots as the kernel holds them, for tests.
+    #[cfg(test)]
+    pub fn root(&self) -> &[AtomicU32] {
+        &self.maps.root
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compress_keeps_one_value_a_run() {
+        let mut slots = [5u32; NODE_SLOTS];
+        slots[100] = 9;
+        slots[200..].fill(7);
+        let (bits, before, runs) = compress(&slots);
+        assert_eq!(runs, vec![5, 9, 5, 7]);
+        assert_eq!(before, [0, 1, 3, 3]);
+        let node = Node {
+            bits,
+            base: 0,
+            before,
+        };
+        for (b, &want) in slots.iter().enumerate() {
+            assert_eq!(runs[run_index(&node, b as u8) as usize], want, "slot {b}");
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The prefix tries against the verdict model, and their arrays' sizing.
+
+use std::net::IpAddr;
+
+use denylist_common::{FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, MAX_FALLBACK, word_expiry_ns};
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::IndexedRandom};
+
+use super::*;
+use crate::dataplane::Layout;
+use crate::{
+    dataplane::word_of,
+    model::{self as verdict, Rule, Verdict, ip_bits, ip_from_bits},
+};
+
+const NODES: usize = 4096;
+
+fn prefixes(rules: usize) -> Prefixes {
+    Prefixes::new(
+        TrieMaps::heap(NODES, 4 * NODES),
+        TrieMaps::heap(NODES, 4 * NODES),
+        Region::heap(rules + 1),
+    )
+}
+
+/// What the XDP program does with the trie, in user space.
+fn kernel_lookup(p: &Prefixes, ip: IpAddr, now: u64) -> (Verdict, u32) {
+    let fam = if ip.is_ipv4() { &p.v4 } else { &p.v6 };
+    let s = fam.lookup(ip_bits(ip));
+    let live =
+        |w: u64| w & FLAG_PRESENT != 0 && (word_expiry_ns(w) == 0 || now < word_expiry_ns(w));
+    let find = |allow: bool| -> Option<u32> {
+        if s == RULE_NONE {
+            return None;
+        }
+        let c = &p.rules[s as usize];
+        let is_allow = c.word.load(Relaxed) & FLAG_ALLOW != 0;
+        let pick = |c: &RuleCell| {
+            if allow {
+                c.up_allow.load(Relaxed)
+            } else {
+                c.up_deny.load(Relaxed)
+            }
+        };
+        let mut idx = if is_allow == allow { s } else { pick(c) };
+        for _ in 0..MAX_FALLBACK {
+            if idx == RULE_NONE {
+                return None;
+            }
+            let c = &p.rules[idx as usize];
+            if live(c.word.load(Relaxed)) {
+                return Some(idx);
+            }
+            idx = pick(c);
+        }
+        None
+    };
+    if let Some(a) = find(true) {
+        return (Verdict::Allowed, p.rules[a as usize].id.load(Relaxed));
+    }
+    match find(false) {
+        Some(d) => {
+            let c = &p.rules[d as usize];
+            let v = if c.word.load(Relaxed) & FLAG_MONITOR != 0 {
+                Verdict::Monitor
+            } else {
+                Verdict::Drop
+            };
+            (v, c.id.load(Relaxed))
+        }
+        None => (Verdict::Pass, 0),
+    }
+}
+
+fn random_rule(rng: &mut StdRng, id: u32, v4: bool) -> Rule {
+    // A small address space, so prefixes nest, overlap and share nodes.
+    let (bits, len) = if v4 {
+        let base = ip_bits("198.51.0.0".parse().unwrap());
+        (
+            base | u128::from(rng.random::<u16>()),
+            rng.random_range(8..32),
+        )
+    } else {
+        let base = ip_bits("2001:db8::".parse().unwrap());
+        let mid = u128::from(rng.random::<u16>()) << 64;
+        (
+            base | mid | u128::from(rng.random::<u64>()),
+            rng.random_range(16..128),
+        )
+    };
+    let net = ipnet::IpNet::new(ip_from_bits(v4, bits), len).unwrap();
+    Rule {
+        id,
+        target: net.into(),
+        list: if rng.random_bool(0.3) {
+            List::Allow
+        } else {
+            List::Deny
+        },
+        monitor: rng.random_bool(0.3),
+        expires_ms: rng.random_bool(0.3).then(|| rng.random_range(1..100)),
+    }
+}
+
+#[test]
+fn random_inserts_and_removes_match_the_verdict_model() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for round in 0..20 {
+        let mut p = prefixes(400);
+        let mut live: Vec<Rule> = Vec::new();
+        for step in 0..300u32 {
+            let remove = !live.is_empty() && rng.random_bool(0.35);
+            if remove {
+                let i = rng.random_range(0..live.len());
+                let r = live.swap_remove(i);
+                p.remove(&r.target, r.list).unwrap();
+            } else {
+                let v4 = rng.random_bool(0.5);
+                let r = random_rule(&mut rng, round * 1000 + step + 1, v4);
+                if r.target.is_exact()
+                    || live
+                        .iter()
+                        .any(|x| x.target == r.target && x.list == r.list)
+                {
+                    continue;
+                }
+                p.insert(&r.target, r.list, r.id, word_of(&r)).unwrap();
+                live.push(r);
+            }
+            for _ in 0..20 {
+                let probe = if rng.random_bool(0.7) && !live.is_empty() {
+                    let r = live.choose(&mut rng).unwrap();
+                    let host = u32::from(r.target.width() - r.target.prefix_len());
+                    let off = if host >= 128 {
+                        rng.random()
+                    } else {
+                        rng.random::<u128>() & ((1u128 << host) - 1)
+                    };
+                    ip_from_bits(r.target.is_ipv4(), r.target.bits() | off)
+                } else {
+                    let v4 = rng.random_bool(0.5);
+                    random_rule(&mut rng, 0, v4).target.addr()
+                };
+                let now = rng.random_range(0..120) * 1_000_000;
+                let want = verdict::decide(&live, probe, now);
+                let got = kernel_lookup(&p, probe, now);
+                assert_eq!(
+                    (want.verdict, want.rule.map_or(0, |r| r.id)),
+                    got,
+                    "round {round} step {step}: {probe} at {now}"
+                );
+            }
+        }
+        for r in live.drain(..) {
+            p.remove(&r.target, r.list).unwrap();
+        }
+        assert_eq!(p.nodes_in_use(), (0, 0), "every node collapses once empty");
+        assert_eq!(p.slots_in_use(), (0, 0), "and its runs are freed");
+        assert!(p.is_empty());
+        let slots = p.v4.nodes.root().iter().chain(p.v6.nodes.root());
+        assert!(
+            slots.into_iter().all(|s| s.load(Relaxed) == RULE_NONE),
+            "the root is empty again"
+        );
+    }
+}
+
+#[test]
+fn needs_counts_exactly_the_rules_and_nodes_the_trie_builds() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut p = prefixes(2000);
+    let mut live: Vec<Rule> = Vec::new();
+    let mut id = 0;
+    while live.len() < 800 {
+        id += 1;
+        let v4 = rng.random_bool(0.5);
+        let r = random_rule(&mut rng, id, v4);
+        if r.target.is_exact()
+            || live
+                .iter()
+                .any(|x| (x.target, x.list) == (r.target, r.list))
+        {
+            continue;
+        }
+        p.insert(&r.target, r.list, r.id, word_of(&r)).unwrap();
+        live.push(r);
+        let (nodes_v4, nodes_v6) = p.nodes_in_use();
+        let (slots_v4, slots_v6) = p.slots_in_use();
+        let n = needs(live.iter().map(|r| r.target));
+        let at = live.len();
+        assert_eq!(
+            (n.rules, n.nodes_v4, n.nodes_v6),
+            (p.len() as u32, nodes_v4, nodes_v6),
+            "after {at} prefixes"
+        );
+        assert!(
+            slots_v4 <= n.slots_v4 && slots_v6 <= n.slots_v6,
+            "after {at} prefixes: runs {slots_v4}, {slots_v6} within {n:?}"
+        );
+    }
+}
+
+#[test]
+fn full_pools_are_reported_and_change_nothing() {
+    let mut p = prefixes(2);
+    let t = |s: &str| Target::parse(s).unwrap();
+    p.insert(&t("203.0.113.0/24"), List::Deny, 1, 1).unwrap();
+    p.insert(&t("203.0.113.0/25"), List::Deny, 2, 1).unwrap();
+    let e = p
+        .insert(&t("198.51.100.0/24"), List::Deny, 3, 1)
+        .unwrap_err();
+    assert_eq!(e, TrieError::RulesFull { rules: 2 });
+    assert!(e.to_string().contains("raise --capacity"));
+    assert_eq!(p.len(), 2);
+    assert_eq!(
+        p.remove(&t("198.51.100.0/24"), List::Deny),
+        Err(TrieError::NotFound {
+            target: t("198.51.100.0/24"),
+            list: List::Deny
+        })
+    );
+}
+
+#[test]
+fn freed_rules_and_nodes_are_reused_after_their_quarantine() {
+    use crate::dataplane::alloc::MIN_SLOTS;
+    let mut p = Prefixes::new(
+        TrieMaps::heap(2, MIN_SLOTS as usize),
+        TrieMaps::heap(1, MIN_SLOTS as usize),
+        Region::heap(2),
+    );
+    let t = |s: &str| Target::parse(s).unwrap();
+    // Two nodes and one rule: every insert and remove copies the nodes.
+    for round in 0..20 {
+        p.insert(&t("203.0.113.0/28"), List::Deny, round, 1)
+            .unwrap();
+        p.remove(&t("203.0.113.0/28"), List::Deny).unwrap();
+    }
+    assert_eq!(p.nodes_in_use(), (0, 0));
+}
+
+/// Prefixes under one node with hundreds of children copy that node,
+/// one run larger, on every insert: the arrays `needs` sizes must hold
+/// every copy without splintering.
+#[test]
+fn the_arrays_needs_sizes_hold_a_node_copied_as_it_grows() {
+    let targets: Vec<Target> = (0..600u32)
+        .map(|i| {
+            let net = format!("2a02:{:x}:{:x}:{:x}00::/56", 0x100 + i, i * 7, i % 256);
+            Target::parse(&net).unwrap()
+        })
+        .collect();
+    let l = Layout::new(100_000)
+        .unwrap()
+        .fitting(needs(targets.iter().copied()));
+    let mut p = Prefixes::new(
+        TrieMaps::heap(l.nodes_v4 as usize, l.slots_v4 as usize),
+        TrieMaps::heap(l.nodes_v6 as usize, l.slots_v6 as usize),
+        Region::heap(l.prefix_rules as usize + 1),
+    );
+    for (i, t) in targets.iter().enumerate() {
+        p.insert(t, List::Deny, i as u32 + 1, 1)
+            .unwrap_or_else(|e| panic!("prefix {i}: {e}"));
+    }
+    for t in &targets {
+        p.remove(t, List::Deny).unwrap();
+    }
+    assert_eq!(p.slots_in_use(), (0, 0));
+}
