@@ -382,7 +382,10 @@ fn report(
                 flow(Path::HitSmall).sources
             ),
             "Frames: a trafgen config with one 60-byte UDP frame per source, in a random order (a seeded shuffle), sent round robin: every source once a cycle, none again before all the others. A counter (dinc) would walk the addresses in order, and random bytes (drnd) would leave the listed set.".to_owned(),
-            "Each program sits alone in native XDP on the receiving end of its own veth pair. xdp-filter is loaded with `xdp-filter load IFACE -m native -f ipv4,ipv6` and LIBXDP_SKIP_DISPATCHER=1; the bench checks that the interface runs xdp-filter's own program (by prog id and name in `ip -d link`), not libxdp's dispatcher, so the statistics are its alone.".to_owned(),
+            format!(
+                "Each program sits alone in native XDP on the receiving end of its own veth pair. xdp-filter is loaded with `xdp-filter load IFACE -m native -f ipv4,ipv6` and LIBXDP_SKIP_DISPATCHER=1; the bench checks that the interface runs xdp-filter's own program in native mode ({}, by prog id and name in `ip -d link`), not libxdp's dispatcher, so the statistics are its alone.",
+                subjects[Who::XdpFilter as usize].prog_name
+            ),
             "The statistics wrap each run in two sched_clock() reads, part of which lands in every figure: the bare XDP_DROP is that floor, and the − floor columns take it out.".to_owned(),
         ],
     };
