@@ -9,6 +9,7 @@
 //! `packet`) run only those.
 
 mod chart;
+mod cold;
 mod control;
 mod deploy;
 mod guard;
@@ -16,6 +17,7 @@ mod memory;
 mod packet;
 mod report;
 mod traffic;
+mod trafgen;
 mod web;
 
 use std::fs;
@@ -31,6 +33,7 @@ type Run = fn(&Opts) -> Result<Section>;
 const SECTIONS: &[(&str, Run)] = &[
     ("packet", packet::run),
     ("traffic", traffic::run),
+    ("cold", cold::run),
     ("deploy", deploy::run),
     ("memory", memory::run),
     ("control", control::run),

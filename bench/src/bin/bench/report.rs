@@ -179,6 +179,12 @@ fn goal_row(g: &Goal) -> Vec<String> {
     ]
 }
 
+/// The median of some runs' figure.
+pub fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 /// Three significant figures at most, without trailing zeros.
 pub fn fmt_num(v: f64) -> String {
     if !v.is_finite() {

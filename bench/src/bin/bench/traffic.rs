@@ -8,7 +8,7 @@
 //! the same CPU, so the figures say what each filter costs relative to the
 //! others, not what a NIC would sustain.
 
-use std::{collections::BTreeMap, fs, net::Ipv4Addr, process::Command, time::Duration};
+use std::{fs, net::Ipv4Addr, process::Command};
 
 use anyhow::{Context as _, Result, bail, ensure};
 use aya::{
@@ -28,159 +28,12 @@ use serde_json::{Value, json};
 
 use crate::{
     deploy,
-    report::{Opts, Section, Table, fmt_num},
+    report::{Opts, Section, Table, fmt_num, median},
+    trafgen::{Blast, Sender, mac},
 };
 
 /// The denied sources trafgen cycles through, one exact entry each.
 const SOURCES: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 0);
-
-/// One trafgen run.
-#[derive(Debug, Clone, Copy)]
-struct Blast {
-    sent: u64,
-    /// trafgen's own sending time.
-    took: Duration,
-    /// trafgen's CPU time, with the receiver's softirq work in it, plus
-    /// what its CPU's ksoftirqd did meanwhile.
-    cpu: Duration,
-}
-
-impl Blast {
-    fn pps(&self) -> f64 {
-        self.sent as f64 / self.took.as_secs_f64()
-    }
-
-    fn cpu_ns(&self) -> f64 {
-        self.cpu.as_nanos() as f64 / self.sent as f64
-    }
-}
-
-fn ticks(t: u64) -> Duration {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Duration::from_nanos(t * 1_000_000_000 / hz)
-}
-
-/// User and system time of every child reaped so far. This kernel
-/// accounts CPU time by ticks and charges softirq work to the task it
-/// interrupted, so trafgen's time includes the receiver's NAPI poll that
-/// its sends raise.
-fn children_cpu() -> Duration {
-    // SAFETY: an all-zero rusage is valid, and getrusage fills it.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: ru is a valid out-pointer.
-    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
-    let tv = |t: libc::timeval| {
-        Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
-    };
-    tv(ru.ru_utime) + tv(ru.ru_stime)
-}
-
-/// User and system time of a thread, from /proc/PID/stat.
-fn thread_cpu(pid: u32) -> Result<Duration> {
-    let path = format!("/proc/{pid}/stat");
-    let stat = fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    // After "(comm)": state is field 0, utime 11 and stime 12.
-    let f: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let field = |i: usize| -> Result<u64> {
-        f.get(i)
-            .and_then(|v| v.parse().ok())
-            .with_context(|| format!("cannot read {path}: {stat}"))
-    };
-    Ok(ticks(field(11)? + field(12)?))
-}
-
-/// The pid of each CPU's ksoftirqd, by CPU: softirq work the kernel
-/// defers runs there instead of in the sender.
-fn ksoftirqds() -> Result<BTreeMap<usize, u32>> {
-    let mut pids = BTreeMap::new();
-    for e in fs::read_dir("/proc").context("reading /proc")? {
-        let e = e?;
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
-        if let Some(cpu) = comm.trim().strip_prefix("ksoftirqd/")
-            && let Ok(cpu) = cpu.parse::<usize>()
-        {
-            pids.insert(cpu, pid);
-        }
-    }
-    ensure!(!pids.is_empty(), "no ksoftirqd thread in /proc");
-    Ok(pids)
-}
-
-/// A MAC address as `ip` reports it in the namespace.
-fn mac(ns: &denylist_tests::netns::Netns, iface: &str) -> Result<String> {
-    let out = ns.run(&["ip", "-j", "link", "show", "dev", iface])?;
-    let v: Value = serde_json::from_str(&out)?;
-    v[0]["address"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("no address for {iface} in {out}"))
-}
-
-struct Sender<'a> {
-    pair: &'a Pair,
-    conf: std::path::PathBuf,
-    ksoftirqd: BTreeMap<usize, u32>,
-}
-
-impl Sender<'_> {
-    /// Sends `count` frames from one CPU and reads that CPU's busy time
-    /// around it; trafgen says which CPU it was.
-    fn blast(&self, count: u64) -> Result<Blast> {
-        let softirq_before: BTreeMap<usize, Duration> = self
-            .ksoftirqd
-            .iter()
-            .map(|(&cpu, &p)| Ok((cpu, thread_cpu(p)?)))
-            .collect::<Result<_>>()?;
-        let before = children_cpu();
-        let out = self
-            .pair
-            .sender
-            .cmd("trafgen")
-            .args(["--dev", &self.pair.sender_if, "--conf"])
-            .arg(&self.conf)
-            .args(["--num", &count.to_string(), "--cpus", "1", "--no-sock-mem"])
-            .output()
-            .context("running trafgen (Debian package netsniff-ng)")?;
-        let sender = children_cpu().saturating_sub(before);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ensure!(out.status.success(), "trafgen failed: {text}");
-        // "  0 sec, 769239 usec on CPU0 (200000 packets)"
-        let line = text
-            .lines()
-            .find(|l| l.contains("usec on CPU"))
-            .with_context(|| format!("no timing line in trafgen's output: {text}"))?;
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let parse = |i: usize| -> Result<u64> {
-            words
-                .get(i)
-                .map(|w| w.trim_matches(|c: char| !c.is_ascii_digit()))
-                .and_then(|w| w.parse().ok())
-                .with_context(|| format!("cannot read trafgen's line {line:?}"))
-        };
-        let (s, us, cpu, sent) = (parse(0)?, parse(2)?, parse(5)? as usize, parse(6)?);
-        ensure!(
-            sent == count && self.ksoftirqd.contains_key(&cpu),
-            "trafgen sent {sent} of {count} packets on CPU {cpu}: {text}"
-        );
-        let deferred = thread_cpu(self.ksoftirqd[&cpu])?.saturating_sub(softirq_before[&cpu]);
-        Ok(Blast {
-            sent,
-            took: Duration::from_secs(s) + Duration::from_micros(us),
-            cpu: sender + deferred,
-        })
-    }
-}
 
 /// What sits on the receiving veth during a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,12 +223,6 @@ impl Filters<'_> {
     }
 }
 
-/// The median of some runs' figure.
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// The packet counter of the rule in `nft -j list chain` output.
 fn nft_counter(out: &str) -> Result<u64> {
     let v: Value = serde_json::from_str(out)?;
@@ -501,20 +348,16 @@ pub fn run(opts: &Opts) -> Result<Section> {
             pair.receiver_v4
         ),
     )?;
-    let sender = Sender {
-        pair: &pair,
-        conf,
-        ksoftirqd: ksoftirqds()?,
-    };
+    let sender = Sender::new(&pair)?;
     // Warm-up: neighbour and route caches, trafgen's first start.
-    sender.blast(count.min(10_000))?;
+    sender.blast(&conf, count.min(10_000))?;
 
     let mut runs: Vec<(Filter, Blast, Option<u64>)> = Vec::new();
     for round in 1..=rounds {
         eprintln!("bench: traffic: round {round} of {rounds}");
         for f in FILTERS {
             filters.hook(f)?;
-            let blast = sender.blast(count);
+            let blast = sender.blast(&conf, count);
             let dropped = filters.dropped(f);
             filters.unhook(f)?;
             runs.push((f, blast?, dropped?));
@@ -528,7 +371,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
     filters.hook(Filter::Denylist)?;
     let stats = enable_stats(Stats::RunTime).context("BPF_ENABLE_STATS")?;
     let info0 = filters.dp()?.program().info()?;
-    let stats_blast = sender.blast(count);
+    let stats_blast = sender.blast(&conf, count);
     let info1 = filters.dp()?.program().info()?;
     drop(stats);
     filters.unhook(Filter::Denylist)?;

@@ -6,9 +6,9 @@
 //! machine hits them all alike.
 
 mod kind;
-mod tables;
+pub(crate) mod tables;
 mod trie_memory;
-mod xdp_filter;
+pub(crate) mod xdp_filter;
 
 use std::os::fd::{AsFd, BorrowedFd};
 
@@ -38,7 +38,7 @@ struct Plan {
 
 /// Entries of the large tables.
 #[derive(Clone, Copy, serde::Serialize)]
-struct Sizes {
+pub(crate) struct Sizes {
     exact_v4: usize,
     prefix_v4: usize,
     exact_v6: usize,
@@ -47,36 +47,54 @@ struct Sizes {
     allow_v6: usize,
 }
 
-impl Plan {
-    fn new(quick: bool) -> Self {
+impl Sizes {
+    /// The large tables, small in a quick run.
+    pub(crate) fn large(quick: bool) -> Self {
         if quick {
             Self {
-                runs: 3,
-                repeat: 10_000,
-                large: Sizes {
-                    exact_v4: 10_000,
-                    prefix_v4: 1_000,
-                    exact_v6: 1_000,
-                    prefix_v6: 1_000,
-                    allow_v4: 80,
-                    allow_v6: 20,
-                },
-                scaling: vec![1_000, 10_000],
+                exact_v4: 10_000,
+                prefix_v4: 1_000,
+                exact_v6: 1_000,
+                prefix_v6: 1_000,
+                allow_v4: 80,
+                allow_v6: 20,
             }
         } else {
             Self {
-                runs: 5,
-                repeat: 1_000_000,
-                large: Sizes {
-                    exact_v4: 1_000_000,
-                    prefix_v4: 100_000,
-                    exact_v6: 100_000,
-                    prefix_v6: 100_000,
-                    allow_v4: 8_000,
-                    allow_v6: 2_000,
-                },
-                scaling: vec![1_000, 10_000, 100_000, 1_000_000],
+                exact_v4: 1_000_000,
+                prefix_v4: 100_000,
+                exact_v6: 100_000,
+                prefix_v6: 100_000,
+                allow_v4: 8_000,
+                allow_v6: 2_000,
             }
+        }
+    }
+
+    /// "1000000 exact IPv4, 100000 IPv4 prefixes, …": what the tables hold.
+    pub(crate) fn describe(&self) -> String {
+        format!(
+            "{} exact IPv4, {} IPv4 prefixes, {} exact IPv6, {} IPv6 prefixes, {} allow prefixes",
+            self.exact_v4,
+            self.prefix_v4,
+            self.exact_v6,
+            self.prefix_v6,
+            self.allow_v4 + self.allow_v6
+        )
+    }
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        Self {
+            runs: if quick { 3 } else { 5 },
+            repeat: if quick { 10_000 } else { 1_000_000 },
+            large: Sizes::large(quick),
+            scaling: if quick {
+                vec![1_000, 10_000]
+            } else {
+                vec![1_000, 10_000, 100_000, 1_000_000]
+            },
         }
     }
 }
@@ -269,12 +287,8 @@ pub fn run(opts: &Opts) -> Result<Section> {
     let s = |v: f64| fmt_num(v);
     let per_path = Table {
         title: format!(
-            "ns/packet by path, large tables ({} exact IPv4, {} IPv4 prefixes, {} exact IPv6, {} IPv6 prefixes, {} allow prefixes)",
-            plan.large.exact_v4,
-            plan.large.prefix_v4,
-            plan.large.exact_v6,
-            plan.large.prefix_v6,
-            plan.large.allow_v4 + plan.large.allow_v6
+            "ns/packet by path, large tables ({})",
+            plan.large.describe()
         ),
         columns: [
             "path",

@@ -30,7 +30,7 @@ use super::{
 
 /// Random tables drawn like real lists, from a fixed seed so every run
 /// measures the same tables.
-pub(super) struct Gen {
+pub(crate) struct Gen {
     rng: StdRng,
     reserved: [IpNet; 4],
     v4_len: (Vec<u8>, WeightedIndex<u32>),
@@ -96,7 +96,7 @@ fn weights(table: &[(u8, u32)]) -> (Vec<u8>, WeightedIndex<u32>) {
 }
 
 impl Gen {
-    pub(super) fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let reserved = reserved();
         let mut allocations = HashSet::new();
@@ -161,7 +161,7 @@ impl Gen {
         out
     }
 
-    pub(super) fn hosts_v4(&mut self, n: usize, taken: &mut HashSet<IpNet>) -> Vec<IpNet> {
+    pub(crate) fn hosts_v4(&mut self, n: usize, taken: &mut HashSet<IpNet>) -> Vec<IpNet> {
         self.distinct(n, taken, |g| g.v4(32))
     }
 
@@ -189,13 +189,13 @@ fn overlap(a: &IpNet, b: &IpNet) -> bool {
 }
 
 /// A table: what goes in, as data-plane rules.
-pub(super) struct Tables {
-    pub(super) entries: Vec<(IpNet, List)>,
+pub(crate) struct Tables {
+    pub(crate) entries: Vec<(IpNet, List)>,
 }
 
 impl Tables {
     /// The large tables of `sizes`, plus the probes' entries.
-    pub(super) fn large(sizes: Sizes, gen_: &mut Gen) -> Self {
+    pub(crate) fn large(sizes: Sizes, gen_: &mut Gen) -> Self {
         let mut taken = HashSet::new();
         let mut entries = probe_entries();
         let deny = |v: Vec<IpNet>| v.into_iter().map(|n| (n, List::Deny));
@@ -268,7 +268,7 @@ impl Tables {
 /// The prefix structure of a table: its trie nodes, their runs, and the
 /// kernel memory of the arrays that hold them.
 #[derive(serde::Serialize)]
-pub(super) struct NodeUse {
+pub(crate) struct NodeUse {
     /// Prefix rules.
     pub(super) prefixes: u32,
     /// Nodes the tables need, per family (`trie::needs`).
@@ -345,7 +345,7 @@ fn prefix_memlock(prog: &Xdp) -> Result<u64> {
 
 /// The program loaded with `tables` installed; checks the node count the
 /// kernel holds against the one computed.
-pub(super) fn load(tables: &Tables, what: &str) -> Result<(Dataplane, NodeUse)> {
+pub(crate) fn load(tables: &Tables, what: &str) -> Result<(Dataplane, NodeUse)> {
     let (layout, mut nodes) = tables.layout()?;
     let mut dp =
         Dataplane::load(layout).with_context(|| format!("loading the program ({what})"))?;

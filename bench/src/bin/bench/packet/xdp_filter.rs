@@ -1,5 +1,6 @@
 //! xdp-filter, the program held against denylist: loaded in a throwaway
-//! namespace and filled with its limit of exact entries.
+//! namespace, or natively on a veth of the cold section's, and filled with
+//! its limit of exact entries.
 
 use std::{
     collections::HashSet,
@@ -20,7 +21,7 @@ use super::{
 };
 
 /// xdp-filter's maps hold at most this many entries each.
-pub(super) const XDP_FILTER_ENTRIES: usize = 10_000;
+pub(crate) const XDP_FILTER_ENTRIES: usize = 10_000;
 const XDP_FILTER_PINS: &str = "/sys/fs/bpf/xdp-filter";
 
 /// xdp-filter loaded twice in a throwaway namespace, IP-only on one veth
@@ -37,25 +38,7 @@ const XF_ALL_IFACE: &str = "xf1";
 
 impl XdpFilter {
     pub(super) fn load(v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Result<Self> {
-        let pins = Path::new(XDP_FILTER_PINS);
-        if pins.exists() {
-            let users: Vec<String> = std::fs::read_dir(pins.join("programs"))
-                .map(|d| {
-                    d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            bail!(
-                "xdp-filter is already loaded here (on {}): the bench needs its pinned maps in \
-                 {XDP_FILTER_PINS} to itself; run `xdp-filter unload --all` in the namespace \
-                 that holds it, or remove {XDP_FILTER_PINS} if those interfaces are gone",
-                if users.is_empty() {
-                    "no interface".to_owned()
-                } else {
-                    users.join(", ")
-                }
-            );
-        }
+        ensure_unloaded()?;
         let ns = Netns::new("benchxf")?;
         ns.run(&[
             "ip",
@@ -91,7 +74,34 @@ impl XdpFilter {
     }
 }
 
-/// Unloads xdp-filter if loading the rest fails half-way.
+/// Fails unless xdp-filter is loaded nowhere: its pinned maps in
+/// XDP_FILTER_PINS are one set for the whole host, and the bench needs them
+/// to itself.
+fn ensure_unloaded() -> Result<()> {
+    let pins = Path::new(XDP_FILTER_PINS);
+    if pins.exists() {
+        let users: Vec<String> = std::fs::read_dir(pins.join("programs"))
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        bail!(
+            "xdp-filter is already loaded here (on {}): the bench needs its pinned maps in \
+             {XDP_FILTER_PINS} to itself; run `xdp-filter unload --all` in the namespace \
+             that holds it, or remove {XDP_FILTER_PINS} if those interfaces are gone",
+            if users.is_empty() {
+                "no interface".to_owned()
+            } else {
+                users.join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
+/// Unloads xdp-filter when dropped: when done, or when loading the rest
+/// fails half-way.
 struct Unload<'a>(&'a Netns);
 
 impl Drop for Unload<'_> {
@@ -106,9 +116,55 @@ impl Drop for XdpFilter {
     }
 }
 
+/// xdp-filter IP-only attached natively to `iface` in `ns`, alone:
+/// LIBXDP_SKIP_DISPATCHER=1 keeps libxdp from putting its dispatcher in
+/// front, so xdp-filter's own program is the one that runs and that BPF
+/// run-time statistics count. Dropping it unloads xdp-filter, which
+/// removes the pins.
+pub(crate) struct Native<'a> {
+    _unload: Unload<'a>,
+    /// The program xdp-filter pinned for `iface`.
+    pub(crate) prog: ProgramInfo,
+}
+
+impl<'a> Native<'a> {
+    pub(crate) fn load(
+        ns: &'a Netns,
+        iface: &str,
+        v4: &[Ipv4Addr],
+        v6: &[Ipv6Addr],
+    ) -> Result<Self> {
+        ensure_unloaded()?;
+        ns.run(&[
+            "env",
+            "LIBXDP_SKIP_DISPATCHER=1",
+            "xdp-filter",
+            "load",
+            iface,
+            "-m",
+            "native",
+            "-f",
+            "ipv4,ipv6",
+        ])
+        .context("loading xdp-filter IP-only in native mode: is xdp-tools installed (`cargo xtask setup`)?")?;
+        let unload = Unload(ns);
+        let prog = pinned_info(iface)?;
+        fill(ns, v4, v6)?;
+        Ok(Self {
+            _unload: unload,
+            prog,
+        })
+    }
+}
+
 /// The one program xdp-filter pinned for `iface`: its inner filter, not a
 /// dispatcher, since skb mode attaches it alone.
 fn pinned_program(iface: &str) -> Result<ProgramFd> {
+    Ok(pinned_info(iface)?.fd()?)
+}
+
+/// What the kernel says of the one program xdp-filter pinned for `iface`.
+fn pinned_info(iface: &str) -> Result<ProgramInfo> {
     let dir = Path::new(XDP_FILTER_PINS).join("programs").join(iface);
     let entries: Vec<_> = std::fs::read_dir(&dir)
         .with_context(|| format!("listing {}", dir.display()))?
@@ -120,9 +176,8 @@ fn pinned_program(iface: &str) -> Result<ProgramFd> {
             entries.len()
         );
     };
-    let info = ProgramInfo::from_pin(entry.path())
-        .with_context(|| format!("opening {}", entry.path().display()))?;
-    Ok(info.fd()?)
+    ProgramInfo::from_pin(entry.path())
+        .with_context(|| format!("opening {}", entry.path().display()))
 }
 
 /// Puts `v4` and `v6` into xdp-filter's source maps. The first address of
@@ -167,7 +222,7 @@ fn fill(ns: &Netns, v4: &[Ipv4Addr], v6: &[Ipv6Addr]) -> Result<()> {
 
 /// xdp-filter's entries: the probes' exact addresses first, then random
 /// hosts up to its limit.
-pub(super) fn xdp_filter_entries(gen_: &mut Gen) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
+pub(crate) fn xdp_filter_entries(gen_: &mut Gen) -> (Vec<Ipv4Addr>, Vec<Ipv6Addr>) {
     let mut taken = HashSet::new();
     let v4 = std::iter::once(V4_EXACT)
         .chain(
