@@ -142,24 +142,33 @@ pub struct RootRow {
     pub slots: [u32; NODE_SLOTS],
 }
 
+/// Runs a [`Node`] holds in itself; a node with more keeps them in its
+/// family's `SLOTS` array.
+pub const INLINE_RUNS: usize = 6;
+/// [`Node::base`] of a node whose runs are in [`Node::inline`].
+pub const BASE_INLINE: u32 = u32::MAX;
+
 /// A trie node below the root: 256 logical slots stored as runs.
 ///
 /// Slots hold the most specific rule covering them (leaf pushing), so
 /// neighbours mostly agree: a node holding one /24 has three runs. Bit `b`
 /// of `bits` is set where slot `b` starts a run (its value differs from slot
-/// `b − 1`'s; bit 0 is always set), and run `k` of the node is
-/// `SLOTS[base + k]`. So slot `b`'s value is
-/// `SLOTS[base + before[b / 64] + popcount(bits[b / 64] & mask(0..=b % 64)) − 1]`:
-/// 40 bytes plus 4 a run, where a plain node took 1 KiB (the idea of
-/// Poptrie, Asai & Ohara, SIGCOMM 2015, at 8 bits a level).
+/// `b − 1`'s; bit 0 is always set), and slot `b` is run
+/// `before[b / 64] + popcount(bits[b / 64] & mask(0..=b % 64)) − 1`
+/// ([`run_index`]): the idea of Poptrie (Asai & Ohara, SIGCOMM 2015), at 8
+/// bits a level. Up to [`INLINE_RUNS`] runs sit in the node itself, so most
+/// nodes are one 64-byte cache line and one read; more are
+/// `SLOTS[base + k]`. A plain node of 256 slots took 1 KiB.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Node {
     pub bits: [u64; 4],
-    /// Index in the family's `SLOTS` array of the node's first run.
+    /// Index in the family's `SLOTS` array of the node's first run, or
+    /// [`BASE_INLINE`].
     pub base: u32,
     /// Runs starting in the words before word `w` (`before[0]` is 0).
     pub before: [u8; 4],
+    pub inline: [u32; INLINE_RUNS],
 }
 
 /// Slot `byte`'s place in its node's runs, from 0.
@@ -291,7 +300,7 @@ mod tests {
         assert_eq!(size_of::<Rule>(), 24);
         assert_eq!(align_of::<Rule>(), 8);
         assert_eq!(size_of::<RootRow>(), 1024);
-        assert_eq!(size_of::<Node>(), 40);
+        assert_eq!(size_of::<Node>(), 64, "one cache line");
         assert_eq!(align_of::<Node>(), 8);
         assert_eq!(size_of::<Counters>(), 80);
         assert_eq!(size_of::<Hit>(), 16);
@@ -307,6 +316,7 @@ mod tests {
             bits: [1 | 1 << 63, 1, 0, 1 << (200 - 192) | 1 << 63],
             base: 7,
             before: [0, 2, 3, 3],
+            inline: [0; INLINE_RUNS],
         };
         let runs: [(u8, u32); 9] = [
             (0, 0),

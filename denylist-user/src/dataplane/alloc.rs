@@ -192,23 +192,32 @@ impl Blocks {
         self.quarantine.push_back((Instant::now(), start, c));
     }
 
+    /// A block of class `c`: a free one, a fresh page, or else a free
+    /// block of a larger class, whose rest stays unused until its page
+    /// empties. Nodes grow through the classes during a bulk load, so the
+    /// pages of the classes they left empty only slowly.
     fn take(&mut self, c: usize) -> Option<u32> {
         let start = match self.free[c].pop() {
             Some(start) => start,
-            None => {
-                let page = self.free_pages.pop().or_else(|| {
-                    (self.next_page < self.pages.len()).then(|| {
-                        self.next_page += 1;
-                        self.next_page - 1
-                    })
-                })?;
-                self.pages[page].class = Some(c);
-                let first = page as u32 * PAGE;
-                let blocks = (first..first + PAGE).step_by(CLASSES[c] as usize);
-                // Popped from the end: the page fills from its start.
-                self.free[c].extend(blocks.skip(1).rev());
-                first
-            }
+            None => match self.free_pages.pop().or_else(|| {
+                (self.next_page < self.pages.len()).then(|| {
+                    self.next_page += 1;
+                    self.next_page - 1
+                })
+            }) {
+                Some(page) => {
+                    self.pages[page].class = Some(c);
+                    let first = page as u32 * PAGE;
+                    let blocks = (first..first + PAGE).step_by(CLASSES[c] as usize);
+                    // Popped from the end: the page fills from its start.
+                    self.free[c].extend(blocks.skip(1).rev());
+                    first
+                }
+                None => {
+                    let larger = (c + 1..CLASSES.len()).find(|&l| !self.free[l].is_empty())?;
+                    self.free[larger].pop().expect("found non-empty")
+                }
+            },
         };
         self.pages[(start / PAGE) as usize].live += 1;
         Some(start)
@@ -260,13 +269,18 @@ mod tests {
         let a2 = b.alloc(12).unwrap();
         let c = b.alloc(200).unwrap();
         assert_eq!((a, a2, c, b.in_use()), (0, 12, PAGE, 12 + 12 + 256));
-        assert_eq!(b.alloc(100), None, "no page left, nothing in quarantine");
+        assert_eq!(
+            b.alloc(100),
+            Some(PAGE + 256),
+            "no page left: a free block of a larger class"
+        );
+        assert_eq!(b.alloc(100), Some(PAGE + 512));
         b.release(a, 10);
         b.release(a2, 12);
-        // The first page is empty once its blocks are back: it serves
-        // another class.
+        // The first page is empty once its blocks are back from quarantine:
+        // it serves another class.
         assert_eq!(b.alloc(100), Some(0));
-        assert_eq!(b.available(), u64::from(2 * PAGE) - 256 - 128);
+        assert_eq!(b.available(), u64::from(2 * PAGE) - 256 - 3 * 128);
     }
 
     #[test]

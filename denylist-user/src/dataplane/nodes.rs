@@ -14,7 +14,9 @@ use std::{
     sync::atomic::{AtomicU32, Ordering::*},
 };
 
-use denylist_common::{NODE_SLOTS, Node, ROOT_NODES, SLOT_CHILD, run_index};
+use denylist_common::{
+    BASE_INLINE, INLINE_RUNS, NODE_SLOTS, Node, ROOT_NODES, SLOT_CHILD, run_index,
+};
 
 use super::{
     alloc::{Blocks, Pool},
@@ -129,6 +131,7 @@ impl Nodes {
             bits: [0, 1, 2, 3].map(|w| c.bits[w].load(Acquire)),
             base: c.base.load(Acquire),
             before: c.before.load(Acquire).to_le_bytes(),
+            inline: [0; INLINE_RUNS],
         }
     }
 
@@ -137,14 +140,26 @@ impl Nodes {
         self.node(id).bits.iter().map(|w| w.count_ones()).sum()
     }
 
+    /// Where run `k` of a published node is: in the node, or in `SLOTS`.
+    fn run(&self, id: u32, base: u32, k: u32) -> Option<&AtomicU32> {
+        if base == BASE_INLINE {
+            self.maps.nodes[id as usize].inline.get(k as usize)
+        } else {
+            self.maps.slots.get(base.wrapping_add(k) as usize)
+        }
+    }
+
+    /// The run block a published node has in `SLOTS`, if any.
+    fn block(&self, id: u32) -> Option<(u32, u32)> {
+        let base = self.node(id).base;
+        (base != BASE_INLINE).then(|| (base, self.runs(id)))
+    }
+
     /// The values of a published node's runs (every child it points at is
     /// among them).
     pub fn run_values(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
-        let n = self.node(id);
-        let runs = self.runs(id) as usize;
-        self.maps.slots[n.base as usize..n.base as usize + runs]
-            .iter()
-            .map(|s| s.load(Acquire))
+        let base = self.node(id).base;
+        (0..self.runs(id)).filter_map(move |k| self.run(id, base, k).map(|s| s.load(Acquire)))
     }
 
     /// The kernel's value of a slot of a published node: what the XDP
@@ -155,8 +170,8 @@ impl Nodes {
             return self.maps.root[idx].load(Acquire);
         }
         let n = self.node(node);
-        let at = n.base.wrapping_add(run_index(&n, byte)) as usize;
-        self.maps.slots.get(at).map_or(0, |s| s.load(Acquire))
+        self.run(node, n.base, run_index(&n, byte))
+            .map_or(0, |s| s.load(Acquire))
     }
 
     /// Whether a node id is one the kernel's arrays can hold.
@@ -221,7 +236,7 @@ impl Nodes {
     /// elsewhere.
     pub fn free(&mut self, id: u32) {
         let fresh = self.dirty.remove(&id).is_some_and(|d| d.fresh);
-        let block = (!fresh).then(|| (self.node(id).base, self.runs(id)));
+        let block = if fresh { None } else { self.block(id) };
         self.parent.remove(&id);
         self.freed.push((id, block));
     }
@@ -258,8 +273,10 @@ impl Nodes {
             // A child slot is a run of its own (its neighbours hold other
             // values), so one store in the published node moves it.
             let n = self.node(node);
-            let at = n.base.wrapping_add(run_index(&n, (idx % NODE_SLOTS) as u8));
-            self.maps.slots[at as usize].store(v, Release);
+            let k = run_index(&n, (idx % NODE_SLOTS) as u8);
+            self.run(node, n.base, k)
+                .expect("a published child slot has its run")
+                .store(v, Release);
         }
     }
 
@@ -280,17 +297,25 @@ impl Nodes {
             } else {
                 self.pool.alloc().ok_or(Full::Nodes)?
             };
-            let base = self.blocks.alloc(runs.len() as u32).ok_or(Full::Slots)?;
-            for (cell, &v) in self.maps.slots[base as usize..].iter().zip(&runs) {
-                cell.store(v, Relaxed);
-            }
             let cell = &self.maps.nodes[at as usize];
+            let base = if runs.len() <= INLINE_RUNS {
+                for (c, &v) in cell.inline.iter().zip(&runs) {
+                    c.store(v, Relaxed);
+                }
+                BASE_INLINE
+            } else {
+                let base = self.blocks.alloc(runs.len() as u32).ok_or(Full::Slots)?;
+                for (c, &v) in self.maps.slots[base as usize..].iter().zip(&runs) {
+                    c.store(v, Relaxed);
+                }
+                base
+            };
             for (w, &b) in cell.bits.iter().zip(&bits) {
                 w.store(b, Relaxed);
             }
             cell.base.store(base, Relaxed);
             cell.before.store(u32::from_le_bytes(before), Release);
-            let old = (!d.fresh).then(|| (self.node(id).base, self.runs(id)));
+            let old = (!d.fresh).then(|| self.block(id));
             let up = self.parent.remove(&id).expect("every node has a parent");
             self.parent.insert(at, up);
             for (b, &s) in d.slots.iter().enumerate() {
@@ -300,9 +325,11 @@ impl Nodes {
                 }
             }
             self.point(up, at | SLOT_CHILD, !d.fresh);
-            if let Some((start, len)) = old {
+            if let Some(block) = old {
                 self.pool.release(id);
-                self.blocks.release(start, len);
+                if let Some((start, len)) = block {
+                    self.blocks.release(start, len);
+                }
             }
         }
         for (idx, v) in self.root_writes.drain() {
@@ -340,6 +367,7 @@ mod tests {
             bits,
             base: 0,
             before,
+            inline: [0; INLINE_RUNS],
         };
         for (b, &want) in slots.iter().enumerate() {
             assert_eq!(runs[run_index(&node, b as u8) as usize], want, "slot {b}");

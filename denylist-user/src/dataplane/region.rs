@@ -34,6 +34,7 @@ pub struct NodeCell {
     pub bits: [AtomicU64; 4],
     pub base: AtomicU32,
     pub before: AtomicU32,
+    pub inline: [AtomicU32; denylist_common::INLINE_RUNS],
 }
 
 const _: () = assert!(size_of::<NodeCell>() == size_of::<denylist_common::Node>());

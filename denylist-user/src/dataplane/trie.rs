@@ -25,7 +25,7 @@ use std::{
     sync::atomic::Ordering::*,
 };
 
-use denylist_common::{NODE_SLOTS, ROOT_NODES, RULE_NONE, SLOT_CHILD};
+use denylist_common::{INLINE_RUNS, NODE_SLOTS, ROOT_NODES, RULE_NONE, SLOT_CHILD};
 
 use super::{
     alloc::{Blocks, Pool},
@@ -288,26 +288,25 @@ impl Family {
 }
 
 /// What holding `entries` (one item per entry, any list) takes of the
-/// prefix arrays (`layout::needs` adds the rest): prefix rules, and per family the trie nodes below the root and the most run
-/// slots they can hold. A node stands for one distinct path below the root,
-/// the first 2, 3, … address bytes of the prefixes longer than that path,
-/// which is exactly the set of nodes the trie builds. A node's runs start at
-/// slot 0, at both ends of each prefix that ends in it and of each child, so
-/// all runs together number at most 3 × nodes + 2 × the prefixes longer
-/// than /16, and their blocks a third more. Exact entries need neither.
+/// prefix arrays (`layout::needs` adds the rest): prefix rules, and per
+/// family the trie nodes below the root and the most run slots they can
+/// hold. A node stands for one distinct path below the root, the first 2,
+/// 3, … address bytes of the prefixes longer than that path, which is
+/// exactly the set of nodes the trie builds. A node's runs start at slot 0
+/// and at both ends of each prefix that ends in it and of each child, so it
+/// has at most 1 + 2 × those; a node with at most `INLINE_RUNS` keeps them
+/// in itself, the others take a block of their size class in `SLOTS`.
+/// Exact entries need neither.
 pub fn needs(entries: impl IntoIterator<Item = Target>) -> crate::dataplane::layout::Needs {
+    // Per node (family, depth in bytes, path): prefixes ending in it and
+    // children.
+    let mut nodes: HashMap<(bool, usize, [u8; 16]), u32> = HashMap::new();
     let mut rules = 0u32;
-    let mut deep = [0u64; 2];
-    let mut paths: std::collections::HashSet<(bool, usize, [u8; 16])> =
-        std::collections::HashSet::new();
     for t in entries {
         if t.is_exact() {
             continue;
         }
         rules += 1;
-        if t.prefix_len() > 16 {
-            deep[usize::from(t.is_ipv4())] += 1;
-        }
         let (v4, octets) = match t.addr() {
             std::net::IpAddr::V4(a) => {
                 let mut o = [0u8; 16];
@@ -316,26 +315,37 @@ pub fn needs(entries: impl IntoIterator<Item = Target>) -> crate::dataplane::lay
             }
             std::net::IpAddr::V6(a) => (false, a.octets()),
         };
+        let len = usize::from(t.prefix_len());
         // The root covers 2 bytes; a prefix longer than 8n bits needs the
-        // node its first n bytes name.
+        // node its first n bytes name, and ends in the deepest one.
         let mut n = 2;
-        while usize::from(t.prefix_len()) > 8 * n {
+        while len > 8 * n {
             let mut path = [0u8; 16];
             path[..n].copy_from_slice(&octets[..n]);
-            paths.insert((v4, n, path));
+            let new = !nodes.contains_key(&(v4, n, path));
+            *nodes.entry((v4, n, path)).or_default() += u32::from(len <= 8 * (n + 1));
+            if new && n > 2 {
+                let mut up = path;
+                up[n - 1] = 0;
+                *nodes.entry((v4, n - 1, up)).or_default() += 1;
+            }
             n += 1;
         }
     }
-    let nodes_v4 = paths.iter().filter(|(v4, _, _)| *v4).count() as u32;
-    let nodes_v6 = paths.len() as u32 - nodes_v4;
-    // Blocks come in size classes at most a third larger (`alloc`).
-    let slots = |nodes: u32, deep: u64| 4 * u64::from(nodes) + 3 * deep;
+    let (mut count, mut slots) = ([0u32; 2], [0u64; 2]);
+    for (&(v4, _, _), &c) in &nodes {
+        let runs = (1 + 2 * c).min(NODE_SLOTS as u32);
+        count[usize::from(v4)] += 1;
+        if runs as usize > INLINE_RUNS {
+            slots[usize::from(v4)] += u64::from(Blocks::size(runs));
+        }
+    }
     crate::dataplane::layout::Needs {
         rules,
-        nodes_v4,
-        nodes_v6,
-        slots_v4: slots(nodes_v4, deep[1]),
-        slots_v6: slots(nodes_v6, deep[0]),
+        nodes_v4: count[1],
+        nodes_v6: count[0],
+        slots_v4: slots[1],
+        slots_v6: slots[0],
         ..Default::default()
     }
 }

@@ -266,3 +266,45 @@ fn the_arrays_needs_sizes_hold_a_node_copied_as_it_grows() {
     }
     assert_eq!(p.slots_in_use(), (0, 0));
 }
+
+/// IPv6 prefixes the way RIR data clusters them: 3,000 /32 allocations,
+/// lengths /29–/64, loaded in the order a deploy applies them (most specific
+/// first). Nodes grow through the block classes as they fill; the arrays
+/// `needs` sizes must hold the load all the same.
+#[test]
+fn the_arrays_needs_sizes_hold_a_clustered_bulk_load() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let allocations: Vec<u128> = (0..3000)
+        .map(|_| (0x2000u128 << 112) | (u128::from(rng.random::<u32>() & 0x1fff_ffff) << 96))
+        .collect();
+    let lengths = [29u8, 32, 36, 40, 44, 48, 48, 48, 52, 56, 56, 60, 64, 64, 64];
+    let mut set = std::collections::BTreeSet::new();
+    while set.len() < 30_000 {
+        let base = allocations[rng.random_range(0..allocations.len())];
+        let len = lengths[rng.random_range(0..lengths.len())];
+        let bits = mask(base | (u128::from(rng.random::<u64>()) << 32), len, 128);
+        set.insert((len, bits));
+    }
+    let mut targets: Vec<Target> = set
+        .iter()
+        .map(|&(len, bits)| {
+            Target::from(ipnet::IpNet::new(ip_from_bits(false, bits), len).unwrap())
+        })
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.prefix_len()));
+    let l = Layout::new(100_000)
+        .unwrap()
+        .fitting(needs(targets.iter().copied()));
+    let mut p = Prefixes::new(
+        TrieMaps::heap(l.nodes_v4 as usize, l.slots_v4 as usize),
+        TrieMaps::heap(l.nodes_v6 as usize, l.slots_v6 as usize),
+        Region::heap(l.prefix_rules as usize + 1),
+    );
+    for (i, t) in targets.iter().enumerate() {
+        p.insert(t, List::Deny, i as u32 + 1, 1)
+            .unwrap_or_else(|e| panic!("prefix {i} of {}: {e} ({l:?})", targets.len()));
+    }
+    let n = needs(targets.iter().copied());
+    assert_eq!(p.nodes_in_use().1, n.nodes_v6);
+    assert!(p.slots_in_use().1 <= n.slots_v6);
+}

@@ -17,8 +17,8 @@ use denylist::{
     model::{List, Rule, Target},
 };
 use denylist_common::{
-    MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4, MAP_ROOT_V6, MAP_RULES, MAP_SLOTS_V4, MAP_SLOTS_V6,
-    Node, ROOT_NODES, RootRow, SLOT_CHILD, SlotPair,
+    BASE_INLINE, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4, MAP_ROOT_V6, MAP_RULES, MAP_SLOTS_V4,
+    MAP_SLOTS_V6, Node, ROOT_NODES, RootRow, SLOT_CHILD, SlotPair,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::{Rng, SeedableRng, distr::weighted::WeightedIndex, prelude::Distribution, rngs::StdRng};
@@ -403,8 +403,13 @@ fn kernel_nodes(prog: &Xdp) -> Result<(u32, u32)> {
             seen += 1;
             let n = nodes.get(&(child & !SLOT_CHILD), 0)?;
             let runs: u32 = n.bits.iter().map(|w| w.count_ones()).sum();
-            for i in n.base..n.base + runs {
-                let s = slots.get(&(i / 2), 0)?[(i % 2) as usize];
+            for k in 0..runs {
+                let s = if n.base == BASE_INLINE {
+                    n.inline[k as usize]
+                } else {
+                    let i = n.base + k;
+                    slots.get(&(i / 2), 0)?[(i % 2) as usize]
+                };
                 if s & SLOT_CHILD != 0 {
                     todo.push(s);
                 }
