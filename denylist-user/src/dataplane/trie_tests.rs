@@ -238,6 +238,24 @@ fn freed_rules_and_nodes_are_reused_after_their_quarantine() {
     assert_eq!(p.nodes_in_use(), (0, 0));
 }
 
+/// Deny prefixes inserted in order into arrays sized the way denylistd
+/// sizes them for those prefixes.
+fn load_as_sized(targets: &[Target]) -> Prefixes {
+    let l = Layout::new(100_000)
+        .unwrap()
+        .fitting(needs(targets.iter().copied()));
+    let mut p = Prefixes::new(
+        TrieMaps::heap(l.nodes_v4 as usize, l.slots_v4 as usize),
+        TrieMaps::heap(l.nodes_v6 as usize, l.slots_v6 as usize),
+        Region::heap(l.prefix_rules as usize + 1),
+    );
+    for (i, t) in targets.iter().enumerate() {
+        p.insert(t, List::Deny, i as u32 + 1, 1)
+            .unwrap_or_else(|e| panic!("prefix {i} of {}: {e} ({l:?})", targets.len()));
+    }
+    p
+}
+
 /// Prefixes under one node with hundreds of children copy that node,
 /// one run larger, on every insert: the arrays `needs` sizes must hold
 /// every copy without splintering.
@@ -249,18 +267,7 @@ fn the_arrays_needs_sizes_hold_a_node_copied_as_it_grows() {
             Target::parse(&net).unwrap()
         })
         .collect();
-    let l = Layout::new(100_000)
-        .unwrap()
-        .fitting(needs(targets.iter().copied()));
-    let mut p = Prefixes::new(
-        TrieMaps::heap(l.nodes_v4 as usize, l.slots_v4 as usize),
-        TrieMaps::heap(l.nodes_v6 as usize, l.slots_v6 as usize),
-        Region::heap(l.prefix_rules as usize + 1),
-    );
-    for (i, t) in targets.iter().enumerate() {
-        p.insert(t, List::Deny, i as u32 + 1, 1)
-            .unwrap_or_else(|e| panic!("prefix {i}: {e}"));
-    }
+    let mut p = load_as_sized(&targets);
     for t in &targets {
         p.remove(t, List::Deny).unwrap();
     }
@@ -292,18 +299,7 @@ fn the_arrays_needs_sizes_hold_a_clustered_bulk_load() {
         })
         .collect();
     targets.sort_by_key(|t| std::cmp::Reverse(t.prefix_len()));
-    let l = Layout::new(100_000)
-        .unwrap()
-        .fitting(needs(targets.iter().copied()));
-    let mut p = Prefixes::new(
-        TrieMaps::heap(l.nodes_v4 as usize, l.slots_v4 as usize),
-        TrieMaps::heap(l.nodes_v6 as usize, l.slots_v6 as usize),
-        Region::heap(l.prefix_rules as usize + 1),
-    );
-    for (i, t) in targets.iter().enumerate() {
-        p.insert(t, List::Deny, i as u32 + 1, 1)
-            .unwrap_or_else(|e| panic!("prefix {i} of {}: {e} ({l:?})", targets.len()));
-    }
+    let p = load_as_sized(&targets);
     let n = needs(targets.iter().copied());
     assert_eq!(p.nodes_in_use().1, n.nodes_v6);
     assert!(p.slots_in_use().1 <= n.slots_v6);
