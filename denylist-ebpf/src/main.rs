@@ -23,7 +23,7 @@ use aya_ebpf::{
 use denylist_common::{
     BASE_INLINE, Counters, ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, HIT_SLOTS, Hit,
     HitSlot, MAX_FALLBACK, Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SLOT_CHILD, SlotPair,
-    run_index, word_expiry_ns,
+    inline_index, run_index, word_expiry_ns,
 };
 
 // Sizes here are placeholders: the loader sets every max_entries from the
@@ -259,14 +259,13 @@ fn slot(nodes: &Array<Node>, slots: &Array<SlotPair>, child: u32, byte: u8) -> u
     let Some(n) = nodes.get(child & !SLOT_CHILD) else {
         return RULE_NONE;
     };
-    let k = run_index(n, byte);
     if n.base == BASE_INLINE {
-        return match n.inline.get(k as usize) {
+        return match n.inline.get(inline_index(n, byte) as usize) {
             Some(s) => *s,
             None => RULE_NONE,
         };
     }
-    let i = n.base.wrapping_add(k);
+    let i = n.base.wrapping_add(run_index(n, byte));
     match slots.get(i >> 1) {
         Some(p) => p[(i & 1) as usize],
         None => RULE_NONE,

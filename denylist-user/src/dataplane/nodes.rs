@@ -15,7 +15,8 @@ use std::{
 };
 
 use denylist_common::{
-    BASE_INLINE, INLINE_RUNS, NODE_SLOTS, Node, ROOT_NODES, SLOT_CHILD, run_index,
+    BASE_INLINE, INLINE_RUNS, NO_START, NODE_SLOTS, Node, ROOT_NODES, SLOT_CHILD, inline_index,
+    run_index,
 };
 
 use super::{
@@ -71,22 +72,42 @@ pub struct Nodes {
     freed: Vec<(u32, Option<(u32, u32)>)>,
 }
 
-/// Node bits, `before` and the runs of 256 slots.
+/// Node bits, `before` (for the node's kind: inline when the runs fit)
+/// and the runs of 256 slots.
 fn compress(slots: &[u32; NODE_SLOTS]) -> ([u64; 4], [u8; 4], Vec<u32>) {
     let mut bits = [0u64; 4];
-    let mut before = [0u8; 4];
+    let mut counts = [0u8; 4];
+    let mut starts = [NO_START; 4];
     let mut runs = Vec::new();
     for (b, &s) in slots.iter().enumerate() {
         if b % 64 == 0 {
             // At most 192 runs start before the last word.
-            before[b / 64] = runs.len() as u8;
+            counts[b / 64] = runs.len() as u8;
         }
         if b == 0 || s != slots[b - 1] {
             bits[b / 64] |= 1 << (b % 64);
+            if let Some(start) = runs.len().checked_sub(1).and_then(|i| starts.get_mut(i)) {
+                // Run k ≥ 1 starts at b ≥ 1.
+                *start = (b - 1) as u8;
+            }
             runs.push(s);
         }
     }
+    let before = if runs.len() <= INLINE_RUNS {
+        starts
+    } else {
+        counts
+    };
     (bits, before, runs)
+}
+
+/// Slot `byte`'s place in the runs of a node of either kind.
+fn index(n: &Node, byte: u8) -> u32 {
+    if n.base == BASE_INLINE {
+        inline_index(n, byte)
+    } else {
+        run_index(n, byte)
+    }
 }
 
 impl Nodes {
@@ -132,6 +153,7 @@ impl Nodes {
             base: c.base.load(Acquire),
             before: c.before.load(Acquire).to_le_bytes(),
             inline: [0; INLINE_RUNS],
+            _pad: 0,
         }
     }
 
@@ -170,7 +192,7 @@ impl Nodes {
             return self.maps.root[idx].load(Acquire);
         }
         let n = self.node(node);
-        self.run(node, n.base, run_index(&n, byte))
+        self.run(node, n.base, index(&n, byte))
             .map_or(0, |s| s.load(Acquire))
     }
 
@@ -273,7 +295,7 @@ impl Nodes {
             // A child slot is a run of its own (its neighbours hold other
             // values), so one store in the published node moves it.
             let n = self.node(node);
-            let k = run_index(&n, (idx % NODE_SLOTS) as u8);
+            let k = index(&n, (idx % NODE_SLOTS) as u8);
             self.run(node, n.base, k)
                 .expect("a published child slot has its run")
                 .store(v, Release);
@@ -355,22 +377,39 @@ impl Nodes {
 mod tests {
     use super::*;
 
+    /// Compresses `slots` and checks that every slot reads back through
+    /// the index of the node's kind.
+    fn round_trip(slots: &[u32; NODE_SLOTS]) -> ([u8; 4], Vec<u32>) {
+        let (bits, before, runs) = compress(slots);
+        let inline = runs.len() <= INLINE_RUNS;
+        let node = Node {
+            bits,
+            base: if inline { BASE_INLINE } else { 0 },
+            before,
+            ..Node::default()
+        };
+        for (b, &want) in slots.iter().enumerate() {
+            assert_eq!(runs[index(&node, b as u8) as usize], want, "slot {b}");
+        }
+        (before, runs)
+    }
+
     #[test]
-    fn compress_keeps_one_value_a_run() {
+    fn compress_keeps_one_value_a_run_inline_or_counted() {
         let mut slots = [5u32; NODE_SLOTS];
         slots[100] = 9;
         slots[200..].fill(7);
-        let (bits, before, runs) = compress(&slots);
+        let (before, runs) = round_trip(&slots);
         assert_eq!(runs, vec![5, 9, 5, 7]);
-        assert_eq!(before, [0, 1, 3, 3]);
-        let node = Node {
-            bits,
-            base: 0,
+        assert_eq!(
             before,
-            inline: [0; INLINE_RUNS],
-        };
-        for (b, &want) in slots.iter().enumerate() {
-            assert_eq!(runs[run_index(&node, b as u8) as usize], want, "slot {b}");
-        }
+            [99, 100, 199, NO_START],
+            "inline: where runs 1–3 start, less one"
+        );
+        slots[0] = 1;
+        slots[255] = 2;
+        let (before, runs) = round_trip(&slots);
+        assert_eq!(runs, vec![1, 5, 9, 5, 7, 2]);
+        assert_eq!(before, [0, 2, 4, 4], "counted: the runs before each word");
     }
 }
