@@ -180,17 +180,7 @@ impl Filter for PinnedFilter {
         if now.holds(needs) {
             return None;
         }
-        let want = ceiling.fitting(needs);
-        let grown = Layout {
-            exact_v6: want.exact_v6.max(now.exact_v6),
-            hit_entries: want.hit_entries.max(now.hit_entries),
-            prefix_rules: want.prefix_rules.max(now.prefix_rules),
-            nodes_v4: want.nodes_v4.max(now.nodes_v4),
-            nodes_v6: want.nodes_v6.max(now.nodes_v6),
-            slots_v4: want.slots_v4.max(now.slots_v4),
-            slots_v6: want.slots_v6.max(now.slots_v6),
-            ..now
-        };
+        let grown = now.grown_to(ceiling.fitting(needs));
         (grown != now).then_some(grown)
     }
 

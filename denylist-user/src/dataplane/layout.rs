@@ -159,6 +159,21 @@ impl Layout {
         }
     }
 
+    /// This layout with each map sized by contents at least as large as in
+    /// `want`: maps only grow, so a move never shrinks one that holds more.
+    pub fn grown_to(&self, want: Self) -> Self {
+        Self {
+            exact_v6: want.exact_v6.max(self.exact_v6),
+            hit_entries: want.hit_entries.max(self.hit_entries),
+            prefix_rules: want.prefix_rules.max(self.prefix_rules),
+            nodes_v4: want.nodes_v4.max(self.nodes_v4),
+            nodes_v6: want.nodes_v6.max(self.nodes_v6),
+            slots_v4: want.slots_v4.max(self.slots_v4),
+            slots_v6: want.slots_v6.max(self.slots_v6),
+            ..*self
+        }
+    }
+
     /// Whether the maps sized by contents hold `needs`. The hit counters'
     /// overflow holds them while it has at least half the entries (up to
     /// its largest): it only loses counts, so it grows rarely, but a daemon
