@@ -55,6 +55,18 @@ pub const ALL_MAPS: [&str; 12] = [
     MAP_HITS,
 ];
 
+/// The maps of the prefix structure: the tries of both families and the
+/// rules their slots name.
+pub const PREFIX_MAPS: [&str; 7] = [
+    MAP_ROOT_V4,
+    MAP_ROOT_V6,
+    MAP_NODES_V4,
+    MAP_NODES_V6,
+    MAP_SLOTS_V4,
+    MAP_SLOTS_V6,
+    MAP_RULES,
+];
+
 /// Slots of the direct-mapped hit table (a power of two). A per-CPU array
 /// lookup is inlined by the verifier, where an LRU hash lookup costs about
 /// 50 ns a packet here, so busy entries count through this table.
@@ -134,6 +146,9 @@ pub const ROOT_NODES: u32 = 256;
 
 /// Two run slots: one element of a `SLOTS` array.
 pub type SlotPair = [u32; 2];
+
+/// Run slots in one element of a `SLOTS` array.
+pub const SLOTS_PER_PAIR: usize = core::mem::size_of::<SlotPair>() / core::mem::size_of::<u32>();
 
 /// One row of the root: uncompressed, because every lookup reads it.
 #[repr(C)]

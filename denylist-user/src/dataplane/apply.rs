@@ -53,6 +53,8 @@ impl Dataplane {
                 capacity: self.layout.capacity,
             });
         }
+        // Grown once, not by doubling through a million inserts.
+        self.installed.reserve(added);
         let alone = lone_exact_removals(upserts, removals);
         let mut ops: Vec<(u16, Target, List, Option<Installed>)> = upserts
             .iter()
@@ -79,7 +81,8 @@ impl Dataplane {
             .collect();
         ops.sort_by_key(|op| op.0);
         let mut undo = Vec::with_capacity(ops.len());
-        let mut batch = ExactBatch::new();
+        let exact = upserts.iter().filter(|r| r.target.is_exact()).count();
+        let mut batch = ExactBatch::with_capacity(exact + removals.len());
         let mut done = Ok(());
         for (_, t, l, new) in ops {
             // Exact writes wait in the batch; a prefix change must not
@@ -217,18 +220,7 @@ impl Dataplane {
             return Ok(prev);
         }
         if t.is_exact() {
-            let other = match l {
-                List::Deny => List::Allow,
-                List::Allow => List::Deny,
-            };
-            let mut value = ExactValue::default();
-            let theirs = self.installed.get(&(t, other)).copied();
-            for (list, i) in [(l, new), (other, theirs)] {
-                if let Some(i) = i {
-                    value.set(list == List::Allow, i.word, i.id);
-                }
-            }
-            let value = (new.is_some() || theirs.is_some()).then_some(value);
+            let value = self.exact_value(t, l, new);
             match batch {
                 Some(b) => {
                     b.insert(t.addr(), value);
@@ -245,6 +237,30 @@ impl Dataplane {
         }
         self.record_installed(t, l, new);
         Ok(prev)
+    }
+
+    /// The kernel's value for exact address `t`: both lists' installed
+    /// state, with `l`'s taken to be `new`; none when neither list holds it.
+    pub(super) fn exact_value(
+        &self,
+        t: Target,
+        l: List,
+        new: Option<Installed>,
+    ) -> Option<ExactValue> {
+        let mut value = ExactValue::default();
+        let mut any = false;
+        for list in [List::Deny, List::Allow] {
+            let i = if list == l {
+                new
+            } else {
+                self.installed.get(&(t, list)).copied()
+            };
+            if let Some(i) = i {
+                value.set(list == List::Allow, i.word, i.id);
+                any = true;
+            }
+        }
+        any.then_some(value)
     }
 
     pub(super) fn write_exact(

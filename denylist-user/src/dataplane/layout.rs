@@ -13,8 +13,11 @@ use crate::model::Target;
 use denylist_common::{
     ALL_MAPS, Counters, HIT_SLOTS, Hit, HitSlot, MAP_COUNTERS, MAP_EXACT_V4, MAP_EXACT_V6,
     MAP_HIT_SLOTS, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4, MAP_ROOT_V6, MAP_RULES,
-    MAP_SLOTS_V4, MAP_SLOTS_V6, Node, ROOT_NODES, RootRow, Rule,
+    MAP_SLOTS_V4, MAP_SLOTS_V6, Node, ROOT_NODES, RootRow, Rule, SLOTS_PER_PAIR,
 };
+
+/// Run slots an element of a `SLOTS` array holds, for `div_ceil`.
+const PAIR: u32 = SLOTS_PER_PAIR as u32;
 
 /// The smallest useful capacity; also keeps the pools non-empty.
 pub const MIN_CAPACITY: u32 = 16;
@@ -200,9 +203,8 @@ impl Layout {
             // subtraction a level saved.
             (MAP_NODES_V4, ROOT_NODES + self.nodes_v4),
             (MAP_NODES_V6, ROOT_NODES + self.nodes_v6),
-            // Two slots an element.
-            (MAP_SLOTS_V4, self.slots_v4.div_ceil(2)),
-            (MAP_SLOTS_V6, self.slots_v6.div_ceil(2)),
+            (MAP_SLOTS_V4, self.slots_v4.div_ceil(PAIR)),
+            (MAP_SLOTS_V6, self.slots_v6.div_ceil(PAIR)),
             // Rule 0 means "none", so one more.
             (MAP_RULES, self.prefix_rules + 1),
             (MAP_COUNTERS, 1),

@@ -43,7 +43,8 @@ pub use change::ChangeList;
 pub use clock::tai_offset_ms;
 use denylist_common::{
     ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4,
-    MAP_ROOT_V6, MAP_RULES, MAP_SLOTS_V4, MAP_SLOTS_V6, NODE_SLOTS, PROGRAM_NAME, pack_word,
+    MAP_ROOT_V6, MAP_RULES, MAP_SLOTS_V4, MAP_SLOTS_V6, NODE_SLOTS, PROGRAM_NAME, SLOTS_PER_PAIR,
+    pack_word,
 };
 pub use error::DataplaneError;
 pub use filter::{Filter, PinnedFilter, content_needs};
@@ -138,7 +139,7 @@ impl Dataplane {
             Ok(TrieMaps {
                 root: region::<AtomicU32>(&ebpf, root, size(root) * NODE_SLOTS)?,
                 nodes: region::<NodeCell>(&ebpf, nodes, size(nodes))?,
-                slots: region::<AtomicU32>(&ebpf, slots, 2 * size(slots))?,
+                slots: region::<AtomicU32>(&ebpf, slots, SLOTS_PER_PAIR * size(slots))?,
             })
         };
         let prefixes = Prefixes::new(

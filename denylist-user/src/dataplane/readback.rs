@@ -119,14 +119,8 @@ impl Dataplane {
     pub fn repair(&mut self, targets: &[(Target, List)]) -> Result<(), DataplaneError> {
         for &(t, l) in targets {
             if t.is_exact() {
-                let mut v = ExactValue::default();
-                for l in [List::Deny, List::Allow] {
-                    if let Some(i) = self.installed.get(&(t, l)) {
-                        v.set(l == List::Allow, i.word, i.id);
-                    }
-                }
-                let any = v.deny != 0 || v.allow != 0;
-                self.write_exact(t.addr(), any.then_some(v))?;
+                let v = self.exact_value(t, l, self.installed.get(&(t, l)).copied());
+                self.write_exact(t.addr(), v)?;
             } else if let Some(i) = self.installed.get(&(t, l)).copied() {
                 self.prefixes.update(&t, l, i.id, i.word)?;
             }
@@ -138,7 +132,17 @@ impl Dataplane {
     /// plus `upserts`: a quick test that needs no walk over the installed
     /// entries, counting the most nodes a new prefix could take.
     pub fn fits(&self, upserts: &[Rule]) -> bool {
-        let new = self.new_prefixes(upserts).count() as u64;
+        // One pass over the new entries: new prefixes, new exact IPv6
+        // addresses, and all of them.
+        let (mut new, mut new_v6, mut new_entries) = (0u64, 0u64, 0u64);
+        for r in self.new_entries(upserts) {
+            new_entries += 1;
+            match (r.target.is_exact(), r.target.is_ipv4()) {
+                (false, _) => new += 1,
+                (true, false) => new_v6 += 1,
+                (true, true) => {}
+            }
+        }
         // A prefix takes at most one node a level below the root, 14 in
         // IPv6, each with at most 3 runs, and adds 2 runs where it ends,
         // in blocks a third larger; blocks come in pages of one size each,
@@ -149,11 +153,7 @@ impl Dataplane {
         use crate::dataplane::layout::{MAX_HIT_ENTRIES, MIN_SLOTS};
         let spare = u64::from(MIN_SLOTS);
         let exact_v6 = self.lengths.get(&(false, 128)).copied().unwrap_or(0) as u64;
-        let new_v6 = self
-            .new_entries(upserts)
-            .filter(|r| r.target.is_exact() && !r.target.is_ipv4())
-            .count() as u64;
-        let entries = (self.installed.len() + self.new_entries(upserts).count()) as u64;
+        let entries = self.installed.len() as u64 + new_entries;
         let hits = entries.min(u64::from(MAX_HIT_ENTRIES)) / 2;
         hits <= u64::from(l.hit_entries)
             && exact_v6 + new_v6 <= u64::from(l.exact_v6)
@@ -179,11 +179,6 @@ impl Dataplane {
         upserts
             .iter()
             .filter(|r| !self.installed.contains_key(&(r.target, r.list)))
-    }
-
-    /// The prefixes among `upserts` that are not installed yet.
-    fn new_prefixes<'a>(&'a self, upserts: &'a [Rule]) -> impl Iterator<Item = &'a Rule> {
-        self.new_entries(upserts).filter(|r| !r.target.is_exact())
     }
 
     /// Installed entries that bear on staging `t` on `list`: allow entries

@@ -122,8 +122,9 @@ impl Family {
         for k in 1..=d {
             let s = self.nodes.get(idx);
             if s & SLOT_CHILD == 0 {
+                // A new node holds at most 3 runs: inline, no run slots.
                 let missing = u64::from(d - k + 1);
-                return (missing + u64::from(copy > 0), 3 * missing + copy);
+                return (missing + u64::from(copy > 0), copy);
             }
             let node = s & !SLOT_CHILD;
             copy = copy.max(grown(self.nodes.runs(node)));

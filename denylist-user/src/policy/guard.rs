@@ -137,25 +137,35 @@ pub fn check(target: &Target, list: List, ctx: &GuardContext) -> Vec<Refusal> {
                         what,
                     }),
             );
-            let mut hosts: Vec<IpAddr> = ctx.host_addrs.iter().map(|&a| normal_ip(a)).collect();
+            // Filtered first: a bulk import checks a million targets
+            // that cover none, and an empty Vec allocates nothing.
+            let mut hosts: Vec<IpAddr> = ctx
+                .host_addrs
+                .iter()
+                .map(|&a| normal_ip(a))
+                .filter(|&addr| target.contains(addr))
+                .collect();
             hosts.sort_unstable();
             hosts.dedup();
             refusals.extend(
                 hosts
                     .into_iter()
-                    .filter(|&addr| target.contains(addr))
                     .map(|addr| Refusal::HostAddress { target, addr }),
             );
             let admin = ctx.admin_addr.map(normal_ip);
-            let mut peers: Vec<IpAddr> = ctx.live_ssh_peers.iter().map(|&a| normal_ip(a)).collect();
-            peers.sort_unstable();
-            peers.dedup();
             // The admin's own session gets the sharper "lock you out" refusal
             // below; saying it twice would only bury the other sessions.
+            let mut peers: Vec<IpAddr> = ctx
+                .live_ssh_peers
+                .iter()
+                .map(|&a| normal_ip(a))
+                .filter(|&peer| target.contains(peer) && Some(peer) != admin)
+                .collect();
+            peers.sort_unstable();
+            peers.dedup();
             refusals.extend(
                 peers
                     .into_iter()
-                    .filter(|&peer| target.contains(peer) && Some(peer) != admin)
                     .map(|peer| Refusal::LiveSsh { target, peer }),
             );
             if let Some(addr) = admin.filter(|&a| target.contains(a)) {

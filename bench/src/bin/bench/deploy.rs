@@ -167,7 +167,7 @@ pub struct Deployed {
 }
 
 impl Deployed {
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         json!({
             "parse_s": self.parse, "store_s": self.store, "kernel_s": self.kernel,
             "commit_s": self.commit, "total_s": self.total, "added": self.added, "removed": self.removed,

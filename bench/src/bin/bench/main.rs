@@ -13,6 +13,7 @@ mod cold;
 mod control;
 mod deploy;
 mod guard;
+mod huge;
 mod memory;
 mod packet;
 mod report;
@@ -39,6 +40,8 @@ const SECTIONS: &[(&str, Run)] = &[
     ("control", control::run),
     ("guard", guard::run),
     ("web", web::run),
+    // Last: ten million entries take most of the machine's memory.
+    ("huge", huge::run),
 ];
 
 fn main() -> Result<()> {
@@ -88,7 +91,8 @@ fn main() -> Result<()> {
             }
             Err(e) => {
                 eprintln!("bench: section {key} failed: {e:#}");
-                failed.push(key);
+                // Said again at the end: a CI log often keeps only its tail.
+                failed.push(format!("{key} ({e:#})"));
             }
         }
     }
@@ -98,8 +102,8 @@ fn main() -> Result<()> {
     eprintln!("bench: wrote {}", json.display());
     if !failed.is_empty() {
         bail!(
-            "bench sections failed: {}: fix the errors above and rerun `cargo xtask bench{}`",
-            failed.join(", "),
+            "bench sections failed: {}; fix them and rerun `cargo xtask bench{}`",
+            failed.join("; "),
             if opts.quick { " --quick" } else { "" }
         );
     }

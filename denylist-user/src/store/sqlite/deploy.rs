@@ -50,7 +50,7 @@ pub(super) fn plan(
     let mut plan = Plan::default();
     let mut changes = Vec::with_capacity(pending.len());
     for p in pending {
-        let Some(change) = shipped(&p, sources, now) else {
+        let Some(change) = shipped(p, sources, now) else {
             continue;
         };
         changes.push(change);
@@ -122,10 +122,12 @@ fn rebase(draft: &mut Entry, deployed: Option<&Entry>, sources: &Sources) {
 
 /// What deploying the listings of `sources` from one pending change does
 /// to its deployed entry, or `None` when nothing. The other listings'
-/// changes stay staged, as the pending row they become.
-fn shipped(p: &Pending, sources: &Sources, now: Millis) -> Option<Shipped> {
+/// changes stay staged, as the pending row they become. It takes `p` whole:
+/// a full deploy moves its entries on, so a million of them are never held
+/// twice.
+fn shipped(p: Pending, sources: &Sources, now: Millis) -> Option<Shipped> {
     if *sources == Sources::All {
-        return Some((p.before.clone(), p.after.clone(), None));
+        return Some((p.before, p.after, None));
     }
     let live = p.before.as_ref().and_then(|b| b.entry.live(now));
     let mut listings: Vec<Listing> = live
@@ -175,8 +177,8 @@ fn shipped(p: &Pending, sources: &Sources, now: Millis) -> Option<Shipped> {
     if unchanged {
         return None;
     }
-    let kept = rest.map(|(op, e)| (op, e, p.staged_by.clone(), p.staged_at));
-    Some((p.before.clone(), after, kept))
+    let kept = rest.map(|(op, e)| (op, e, p.staged_by, p.staged_at));
+    Some((p.before, after, kept))
 }
 
 /// Fixes the expiry of each of a deployed entry's listings. A TTL counts

@@ -5,9 +5,12 @@ use std::collections::BTreeMap;
 
 use rusqlite::{Connection, params};
 
-use super::rows::{
-    ENTRY_COLS, REFRESH, audit, deployed_entry, draft_changed, drop_expired_copies, entry_from,
-    insert_pending, meta, pending_row, pending_rows, prefixed, shown, sort_key,
+use super::{
+    rows::{
+        ENTRY_COLS, REFRESH, audit, deployed_entry, draft_changed, drop_expired_copies, entry_from,
+        insert_pending, meta, pending_row, pending_rows, prefixed, shown, sort_key,
+    },
+    walk,
 };
 use crate::{
     model::{Entry, List, Listing, MANUAL, Millis, Sources, Stored, Target},
@@ -209,23 +212,37 @@ fn stage_in(
 ) -> Result<(u64, Vec<Option<Op>>), StoreError> {
     let mut seq = 0;
     let mut left = vec![None; ops.len()];
-    // In key order, so a bulk import walks the B-trees in order; the
-    // sort is stable, so repeats of one key keep their given order.
+    // In the primary key's order, so a bulk import reads the deployed
+    // entries in one scan and writes the B-trees in order; the sort is
+    // stable, so repeats of one key keep their given order.
     let mut order: Vec<usize> = (0..ops.len()).collect();
     order.sort_by_cached_key(|&i| {
         let (target, list) = ops[i].key();
-        (sort_key(&target), list)
+        walk::key_order(sort_key(&target), list)
     });
+    let mut scan;
+    let mut cursor = match order.first() {
+        Some(&i) if ops.len() >= walk::WALK_MIN => {
+            scan = walk::prepare(tx)?;
+            Some(walk::Walk::start(&mut scan, sort_key(&ops[i].key().0))?)
+        }
+        _ => None,
+    };
     // With no draft to start from (the usual bulk import), only a key
     // this call already staged can have a pending row: a million
-    // lookups that would find nothing are skipped.
+    // lookups that would find nothing are skipped. The ops are sorted, so
+    // a key staged already is the previous op's.
     let no_draft = pending_rows(tx)? == 0;
-    let mut staged: std::collections::HashSet<(Target, List)> = std::collections::HashSet::new();
+    let mut previous = None;
     for i in order {
         let op = &ops[i];
         let (target, list) = op.key();
-        let deployed = deployed_entry(tx, target, list)?;
-        let pending = if no_draft && staged.insert((target, list)) {
+        let repeat = previous.replace((target, list)) == Some((target, list));
+        let deployed = match &mut cursor {
+            Some(w) => w.get(sort_key(&target), list)?,
+            None => deployed_entry(tx, target, list)?,
+        };
+        let pending = if no_draft && !repeat {
             None
         } else {
             pending_row(tx, target, list)?

@@ -19,6 +19,7 @@ mod scan;
 mod schema;
 #[cfg(test)]
 mod tests;
+mod walk;
 
 use std::{
     collections::HashMap,

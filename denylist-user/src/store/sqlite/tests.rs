@@ -627,3 +627,86 @@ fn files_are_private_and_symlinks_are_not_followed() {
     }
     let _ = fs::remove_dir_all(dir);
 }
+
+/// A stage of many ops reads the deployed entries in one scan, where a
+/// few ops look each up: both must leave the same draft.
+#[test]
+fn bulk_stage_matches_one_at_a_time() {
+    let upsert = |target: String, list: List, reason: &str| Stage::Upsert {
+        target: t(&target),
+        list,
+        reason: Some(reason.into()),
+        ttl: None,
+        monitor: None,
+        source: None,
+        keep_longer_ttl: false,
+    };
+    let v4 = |i: u32| format!("10.0.{}.{}", i / 200, i % 200);
+    let v6 = |i: u32| format!("2001:db8::{i:x}");
+    // Deployed: addresses of both families on the deny list, every third
+    // also on the allow list.
+    let mut deployed: Vec<Stage> = (100..400)
+        .flat_map(|i| {
+            [
+                upsert(v4(i), List::Deny, "a"),
+                upsert(v6(i), List::Deny, "a"),
+            ]
+        })
+        .collect();
+    deployed.extend(
+        (100..400)
+            .step_by(3)
+            .map(|i| upsert(v4(i), List::Allow, "a")),
+    );
+    // Staged on top, shuffled by a stride: unchanged, changed and removed
+    // deployed entries; new ones before, inside and after the deployed
+    // keys; a key staged twice (added, then removed again).
+    let mut ops = Vec::new();
+    for i in 0..500 {
+        let j = (i * 7) % 500;
+        ops.push(match j % 5 {
+            _ if !(100..400).contains(&j) => upsert(v4(j), List::Deny, "new"),
+            0 => upsert(v4(j), List::Deny, "a"),
+            1 => upsert(v6(j), List::Deny, "changed"),
+            2 => Stage::Remove {
+                target: t(&v4(j)),
+                list: List::Deny,
+                sources: Sources::All,
+            },
+            3 => upsert(v4(j), List::Allow, "b"),
+            _ => upsert(v6(j + 1000), List::Deny, "new"),
+        });
+    }
+    ops.push(upsert(v4(450), List::Allow, "twice"));
+    ops.push(Stage::Remove {
+        target: t(&v4(450)),
+        list: List::Allow,
+        sources: Sources::All,
+    });
+    assert!(ops.len() >= super::walk::WALK_MIN);
+
+    let (bulk_dir, each_dir) = (tmp(), tmp());
+    let mut bulk = SqliteStore::open(&bulk_dir).unwrap();
+    let mut each = SqliteStore::open(&each_dir).unwrap();
+    for s in [&mut bulk, &mut each] {
+        s.stage(&deployed, "alice", 0, None, &Audit::Each).unwrap();
+        deploy(s, 0);
+    }
+    let left = bulk.stage(&ops, "bob", 1, None, &Audit::Each).unwrap().1;
+    let left_each: Vec<Option<Op>> = ops
+        .iter()
+        .map(|op| {
+            each.stage(std::slice::from_ref(op), "bob", 1, None, &Audit::Each)
+                .unwrap()
+                .1[0]
+        })
+        .collect();
+    assert_eq!(left, left_each);
+    let pending = bulk.pending().unwrap();
+    assert_eq!(pending, each.pending().unwrap());
+    let count = |op: Op| pending.iter().filter(|p| p.op == op).count();
+    assert!(count(Op::Add) > 100 && count(Op::Change) > 10 && count(Op::Remove) > 10);
+    for d in [bulk_dir, each_dir] {
+        let _ = fs::remove_dir_all(d);
+    }
+}

@@ -17,8 +17,8 @@ use denylist::{
     model::{List, Rule, Target},
 };
 use denylist_common::{
-    BASE_INLINE, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4, MAP_ROOT_V6, MAP_RULES, MAP_SLOTS_V4,
-    MAP_SLOTS_V6, Node, ROOT_NODES, RootRow, SLOT_CHILD, SlotPair,
+    BASE_INLINE, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4, MAP_ROOT_V6, MAP_SLOTS_V4, MAP_SLOTS_V6,
+    Node, PREFIX_MAPS, ROOT_NODES, RootRow, SLOT_CHILD, SlotPair,
 };
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use rand::{Rng, SeedableRng, distr::weighted::WeightedIndex, prelude::Distribution, rngs::StdRng};
@@ -320,25 +320,16 @@ fn prefix_memlock(prog: &Xdp) -> Result<u64> {
         .map_ids()?
         .context("the kernel lists no maps of the program")?;
     let held = crate::memory::maps(std::process::id())?;
-    let names = [
-        MAP_ROOT_V4,
-        MAP_ROOT_V6,
-        MAP_NODES_V4,
-        MAP_NODES_V6,
-        MAP_SLOTS_V4,
-        MAP_SLOTS_V6,
-        MAP_RULES,
-    ];
     let maps: Vec<_> = ids
         .iter()
         .filter_map(|id| held.get(id))
-        .filter(|m| names.contains(&m.name.as_str()))
+        .filter(|m| PREFIX_MAPS.contains(&m.name.as_str()))
         .collect();
     ensure!(
-        maps.len() == names.len(),
+        maps.len() == PREFIX_MAPS.len(),
         "found {} of the program's {} prefix maps in /proc/self/fdinfo",
         maps.len(),
-        names.len()
+        PREFIX_MAPS.len()
     );
     Ok(maps.iter().map(|m| m.bytes).sum())
 }
