@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use super::{
-    draft::{deployed, needs_deploy, pending_count, pending_marked},
+    draft::{deployed, for_each_marked, needs_deploy, pending_count, pending_marked},
     rows::{
         ENTRY_COLS, REFRESH, audit, close_version, delete_entry, draft_changed,
         drop_expired_copies, entry_from, insert_entry, insert_pending, meta, pending_row,
@@ -30,32 +30,34 @@ pub(super) fn plan(
     now: Millis,
     reserve: bool,
 ) -> Result<Plan, StoreError> {
-    let mut pending = pending_marked(conn)?;
-    let mut sources = &Sources::All;
-    if let Some(only) = only {
-        let staged: std::collections::HashSet<(Target, List)> =
-            pending.iter().map(Pending::key).collect();
-        for k in only.keys {
-            if !staged.contains(k) {
-                return Err(StoreError::NotPending {
-                    target: k.0,
-                    list: k.1,
-                });
+    let mut plan = Plan::default();
+    match only {
+        // A full deploy plans each pending change as it is read.
+        None => for_each_marked(conn, |p| {
+            plan_one(&mut plan, p, &Sources::All, now);
+            Ok(())
+        })?,
+        Some(only) => {
+            let mut pending = pending_marked(conn)?;
+            let staged: std::collections::HashSet<(Target, List)> =
+                pending.iter().map(Pending::key).collect();
+            for k in only.keys {
+                if !staged.contains(k) {
+                    return Err(StoreError::NotPending {
+                        target: k.0,
+                        list: k.1,
+                    });
+                }
+            }
+            let keys: std::collections::HashSet<&(Target, List)> = only.keys.iter().collect();
+            pending.retain(|p| keys.contains(&p.key()));
+            for p in pending {
+                plan_one(&mut plan, p, only.sources, now);
             }
         }
-        let keys: std::collections::HashSet<&(Target, List)> = only.keys.iter().collect();
-        pending.retain(|p| keys.contains(&p.key()));
-        sources = only.sources;
     }
-    let mut plan = Plan::default();
-    let mut changes = Vec::with_capacity(pending.len());
-    for p in pending {
-        let Some(change) = shipped(p, sources, now) else {
-            continue;
-        };
-        changes.push(change);
-    }
-    let adds = changes.iter().filter(|c| c.0.is_none()).count() as i64;
+    // The new entries take the next ids, in target order.
+    let adds = plan.adds.len() as i64;
     let tx = conn.transaction()?;
     let first_id = meta(&tx, "next_id")?;
     if first_id + adds > i64::from(u32::MAX) {
@@ -65,37 +67,42 @@ pub(super) fn plan(
         set_meta(&tx, "next_id", first_id + adds)?;
         tx.commit()?;
     }
-    let mut next = first_id as u32;
-    for (before, after, kept) in changes {
-        // A draft listing whose copied expiry has passed is gone, not
-        // renewed: its entry may be left with none.
-        let after = after.and_then(|mut e| {
-            set_expiries(before.as_ref().map(|b| &b.entry), &mut e, now).then_some(e)
-        });
-        if let Some((op, mut e, by, at)) = kept {
-            // The shipped listings stay staged as they were deployed, with
-            // their expiries: a later deploy must not count a TTL again.
-            if op != Op::Remove {
-                rebase(&mut e, after.as_ref(), sources);
-            }
-            if !e.listings.is_empty() {
-                plan.kept.push((op, e, by, at));
-            }
-        }
-        match (before, after) {
-            (None, Some(e)) => {
-                plan.adds.push(Stored { id: next, entry: e });
-                next += 1;
-            }
-            (Some(before), Some(e)) => {
-                let id = before.id;
-                plan.changes.push((before, Stored { id, entry: e }));
-            }
-            (Some(before), None) => plan.removes.push(before),
-            (None, None) => {}
-        }
+    for (s, id) in plan.adds.iter_mut().zip(first_id as u32..) {
+        s.id = id;
     }
     Ok(plan)
+}
+
+/// Adds what deploying `p`'s listings of `sources` does to `plan`; a new
+/// entry's id is left for [`plan`] to give.
+fn plan_one(plan: &mut Plan, p: Pending, sources: &Sources, now: Millis) {
+    let Some((before, after, kept)) = shipped(p, sources, now) else {
+        return;
+    };
+    // A draft listing whose copied expiry has passed is gone, not
+    // renewed: its entry may be left with none.
+    let after = after.and_then(|mut e| {
+        set_expiries(before.as_ref().map(|b| &b.entry), &mut e, now).then_some(e)
+    });
+    if let Some((op, mut e, by, at)) = kept {
+        // The shipped listings stay staged as they were deployed, with
+        // their expiries: a later deploy must not count a TTL again.
+        if op != Op::Remove {
+            rebase(&mut e, after.as_ref(), sources);
+        }
+        if !e.listings.is_empty() {
+            plan.kept.push((op, e, by, at));
+        }
+    }
+    match (before, after) {
+        (None, Some(e)) => plan.adds.push(Stored { id: 0, entry: e }),
+        (Some(before), Some(e)) => {
+            let id = before.id;
+            plan.changes.push((before, Stored { id, entry: e }));
+        }
+        (Some(before), None) => plan.removes.push(before),
+        (None, None) => {}
+    }
 }
 
 /// One pending change as a deploy ships it: the deployed entry, what it

@@ -130,42 +130,53 @@ pub(super) fn pending(conn: &Connection) -> Result<Vec<Pending>, StoreError> {
 /// The pending changes, sorted by target, with the expiry markers a deploy
 /// plans by.
 pub(super) fn pending_marked(conn: &Connection) -> Result<Vec<Pending>, StoreError> {
+    let mut out = Vec::new();
+    for_each_marked(conn, |p| {
+        out.push(p);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Hands each pending change, as [`pending_marked`] lists it, to `f` in
+/// the same order, one at a time: a deploy of a million never holds them
+/// all.
+pub(super) fn for_each_marked(
+    conn: &Connection,
+    mut f: impl FnMut(Pending) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    // The primary key's order, which is the targets' (`sort_key`), deny
+    // before allow: (Target, List) order, read without a sort.
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT p.op, p.staged_by, p.staged_at, {p}, e.id, {e} FROM pending p
-         LEFT JOIN entries e ON e.sort_key = p.sort_key AND e.list = p.list",
+         LEFT JOIN entries e ON e.sort_key = p.sort_key AND e.list = p.list
+         ORDER BY p.sort_key, p.list DESC",
         p = prefixed("p"),
         e = prefixed("e"),
     ))?;
-    let rows = stmt.query_map([], |r| {
-        let op: String = r.get(0)?;
-        let staged_by: String = r.get(1)?;
-        let staged_at: Millis = r.get(2)?;
-        let after = entry_from(r, 3)?;
-        let id: Option<u32> = r.get(13)?;
-        let before = match id {
-            Some(id) => Some((id, entry_from(r, 14)?)),
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let op = Op::parse(&r.get::<_, String>(0)?)?;
+        let before = match r.get::<_, Option<u32>>(13)? {
+            Some(id) => Some(Stored {
+                id,
+                entry: entry_from(r, 14)??,
+            }),
             None => None,
         };
-        Ok((op, staged_by, staged_at, after, before))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (op, staged_by, staged_at, after, before) = row?;
-        let op = Op::parse(&op)?;
-        let before = match before {
-            Some((id, e)) => Some(Stored { id, entry: e? }),
-            None => None,
-        };
-        out.push(Pending {
+        f(Pending {
             op,
-            after: if op == Op::Remove { None } else { Some(after?) },
+            after: if op == Op::Remove {
+                None
+            } else {
+                Some(entry_from(r, 3)??)
+            },
             before,
-            staged_by,
-            staged_at,
-        });
+            staged_by: r.get(1)?,
+            staged_at: r.get(2)?,
+        })?;
     }
-    out.sort_by_key(|p| p.key());
-    Ok(out)
+    Ok(())
 }
 
 /// Stages `ops` as one transaction: a target that is not there to
