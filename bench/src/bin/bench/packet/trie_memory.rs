@@ -64,7 +64,7 @@ pub(super) fn report(
         .to_vec(),
         rows,
         notes: vec![
-            "kernel: the `memlock` of the prefix maps (ROOT_V4/V6, NODES_V4/V6, SLOTS_V4/V6, RULES) in /proc/self/fdinfo once the tables are loaded. Arrays are allocated whole, sized by `trie::needs` with half as much again to grow into, as denylistd sizes them.".to_owned(),
+            "kernel: the `memlock` of the prefix maps (ROOT_V4/V6, NODES_V4/V6, SLOTS_V4/V6, RULES) in /proc/self/fdinfo once the tables are loaded. Arrays are allocated whole, sized by `trie::needs` with a quarter more to grow into (the run slots 2.5 times their bound), as denylistd sizes them.".to_owned(),
             format!(
                 "of it in use: the two roots (256 rows of 256 slots, {} KiB each), {} bytes a node (one cache line, with up to 5 runs in it), 4 bytes a run slot of the larger nodes and 24 bytes a rule; run slots come in blocks of 16 size classes (1 to 256, each at most a third more than the runs), in pages of one class.",
                 DENSE_NODE / 4,
