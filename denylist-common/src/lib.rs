@@ -39,9 +39,10 @@ pub const MAP_HITS: &str = "HITS";
 /// The XDP program's name in the object.
 pub const PROGRAM_NAME: &str = "denylist";
 
-/// The maps of the prefix structure: the tries of both families and the
-/// rules their slots name.
-pub const PREFIX_MAPS: [&str; 7] = [
+/// Every map of the object: the loader sizes each one.
+pub const ALL_MAPS: [&str; 12] = [
+    MAP_EXACT_V4,
+    MAP_EXACT_V6,
     MAP_ROOT_V4,
     MAP_ROOT_V6,
     MAP_NODES_V4,
@@ -49,27 +50,14 @@ pub const PREFIX_MAPS: [&str; 7] = [
     MAP_SLOTS_V4,
     MAP_SLOTS_V6,
     MAP_RULES,
+    MAP_COUNTERS,
+    MAP_HIT_SLOTS,
+    MAP_HITS,
 ];
 
-/// Every map of the object: the loader sizes each one.
-pub const ALL_MAPS: [&str; 12] = {
-    assert!(
-        2 + PREFIX_MAPS.len() == 9,
-        "the prefix maps sit between 2 and 9"
-    );
-    let mut all = [""; 12];
-    all[0] = MAP_EXACT_V4;
-    all[1] = MAP_EXACT_V6;
-    let mut i = 0;
-    while i < PREFIX_MAPS.len() {
-        all[2 + i] = PREFIX_MAPS[i];
-        i += 1;
-    }
-    all[9] = MAP_COUNTERS;
-    all[10] = MAP_HIT_SLOTS;
-    all[11] = MAP_HITS;
-    all
-};
+/// The maps of the prefix structure, `ALL_MAPS[2..9]`: the tries of both
+/// families and the rules their slots name.
+pub const PREFIX_MAPS: &[&str] = ALL_MAPS.split_at(2).1.split_at(7).0;
 
 /// Slots of the direct-mapped hit table (a power of two). A per-CPU array
 /// lookup is inlined by the verifier, where an LRU hash lookup costs about

@@ -197,30 +197,35 @@ impl Blocks {
     /// empties. Nodes grow through the classes during a bulk load, so the
     /// pages of the classes they left empty only slowly.
     fn take(&mut self, c: usize) -> Option<u32> {
-        let start = match self.free[c].pop() {
-            Some(start) => start,
-            None => match self.free_pages.pop().or_else(|| {
-                (self.next_page < self.pages.len()).then(|| {
-                    self.next_page += 1;
-                    self.next_page - 1
-                })
-            }) {
-                Some(page) => {
-                    self.pages[page].class = Some(c);
-                    let first = page as u32 * PAGE;
-                    let blocks = (first..first + PAGE).step_by(CLASSES[c] as usize);
-                    // Popped from the end: the page fills from its start.
-                    self.free[c].extend(blocks.skip(1).rev());
-                    first
-                }
-                None => {
-                    let larger = (c + 1..CLASSES.len()).find(|&l| !self.free[l].is_empty())?;
-                    self.free[larger].pop().expect("found non-empty")
-                }
-            },
-        };
+        let start = self.free[c]
+            .pop()
+            .or_else(|| self.fresh_page().map(|page| self.carve(page, c)))
+            .or_else(|| {
+                let larger = (c + 1..CLASSES.len()).find(|&l| !self.free[l].is_empty())?;
+                self.free[larger].pop()
+            })?;
         self.pages[(start / PAGE) as usize].live += 1;
         Some(start)
+    }
+
+    /// An empty page: one whose blocks all came back, or one never used.
+    fn fresh_page(&mut self) -> Option<usize> {
+        self.free_pages.pop().or_else(|| {
+            (self.next_page < self.pages.len()).then(|| {
+                self.next_page += 1;
+                self.next_page - 1
+            })
+        })
+    }
+
+    /// Gives `page` to class `c`: its first block, the rest free.
+    fn carve(&mut self, page: usize, c: usize) -> u32 {
+        self.pages[page].class = Some(c);
+        let first = page as u32 * PAGE;
+        let blocks = (first..first + PAGE).step_by(CLASSES[c] as usize);
+        // Popped from the end: the page fills from its start.
+        self.free[c].extend(blocks.skip(1).rev());
+        first
     }
 
     fn reclaim(&mut self, all: bool) {

@@ -21,7 +21,7 @@
 //! can still hold them.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, HashMap, hash_map::Entry},
     sync::atomic::Ordering::*,
 };
 
@@ -323,8 +323,9 @@ pub fn needs(entries: impl IntoIterator<Item = Target>) -> crate::dataplane::lay
         while len > 8 * n {
             let mut path = [0u8; 16];
             path[..n].copy_from_slice(&octets[..n]);
-            let new = !nodes.contains_key(&(v4, n, path));
-            *nodes.entry((v4, n, path)).or_default() += u32::from(len <= 8 * (n + 1));
+            let node = nodes.entry((v4, n, path));
+            let new = matches!(node, Entry::Vacant(_));
+            *node.or_default() += u32::from(len <= 8 * (n + 1));
             if new && n > 2 {
                 let mut up = path;
                 up[n - 1] = 0;

@@ -154,12 +154,9 @@ impl Entry {
         } else {
             self.listings.iter().filter_map(|l| l.expires_at).max()
         };
-        self.sources.truncate(self.listings.len());
-        for (i, l) in self.listings.iter().enumerate() {
-            match self.sources.get_mut(i) {
-                Some(s) => s.clone_from(&l.source),
-                None => self.sources.push(l.source.clone()),
-            }
+        self.sources.resize_with(self.listings.len(), String::new);
+        for (s, l) in self.sources.iter_mut().zip(&self.listings) {
+            s.clone_from(&l.source);
         }
     }
 

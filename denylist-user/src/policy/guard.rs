@@ -137,35 +137,18 @@ pub fn check(target: &Target, list: List, ctx: &GuardContext) -> Vec<Refusal> {
                         what,
                     }),
             );
-            // Filtered first: a bulk import checks a million targets
-            // that cover none, and an empty Vec allocates nothing.
-            let mut hosts: Vec<IpAddr> = ctx
-                .host_addrs
-                .iter()
-                .map(|&a| normal_ip(a))
-                .filter(|&addr| target.contains(addr))
-                .collect();
-            hosts.sort_unstable();
-            hosts.dedup();
             refusals.extend(
-                hosts
+                covered(&target, &ctx.host_addrs)
                     .into_iter()
                     .map(|addr| Refusal::HostAddress { target, addr }),
             );
             let admin = ctx.admin_addr.map(normal_ip);
             // The admin's own session gets the sharper "lock you out" refusal
             // below; saying it twice would only bury the other sessions.
-            let mut peers: Vec<IpAddr> = ctx
-                .live_ssh_peers
-                .iter()
-                .map(|&a| normal_ip(a))
-                .filter(|&peer| target.contains(peer) && Some(peer) != admin)
-                .collect();
-            peers.sort_unstable();
-            peers.dedup();
             refusals.extend(
-                peers
+                covered(&target, &ctx.live_ssh_peers)
                     .into_iter()
+                    .filter(|&peer| Some(peer) != admin)
                     .map(|peer| Refusal::LiveSsh { target, peer }),
             );
             if let Some(addr) = admin.filter(|&a| target.contains(a)) {
@@ -174,6 +157,20 @@ pub fn check(target: &Target, list: List, ctx: &GuardContext) -> Vec<Refusal> {
         }
     }
     refusals
+}
+
+/// The addresses of `addrs` that `target` covers, normalized, sorted and
+/// each once. Filtered first: a bulk import checks a million targets that
+/// cover none, and an empty Vec allocates nothing.
+fn covered(target: &Target, addrs: &[IpAddr]) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = addrs
+        .iter()
+        .map(|&a| normal_ip(a))
+        .filter(|&a| target.contains(a))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
 /// Something worth saying about an entry that is allowed all the same.

@@ -13,7 +13,7 @@ use serde_json::json;
 use crate::{
     chart::{self, Series},
     deploy::{self, Denylistd, Deployed},
-    memory::{self, ProcMem, SETTLE},
+    memory::{self, ProcMem, SETTLE, mb},
     report::{Chart, Goal, Opts, Section, Table},
 };
 
@@ -73,10 +73,6 @@ fn refuses_beyond_capacity(d: &Denylistd, n: u32) -> Result<()> {
         "{extra} is not passed after the refused deploy: {check}"
     );
     Ok(())
-}
-
-fn mb(b: u64) -> String {
-    format!("{:.1}", b as f64 / 1e6)
 }
 
 pub fn run(opts: &Opts) -> Result<Section> {

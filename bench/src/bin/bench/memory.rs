@@ -163,7 +163,7 @@ fn by_name(maps: &BTreeMap<u32, MapMem>) -> BTreeMap<String, (u64, u64)> {
     out
 }
 
-fn mb(b: u64) -> String {
+pub fn mb(b: u64) -> String {
     fmt_num(b as f64 / 1e6)
 }
 

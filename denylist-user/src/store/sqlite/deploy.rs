@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
 
 use super::{
-    draft::{deployed, for_each_marked, needs_deploy, pending_count, pending_marked},
+    draft::{deployed, for_each_marked, needs_deploy, pending_count},
     rows::{
         ENTRY_COLS, REFRESH, audit, close_version, delete_entry, draft_changed,
         drop_expired_copies, entry_from, insert_entry, insert_pending, meta, pending_row,
@@ -31,30 +31,24 @@ pub(super) fn plan(
     reserve: bool,
 ) -> Result<Plan, StoreError> {
     let mut plan = Plan::default();
-    match only {
-        // A full deploy plans each pending change as it is read.
-        None => for_each_marked(conn, |p| {
-            plan_one(&mut plan, p, &Sources::All, now);
-            Ok(())
-        })?,
-        Some(only) => {
-            let mut pending = pending_marked(conn)?;
-            let staged: std::collections::HashSet<(Target, List)> =
-                pending.iter().map(Pending::key).collect();
-            for k in only.keys {
-                if !staged.contains(k) {
-                    return Err(StoreError::NotPending {
-                        target: k.0,
-                        list: k.1,
-                    });
-                }
-            }
-            let keys: std::collections::HashSet<&(Target, List)> = only.keys.iter().collect();
-            pending.retain(|p| keys.contains(&p.key()));
-            for p in pending {
-                plan_one(&mut plan, p, only.sources, now);
-            }
+    // A deploy plans each pending change as it is read; one of some keys
+    // (`only`) skips the others, and fails on a key with none.
+    let mut asked: Option<std::collections::HashSet<&(Target, List)>> =
+        only.map(|o| o.keys.iter().collect());
+    let sources = only.map_or(&Sources::All, |o| o.sources);
+    for_each_marked(conn, |p| {
+        if let Some(asked) = &mut asked
+            && !asked.remove(&p.key())
+        {
+            return Ok(());
         }
+        plan_one(&mut plan, p, sources, now);
+        Ok(())
+    })?;
+    if let (Some(only), Some(left)) = (only, &asked)
+        && let Some(&(target, list)) = only.keys.iter().find(|k| left.contains(k))
+    {
+        return Err(StoreError::NotPending { target, list });
     }
     // The new entries take the next ids, in target order.
     let adds = plan.adds.len() as i64;

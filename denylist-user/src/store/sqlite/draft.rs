@@ -129,7 +129,7 @@ pub(super) fn pending(conn: &Connection) -> Result<Vec<Pending>, StoreError> {
 
 /// The pending changes, sorted by target, with the expiry markers a deploy
 /// plans by.
-pub(super) fn pending_marked(conn: &Connection) -> Result<Vec<Pending>, StoreError> {
+fn pending_marked(conn: &Connection) -> Result<Vec<Pending>, StoreError> {
     let mut out = Vec::new();
     for_each_marked(conn, |p| {
         out.push(p);
