@@ -40,7 +40,7 @@ pub const MAP_HITS: &str = "HITS";
 pub const PROGRAM_NAME: &str = "denylist";
 
 /// Every map of the object: the loader sizes each one.
-pub const ALL_MAPS: [&str; 12] = [
+pub const ALL_MAPS: [&str; 16] = [
     MAP_EXACT_V4,
     MAP_EXACT_V6,
     MAP_ROOT_V4,
@@ -53,6 +53,10 @@ pub const ALL_MAPS: [&str; 12] = [
     MAP_COUNTERS,
     MAP_HIT_SLOTS,
     MAP_HITS,
+    MAP_DETECT,
+    MAP_SKETCH,
+    MAP_DETECT_EVENTS,
+    MAP_DETECT_STATS,
 ];
 
 /// The maps of the prefix structure, `ALL_MAPS[2..9]`: the tries of both
@@ -269,6 +273,119 @@ pub struct HitSlot {
     pub hit: Hit,
 }
 
+/// The rate detector's settings: one [`DetectConfig`] in an mmapable
+/// array, written by the daemon.
+pub const MAP_DETECT: &str = "DETECT";
+/// The rate detector's count-min sketches: an mmapable array of
+/// [`Cell`]s, [`SKETCH_CELLS`] per CPU ([`sketch_cell`]).
+pub const MAP_SKETCH: &str = "SKETCH";
+/// Ring buffer of [`DetectEvent`]s: sources whose count crossed a level.
+pub const MAP_DETECT_EVENTS: &str = "DETECT_EVENTS";
+/// One [`DetectStats`] per CPU.
+pub const MAP_DETECT_STATS: &str = "DETECT_STATS";
+
+/// Rows of a sketch: independent hashes, the estimate is the least.
+pub const SKETCH_ROWS: u32 = 2;
+/// log2 of the cells in a row.
+pub const SKETCH_BITS: u32 = 15;
+/// Cells in a row.
+pub const SKETCH_WIDTH: u32 = 1 << SKETCH_BITS;
+/// Cells per CPU: two halves (even and odd epochs) of [`SKETCH_ROWS`]
+/// rows, so that the epoch just ended stays whole while the next fills.
+pub const SKETCH_CELLS: u32 = 2 * SKETCH_ROWS * SKETCH_WIDTH;
+/// The ring buffer's size: 16,384 events of 24 bytes and the ring's
+/// 8-byte header between two reads.
+pub const DETECT_RING_BYTES: u32 = 512 * 1024;
+
+/// Odd multipliers of the rows' multiply-shift hashes (Dietzfelbinger
+/// et al. 1997): the top [`SKETCH_BITS`] bits of `key × A` are a
+/// universal hash of a 64-bit key.
+const SKETCH_MULTIPLIERS: [u64; SKETCH_ROWS as usize] =
+    [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f];
+
+/// The detector's key of an IPv4 source: its address under a tag no
+/// IPv6 source carries (ffff:ffff::/32 is multicast, never a source).
+#[inline(always)]
+pub const fn source_key_v4(addr: [u8; 4]) -> u64 {
+    0xffff_ffff_0000_0000 | u32::from_be_bytes(addr) as u64
+}
+
+/// The detector's key of an IPv6 source: its /64, since one host holds
+/// a whole /64 and would otherwise spread its count over 2^64 keys.
+#[inline(always)]
+pub const fn source_key_v6(addr: &[u8; 16]) -> u64 {
+    u64::from_be_bytes([
+        addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
+    ])
+}
+
+/// The index in [`MAP_SKETCH`] of `key`'s cell in row `row` of CPU
+/// `cpu`'s sketch for epochs of parity `half`.
+#[inline(always)]
+pub const fn sketch_cell(cpu: u32, half: u32, row: u32, key: u64) -> u32 {
+    let column = (key.wrapping_mul(SKETCH_MULTIPLIERS[row as usize]) >> (64 - SKETCH_BITS)) as u32;
+    cpu * SKETCH_CELLS + (half * SKETCH_ROWS + row) * SKETCH_WIDTH + column
+}
+
+/// The detector's settings. Levels are per CPU and per epoch: a source
+/// whose least cell reaches one is reported. 0 turns a level off; a zero
+/// `block` turns the detector off.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectConfig {
+    /// Counts from 0, one a second; its low bit picks the sketch half.
+    pub epoch: u32,
+    /// Packets: the blocking threshold ÷ CPUs.
+    pub block: u32,
+    /// Packets: a lower level, so that `top` sees sources below the
+    /// threshold.
+    pub watch: u32,
+    /// Events each CPU may send in an epoch at the watch level; crossings
+    /// of the blocking levels have [`DetectConfig::events`] of their own,
+    /// so a flood of watched sources cannot hide an offender.
+    pub watch_events: u32,
+    /// Events each CPU may send in an epoch at the blocking levels.
+    pub events: u32,
+    /// Bytes: the bits-per-second threshold ÷ 8 ÷ CPUs, 0 for none.
+    pub block_bytes: u32,
+}
+
+/// One sketch cell: what the sources hashed to it sent in an epoch, on
+/// one CPU. Bytes wrap at 4 GiB, 34 Gbit/s through one CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Cell {
+    pub packets: u32,
+    pub bytes: u32,
+}
+
+/// A source crossed a level on one CPU: the daemon sums its cells over
+/// every CPU before it decides.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectEvent {
+    pub key: u64,
+    pub epoch: u32,
+    /// 1 for a blocking level, 0 for the watch level.
+    pub block: u32,
+    /// The source's estimate on this CPU when it crossed.
+    pub packets: u32,
+    pub _pad: u32,
+}
+
+/// Per-CPU bookkeeping of the detector's events.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DetectStats {
+    /// The epoch `sent` and `watched` count in.
+    pub epoch: u32,
+    pub sent: u32,
+    pub watched: u32,
+    pub _pad: u32,
+    /// Events over a cap or with no room in the ring buffer.
+    pub dropped: u64,
+}
+
 /// The session watch (a sock_ops program, object `sessions`): the local
 /// ports whose established TCP sessions are reported, as keys (u16, host
 /// order) with value 1.
@@ -316,6 +433,10 @@ mod pod {
     unsafe impl aya::Pod for super::Hit {}
     unsafe impl aya::Pod for super::HitSlot {}
     unsafe impl aya::Pod for super::SessionEvent {}
+    unsafe impl aya::Pod for super::DetectConfig {}
+    unsafe impl aya::Pod for super::Cell {}
+    unsafe impl aya::Pod for super::DetectEvent {}
+    unsafe impl aya::Pod for super::DetectStats {}
 }
 
 #[cfg(test)]
@@ -335,6 +456,10 @@ mod tests {
         assert_eq!(size_of::<Hit>(), 16);
         assert_eq!(size_of::<HitSlot>(), 24);
         assert_eq!(size_of::<SessionEvent>(), 32);
+        assert_eq!(size_of::<DetectConfig>(), 24);
+        assert_eq!(size_of::<Cell>(), 8);
+        assert_eq!(size_of::<DetectEvent>(), 24);
+        assert_eq!(size_of::<DetectStats>(), 24);
         assert!(HIT_SLOTS.is_power_of_two());
     }
 
@@ -385,6 +510,28 @@ mod tests {
         for (byte, run) in runs {
             assert_eq!(inline_index(&node, byte), run, "slot {byte}");
         }
+    }
+
+    #[test]
+    fn sketch_cells_stay_in_their_cpu_half_and_row() {
+        for key in [0, 1, u64::MAX, source_key_v4([192, 0, 2, 1])] {
+            for row in 0..SKETCH_ROWS {
+                let c = sketch_cell(3, 1, row, key);
+                let start = 3 * SKETCH_CELLS + (SKETCH_ROWS + row) * SKETCH_WIDTH;
+                assert!(
+                    (start..start + SKETCH_WIDTH).contains(&c),
+                    "key {key} row {row}"
+                );
+            }
+        }
+        assert_ne!(
+            sketch_cell(0, 0, 0, source_key_v4([192, 0, 2, 1])),
+            sketch_cell(0, 0, 0, source_key_v4([192, 0, 2, 2])),
+        );
+        assert_eq!(
+            source_key_v6(&[0x20, 1, 0xd, 0xb8, 0, 0, 0, 1, 9, 9, 9, 9, 9, 9, 9, 9]),
+            0x2001_0db8_0000_0001
+        );
     }
 
     #[test]

@@ -10,20 +10,25 @@
 //! multibit trie (8 bits a level, the root covering /0–/16, the levels below
 //! stored as runs) whose slots name the most specific prefix covering them.
 //! Nothing here logs per packet.
+//!
+//! The rate detector counts every source the verdict does not allow in
+//! per-CPU count-min sketches (docs/autoblock.md), with no clock read: the
+//! daemon advances an epoch number once a second.
 #![no_std]
 #![no_main]
 
 use aya_ebpf::{
     bindings::{BPF_F_MMAPABLE, BPF_F_NO_PREALLOC, BPF_NOEXIST, xdp_action},
-    helpers::generated::{bpf_ktime_get_tai_ns, bpf_xdp_get_buff_len},
+    helpers::generated::{bpf_get_smp_processor_id, bpf_ktime_get_tai_ns, bpf_xdp_get_buff_len},
     macros::{map, xdp},
-    maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruPerCpuHashMap, PerCpuArray, RingBuf},
     programs::XdpContext,
 };
 use denylist_common::{
-    BASE_INLINE, Counters, ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, HIT_SLOTS, Hit,
-    HitSlot, MAX_FALLBACK, Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SLOT_CHILD, SlotPair,
-    inline_index, run_index, word_expiry_ns,
+    BASE_INLINE, Cell, Counters, DETECT_RING_BYTES, DetectConfig, DetectEvent, DetectStats,
+    ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, HIT_SLOTS, Hit, HitSlot, MAX_FALLBACK,
+    Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SLOT_CHILD, SlotPair, inline_index, run_index,
+    sketch_cell, source_key_v4, source_key_v6, word_expiry_ns,
 };
 
 // Sizes here are placeholders: the loader sets every max_entries from the
@@ -52,6 +57,14 @@ static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(1, 0);
 static HIT_SLOT_TABLE: PerCpuArray<HitSlot> = PerCpuArray::with_max_entries(HIT_SLOTS, 0);
 #[map(name = "HITS")]
 static HITS: LruPerCpuHashMap<u32, Hit> = LruPerCpuHashMap::with_max_entries(1, 0);
+#[map(name = "DETECT")]
+static DETECT: Array<DetectConfig> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map(name = "SKETCH")]
+static SKETCH: Array<Cell> = Array::with_max_entries(1, BPF_F_MMAPABLE);
+#[map(name = "DETECT_EVENTS")]
+static DETECT_EVENTS: RingBuf = RingBuf::with_byte_size(DETECT_RING_BYTES, 0);
+#[map(name = "DETECT_STATS")]
+static DETECT_STATS: PerCpuArray<DetectStats> = PerCpuArray::with_max_entries(1, 0);
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -96,10 +109,14 @@ pub fn denylist(ctx: XdpContext) -> u32 {
     // SAFETY: ctx.ctx is the xdp_md the kernel passed in.
     let len = unsafe { bpf_xdp_get_buff_len(ctx.ctx) };
     let mut now = Now(0);
-    let (verdict, id) = classify(&ctx, &mut now);
+    let (verdict, id, key) = classify(&ctx, &mut now);
     count(verdict, len);
     if id != 0 {
         hit(id, len);
+    }
+    // Allowed sources are not counted: allow entries are never blocked.
+    if matches!(verdict, Verdict::Pass | Verdict::Drop | Verdict::Monitor) {
+        detect(key, len);
     }
     match verdict {
         Verdict::Drop => xdp_action::XDP_DROP,
@@ -108,12 +125,12 @@ pub fn denylist(ctx: XdpContext) -> u32 {
 }
 
 #[inline(always)]
-fn classify(ctx: &XdpContext, now: &mut Now) -> (Verdict, u32) {
+fn classify(ctx: &XdpContext, now: &mut Now) -> (Verdict, u32, u64) {
     let start = ctx.data();
     let end = ctx.data_end();
     let mut off = ETH_HLEN;
     if start + off > end {
-        return (Verdict::Unparsable, 0);
+        return (Verdict::Unparsable, 0, 0);
     }
     // SAFETY: bounds checked above; every read below checks its own bounds.
     let mut proto = u16::from_be(unsafe { *((start + 12) as *const u16) });
@@ -124,7 +141,7 @@ fn classify(ctx: &XdpContext, now: &mut Now) -> (Verdict, u32) {
             break;
         }
         if start + off + VLAN_HLEN > end {
-            return (Verdict::Unparsable, 0);
+            return (Verdict::Unparsable, 0, 0);
         }
         // SAFETY: bounds checked just above.
         proto = u16::from_be(unsafe { *((start + off + 2) as *const u16) });
@@ -133,39 +150,45 @@ fn classify(ctx: &XdpContext, now: &mut Now) -> (Verdict, u32) {
     match proto {
         ETH_P_IP => {
             if start + off + IPV4_MIN_HLEN > end {
-                return (Verdict::Unparsable, 0);
+                return (Verdict::Unparsable, 0, 0);
             }
             // SAFETY: bounds checked just above.
             let vihl = unsafe { *((start + off) as *const u8) };
             let ihl = (vihl & 0x0f) as usize * 4;
             if vihl >> 4 != 4 || ihl < IPV4_MIN_HLEN || start + off + ihl > end {
-                return (Verdict::Unparsable, 0);
+                return (Verdict::Unparsable, 0, 0);
             }
             // SAFETY: the 20-byte header is in bounds.
             let src = unsafe { *((start + off + 12) as *const [u8; 4]) };
-            decide_v4(&src, now)
+            with_key(decide_v4(&src, now), source_key_v4(src))
         }
         ETH_P_IPV6 => {
             if start + off + IPV6_HLEN > end {
-                return (Verdict::Unparsable, 0);
+                return (Verdict::Unparsable, 0, 0);
             }
             // SAFETY: bounds checked just above.
             let version = unsafe { *((start + off) as *const u8) } >> 4;
             if version != 6 {
-                return (Verdict::Unparsable, 0);
+                return (Verdict::Unparsable, 0, 0);
             }
             // SAFETY: the 40-byte header is in bounds.
             let src = unsafe { *((start + off + 8) as *const [u8; 16]) };
             // Entries hold IPv4-mapped addresses as IPv4 (::ffff:a.b.c.d is
             // a.b.c.d), so a mapped source is looked up as IPv4.
             if src[..10] == [0; 10] && src[10] == 0xff && src[11] == 0xff {
-                decide_v4(&[src[12], src[13], src[14], src[15]], now)
+                let v4 = [src[12], src[13], src[14], src[15]];
+                with_key(decide_v4(&v4, now), source_key_v4(v4))
             } else {
-                decide_v6(&src, now)
+                with_key(decide_v6(&src, now), source_key_v6(&src))
             }
         }
-        _ => (Verdict::Unparsable, 0),
+        _ => (Verdict::Unparsable, 0, 0),
     }
+}
+
+#[inline(always)]
+fn with_key((verdict, id): (Verdict, u32), key: u64) -> (Verdict, u32, u64) {
+    (verdict, id, key)
 }
 
 #[inline(always)]
@@ -358,6 +381,85 @@ fn hit(id: u32, len: u64) {
             },
             BPF_NOEXIST as u64,
         );
+    }
+}
+
+/// Counts a packet of `key` in this CPU's sketch for the current epoch,
+/// and reports the source when its estimate crosses a level. Two lookups
+/// in an array the verifier inlines, no clock, no per-source state: the
+/// memory is fixed whatever the number of sources.
+#[inline(always)]
+fn detect(key: u64, len: u64) {
+    let Some(cfg) = DETECT.get(0) else {
+        return;
+    };
+    if cfg.block == 0 {
+        return;
+    }
+    // SAFETY: a helper without arguments; the verifier inlines it.
+    let cpu = unsafe { bpf_get_smp_processor_id() };
+    let half = cfg.epoch & 1;
+    let (Some(a), Some(b)) = (
+        SKETCH.get_ptr_mut(sketch_cell(cpu, half, 0, key)),
+        SKETCH.get_ptr_mut(sketch_cell(cpu, half, 1, key)),
+    ) else {
+        return;
+    };
+    // SAFETY: this CPU's own cells: another CPU never writes them, and the
+    // daemon only zeroes the half of the other parity.
+    let (a, b) = unsafe { (&mut *a, &mut *b) };
+    let len = len as u32;
+    let bytes_before = a.bytes.min(b.bytes);
+    a.packets = a.packets.wrapping_add(1);
+    b.packets = b.packets.wrapping_add(1);
+    a.bytes = a.bytes.wrapping_add(len);
+    b.bytes = b.bytes.wrapping_add(len);
+    // Each of the source's packets adds one to both its cells, so its
+    // estimate passes through every count: one crossing per level, CPU
+    // and epoch.
+    let packets = a.packets.min(b.packets);
+    let bytes_crossed = cfg.block_bytes != 0
+        && bytes_before < cfg.block_bytes
+        && bytes_before.saturating_add(len) >= cfg.block_bytes;
+    if packets == cfg.block || bytes_crossed {
+        report(cfg, key, packets, true);
+    } else if packets == cfg.watch {
+        report(cfg, key, packets, false);
+    }
+}
+
+#[inline(always)]
+fn report(cfg: &DetectConfig, key: u64, packets: u32, block: bool) {
+    let Some(s) = DETECT_STATS.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: a per-CPU value, written only by this CPU.
+    let s = unsafe { &mut *s };
+    if s.epoch != cfg.epoch {
+        s.epoch = cfg.epoch;
+        s.sent = 0;
+        s.watched = 0;
+    }
+    let (used, cap) = if block {
+        (&mut s.sent, cfg.events)
+    } else {
+        (&mut s.watched, cfg.watch_events)
+    };
+    if *used >= cap {
+        s.dropped += 1;
+        return;
+    }
+    let event = DetectEvent {
+        key,
+        epoch: cfg.epoch,
+        block: u32::from(block),
+        packets,
+        _pad: 0,
+    };
+    if DETECT_EVENTS.output::<DetectEvent>(event, 0).is_ok() {
+        *used += 1;
+    } else {
+        s.dropped += 1;
     }
 }
 

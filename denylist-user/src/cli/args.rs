@@ -7,6 +7,7 @@ use clap::{
     builder::{PossibleValuesParser, TypedValueParser as _},
 };
 
+pub use super::auto_args::{AutoArgs, AutoCommand, ReportArgs, TopArgs};
 use crate::{
     model::{AttachMode, ExportFormat, Format, Millis, Target, parse_duration, to_ms},
     wire::{DEFAULT_SOCKET, EntryMode, PageSort},
@@ -87,8 +88,11 @@ pub enum Command {
     Report(ReportArgs),
     /// The latest reports: your own, or everyone's for an admin.
     Reports(Output),
-    /// The automatic blocking policy; `auto set` changes it.
+    /// The automatic blocking policy and the rate detector's decisions;
+    /// `auto set` changes it.
     Auto(AutoArgs),
+    /// The heaviest sources the rate detector sees: what to block.
+    Top(TopArgs),
     /// Reputation feeds: lists the daemon fetches and deploys on a schedule.
     #[command(subcommand)]
     Feed(FeedCommand),
@@ -170,56 +174,6 @@ pub struct FeedAddArgs {
     /// under the daemon's --feed-dir (mode 600).
     #[arg(long, value_name = "FILE")]
     pub header_file: Option<String>,
-    #[command(flatten)]
-    pub output: Output,
-}
-
-#[derive(Debug, Args)]
-pub struct ReportArgs {
-    #[arg(value_parser = address)]
-    pub ip: IpAddr,
-    /// What the address did.
-    #[arg(long, value_name = "TEXT")]
-    pub reason: String,
-    /// How much this report counts toward the threshold, 1 to 10.
-    #[arg(long, value_name = "N", default_value_t = 1)]
-    pub weight: u8,
-    #[command(flatten)]
-    pub output: Output,
-}
-
-#[derive(Debug, Args)]
-pub struct AutoArgs {
-    #[command(subcommand)]
-    pub command: Option<AutoCommand>,
-    #[command(flatten)]
-    pub output: Output,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AutoCommand {
-    /// Change the policy; the options left out keep their values.
-    Set(AutoSetArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct AutoSetArgs {
-    /// Report weight within --within that blocks an address; 0 stops
-    /// reports from blocking (they are still recorded).
-    #[arg(long, value_name = "N")]
-    pub reports: Option<u64>,
-    /// The window reports are added up over [default: 10m].
-    #[arg(long, value_name = "DURATION")]
-    pub within: Option<String>,
-    /// How long the first block lasts [default: 10m].
-    #[arg(long, value_name = "DURATION")]
-    pub ttl: Option<String>,
-    /// Each re-offence within 30 days multiplies the TTL by this [default: 4].
-    #[arg(long, value_name = "N")]
-    pub escalate: Option<u32>,
-    /// The TTL never grows past this [default: 7d].
-    #[arg(long, value_name = "DURATION")]
-    pub max_ttl: Option<String>,
     #[command(flatten)]
     pub output: Output,
 }
@@ -596,7 +550,7 @@ fn time(s: &str) -> Result<Millis, String> {
         .map_err(|e| format!("{e}: give an RFC 3339 time, e.g. 2026-11-28T12:00:00Z"))
 }
 
-fn address(s: &str) -> Result<IpAddr, String> {
+pub(super) fn address(s: &str) -> Result<IpAddr, String> {
     let t = Target::parse(s).map_err(|e| e.to_string())?;
     if !t.is_exact() {
         return Err(format!("{t} is a prefix: give one address"));

@@ -1,17 +1,17 @@
-//! `denylist report`, `reports` and `auto`: automatic blocking from what
-//! applications report.
+//! `denylist report`, `reports`, `auto` and `top`: automatic blocking from
+//! what applications report and from the rate detector.
 
 use std::io::Write as _;
 
 use super::{
-    args::{AutoArgs, AutoCommand, Output, ReportArgs},
+    args::{AutoArgs, AutoCommand, Output, ReportArgs, TopArgs},
     error::Result,
     output,
     session::{Session, decode},
 };
 use crate::{
-    model::{AutoPolicy, Report},
-    wire::{AutoSetRequest, ReportRequest, ReportResponse},
+    model::{Report, TopSource},
+    wire::{AutoSetRequest, AutoStatus, ReportRequest, ReportResponse},
 };
 
 impl Session {
@@ -78,6 +78,13 @@ impl Session {
                     ttl: s.ttl,
                     escalate: s.escalate,
                     max_ttl: s.max_ttl,
+                    mode: s.mode.map(Into::into),
+                    pps: s.pps,
+                    bps: s.bps,
+                    max_per_minute: s.max_per_minute,
+                    protect: s
+                        .protect
+                        .map(|p| p.into_iter().filter(|t| !t.trim().is_empty()).collect()),
                 };
                 (
                     self.post("/v1/auto", &req)?,
@@ -90,8 +97,18 @@ impl Session {
         if o.json {
             return self.raw_json(&body);
         }
-        let p: AutoPolicy = decode(&body)?;
-        output::auto(&mut self.out, &p)?;
+        let status: AutoStatus = decode(&body)?;
+        output::auto(&mut self.out, &status)?;
+        Ok(())
+    }
+
+    pub(super) fn top(&mut self, a: TopArgs) -> Result<()> {
+        let body = self.get(&format!("/v1/top?limit={}", a.limit))?;
+        if a.output.json {
+            return self.raw_json(&body);
+        }
+        let top: Vec<TopSource> = decode(&body)?;
+        output::top(&mut self.out, &top)?;
         Ok(())
     }
 }

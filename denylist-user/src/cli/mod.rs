@@ -21,6 +21,7 @@
 mod admin;
 mod args;
 mod auto;
+mod auto_args;
 mod client;
 mod console;
 mod error;

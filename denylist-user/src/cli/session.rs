@@ -70,6 +70,7 @@ impl Session {
             Command::Report(a) => self.report(a),
             Command::Reports(o) => self.reports(o),
             Command::Auto(a) => self.auto(a),
+            Command::Top(a) => self.top(a),
             Command::Feed(c) => self.feed(c),
             Command::Completions(a) => self.completions(a),
             Command::Man(a) => self.man(a),

@@ -119,6 +119,10 @@ pub enum CoreError {
     #[error("{reason}")]
     BadAutoPolicy { reason: &'static str },
     #[error(
+        "the rate detector is off, so it counts no source: turn it on with `denylist auto set --mode monitor`"
+    )]
+    DetectorOff,
+    #[error(
         "{} lines are refused by the guardrails, e.g. {}; nothing was staged (pass --force to let them in, or --skip-guarded to leave them out)",
         lines.len(),
         lines[0].refusal

@@ -24,6 +24,9 @@ mod import;
 mod man;
 mod page;
 mod probe;
+mod rate;
+#[cfg(test)]
+mod rate_tests;
 mod reports;
 #[cfg(test)]
 pub mod testing;
@@ -41,6 +44,7 @@ pub use health::Summary;
 pub use man::{config_page, daemon_page, write_man_pages};
 pub use page::entry_page;
 pub use probe::HostProbe;
+pub use rate::{EPOCH as RATE_EPOCH, Offender};
 pub use unpin::{UnpinError, Unpinned, unpin};
 
 // The core's interface hands out these: its errors carry store errors, and
@@ -90,6 +94,7 @@ pub struct Core {
     /// counts from zero in each generation.
     hits_seen: HashMap<u32, Hit>,
     pub ops: OpsCounters,
+    rate: rate::RateState,
 }
 
 impl Core {
@@ -162,7 +167,10 @@ impl Core {
             drift: 0,
             hits_seen: HashMap::new(),
             ops: OpsCounters::default(),
+            rate: rate::RateState::default(),
         };
+        let policy = core.store.auto_policy()?;
+        core.filter.set_detector(rate::levels(&policy));
         core.refresh_modes();
         core.watch_ifaces();
         // What expired while no daemon ran leaves the store now, not a

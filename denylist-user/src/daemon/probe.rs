@@ -153,6 +153,11 @@ impl HostProbe {
         self.read(None, Some(&[Target::host(ip)]))
     }
 
+    /// The context for the rate detector's offenders.
+    pub fn for_rate(&self, sources: &[Target]) -> Result<GuardContext, CoreError> {
+        self.read(None, Some(sources))
+    }
+
     /// If this host's addresses or its live sessions cannot be read, the
     /// checks fail closed: the request is refused until forced.
     fn read(

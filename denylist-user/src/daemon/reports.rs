@@ -10,8 +10,8 @@ use super::{
 };
 use crate::{
     model::{
-        AUTO_ACTOR, AUTO_REPORTS, AutoPolicy, List, MAX_REPORT_WEIGHT, Report, Sources, Target,
-        Ttl, normal_ip, now_ms, parse_duration,
+        AUTO_ACTOR, AUTO_REPORTS, AutoPolicy, List, MAX_REPORT_WEIGHT, RateMode, Report, Sources,
+        Target, Ttl, normal_ip, now_ms, parse_duration,
     },
     policy::{self, GuardContext},
     store::{Audit, Stage},
@@ -158,7 +158,40 @@ impl Core {
                 reason: "--max-ttl is shorter than --ttl: raise --max-ttl, or lower --ttl",
             });
         }
-        self.store.set_auto_policy(&p, user, now_ms())?;
+        if let Some(m) = req.mode {
+            p.mode = m;
+            // An admin who asks for enforce again has seen the trip.
+            if m == RateMode::Enforce {
+                p.tripped = false;
+            }
+        }
+        if let Some(n) = req.pps {
+            if n == 0 {
+                return Err(CoreError::BadAutoPolicy {
+                    reason: "--pps 0 would make every source an offender: give a rate, or --mode off",
+                });
+            }
+            p.pps = n;
+        }
+        if let Some(b) = req.bps {
+            p.bps = (b > 0).then_some(b);
+        }
+        if let Some(n) = req.max_per_minute {
+            if n == 0 {
+                return Err(CoreError::BadAutoPolicy {
+                    reason: "--max-per-minute 0 would trip at the first listing: give 1 or more, or --mode monitor",
+                });
+            }
+            p.max_per_minute = n;
+        }
+        if let Some(list) = &req.protect {
+            p.protect = list
+                .iter()
+                .map(|t| Target::parse(t))
+                .collect::<Result<_, _>>()?;
+        }
+        self.store.set_auto_policy(&p, user, "auto set", now_ms())?;
+        self.filter.set_detector(super::rate::levels(&p));
         Ok(p)
     }
 }

@@ -549,9 +549,10 @@ impl Store for FailingCommits {
         &mut self,
         policy: &AutoPolicy,
         user: &str,
+        action: &str,
         now: Millis,
     ) -> Result<u64, StoreError> {
-        self.inner.set_auto_policy(policy, user, now)
+        self.inner.set_auto_policy(policy, user, action, now)
     }
     fn expired(&self, now: Millis) -> Result<Vec<Stored>, StoreError> {
         self.inner.expired(now)

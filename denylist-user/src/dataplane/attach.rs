@@ -110,7 +110,7 @@ impl Dataplane {
         let mut restored = Vec::new();
         let missing = |p: &Path| std::fs::symlink_metadata(p).is_err();
         if let Some(dir) = &self.pin_dir {
-            for (name, _) in self.layout.max_entries() {
+            for (name, _) in self.layout.max_entries(self.cpus) {
                 let path = dir.join(name);
                 if !missing(&path) {
                     continue;

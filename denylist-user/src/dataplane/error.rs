@@ -15,6 +15,8 @@ pub enum DataplaneError {
     Load(#[from] aya::EbpfError),
     #[error("the XDP program was rejected: {0}")]
     Program(#[source] ProgramError),
+    #[error("cannot read the possible CPUs from /sys/devices/system/cpu/possible: mount sysfs")]
+    Cpus,
     #[error("the object has no map {name}: rebuild denylist")]
     MissingMap { name: &'static str },
     #[error("mapping {name} into memory failed: {source}")]

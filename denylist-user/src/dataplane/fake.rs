@@ -11,7 +11,7 @@ use std::{
 
 use denylist_common::{Counters, Hit};
 
-use super::{ChangeList, DataplaneError, Filter, Layout};
+use super::{ChangeList, DataplaneError, DetectLevels, Epoch, Filter, Layout, Measured};
 use crate::model::{AttachMode, AttachedMode, List, Rule, Target, Verdict, decide};
 
 /// What the fake "kernel" holds; the test keeps a handle to it.
@@ -30,6 +30,12 @@ pub struct FakeState {
     pub fail_next_apply: bool,
     /// How many times `apply` ran.
     pub applied: usize,
+    /// The detector's levels, as the core set them.
+    pub levels: DetectLevels,
+    /// What the next detector tick reports.
+    pub traffic: Vec<Measured>,
+    /// Detector ticks so far.
+    pub epoch: u32,
 }
 
 /// The filter the core owns, over state the test shares.
@@ -47,6 +53,9 @@ impl FakeFilter {
             drifted: Vec::new(),
             fail_next_apply: false,
             applied: 0,
+            levels: DetectLevels::default(),
+            traffic: Vec::new(),
+            epoch: 0,
         })))
     }
 
@@ -194,5 +203,32 @@ impl Filter for FakeFilter {
         for iface in ifaces {
             s.attached.remove(iface);
         }
+    }
+
+    fn set_detector(&mut self, levels: DetectLevels) {
+        self.state().levels = levels;
+    }
+
+    /// Reports the rigged traffic that reaches the watch level, as the
+    /// kernel would, unless the detector is off.
+    fn detector_tick(&mut self) -> Result<Epoch, DataplaneError> {
+        let mut s = self.state();
+        let number = s.epoch;
+        s.epoch += 1;
+        let levels = s.levels;
+        let traffic = std::mem::take(&mut s.traffic);
+        let sources = if levels.packets == 0 {
+            Vec::new()
+        } else {
+            traffic
+                .into_iter()
+                .filter(|m| m.packets >= levels.packets / 8)
+                .collect()
+        };
+        Ok(Epoch {
+            number,
+            sources,
+            events_dropped: 0,
+        })
     }
 }

@@ -12,7 +12,9 @@ use std::{collections::HashMap, net::IpAddr, path::Path, path::PathBuf};
 
 use denylist_common::{Counters, Hit};
 
-use super::{ChangeList, Dataplane, DataplaneError, Layout, Pins, iface, layout::needs};
+use super::{
+    ChangeList, Dataplane, DataplaneError, DetectLevels, Epoch, Layout, Pins, iface, layout::needs,
+};
 use crate::model::{AttachMode, AttachedMode, List, Rule, Target, Verdict};
 
 /// What the daemon needs of the kernel side.
@@ -85,6 +87,13 @@ pub trait Filter: Send {
     /// Detaches `ifaces` and unpins every generation: the filter ends with
     /// this process.
     fn remove(&mut self, ifaces: &[String]);
+
+    /// Sets the rate detector's levels, kept across new generations.
+    fn set_detector(&mut self, levels: DetectLevels);
+
+    /// Ends the rate detector's epoch: the sources it reported in it, with
+    /// their counts over every CPU ([`super::Detector::tick`]).
+    fn detector_tick(&mut self) -> Result<Epoch, DataplaneError>;
 }
 
 /// The filter on bpffs: a generation of pinned maps, the program, and the
@@ -92,6 +101,7 @@ pub trait Filter: Send {
 pub struct PinnedFilter {
     dp: Dataplane,
     pins: Pins,
+    levels: DetectLevels,
 }
 
 impl PinnedFilter {
@@ -124,7 +134,8 @@ impl PinnedFilter {
             }
         }
         unpin_older(&pins, generation);
-        Ok((Self { dp, pins }, adopted))
+        let levels = DetectLevels::default();
+        Ok((Self { dp, pins, levels }, adopted))
     }
 
     /// The program and its maps, for what only the real kernel side has.
@@ -188,6 +199,7 @@ impl Filter for PinnedFilter {
         let start = std::time::Instant::now();
         let rules: Vec<Rule> = self.dp.rules().collect();
         let (generation, mut dp) = build_generation(&self.pins, layout, &rules)?;
+        dp.detector().set(self.levels);
         for iface in self.pins.links()? {
             if let Err(e) = dp.adopt(&iface, &self.pins.link(&iface)) {
                 tracing::error!(%iface, "moving the pinned link to the larger maps: {e}");
@@ -265,6 +277,15 @@ impl Filter for PinnedFilter {
                 let _ = self.pins.remove_generation(g);
             }
         }
+    }
+
+    fn set_detector(&mut self, levels: DetectLevels) {
+        self.levels = levels;
+        self.dp.detector().set(levels);
+    }
+
+    fn detector_tick(&mut self) -> Result<Epoch, DataplaneError> {
+        self.dp.detector().tick()
     }
 }
 

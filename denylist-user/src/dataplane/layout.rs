@@ -11,9 +11,11 @@
 
 use crate::model::Target;
 use denylist_common::{
-    ALL_MAPS, Counters, HIT_SLOTS, Hit, HitSlot, MAP_COUNTERS, MAP_EXACT_V4, MAP_EXACT_V6,
-    MAP_HIT_SLOTS, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4, MAP_ROOT_V6, MAP_RULES,
-    MAP_SLOTS_V4, MAP_SLOTS_V6, Node, ROOT_NODES, RootRow, Rule, SLOTS_PER_PAIR,
+    ALL_MAPS, Cell, Counters, DETECT_RING_BYTES, DetectConfig, DetectStats, HIT_SLOTS, Hit,
+    HitSlot, MAP_COUNTERS, MAP_DETECT, MAP_DETECT_EVENTS, MAP_DETECT_STATS, MAP_EXACT_V4,
+    MAP_EXACT_V6, MAP_HIT_SLOTS, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4, MAP_ROOT_V6,
+    MAP_RULES, MAP_SKETCH, MAP_SLOTS_V4, MAP_SLOTS_V6, Node, ROOT_NODES, RootRow, Rule,
+    SKETCH_CELLS, SLOTS_PER_PAIR,
 };
 
 /// Run slots an element of a `SLOTS` array holds, for `div_ceil`.
@@ -192,8 +194,9 @@ impl Layout {
             && needs.slots_v6 <= u64::from(self.slots_v6)
     }
 
-    /// max_entries for each map, by name.
-    pub fn max_entries(&self) -> [(&'static str, u32); ALL_MAPS.len()] {
+    /// max_entries for each map, by name, on a host of `cpus` possible
+    /// CPUs.
+    pub fn max_entries(&self, cpus: u32) -> [(&'static str, u32); ALL_MAPS.len()] {
         [
             (MAP_EXACT_V4, self.capacity),
             (MAP_EXACT_V6, self.exact_v6),
@@ -210,6 +213,12 @@ impl Layout {
             (MAP_COUNTERS, 1),
             (MAP_HIT_SLOTS, HIT_SLOTS),
             (MAP_HITS, self.hit_entries),
+            (MAP_DETECT, 1),
+            // The detector's memory is fixed: it depends on neither the
+            // capacity nor the traffic.
+            (MAP_SKETCH, cpus * SKETCH_CELLS),
+            (MAP_DETECT_EVENTS, DETECT_RING_BYTES),
+            (MAP_DETECT_STATS, 1),
         ]
     }
 
@@ -220,7 +229,8 @@ impl Layout {
     /// row, its nodes 40 bytes, their runs 4 bytes a slot); the LRU per-CPU hash
     /// preallocates its elements (about 64 bytes each) plus a 16-byte value
     /// per CPU; the direct-mapped hit table is 16,384 24-byte slots per CPU;
-    /// the counters are one 80-byte value per CPU.
+    /// the counters are one 80-byte value per CPU; the rate detector's
+    /// sketches are 8-byte cells, 131,072 per CPU, beside its ring buffer.
     pub fn reserved_bytes(&self, cpus: u64) -> u64 {
         let buckets = 16
             * (u64::from(self.capacity).next_power_of_two()
@@ -233,7 +243,11 @@ impl Layout {
         let hits = u64::from(self.hit_entries) * (64 + cpus * size(size_of::<Hit>()));
         let slots = cpus * u64::from(HIT_SLOTS) * size(size_of::<HitSlot>());
         let counters = cpus * size(size_of::<Counters>());
-        buckets + nodes + rules + hits + slots + counters
+        let detector = cpus * u64::from(SKETCH_CELLS) * size(size_of::<Cell>())
+            + u64::from(DETECT_RING_BYTES)
+            + size(size_of::<DetectConfig>())
+            + cpus * size(size_of::<DetectStats>());
+        buckets + nodes + rules + hits + slots + counters + detector
     }
 }
 
@@ -256,12 +270,13 @@ mod tests {
     #[test]
     fn sizes_follow_capacity() {
         let l = Layout::new(1_000_000).unwrap();
-        let sizes = l.max_entries();
+        let sizes = l.max_entries(2);
         assert!(sizes.contains(&(MAP_EXACT_V4, 1_000_000)));
         assert!(sizes.contains(&(MAP_RULES, 1_000_001)));
         assert!(sizes.contains(&(MAP_NODES_V4, 256 + 2_000_000)));
         assert!(sizes.contains(&(MAP_NODES_V6, 256 + 4_000_000)));
         assert!(sizes.contains(&(MAP_HITS, MAX_HIT_ENTRIES)));
+        assert!(sizes.contains(&(MAP_SKETCH, 2 * 131_072)));
         assert_eq!(Layout::new(100).unwrap().nodes_v6, 1024);
         assert_eq!(Layout::new(1 << 30).unwrap().nodes_v4, MAX_NODES);
     }
@@ -337,7 +352,11 @@ mod tests {
             + 24 * ((1 << 20) + 1)
             + 16_384 * (64 + cpus * 16)
             + cpus * 16_384 * 24
-            + cpus * 80;
+            + cpus * 80
+            + cpus * 131_072 * 8
+            + 512 * 1024
+            + 24
+            + cpus * 24;
         assert_eq!(l.reserved_bytes(cpus), expect);
     }
 }

@@ -11,6 +11,7 @@ mod attach;
 mod batch;
 mod change;
 mod clock;
+mod detect;
 mod error;
 #[cfg(test)]
 pub(crate) mod fake;
@@ -46,6 +47,7 @@ use denylist_common::{
     MAP_ROOT_V6, MAP_RULES, MAP_SLOTS_V4, MAP_SLOTS_V6, NODE_SLOTS, PROGRAM_NAME, SLOTS_PER_PAIR,
     pack_word,
 };
+pub use detect::{DetectLevels, Detector, Epoch, Measured, key_of, target_of};
 pub use error::DataplaneError;
 pub use filter::{Filter, PinnedFilter, content_needs};
 pub use layout::{Layout, LayoutError, MAX_CAPACITY, MIN_CAPACITY, Needs, needs};
@@ -81,6 +83,9 @@ pub struct Dataplane {
     link_ids: HashMap<String, u32>,
     /// Where the maps are pinned, if they are.
     pin_dir: Option<PathBuf>,
+    /// Possible CPUs: the per-CPU maps' and the sketches' count.
+    cpus: u32,
+    detector: Detector,
 }
 
 /// The packed flags and expiry of a rule, as the kernel reads them.
@@ -117,7 +122,11 @@ impl Dataplane {
     /// new, empty directory on bpffs) so they outlive this process.
     pub fn load_at(layout: Layout, pins: Option<&Path>) -> Result<Self, DataplaneError> {
         let mut loader = EbpfLoader::new();
-        let sizes = layout.max_entries();
+        let cpus = aya::util::nr_cpus()
+            .ok()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or(DataplaneError::Cpus)?;
+        let sizes = layout.max_entries(cpus);
         let paths: Vec<(&str, PathBuf)> = match pins {
             Some(dir) => sizes.iter().map(|(n, _)| (*n, dir.join(n))).collect(),
             None => Vec::new(),
@@ -148,6 +157,7 @@ impl Dataplane {
             region::<RuleCell>(&ebpf, MAP_RULES, size(MAP_RULES))?,
         );
         program(&mut ebpf).load().map_err(DataplaneError::Program)?;
+        let detector = Detector::open(&ebpf, cpus)?;
         Ok(Self {
             ebpf,
             prefixes,
@@ -157,6 +167,8 @@ impl Dataplane {
             links: HashMap::new(),
             link_ids: HashMap::new(),
             pin_dir: pins.map(Path::to_path_buf),
+            cpus,
+            detector,
         })
     }
 
@@ -173,6 +185,16 @@ impl Dataplane {
     /// of their blocks, per family (IPv4, IPv6).
     pub fn trie_use(&self) -> ((u32, u32), (u64, u64)) {
         (self.prefixes.nodes_in_use(), self.prefixes.slots_in_use())
+    }
+
+    /// The rate detector of this generation's program.
+    pub fn detector(&mut self) -> &mut Detector {
+        &mut self.detector
+    }
+
+    /// Possible CPUs, as the per-CPU maps count them.
+    pub fn cpus(&self) -> u32 {
+        self.cpus
     }
 
     /// Entries in the kernel, both lists and both families.

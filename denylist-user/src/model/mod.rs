@@ -14,7 +14,8 @@ mod verdict;
 
 pub use attach::{AttachMode, AttachedMode};
 pub use auto::{
-    AUTO_ACTOR, AUTO_REPORTS, AutoPolicy, MAX_REPORT_WEIGHT, REOFFENCE_WINDOW_MS, Report,
+    AUTO_ACTOR, AUTO_RATE, AUTO_REPORTS, AutoPolicy, MAX_REPORT_WEIGHT, RECENT_DECISIONS,
+    REOFFENCE_WINDOW_MS, RateAction, RateDecision, RateMode, Report, TopSource,
 };
 pub use entry::{
     DurationError, Entry, Millis, Stored, Ttl, from_ms, now_ms, parse_duration, rfc3339, time_ms,

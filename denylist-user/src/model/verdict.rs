@@ -46,6 +46,18 @@ pub enum Verdict {
     Allowed,
 }
 
+impl Verdict {
+    /// The name in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Drop => "drop",
+            Verdict::Monitor => "monitor",
+            Verdict::Allowed => "allowed",
+        }
+    }
+}
+
 /// An entry as the data plane sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {

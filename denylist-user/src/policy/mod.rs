@@ -8,6 +8,8 @@ pub mod feed;
 mod guard;
 mod host;
 pub mod import;
+mod rate;
 
 pub use guard::{GuardContext, Refusal, Warning, check, warnings};
 pub use host::{MAX_FILTERED_TARGETS, host_addresses, live_peers, live_sessions};
+pub use rate::{infrastructure, rate_protection};

@@ -40,7 +40,7 @@ impl From<CoreError> for ApiError {
             | E::ReportWeight { .. }
             | E::ReportReason
             | E::BadAutoPolicy { .. } => Class::Invalid,
-            E::FeedNotHeld { .. } | E::DraftChanged { .. } => Class::Conflict,
+            E::FeedNotHeld { .. } | E::DraftChanged { .. } | E::DetectorOff => Class::Conflict,
             E::Refused { .. } | E::GuardUnavailable { .. } | E::GuardedLines { .. } => {
                 Class::Guarded
             }

@@ -217,6 +217,36 @@ pub fn render(core: &mut Core) -> String {
         "counter",
         &[(String::new(), ops.verify_repairs)],
     );
+    series(
+        &mut out,
+        "denylist_auto_breaker_trips_total",
+        "Times the rate detector's circuit breaker tripped back to monitor since the daemon started.",
+        "counter",
+        &[(String::new(), core.rate_trips())],
+    );
+    series(
+        &mut out,
+        "denylist_auto_events_dropped_total",
+        "Reports of the rate detector the kernel could not send (over its cap, or the ring buffer full), since the program was loaded.",
+        "counter",
+        &[(String::new(), core.rate_events_dropped())],
+    );
+    if let Ok(a) = core.auto_status() {
+        series(
+            &mut out,
+            "denylist_auto_tripped",
+            "1 while the rate detector's circuit breaker holds it in monitor.",
+            "gauge",
+            &[(String::new(), u8::from(a.policy.tripped))],
+        );
+        series(
+            &mut out,
+            "denylist_auto_active_listings",
+            "Live auto:rate listings, deployed.",
+            "gauge",
+            &[(String::new(), a.active)],
+        );
+    }
     if let Ok(feeds) = core.feeds() {
         feed_series(&mut out, &feeds);
     }

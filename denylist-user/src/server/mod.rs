@@ -17,6 +17,7 @@ use tokio::net::{TcpListener, UnixListener};
 mod auth;
 mod caller;
 pub mod decode;
+mod detector;
 mod error;
 mod feed_routes;
 mod feeds;
@@ -164,6 +165,7 @@ pub async fn run(
             }
         }));
     }
+    tasks.push(detector::spawn(core.clone()));
     let state = AppState::new(core.clone());
     tasks.push(tokio::spawn(state.feeds.clone().schedule()));
     let app = routes::router(state);

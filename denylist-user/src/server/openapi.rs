@@ -134,6 +134,8 @@ errors! {
     Plain: Forbidden, Failure;
     /// Routes that read a query or a path parameter.
     Querying: Invalid, Forbidden, Failure;
+    /// `GET /v1/top`, refused while the rate detector is off.
+    Detecting: Invalid, Forbidden, Conflict, Failure;
     /// Routes that read one thing by its path, which may be missing.
     Finding: Invalid, Forbidden, NotFound, Failure;
     /// `POST /v1/deploy`, refused when the draft changed since its review.

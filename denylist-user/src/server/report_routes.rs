@@ -1,19 +1,26 @@
-//! Reports from applications, and the policy that turns them into
-//! listings. Reporters (`--reporter-group`) and admins may report; a
-//! reporter reads only its own reports.
+//! Reports from applications, the rate detector's heaviest sources, and
+//! the policy that turns both into listings. Reporters
+//! (`--reporter-group`) and admins may report; a reporter reads only its
+//! own reports.
 
 use axum::{body::Bytes, extract::State, http::StatusCode, response::Response};
+use serde::Deserialize;
 
 use super::{
     auth::Role,
-    decode::body,
-    openapi::{Changing, Plain, Reporting},
+    decode::{QueryResult, body, query},
+    openapi::{Changing, Detecting, Plain, Reporting},
     routes::{Cred, St, error},
 };
 use crate::{
-    model::{AutoPolicy, Report},
-    wire::{ApiError, AutoSetRequest, Class, ReportRequest, ReportResponse},
+    model::{Report, TopSource},
+    wire::{ApiError, AutoSetRequest, AutoStatus, Class, ReportRequest, ReportResponse},
 };
+
+/// Sources `top` lists unless asked for another number.
+const TOP_DEFAULT: usize = 20;
+/// The most it lists.
+const TOP_MAX: usize = 1000;
 
 /// Reports an abusive address; at the policy's threshold it is listed.
 #[utoipa::path(post, path = "/v1/reports", tag = "reporter", request_body = ReportRequest,
@@ -52,23 +59,44 @@ pub(super) async fn report_list(State(s): St, c: Cred) -> Response {
     .await
 }
 
-/// The automatic blocking policy.
+/// The automatic blocking policy, and what the rate detector decided.
 #[utoipa::path(get, path = "/v1/auto", tag = "viewer",
-    responses((status = 200, body = AutoPolicy), Plain))]
+    responses((status = 200, body = AutoStatus), Plain))]
 pub(super) async fn auto_get(State(s): St, c: Cred) -> Response {
     s.call(c, Role::Viewer, StatusCode::OK, |core, _| {
-        Ok(core.auto_policy()?)
+        Ok(core.auto_status()?)
     })
     .await
 }
 
 /// Changes the automatic blocking policy (the fields given), audited.
 #[utoipa::path(post, path = "/v1/auto", tag = "admin", request_body = AutoSetRequest,
-    responses((status = 200, body = AutoPolicy), Changing))]
+    responses((status = 200, body = AutoStatus), Changing))]
 pub(super) async fn auto_set(State(s): St, c: Cred, b: Bytes) -> Response {
     s.call(c, Role::Admin, StatusCode::OK, move |core, peer| {
         let req = body::<AutoSetRequest>(&b)?;
-        Ok(core.set_auto(&peer.user, req)?)
+        core.set_auto(&peer.user, req)?;
+        Ok(core.auto_status()?)
+    })
+    .await
+}
+
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TopQuery {
+    /// How many sources, heaviest first [default: 20, at most 1000].
+    limit: Option<usize>,
+}
+
+/// The heaviest sources of the last epochs, from the rate detector;
+/// `conflict` while it is off.
+#[utoipa::path(get, path = "/v1/top", tag = "viewer", params(TopQuery),
+    responses((status = 200, body = Vec<TopSource>), Detecting))]
+pub(super) async fn top(State(s): St, c: Cred, q: QueryResult<TopQuery>) -> Response {
+    s.call(c, Role::Viewer, StatusCode::OK, move |core, _| {
+        let limit = query(q)?.limit.unwrap_or(TOP_DEFAULT).min(TOP_MAX);
+        Ok(core.top(limit)?)
     })
     .await
 }

@@ -692,6 +692,7 @@ pub(super) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(feed_routes::feed_approve))
         .routes(routes!(report_routes::report_list, report_routes::report))
         .routes(routes!(report_routes::auto_get, report_routes::auto_set))
+        .routes(routes!(report_routes::top))
         .routes(routes!(openapi::spec))
 }
 

@@ -270,11 +270,13 @@ pub trait Store: Send {
 
     fn auto_policy(&self) -> Result<AutoPolicy, StoreError>;
 
-    /// Sets the automatic blocking policy, audited (`auto set`).
+    /// Sets the automatic blocking policy, audited as `action` (`auto
+    /// set`, or `auto tripped` by the circuit breaker).
     fn set_auto_policy(
         &mut self,
         policy: &AutoPolicy,
         user: &str,
+        action: &str,
         now: Millis,
     ) -> Result<u64, StoreError>;
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{Format, Target};
+use crate::model::{AutoPolicy, Format, RateDecision, RateMode, Target};
 
 /// `denylist feed add`: every field but the name may be left out (a
 /// preset gives the URL, the format and the interval).
@@ -90,4 +90,33 @@ pub struct AutoSetRequest {
     pub escalate: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_ttl: Option<String>,
+    /// The rate detector's mode; `enforce` also resets a tripped circuit
+    /// breaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<RateMode>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pps: Option<u64>,
+    /// Bits per second; 0 removes the threshold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bps: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_per_minute: Option<u32>,
+    /// Replaces the protected prefixes; an empty list clears them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protect: Option<Vec<String>>,
+}
+
+/// `denylist auto`: the policy, and what the rate detector has done.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AutoStatus {
+    #[serde(flatten)]
+    pub policy: AutoPolicy,
+    /// Live `auto:rate` listings, deployed.
+    pub active: u64,
+    /// The latest decisions, newest first.
+    pub recent: Vec<RateDecision>,
+    /// Reports the kernel could not send to the daemon (a cap or a full
+    /// ring buffer), since the program was loaded.
+    pub events_dropped: u64,
 }

@@ -10,7 +10,7 @@ mod page;
 mod request;
 mod response;
 
-pub use auto::{AutoSetRequest, FeedAddRequest, ReportRequest, ReportResponse};
+pub use auto::{AutoSetRequest, AutoStatus, FeedAddRequest, ReportRequest, ReportResponse};
 pub use behalf::{
     ON_BEHALF_HEADER, ROLE_HEADER, WEB_USER_MAX, WebRole, WebRoleError, WebUser, WebUserError,
     web_user_name_ok,

@@ -21,6 +21,7 @@
 //!   is needed before a ping. Traffic is then deterministic and starts the
 //!   moment the links are up.
 
+mod blast;
 mod bpf;
 mod flood;
 mod pair;
@@ -37,6 +38,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail};
 
+pub use blast::{Blast, Sources};
 pub use flood::{Flood, assert_no_gap};
 pub use pair::{Pair, PairConfig};
 

@@ -9,6 +9,7 @@ mod expiry;
 mod interfaces;
 mod logs;
 mod notify;
+mod rate;
 mod repair;
 mod restarts;
 mod ssh;

@@ -7,7 +7,7 @@ mod format;
 mod replies;
 mod table;
 
-pub(super) use auto::{auto, reports};
+pub(super) use auto::{auto, reports, top};
 pub(super) use feeds::feeds;
 pub(super) use format::plural;
 pub(super) use replies::{

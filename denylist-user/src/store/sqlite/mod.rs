@@ -273,9 +273,10 @@ impl Store for SqliteStore {
         &mut self,
         policy: &AutoPolicy,
         user: &str,
+        action: &str,
         now: Millis,
     ) -> Result<u64, StoreError> {
-        reports::set_auto_policy(&mut self.conn, policy, user, now)
+        reports::set_auto_policy(&mut self.conn, policy, user, action, now)
     }
 
     fn backup(&self, dest: &Path) -> Result<(), StoreError> {

@@ -135,6 +135,7 @@ pub(super) fn set_auto_policy(
     conn: &mut Connection,
     p: &AutoPolicy,
     user: &str,
+    action: &str,
     now: Millis,
 ) -> Result<u64, StoreError> {
     let tx = conn.transaction()?;
@@ -143,7 +144,7 @@ pub(super) fn set_auto_policy(
         "INSERT OR REPLACE INTO settings(key, value) VALUES ('auto', ?1)",
         [value.to_string()],
     )?;
-    let seq = audit(&tx, now, user, "auto set", None, Some(value))?;
+    let seq = audit(&tx, now, user, action, None, Some(value))?;
     tx.commit()?;
     Ok(seq)
 }
