@@ -22,11 +22,16 @@ use denylist_tests::{
 };
 use serde_json::Value;
 
-/// Maps whose contents change with traffic, not with the denylist.
-const VOLATILE_MAPS: [&str; 3] = [
+/// Maps whose contents change with traffic and time, not with the
+/// denylist (a ring buffer cannot be dumped at all).
+const VOLATILE_MAPS: [&str; 7] = [
     denylist_common::MAP_COUNTERS,
     denylist_common::MAP_HIT_SLOTS,
     denylist_common::MAP_HITS,
+    denylist_common::MAP_DETECT,
+    denylist_common::MAP_SKETCH,
+    denylist_common::MAP_DETECT_EVENTS,
+    denylist_common::MAP_DETECT_STATS,
 ];
 
 fn data() -> PathBuf {

@@ -7,6 +7,7 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    os::fd::AsFd,
     sync::atomic::{AtomicU32, Ordering},
 };
 
@@ -92,7 +93,7 @@ impl Detector {
             _ => Err(DataplaneError::MissingMap { name }),
         };
         let mmap = |name: &'static str, words: usize| {
-            Region::mmap(std::os::fd::AsFd::as_fd(array(name)?.fd()), words)
+            Region::mmap(array(name)?.fd().as_fd(), words)
                 .map_err(|source| DataplaneError::Mmap { name, source })
         };
         let config = mmap(MAP_DETECT, CONFIG_WORDS)?;
@@ -100,18 +101,22 @@ impl Detector {
             MAP_SKETCH,
             cpus as usize * SKETCH_CELLS as usize * WORDS_PER_CELL,
         )?;
+        // A second handle on the same map, from a duplicate of the object's
+        // descriptor: opening it by id would need CAP_SYS_ADMIN, which the
+        // daemon's unit does not grant.
         let reopen = |name: &'static str| -> Result<Map, DataplaneError> {
             let map = ebpf.map(name).ok_or(DataplaneError::MissingMap { name })?;
             let data = match map {
                 Map::RingBuf(d) | Map::PerCpuArray(d) => d,
                 _ => return Err(DataplaneError::MissingMap { name }),
             };
-            let id = data
-                .info()
-                .map_err(|source| DataplaneError::Map { name, source })?
-                .id();
+            let fd = data
+                .fd()
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|source| DataplaneError::Dup { name, source })?;
             let data =
-                MapData::from_id(id).map_err(|source| DataplaneError::Map { name, source })?;
+                MapData::from_fd(fd).map_err(|source| DataplaneError::Map { name, source })?;
             Ok(match map {
                 Map::RingBuf(_) => Map::RingBuf(data),
                 _ => Map::PerCpuArray(data),

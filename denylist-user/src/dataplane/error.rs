@@ -24,6 +24,13 @@ pub enum DataplaneError {
         name: &'static str,
         source: std::io::Error,
     },
+    #[error(
+        "duplicating the descriptor of kernel map {name}: {source} (raise the daemon's open-file limit)"
+    )]
+    Dup {
+        name: &'static str,
+        source: std::io::Error,
+    },
     #[error("kernel map {name}: {source}")]
     Map {
         name: &'static str,

@@ -29,12 +29,12 @@ use super::{
 use crate::{
     model::{
         AttachMode, AuditEvent, AutoPolicy, Entry, FeedInfo, FeedStatus, Format, List, Listing,
-        Revision, Target,
+        Revision, Target, TopSource,
     },
     wire::{
-        Capacity, Counts, DeployPhases, DeployResponse, Diff, EntryPage, Hits, Interface,
-        ListCounts, PageEntry, RollbackResponse, SeqResponse, StageResponse, Staged, Status,
-        StatusCounters,
+        AutoStatus, Capacity, Counts, DeployPhases, DeployResponse, Diff, EntryPage, Hits,
+        Interface, ListCounts, PageEntry, RollbackResponse, SeqResponse, StageResponse, Staged,
+        Status, StatusCounters,
     },
 };
 
@@ -284,7 +284,23 @@ impl FakeDaemon {
             200,
             to_json(vec![feed("spamhaus")]),
         );
-        fake.set(Method::GET, "/v1/auto", 200, to_json(AutoPolicy::default()));
+        fake.set(
+            Method::GET,
+            "/v1/auto",
+            200,
+            to_json(AutoStatus {
+                policy: AutoPolicy::default(),
+                active: 0,
+                recent: Vec::new(),
+                events_dropped: 0,
+            }),
+        );
+        fake.set(
+            Method::GET,
+            "/v1/top",
+            200,
+            to_json(Vec::<TopSource>::new()),
+        );
         for path in ["/v1/entries", "/v1/entries/remove", "/v1/entries/mode"] {
             fake.set(Method::POST, path, 200, to_json(stage()));
         }

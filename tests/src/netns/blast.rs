@@ -6,13 +6,51 @@
 use std::{
     net::Ipv4Addr,
     path::PathBuf,
-    process::Child,
+    process::{Child, Output},
     sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, ensure};
 
 use super::Pair;
+
+/// What trafgen said it did, from its last line.
+#[derive(Debug, Clone, Copy)]
+pub struct TrafgenReport {
+    pub sent: u64,
+    pub took: Duration,
+    pub cpu: usize,
+}
+
+impl TrafgenReport {
+    /// Reads a finished trafgen's output; fails if trafgen did.
+    pub fn read(out: &Output) -> Result<Self> {
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ensure!(out.status.success(), "trafgen failed: {text}");
+        // "  7 sec, 335 usec on CPU0 (35000 packets)"
+        let line = text
+            .lines()
+            .find(|l| l.contains("usec on CPU"))
+            .with_context(|| format!("no timing line in trafgen's output: {text}"))?;
+        let n: Vec<u64> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        let [secs, usecs, cpu, sent] = n[..] else {
+            anyhow::bail!("cannot read trafgen's line {line:?}");
+        };
+        Ok(Self {
+            sent,
+            took: Duration::from_secs(secs) + Duration::from_micros(usecs),
+            cpu: cpu as usize,
+        })
+    }
+}
 
 /// Where a blast's frames come from.
 #[derive(Debug, Clone, Copy)]
@@ -49,25 +87,8 @@ impl Blast {
     pub fn finish(mut self) -> Result<u64> {
         let child = self.0.take().context("the blast is running")?;
         let out = child.wait_with_output().context("waiting for trafgen")?;
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ensure!(out.status.success(), "trafgen failed: {text}");
-        // "  7 sec, 335 usec on CPU0 (35000 packets)"
-        let line = text
-            .lines()
-            .find(|l| l.contains("usec on CPU"))
-            .with_context(|| format!("no timing line in trafgen's output: {text}"))?;
-        let n: Vec<u64> = line
-            .split(|c: char| !c.is_ascii_digit())
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        let [secs, usecs, _cpu, sent] = n[..] else {
-            anyhow::bail!("cannot read trafgen's line {line:?}");
-        };
-        Ok(sent * 1_000_000 / (secs * 1_000_000 + usecs).max(1))
+        let report = TrafgenReport::read(&out)?;
+        Ok(report.sent * 1_000_000 / report.took.as_micros().max(1) as u64)
     }
 }
 

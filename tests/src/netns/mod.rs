@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{Context, Result, bail};
 
-pub use blast::{Blast, Sources};
+pub use blast::{Blast, Sources, TrafgenReport};
 pub use flood::{Flood, assert_no_gap};
 pub use pair::{Pair, PairConfig};
 

@@ -147,6 +147,7 @@ const CASES: &[Case] = &[
         &["auto", "set", "--reports", "0"],
         &[],
     ),
+    case("top", Needs::Viewer, &["top"], &[]),
     case(
         "feed add",
         Needs::Admin,

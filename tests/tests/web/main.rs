@@ -8,6 +8,7 @@
 mod autoblock;
 mod forgery;
 mod proxy;
+mod rate;
 mod review;
 mod roles;
 mod screenshots;

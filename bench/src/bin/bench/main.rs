@@ -8,6 +8,7 @@
 //! produced output; it judges no speed. Section names as arguments (e.g.
 //! `packet`) run only those.
 
+mod autoblock;
 mod chart;
 mod cold;
 mod control;
@@ -39,6 +40,7 @@ const SECTIONS: &[(&str, Run)] = &[
     ("memory", memory::run),
     ("control", control::run),
     ("guard", guard::run),
+    ("autoblock", autoblock::run),
     ("web", web::run),
     // Last: ten million entries take most of the machine's memory.
     ("huge", huge::run),

@@ -5,7 +5,7 @@
 use std::{collections::BTreeMap, fs, path::Path, time::Duration};
 
 use anyhow::{Context as _, Result, ensure};
-use denylist_tests::netns::{Netns, Pair};
+use denylist_tests::netns::{Netns, Pair, TrafgenReport};
 use serde_json::Value;
 
 /// One trafgen run.
@@ -131,34 +131,16 @@ impl<'a> Sender<'a> {
             .output()
             .context("running trafgen (Debian package netsniff-ng)")?;
         let sender = children_cpu().saturating_sub(before);
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        ensure!(out.status.success(), "trafgen failed: {text}");
-        // "  0 sec, 769239 usec on CPU0 (200000 packets)"
-        let line = text
-            .lines()
-            .find(|l| l.contains("usec on CPU"))
-            .with_context(|| format!("no timing line in trafgen's output: {text}"))?;
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let parse = |i: usize| -> Result<u64> {
-            words
-                .get(i)
-                .map(|w| w.trim_matches(|c: char| !c.is_ascii_digit()))
-                .and_then(|w| w.parse().ok())
-                .with_context(|| format!("cannot read trafgen's line {line:?}"))
-        };
-        let (s, us, cpu, sent) = (parse(0)?, parse(2)?, parse(5)? as usize, parse(6)?);
+        let report = TrafgenReport::read(&out)?;
+        let (sent, cpu) = (report.sent, report.cpu);
         ensure!(
             sent == count && self.ksoftirqd.contains_key(&cpu),
-            "trafgen sent {sent} of {count} packets on CPU {cpu}: {text}"
+            "trafgen sent {sent} of {count} packets on CPU {cpu}"
         );
         let deferred = thread_cpu(self.ksoftirqd[&cpu])?.saturating_sub(softirq_before[&cpu]);
         Ok(Blast {
             sent,
-            took: Duration::from_secs(s) + Duration::from_micros(us),
+            took: report.took,
             cpu: sender + deferred,
         })
     }

@@ -540,6 +540,37 @@ async fn remove(app: &App, ctx: &Ctx, page: &'static ListPage, f: &Fields) -> Re
 /// then the removal of the row's deny listing, both staged for review.
 /// The allow goes first, so a failure between the two leaves the address
 /// protected rather than neither.
+/// A table of one source's listings, each with "Unblock and allow"
+/// posting to `{page}/unblock` (templates/listings.html).
+pub struct Listings {
+    pub source: &'static str,
+    pub page: &'static str,
+    /// What the table says when there is none.
+    pub empty: &'static str,
+}
+
+/// The latest `LATEST` deny entries `source` lists, newest first, as rows:
+/// what the Reports and Auto-blocking pages show under their policy.
+pub async fn latest_from(app: &App, ctx: &Ctx, source: &str) -> Result<Vec<Row>, ApiError> {
+    const LATEST: u32 = 100;
+    let source: String = form_urlencoded::byte_serialize(source.as_bytes()).collect();
+    let page = app
+        .daemon
+        .get::<EntryPage>(
+            &ctx.actor(),
+            &format!(
+                "/v1/entries/page?list=deny&source={source}&sort=added_at&desc=true&limit={LATEST}"
+            ),
+        )
+        .await?;
+    let filters = Filters::default();
+    Ok(page
+        .entries
+        .iter()
+        .map(|e| row(e, "/denylist", &filters))
+        .collect())
+}
+
 pub async fn allow_instead(app: &App, ctx: &Ctx, f: &Fields, from: &'static str) -> Response {
     let back = f
         .get("back")

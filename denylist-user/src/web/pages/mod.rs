@@ -8,6 +8,7 @@ use super::app::App;
 
 mod allowlist;
 mod audit;
+mod auto;
 mod bulk;
 mod check;
 mod denylist;
@@ -16,6 +17,7 @@ mod feeds;
 mod history;
 mod reports;
 mod status;
+mod top;
 
 /// A page of the navigation.
 pub struct PageDef {
@@ -36,6 +38,8 @@ pub const PAGES: &[PageDef] = &[
     audit::PAGE,
     feeds::PAGE,
     reports::PAGE,
+    top::PAGE,
+    auto::PAGE,
     status::PAGE,
 ];
 

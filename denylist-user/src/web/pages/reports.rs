@@ -14,7 +14,7 @@ use axum::{
 
 use super::{
     PageDef,
-    entries::{self, Filters, Row},
+    entries::{self, Listings, Row},
 };
 use crate::{
     model::{AUTO_REPORTS, AutoPolicy},
@@ -25,7 +25,6 @@ use crate::{
         render::{Layout, failure, render},
         view,
     },
-    wire::EntryPage,
 };
 
 pub const PAGE: PageDef = PageDef {
@@ -40,15 +39,13 @@ fn routes() -> Router<App> {
         .route("/reports/unblock", post(unblock))
 }
 
-/// Listings the page shows: the latest, by when they were added.
-const LATEST: u32 = 100;
-
 #[derive(Template)]
 #[template(path = "reports.html")]
 struct ReportsPage {
     layout: Layout,
     policy: Vec<(&'static str, String)>,
     rows: Vec<Row>,
+    listings: Listings,
 }
 
 fn policy(p: &AutoPolicy) -> Vec<(&'static str, String)> {
@@ -76,31 +73,21 @@ async fn show(State(app): State<App>, Extension(ctx): Extension<Ctx>) -> Respons
         Ok(p) => p,
         Err(e) => return failure(layout, &e),
     };
-    let source: String = form_urlencoded::byte_serialize(AUTO_REPORTS.as_bytes()).collect();
-    let page = match app
-        .daemon
-        .get::<EntryPage>(
-            &actor,
-            &format!(
-                "/v1/entries/page?list=deny&source={source}&sort=added_at&desc=true&limit={LATEST}"
-            ),
-        )
-        .await
-    {
-        Ok(p) => p,
+    let rows = match entries::latest_from(&app, &ctx, AUTO_REPORTS).await {
+        Ok(r) => r,
         Err(e) => return failure(layout, &e),
     };
-    let filters = Filters::default();
     render(
         StatusCode::OK,
         ReportsPage {
             layout,
             policy: policy(&auto),
-            rows: page
-                .entries
-                .iter()
-                .map(|e| entries::row(e, "/denylist", &filters))
-                .collect(),
+            rows,
+            listings: Listings {
+                source: AUTO_REPORTS,
+                page: PAGE.path,
+                empty: "No address is listed from reports.",
+            },
         },
     )
 }

@@ -14,7 +14,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use anyhow::{Context as _, Result, ensure};
 use aya::{Ebpf, programs::Xdp};
-use denylist::dataplane::object;
+use denylist::dataplane::{DetectLevels, object};
 use denylist_common::Node;
 use denylist_tests::{XDP_DROP, XDP_PASS};
 use serde_json::json;
@@ -26,6 +26,14 @@ use crate::{
 use kind::{Kind, PATHS};
 use tables::{Gen, NodeUse, Tables, load};
 use xdp_filter::{XDP_FILTER_ENTRIES, XdpFilter, xdp_filter_entries};
+
+/// The rate detector's maps.
+const DETECTOR_MAPS: [&str; 4] = [
+    denylist_common::MAP_DETECT,
+    denylist_common::MAP_SKETCH,
+    denylist_common::MAP_DETECT_EVENTS,
+    denylist_common::MAP_DETECT_STATS,
+];
 
 /// How hard to measure and how big the tables are.
 struct Plan {
@@ -174,6 +182,18 @@ pub fn run(opts: &Opts) -> Result<Section> {
     let xf = XdpFilter::load(&xf_v4, &xf_v6)?;
     let large_tables = Tables::large(plan.large, &mut gen_);
     let (mut large, large_nodes) = load(&large_tables, "large")?;
+    // The same tables with the rate detector in monitor mode at its
+    // default threshold, as users run it. One repeated frame crosses the
+    // level once and is reported once: what is left is the counting every
+    // packet pays.
+    let (mut detecting, _) = load(&large_tables, "large, detector on")?;
+    detecting.detector().set(DetectLevels {
+        packets: 10_000,
+        bytes: 0,
+        events: 4096,
+    });
+    let detector_memlock = tables::maps_memlock(detecting.program(), &DETECTOR_MAPS)?;
+    let cpus = detecting.cpus();
     let (mut empty, _) = load(
         &Tables {
             entries: Vec::new(),
@@ -181,6 +201,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
         "empty",
     )?;
     let large_prog = large.program().fd()?.as_fd();
+    let detecting_prog = detecting.program().fd()?.as_fd();
     let empty_prog = empty.program().fd()?.as_fd();
 
     let mut probes = vec![Probe::new(
@@ -196,6 +217,12 @@ pub fn run(opts: &Opts) -> Result<Section> {
             frame.clone(),
             p.verdict(),
             format!("denylist large, {}", p.name()),
+        ));
+        probes.push(Probe::new(
+            detecting_prog,
+            frame.clone(),
+            p.verdict(),
+            format!("denylist large + detector, {}", p.name()),
         ));
         probes.push(Probe::new(
             empty_prog,
@@ -238,6 +265,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
     struct Row {
         path: Kind,
         large: f64,
+        detecting: f64,
         empty: f64,
         xf_ip: f64,
         xf_all: f64,
@@ -249,6 +277,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
         rows.push(Row {
             path: p,
             large: cost(&format!("denylist large, {}", p.name()))?,
+            detecting: cost(&format!("denylist large + detector, {}", p.name()))?,
             empty: cost(&format!("denylist empty, {}", p.name()))?,
             xf_ip: cost(&format!("xdp-filter IP-only, {}", peer.name()))?,
             xf_all: cost(&format!("xdp-filter all, {}", peer.name()))?,
@@ -258,6 +287,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
     drop(probes);
     drop(xf);
     drop(large);
+    drop(detecting);
     drop(empty);
 
     // Scaling: IPv4 prefixes only, a fresh program for each size.
@@ -298,6 +328,9 @@ pub fn run(opts: &Opts) -> Result<Section> {
             "− floor",
             "xdp-filter all",
             "denylist / xdp-filter IP-only",
+            "with the detector",
+            "detector's cost",
+            "with the detector / xdp-filter IP-only",
         ]
         .map(str::to_owned)
         .to_vec(),
@@ -317,6 +350,9 @@ pub fn run(opts: &Opts) -> Result<Section> {
                     s(r.xf_ip - floor_ns),
                     format!("{}{peer}", s(r.xf_all)),
                     format!("{:.2}", r.large / r.xf_ip),
+                    s(r.detecting),
+                    s(r.detecting - r.large),
+                    format!("{:.2}", r.detecting / r.xf_ip),
                 ]
             })
             .collect(),
@@ -330,6 +366,11 @@ pub fn run(opts: &Opts) -> Result<Section> {
                 "xdp-filter holds {XDP_FILTER_ENTRIES} exact entries per family (its limit), loaded with `-m skb -f ipv4,ipv6` (IP-only) and with all features; it has no prefixes and no allow entries, so a prefix hit and the allowed path are held against its exact hit (shown in brackets)."
             ),
             "The IPv4 prefix hit is in a /28, at the trie's deepest IPv4 level; the IPv4 miss walks as deep and finds nothing. The IPv6 prefix hit is in a /64, the IPv6 miss shares its walk down to the last byte.".to_owned(),
+            format!(
+                "With the detector: the same tables with the rate detector in monitor mode (`--pps 10000`); it does nothing for allowed sources. Its kernel memory, fixed: {} MiB (`memlock` of its four maps, {} CPUs).",
+                s(detector_memlock as f64 / 1_048_576.0),
+                cpus
+            ),
         ],
     };
     let empty_table = Table {
@@ -372,6 +413,27 @@ pub fn run(opts: &Opts) -> Result<Section> {
             unit: "×".to_owned(),
         })
         .collect();
+    for r in &rows {
+        goals.push(Goal {
+            name: format!(
+                "{}, large tables, the rate detector's cost (monitor against off)",
+                r.path.name()
+            ),
+            measured: r.detecting - r.large,
+            limit: 10.0,
+            unit: "ns".to_owned(),
+        });
+        goals.push(Goal {
+            name: format!(
+                "{}, large tables with the detector on, against xdp-filter IP-only {}",
+                r.path.name(),
+                r.peer.name()
+            ),
+            measured: r.detecting / r.xf_ip,
+            limit: 1.0,
+            unit: "×".to_owned(),
+        });
+    }
 
     let paths_png = "packet-paths.png";
     let groups: Vec<String> = rows.iter().map(|r| r.path.short().to_owned()).collect();
@@ -458,6 +520,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
         "paths": rows.iter().map(|r| json!({
             "path": r.path.key(),
             "denylist_large_ns": r.large,
+            "denylist_large_detector_ns": r.detecting,
             "denylist_empty_ns": r.empty,
             "xdp_filter_peer": r.peer.key(),
             "xdp_filter_ip_only_ns": r.xf_ip,
@@ -471,6 +534,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
             "nodes": nodes,
         })).collect::<Vec<_>>(),
         "large_nodes": large_nodes,
+        "detector_memlock_bytes": detector_memlock,
         "node_bytes": size_of::<Node>(),
     });
     goals.extend(memory_goals);

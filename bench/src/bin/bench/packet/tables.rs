@@ -313,8 +313,9 @@ impl NodeUse {
     }
 }
 
-/// `memlock` of the program's prefix maps, from this process's fdinfo.
-fn prefix_memlock(prog: &Xdp) -> Result<u64> {
+/// `memlock` of the program's maps named `names`, from this process's
+/// fdinfo.
+pub(crate) fn maps_memlock(prog: &Xdp, names: &[&str]) -> Result<u64> {
     let ids = prog
         .info()?
         .map_ids()?
@@ -323,13 +324,12 @@ fn prefix_memlock(prog: &Xdp) -> Result<u64> {
     let maps: Vec<_> = ids
         .iter()
         .filter_map(|id| held.get(id))
-        .filter(|m| PREFIX_MAPS.contains(&m.name.as_str()))
+        .filter(|m| names.contains(&m.name.as_str()))
         .collect();
     ensure!(
-        maps.len() == PREFIX_MAPS.len(),
-        "found {} of the program's {} prefix maps in /proc/self/fdinfo",
+        maps.len() == names.len(),
+        "found {} of the program's maps {names:?} in /proc/self/fdinfo",
         maps.len(),
-        PREFIX_MAPS.len()
     );
     Ok(maps.iter().map(|m| m.bytes).sum())
 }
@@ -350,7 +350,7 @@ pub(crate) fn load(tables: &Tables, what: &str) -> Result<(Dataplane, NodeUse)> 
     );
     (nodes.kernel_v4, nodes.kernel_v6) = kernel_nodes(dp.program())?;
     ((_, _), (nodes.slots_v4, nodes.slots_v6)) = dp.trie_use();
-    nodes.memlock = prefix_memlock(dp.program())?;
+    nodes.memlock = maps_memlock(dp.program(), PREFIX_MAPS)?;
     ensure!(
         (nodes.kernel_v4, nodes.kernel_v6) == (nodes.v4, nodes.v6),
         "{what}: the kernel holds {}/{} IPv4/IPv6 trie nodes, the bench computed {}/{}",
