@@ -49,7 +49,7 @@ pub struct Offender {
 /// A source's counts in the last epochs it was seen in, newest last.
 #[derive(Debug, Clone, Default)]
 struct Seen {
-    /// (epoch, packets, bytes, the epoch's length in ms).
+    /// (the daemon's tick, packets, bytes, the epoch's length in ms).
     samples: VecDeque<(u32, u64, u64, u64)>,
 }
 
@@ -80,7 +80,9 @@ pub struct RateState {
     listed_at: VecDeque<Millis>,
     last: HashMap<crate::model::Target, (RateAction, Millis)>,
     last_tick: Option<Instant>,
-    epoch: u32,
+    /// Ticks since the start: `top`'s clock. The kernel's epoch number
+    /// starts again with each new generation of maps.
+    ticks: u32,
     pub events_dropped: u64,
     pub trips: u64,
 }
@@ -94,7 +96,6 @@ impl RateState {
             return;
         }
         self.last.insert(d.source, (d.action, d.at));
-        self.last.retain(|_, (_, at)| d.at - *at < REPEAT_AFTER_MS);
         self.recent.push_front(d);
         self.recent.truncate(RECENT_DECISIONS);
     }
@@ -129,7 +130,8 @@ impl Core {
         self.rate.last_tick = Some(now);
         let epoch = self.filter.detector_tick()?;
         self.rate.events_dropped = epoch.events_dropped;
-        self.rate.epoch = epoch.number;
+        self.rate.ticks = self.rate.ticks.wrapping_add(1);
+        let tick = self.rate.ticks;
         let policy = self.store.auto_policy()?;
         let ms = elapsed.as_millis() as u64;
         let mut offenders = Vec::new();
@@ -143,7 +145,7 @@ impl Core {
             // the second it is seen.
             let (pps, bps) = (packets * 1000 / ms, bytes * 8 * 1000 / ms);
             let seen = self.rate.top.entry(source).or_default();
-            seen.samples.push_back((epoch.number, packets, bytes, ms));
+            seen.samples.push_back((tick, packets, bytes, ms));
             if seen.samples.len() > TOP_SAMPLES {
                 seen.samples.pop_front();
             }
@@ -152,7 +154,7 @@ impl Core {
                 offenders.push(Offender { source, pps, bps });
             }
         }
-        let oldest = epoch.number.saturating_sub(TOP_EPOCHS);
+        let oldest = tick.saturating_sub(TOP_EPOCHS);
         self.rate.top.retain(|_, s| s.last_epoch() >= oldest);
         if self.rate.top.len() > TOP_KEEP {
             let mut by_pps: Vec<u64> = self.rate.top.values().map(|s| s.rates().0).collect();
@@ -175,6 +177,9 @@ impl Core {
         let mut policy = self.store.auto_policy()?;
         let now = now_ms();
         let tai = (now + tai_offset_ms()).max(0) as u64 * 1_000_000;
+        self.rate
+            .last
+            .retain(|_, (_, at)| now - *at < REPEAT_AFTER_MS);
         for o in offenders {
             let ip = o.source.addr();
             let (verdict, _) = self.filter.decide(ip, tai);
