@@ -46,6 +46,19 @@ pub struct Offender {
     pub bps: u64,
 }
 
+impl Offender {
+    fn decision(&self, at: Millis, action: RateAction, why: Option<String>) -> RateDecision {
+        RateDecision {
+            source: self.source,
+            pps: self.pps,
+            bps: self.bps,
+            at,
+            action,
+            why,
+        }
+    }
+}
+
 /// A source's counts in the last epochs it was seen in, newest last.
 #[derive(Debug, Clone, Default)]
 struct Seen {
@@ -187,16 +200,6 @@ impl Core {
             if verdict == Verdict::Drop {
                 continue;
             }
-            let mut decide = |action, why: Option<String>| {
-                self.rate.record(RateDecision {
-                    source: o.source,
-                    pps: o.pps,
-                    bps: o.bps,
-                    at: now,
-                    action,
-                    why,
-                });
-            };
             let why = match (&ctx, &infrastructure) {
                 _ if verdict == Verdict::Allowed => Some("on the allow list".to_string()),
                 (Err(e), _) => Some(e.to_string()),
@@ -206,11 +209,13 @@ impl Core {
                 }
             };
             if let Some(why) = why {
-                decide(RateAction::Protected, Some(why));
+                self.rate
+                    .record(o.decision(now, RateAction::Protected, Some(why)));
                 continue;
             }
             if policy.mode != RateMode::Enforce {
-                decide(RateAction::WouldBlock, None);
+                self.rate
+                    .record(o.decision(now, RateAction::WouldBlock, None));
                 continue;
             }
             if let Some(e) = self.store.draft_entry(o.source, List::Deny, now)?
@@ -221,41 +226,23 @@ impl Core {
             self.rate.listed_at.retain(|&at| now - at < MINUTE_MS);
             if self.rate.listed_at.len() >= policy.max_per_minute as usize {
                 self.trip(&mut policy, now)?;
-                self.rate.record(RateDecision {
-                    source: o.source,
-                    pps: o.pps,
-                    bps: o.bps,
-                    at: now,
-                    action: RateAction::Suppressed,
-                    why: Some(format!(
-                        "more than {} listings in a minute tripped the circuit breaker",
-                        policy.max_per_minute
-                    )),
-                });
+                let why = format!(
+                    "more than {} listings in a minute tripped the circuit breaker",
+                    policy.max_per_minute
+                );
+                self.rate
+                    .record(o.decision(now, RateAction::Suppressed, Some(why)));
                 continue;
             }
             match self.list_offender(o, &policy, now) {
                 Ok(()) => {
                     self.rate.listed_at.push_back(now);
-                    self.rate.record(RateDecision {
-                        source: o.source,
-                        pps: o.pps,
-                        bps: o.bps,
-                        at: now,
-                        action: RateAction::Listed,
-                        why: None,
-                    });
+                    self.rate.record(o.decision(now, RateAction::Listed, None));
                 }
                 Err(e) => {
                     tracing::error!(source = %o.source, "listing a rate offender: {e}");
-                    self.rate.record(RateDecision {
-                        source: o.source,
-                        pps: o.pps,
-                        bps: o.bps,
-                        at: now,
-                        action: RateAction::Suppressed,
-                        why: Some(e.to_string()),
-                    });
+                    self.rate
+                        .record(o.decision(now, RateAction::Suppressed, Some(e.to_string())));
                 }
             }
         }

@@ -268,9 +268,8 @@ fn top_shows_the_heaviest_and_the_breaker_trips_for_good() {
         },
     );
     // Monitor, the default: a flood at 10× and 20 sources at a fifth.
-    // trafgen's rate wavers by a quarter from second to second here, and
-    // runs high: `top` averages a source's last 5 epochs, read here after
-    // 6, against the rate trafgen achieved over its whole run.
+    // `top` averages a source's last 5 epochs, read here after 6, against
+    // the rate trafgen achieved over its whole run.
     let heavy = sb
         .pair
         .blast(Sources::One(v4("198.18.0.20")), 10 * PPS, 10 * PPS * 8)
