@@ -74,8 +74,7 @@ impl Seen {
         for &(_, p, b, m) in &self.samples {
             (packets, bytes, ms) = (packets + p, bytes + b, ms + m);
         }
-        let ms = ms.max(1);
-        (packets * 1000 / ms, bytes * 8 * 1000 / ms)
+        per_second(packets, bytes, ms)
     }
 
     fn last_epoch(&self) -> u32 {
@@ -112,6 +111,12 @@ impl RateState {
         self.recent.push_front(d);
         self.recent.truncate(RECENT_DECISIONS);
     }
+}
+
+/// Packets and bits per second of `packets` and `bytes` over `ms`.
+fn per_second(packets: u64, bytes: u64, ms: u64) -> (u64, u64) {
+    let ms = ms.max(1);
+    (packets * 1000 / ms, bytes * 8 * 1000 / ms)
 }
 
 /// The kernel's levels for a policy: a zero packet level turns it off.
@@ -156,7 +161,7 @@ impl Core {
         {
             // The decision is on this epoch alone: an offender is blocked
             // the second it is seen.
-            let (pps, bps) = (packets * 1000 / ms, bytes * 8 * 1000 / ms);
+            let (pps, bps) = per_second(packets, bytes, ms);
             let seen = self.rate.top.entry(source).or_default();
             seen.samples.push_back((tick, packets, bytes, ms));
             if seen.samples.len() > TOP_SAMPLES {

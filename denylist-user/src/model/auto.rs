@@ -123,6 +123,18 @@ pub enum RateAction {
     Suppressed,
 }
 
+impl RateAction {
+    /// How `denylist auto` and the console say it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Listed => "listed",
+            Self::WouldBlock => "would block",
+            Self::Protected => "protected",
+            Self::Suppressed => "suppressed",
+        }
+    }
+}
+
 /// One decision of the detector's, as `denylist auto` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

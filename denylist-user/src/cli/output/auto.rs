@@ -11,7 +11,7 @@ use super::{
     table::{Align, Table},
 };
 use crate::{
-    model::{RateAction, RateMode, Report, TopSource},
+    model::{RateMode, Report, TopSource},
     wire::AutoStatus,
 };
 
@@ -83,12 +83,7 @@ pub(crate) fn auto(out: &mut impl Write, status: &AutoStatus) -> io::Result<()> 
         ],
     );
     for d in &status.recent {
-        let action = match d.action {
-            RateAction::Listed => "listed",
-            RateAction::WouldBlock => "would block",
-            RateAction::Protected => "protected",
-            RateAction::Suppressed => "suppressed",
-        };
+        let action = d.action.label();
         t.row(vec![
             absolute(d.at),
             d.source.to_string(),

@@ -17,7 +17,7 @@ use super::{
     entries::{self, Listings, Row},
 };
 use crate::{
-    model::{AUTO_RATE, RateAction},
+    model::AUTO_RATE,
     web::{
         app::App,
         auth::Ctx,
@@ -114,12 +114,7 @@ async fn show(State(app): State<App>, Extension(ctx): Extension<Ctx>) -> Respons
             source: d.source.to_string(),
             pps: d.pps,
             bps: d.bps,
-            action: match d.action {
-                RateAction::Listed => "listed",
-                RateAction::WouldBlock => "would block",
-                RateAction::Protected => "protected",
-                RateAction::Suppressed => "suppressed",
-            },
+            action: d.action.label(),
             why: d.why.clone().unwrap_or_default(),
         })
         .collect();
