@@ -19,7 +19,7 @@ use super::{Core, CoreError};
 use crate::{
     dataplane::SessionWatch,
     model::{List, Target},
-    policy::{self, GuardContext},
+    policy::{self, GuardContext, RateContext},
     wire::{AddRequest, ImportParams},
 };
 
@@ -153,9 +153,19 @@ impl HostProbe {
         self.read(None, Some(&[Target::host(ip)]))
     }
 
-    /// The context for the rate detector's offenders.
-    pub fn for_rate(&self, sources: &[Target]) -> Result<GuardContext, CoreError> {
-        self.read(None, Some(sources))
+    /// The context for the rate detector's offenders, with this host's
+    /// gateways and nameservers: two files the detector reads each epoch
+    /// it has offenders, so not under the core's lock either.
+    pub fn for_rate(&self, sources: &[Target]) -> Result<RateContext, CoreError> {
+        Ok(RateContext {
+            guard: self.read(None, Some(sources))?,
+            infrastructure: policy::infrastructure().map_err(|source| {
+                CoreError::GuardUnavailable {
+                    what: "this host's gateways and nameservers",
+                    source,
+                }
+            })?,
+        })
     }
 
     /// If this host's addresses or its live sessions cannot be read, the

@@ -7,7 +7,6 @@
 
 use std::{
     collections::{HashMap, VecDeque},
-    net::IpAddr,
     time::{Duration, Instant},
 };
 
@@ -18,7 +17,7 @@ use crate::{
         AUTO_ACTOR, AUTO_RATE, AutoPolicy, List, Millis, RECENT_DECISIONS, RateAction,
         RateDecision, RateMode, Sources, TopSource, Ttl, Verdict, now_ms,
     },
-    policy::{self, GuardContext},
+    policy::{self, RateContext},
     store::{Audit, Stage},
     wire::AutoStatus,
 };
@@ -183,15 +182,14 @@ impl Core {
         Ok(offenders)
     }
 
-    /// Records or lists each offender. `ctx` is the guardrails' reading
-    /// for them; when it failed, or this host's gateways and nameservers
-    /// cannot be read, nothing is listed.
+    /// Records or lists each offender. `ctx` is the host's reading for
+    /// them ([`super::HostProbe::for_rate`]); when it failed, nothing is
+    /// listed.
     pub fn rate_decide(
         &mut self,
         offenders: &[Offender],
-        ctx: Result<GuardContext, CoreError>,
+        ctx: Result<RateContext, CoreError>,
     ) -> Result<(), CoreError> {
-        let infrastructure: std::io::Result<Vec<IpAddr>> = policy::infrastructure();
         let mut policy = self.store.auto_policy()?;
         let now = now_ms();
         let tai = (now + tai_offset_ms()).max(0) as u64 * 1_000_000;
@@ -205,13 +203,10 @@ impl Core {
             if verdict == Verdict::Drop {
                 continue;
             }
-            let why = match (&ctx, &infrastructure) {
+            let why = match &ctx {
                 _ if verdict == Verdict::Allowed => Some("on the allow list".to_string()),
-                (Err(e), _) => Some(e.to_string()),
-                (_, Err(e)) => Some(format!("reading this host's gateways and nameservers: {e}")),
-                (Ok(ctx), Ok(infra)) => {
-                    policy::rate_protection(&o.source, ctx, infra, &policy.protect)
-                }
+                Err(e) => Some(e.to_string()),
+                Ok(ctx) => policy::rate_protection(&o.source, ctx, &policy.protect),
             };
             if let Some(why) = why {
                 self.rate

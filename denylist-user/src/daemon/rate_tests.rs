@@ -9,7 +9,7 @@ use super::{
 use crate::{
     dataplane::{Measured, fake::FakeFilter},
     model::{AUTO_RATE, AutoPolicy, List, RateAction, RateMode, Target, Verdict},
-    policy::GuardContext,
+    policy::{GuardContext, RateContext},
     store::SqliteStore,
     wire::{AddRequest, AutoSetRequest, RemoveRequest, StageItem},
 };
@@ -38,7 +38,7 @@ fn epoch(c: &mut Core, fake: &FakeFilter, sources: &[(&str, u64)]) {
         })
         .collect();
     let offenders = c.rate_measure().unwrap();
-    c.rate_decide(&offenders, Ok(GuardContext::default()))
+    c.rate_decide(&offenders, Ok(RateContext::default()))
         .unwrap();
 }
 
@@ -193,12 +193,16 @@ fn protected_sources_are_never_listed() {
         "{recent:?}"
     );
     // A host the guardrails read as one of ours, or an SSH peer, neither.
-    let ctx = GuardContext {
-        host_addrs: vec!["45.2.2.2".parse().unwrap()],
-        live_ssh_peers: vec!["45.3.3.3".parse().unwrap()],
-        admin_addr: None,
+    // A gateway or nameserver of this host, neither.
+    let ctx = RateContext {
+        guard: GuardContext {
+            host_addrs: vec!["45.2.2.2".parse().unwrap()],
+            live_ssh_peers: vec!["45.3.3.3".parse().unwrap()],
+            admin_addr: None,
+        },
+        infrastructure: vec!["45.5.5.5".parse().unwrap()],
     };
-    fake.state().traffic = ["45.2.2.2", "45.3.3.3"]
+    fake.state().traffic = ["45.2.2.2", "45.3.3.3", "45.5.5.5"]
         .iter()
         .map(|s| Measured {
             source: t(s),
@@ -207,10 +211,11 @@ fn protected_sources_are_never_listed() {
         })
         .collect();
     let offenders = c.rate_measure().unwrap();
-    assert_eq!(offenders.len(), 2);
+    assert_eq!(offenders.len(), 3);
     c.rate_decide(&offenders, Ok(ctx)).unwrap();
-    assert_eq!(verdict(&c, "45.2.2.2"), Verdict::Pass);
-    assert_eq!(verdict(&c, "45.3.3.3"), Verdict::Pass);
+    for s in ["45.2.2.2", "45.3.3.3", "45.5.5.5"] {
+        assert_eq!(verdict(&c, s), Verdict::Pass, "{s}");
+    }
     // The guardrails unreadable: nothing is listed.
     fake.state().traffic = vec![Measured {
         source: t("45.4.4.4"),

@@ -12,4 +12,4 @@ mod rate;
 
 pub use guard::{GuardContext, Refusal, Warning, check, warnings};
 pub use host::{MAX_FILTERED_TARGETS, host_addresses, live_peers, live_sessions};
-pub use rate::{infrastructure, rate_protection};
+pub use rate::{RateContext, infrastructure, rate_protection};

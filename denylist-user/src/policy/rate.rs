@@ -26,15 +26,18 @@ static DOCUMENTATION: LazyLock<Vec<Target>> = LazyLock::new(|| {
     .collect()
 });
 
+/// What the detector's protection reads from the host, once an epoch and
+/// outside the core's lock: the guardrails' context, and this host's
+/// default gateways and nameservers ([`infrastructure`]).
+#[derive(Clone, Debug, Default)]
+pub struct RateContext {
+    pub guard: GuardContext,
+    pub infrastructure: Vec<IpAddr>,
+}
+
 /// Why the detector must not list `source`, or `None` when it may.
-/// `infrastructure` is [`infrastructure`]'s reading, `protect` the
-/// policy's prefixes.
-pub fn rate_protection(
-    source: &Target,
-    ctx: &GuardContext,
-    infrastructure: &[IpAddr],
-    protect: &[Target],
-) -> Option<String> {
+/// `protect` is the policy's prefixes.
+pub fn rate_protection(source: &Target, ctx: &RateContext, protect: &[Target]) -> Option<String> {
     if let Some(p) = protect
         .iter()
         .find(|p| p.covers(source) || source.covers(p))
@@ -44,7 +47,8 @@ pub fn rate_protection(
     if let Some(d) = DOCUMENTATION.iter().find(|d| d.covers(source)) {
         return Some(format!("inside the documentation range {d}"));
     }
-    if let Some(a) = infrastructure
+    if let Some(a) = ctx
+        .infrastructure
         .iter()
         .find(|&&a| source.contains(normal_ip(a)))
     {
@@ -52,7 +56,7 @@ pub fn rate_protection(
             "{a} is a default gateway or nameserver of this host"
         ));
     }
-    check(source, List::Deny, ctx)
+    check(source, List::Deny, &ctx.guard)
         .first()
         .map(ToString::to_string)
 }
@@ -159,10 +163,12 @@ mod tests {
     #[test]
     fn protects_what_a_flood_could_turn_it_against() {
         let t = |s: &str| Target::parse(s).unwrap();
-        let ctx = GuardContext::default();
-        let infra = ["9.9.9.9".parse().unwrap()];
+        let ctx = RateContext {
+            guard: GuardContext::default(),
+            infrastructure: vec!["9.9.9.9".parse().unwrap()],
+        };
         let protect = [t("198.18.0.0/15")];
-        let why = |s: &str| rate_protection(&t(s), &ctx, &infra, &protect);
+        let why = |s: &str| rate_protection(&t(s), &ctx, &protect);
         assert!(why("198.19.1.1").unwrap().contains("--protect"));
         assert!(why("192.0.2.7").unwrap().contains("documentation"));
         assert!(why("2001:db8:1:2::/64").unwrap().contains("documentation"));

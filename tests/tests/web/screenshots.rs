@@ -4,12 +4,14 @@
 //! how the pictures in the docs are made.
 
 use std::{
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr},
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use denylist_tests::{
     daemon::TempDir,
+    netns::Sources,
     web::{ADMIN, Stack, browser::Browser},
 };
 use serde_json::{Value, json};
@@ -19,6 +21,9 @@ use crate::{
     autoblock::{REPORTED, feed_dir, report, subscribe},
     signed_in,
 };
+
+/// The source over the detector's threshold.
+const HEAVY: &str = "198.18.0.30";
 
 /// Stages `entries` from `source` as root and deploys them with `message`.
 fn deploy(s: &Stack, entries: Value, source: &str, message: &str) {
@@ -50,6 +55,18 @@ fn shot(b: &Browser, dir: &Path, name: &str, expect: &str, blank: usize) -> Path
         png.len()
     );
     path
+}
+
+/// Opens `path` until its text holds `expect`: the detector's pages are
+/// drawn when asked, and an epoch of the flood takes a second to come in.
+fn revisit(b: &Browser, path: &str, expect: &str) {
+    for _ in 0..20 {
+        b.goto(path);
+        if b.text().contains(expect) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 #[test]
@@ -85,6 +102,21 @@ fn every_page_renders_and_is_photographed() {
         "fail2ban bans",
     );
     assert!(s.dropped(scanner), "{scanner} is dropped\n{}", s.logs());
+    // Top sources and Auto-blocking with the detector in monitor mode: one
+    // source over the threshold, eight under it, for the rest of the test.
+    s.cli(0, &["auto", "set", "--pps", "500"]);
+    let pair = s.pair.as_ref().expect("a veth pair");
+    let minute = |pps: u64| (pps, pps * 60);
+    let (pps, count) = minute(2_000);
+    let _heavy = pair
+        .blast(Sources::One(HEAVY.parse().unwrap()), pps, count)
+        .expect("trafgen");
+    let (pps, count) = minute(800);
+    let light = Sources::Cycle {
+        base: Ipv4Addr::new(198, 18, 1, 0),
+        n: 8,
+    };
+    let _light = pair.blast(light, pps, count).expect("trafgen");
     let dir = TempDir::new("screenshots");
     let b = Browser::start(&s.web.origin());
     b.goto_url("about:blank");
@@ -114,6 +146,10 @@ fn every_page_renders_and_is_photographed() {
         b.goto(path);
         shots.push(shot(&b, dir.path(), name, expect, blank));
     }
+    revisit(&b, "/top", HEAVY);
+    shots.push(shot(&b, dir.path(), "top", HEAVY, blank));
+    revisit(&b, "/auto", "would block");
+    shots.push(shot(&b, dir.path(), "auto", "would block", blank));
 
     if std::env::var_os("DENYLIST_SCREENSHOTS").is_some_and(|v| v == "1") {
         let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/img");
