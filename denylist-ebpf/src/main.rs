@@ -28,7 +28,7 @@ use denylist_common::{
     BASE_INLINE, Cell, Counters, DETECT_RING_BYTES, DetectConfig, DetectEvent, DetectStats,
     ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, HIT_SLOTS, Hit, HitSlot, MAX_FALLBACK,
     Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SLOT_CHILD, SlotPair, inline_index, run_index,
-    sketch_cell, source_key_v4, source_key_v6, word_expiry_ns,
+    sketch_cell, source_key_v4, word_expiry_ns,
 };
 
 // Sizes here are placeholders: the loader sets every max_entries from the
@@ -159,8 +159,7 @@ fn classify(ctx: &XdpContext, now: &mut Now) -> (Verdict, u32, u64) {
                 return (Verdict::Unparsable, 0, 0);
             }
             // SAFETY: the 20-byte header is in bounds.
-            let src = unsafe { *((start + off + 12) as *const [u8; 4]) };
-            with_key(decide_v4(&src, now), source_key_v4(src))
+            unsafe { v4(start + off + 12, now) }
         }
         ETH_P_IPV6 => {
             if start + off + IPV6_HLEN > end {
@@ -171,19 +170,54 @@ fn classify(ctx: &XdpContext, now: &mut Now) -> (Verdict, u32, u64) {
             if version != 6 {
                 return (Verdict::Unparsable, 0, 0);
             }
+            let at = start + off + 8;
             // SAFETY: the 40-byte header is in bounds.
-            let src = unsafe { *((start + off + 8) as *const [u8; 16]) };
+            let (hi, lo) = unsafe { (be64(at), be64(at + 8)) };
             // Entries hold IPv4-mapped addresses as IPv4 (::ffff:a.b.c.d is
             // a.b.c.d), so a mapped source is looked up as IPv4.
-            if src[..10] == [0; 10] && src[10] == 0xff && src[11] == 0xff {
-                let v4 = [src[12], src[13], src[14], src[15]];
-                with_key(decide_v4(&v4, now), source_key_v4(v4))
+            if hi == 0 && lo >> 32 == 0xffff {
+                // SAFETY: the address's last four bytes, in bounds.
+                unsafe { v4(at + 12, now) }
             } else {
-                with_key(decide_v6(&src, now), source_key_v6(&src))
+                // SAFETY: the address, in bounds.
+                let src = unsafe { &*(at as *const [u8; 16]) };
+                // The detector's key of an IPv6 source is its /64:
+                // source_key_v6 is `hi`.
+                with_key(decide_v6(src, hi, lo, now), hi)
             }
         }
         _ => (Verdict::Unparsable, 0, 0),
     }
+}
+
+/// Decides on the IPv4 source at packet address `at`, which the caller
+/// has bounds-checked for four bytes.
+///
+/// The source is read once as a word, and the exact lookup hashes it where
+/// it lies: the verifier takes a packet pointer as a map key
+/// (check_helper_mem_access accepts PTR_TO_PACKET; loaded here on 6.18),
+/// which saves copying it to the stack byte by byte.
+#[inline(always)]
+unsafe fn v4(at: usize, now: &mut Now) -> (Verdict, u32, u64) {
+    // SAFETY: in bounds, as the caller checked.
+    let (src, a) = unsafe { (&*(at as *const [u8; 4]), be32(at)) };
+    with_key(decide_v4(src, a, now), source_key_v4(a.to_be_bytes()))
+}
+
+/// The big-endian word at packet address `p`, bounds-checked by the caller.
+/// Packet data has no alignment (an IPv6 source sits at offset 22); the
+/// verifier allows unaligned packet reads where the CPU does.
+#[inline(always)]
+unsafe fn be32(p: usize) -> u32 {
+    // SAFETY: in bounds, as the caller checked.
+    u32::from_be(unsafe { core::ptr::read_unaligned(p as *const u32) })
+}
+
+/// As [`be32`], for eight bytes.
+#[inline(always)]
+unsafe fn be64(p: usize) -> u64 {
+    // SAFETY: in bounds, as the caller checked.
+    u64::from_be(unsafe { core::ptr::read_unaligned(p as *const u64) })
 }
 
 #[inline(always)]
@@ -191,20 +225,22 @@ fn with_key((verdict, id): (Verdict, u32), key: u64) -> (Verdict, u32, u64) {
     (verdict, id, key)
 }
 
+/// `src` is the address in the packet, `a` the same as a word.
 #[inline(always)]
-fn decide_v4(src: &[u8; 4], now: &mut Now) -> (Verdict, u32) {
+fn decide_v4(src: &[u8; 4], a: u32, now: &mut Now) -> (Verdict, u32) {
     // SAFETY: NO_PREALLOC hash elements are freed through RCU, so the value
     // stays valid for this program run even if user space replaces it.
     let exact = unsafe { EXACT_V4.get(src) };
-    let rule = trie_v4(src);
+    let rule = trie_v4(a);
     decide(exact, rule, now)
 }
 
+/// `src` is the address in the packet, `hi` and `lo` its two halves.
 #[inline(always)]
-fn decide_v6(src: &[u8; 16], now: &mut Now) -> (Verdict, u32) {
+fn decide_v6(src: &[u8; 16], hi: u64, lo: u64, now: &mut Now) -> (Verdict, u32) {
     // SAFETY: as in decide_v4.
     let exact = unsafe { EXACT_V6.get(src) };
-    let rule = trie_v6(src);
+    let rule = trie_v6(hi, lo);
     decide(exact, rule, now)
 }
 
@@ -295,29 +331,37 @@ fn slot(nodes: &Array<Node>, slots: &Array<SlotPair>, child: u32, byte: u8) -> u
     }
 }
 
+/// Byte `i` of a big-endian word, from the left.
 #[inline(always)]
-fn trie_v4(a: &[u8; 4]) -> u32 {
-    let mut s = root(&ROOT_V4, a[0], a[1]);
+fn byte(w: u64, i: u32) -> u8 {
+    (w >> (56 - 8 * i)) as u8
+}
+
+#[inline(always)]
+fn trie_v4(a: u32) -> u32 {
+    let [a0, a1, a2, a3] = a.to_be_bytes();
+    let mut s = root(&ROOT_V4, a0, a1);
     if s & SLOT_CHILD != 0 {
-        s = slot(&NODES_V4, &SLOTS_V4, s, a[2]);
+        s = slot(&NODES_V4, &SLOTS_V4, s, a2);
         if s & SLOT_CHILD != 0 {
-            s = slot(&NODES_V4, &SLOTS_V4, s, a[3]);
+            s = slot(&NODES_V4, &SLOTS_V4, s, a3);
         }
     }
     // A child below the last byte cannot exist; treat a corrupt slot as none.
     if s & SLOT_CHILD != 0 { RULE_NONE } else { s }
 }
 
+/// The address's bytes come out of its two halves by shifts, in
+/// registers: no byte loads.
 #[inline(always)]
-fn trie_v6(a: &[u8; 16]) -> u32 {
-    let mut s = root(&ROOT_V6, a[0], a[1]);
-    let mut i = 2;
-    while i < 16 {
+fn trie_v6(hi: u64, lo: u64) -> u32 {
+    let mut s = root(&ROOT_V6, byte(hi, 0), byte(hi, 1));
+    for i in 2..16 {
         if s & SLOT_CHILD == 0 {
             return s;
         }
-        s = slot(&NODES_V6, &SLOTS_V6, s, a[i]);
-        i += 1;
+        let b = if i < 8 { byte(hi, i) } else { byte(lo, i - 8) };
+        s = slot(&NODES_V6, &SLOTS_V6, s, b);
     }
     if s & SLOT_CHILD != 0 { RULE_NONE } else { s }
 }
