@@ -40,7 +40,7 @@ pub const MAP_HITS: &str = "HITS";
 pub const PROGRAM_NAME: &str = "denylist";
 
 /// Every map of the object: the loader sizes each one.
-pub const ALL_MAPS: [&str; 16] = [
+pub const ALL_MAPS: [&str; 17] = [
     MAP_EXACT_V4,
     MAP_EXACT_V6,
     MAP_ROOT_V4,
@@ -57,6 +57,7 @@ pub const ALL_MAPS: [&str; 16] = [
     MAP_SKETCH,
     MAP_DETECT_EVENTS,
     MAP_DETECT_STATS,
+    MAP_DETECT_SEEN,
 ];
 
 /// The maps of the prefix structure, `ALL_MAPS[2..9]`: the tries of both
@@ -283,6 +284,9 @@ pub const MAP_SKETCH: &str = "SKETCH";
 pub const MAP_DETECT_EVENTS: &str = "DETECT_EVENTS";
 /// One [`DetectStats`] per CPU.
 pub const MAP_DETECT_STATS: &str = "DETECT_STATS";
+/// Which sources were reported this epoch, over every CPU: an mmapable
+/// array of [`SEEN_WORDS`] bit words ([`seen_bit`]).
+pub const MAP_DETECT_SEEN: &str = "DETECT_SEEN";
 
 /// Rows of a sketch: independent hashes, the estimate is the least.
 pub const SKETCH_ROWS: u32 = 2;
@@ -302,6 +306,29 @@ pub const DETECT_RING_BYTES: u32 = 512 * 1024;
 /// universal hash of a 64-bit key.
 const SKETCH_MULTIPLIERS: [u64; SKETCH_ROWS as usize] =
     [0x9e37_79b9_7f4a_7c15, 0xc2b2_ae3d_27d4_eb4f];
+
+/// log2 of the bits of one reported-set: there is one per epoch parity
+/// and level. Sixty-four times the 4,096 events a level may send in an
+/// epoch keeps a source's chance of sharing its bit with one reported
+/// before it (and so of waiting for the next epoch) under 1/64 at that
+/// cap, and under 1/5,000 with fifty reports; the salt changes with the
+/// epoch, so no two sources share a bit epoch after epoch.
+pub const SEEN_BITS: u32 = 18;
+/// Words of [`MAP_DETECT_SEEN`]: four sets (two parities, two levels).
+pub const SEEN_WORDS: u32 = 4 << (SEEN_BITS - 6);
+/// Words of one parity's two sets, which the daemon zeroes together.
+pub const SEEN_HALF_WORDS: u32 = SEEN_WORDS / 2;
+
+/// The bit in [`MAP_DETECT_SEEN`] that says `key` was reported at the
+/// blocking level (`block`) or the watch level in `epoch`: a
+/// multiply-shift hash of the key salted by the epoch, in the set of the
+/// epoch's parity and the level.
+#[inline(always)]
+pub const fn seen_bit(epoch: u32, block: bool, key: u64) -> u32 {
+    let salted = key ^ (epoch as u64).wrapping_mul(SKETCH_MULTIPLIERS[1]);
+    let bit = (salted.wrapping_mul(SKETCH_MULTIPLIERS[0]) >> (64 - SEEN_BITS)) as u32;
+    (((epoch & 1) * 2 + block as u32) << SEEN_BITS) | bit
+}
 
 /// The detector's key of an IPv4 source: its address under a tag no
 /// IPv6 source carries (ffff:ffff::/32 is multicast, never a source).
@@ -510,6 +537,26 @@ mod tests {
         for (byte, run) in runs {
             assert_eq!(inline_index(&node, byte), run, "slot {byte}");
         }
+    }
+
+    #[test]
+    fn seen_bits_stay_in_their_parity_and_level() {
+        for epoch in [0, 1, 2, 7, u32::MAX] {
+            for block in [false, true] {
+                for key in [0, u64::MAX, source_key_v4([192, 0, 2, 1])] {
+                    let set = ((epoch & 1) * 2 + u32::from(block)) << SEEN_BITS;
+                    let bit = seen_bit(epoch, block, key);
+                    assert!((set..set + (1 << SEEN_BITS)).contains(&bit));
+                    assert!(bit >> 6 < SEEN_WORDS);
+                }
+            }
+        }
+        // The salt moves a source's bit from one epoch to the next.
+        let key = source_key_v4([192, 0, 2, 1]);
+        assert_ne!(
+            seen_bit(2, true, key) & ((1 << SEEN_BITS) - 1),
+            seen_bit(4, true, key) & ((1 << SEEN_BITS) - 1)
+        );
     }
 
     #[test]

@@ -27,8 +27,8 @@ use aya_ebpf::{
 use denylist_common::{
     BASE_INLINE, Cell, Counters, DETECT_RING_BYTES, DetectConfig, DetectEvent, DetectStats,
     ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, HIT_SLOTS, Hit, HitSlot, MAX_FALLBACK,
-    Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SLOT_CHILD, SlotPair, inline_index, run_index,
-    sketch_cell, source_key_v4, word_expiry_ns,
+    Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SEEN_WORDS, SLOT_CHILD, SlotPair, inline_index,
+    run_index, seen_bit, sketch_cell, source_key_v4, word_expiry_ns,
 };
 
 // Sizes here are placeholders: the loader sets every max_entries from the
@@ -65,6 +65,8 @@ static SKETCH: Array<Cell> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 static DETECT_EVENTS: RingBuf = RingBuf::with_byte_size(DETECT_RING_BYTES, 0);
 #[map(name = "DETECT_STATS")]
 static DETECT_STATS: PerCpuArray<DetectStats> = PerCpuArray::with_max_entries(1, 0);
+#[map(name = "DETECT_SEEN")]
+static DETECT_SEEN: Array<u64> = Array::with_max_entries(SEEN_WORDS, BPF_F_MMAPABLE);
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -472,8 +474,54 @@ fn detect(key: u64, len: u64) {
     }
 }
 
+/// A source's bit in the reported-set of this epoch and level
+/// ([`seen_bit`]): its word and mask.
+///
+/// A source that RSS spreads over the CPUs crosses each CPU's share on
+/// every one of them, but the daemon sums all of its cells from one
+/// report, so the others would only spend the cap. The word is read and
+/// written without an atomic: two CPUs racing on it at worst both report
+/// (a duplicate the daemon folds) or clear each other's fresh bit (a
+/// second report). An atomic fetch-or would need the v3 instruction set
+/// for the whole program.
+struct Seen {
+    word: *mut u64,
+    mask: u64,
+}
+
+impl Seen {
+    #[inline(always)]
+    fn of(cfg: &DetectConfig, key: u64, block: bool) -> Option<Self> {
+        let bit = seen_bit(cfg.epoch, block, key);
+        let word = DETECT_SEEN.get_ptr_mut(bit >> 6)?;
+        Some(Self {
+            word,
+            mask: 1 << (bit & 63),
+        })
+    }
+
+    #[inline(always)]
+    fn get(&self) -> bool {
+        // SAFETY: a word of an array map, valid for the program's run;
+        // other CPUs may write it at the same time, as said above.
+        unsafe { core::ptr::read_volatile(self.word) & self.mask != 0 }
+    }
+
+    #[inline(always)]
+    fn set(&self) {
+        // SAFETY: as in get.
+        unsafe {
+            core::ptr::write_volatile(self.word, core::ptr::read_volatile(self.word) | self.mask)
+        }
+    }
+}
+
 #[inline(always)]
 fn report(cfg: &DetectConfig, key: u64, packets: u32, block: bool) {
+    let seen = Seen::of(cfg, key, block);
+    if seen.as_ref().is_some_and(Seen::get) {
+        return;
+    }
     let Some(s) = DETECT_STATS.get_ptr_mut(0) else {
         return;
     };
@@ -502,6 +550,11 @@ fn report(cfg: &DetectConfig, key: u64, packets: u32, block: bool) {
     };
     if DETECT_EVENTS.output::<DetectEvent>(event, 0).is_ok() {
         *used += 1;
+        // Only once sent: a CPU over its cap leaves the source to the
+        // others.
+        if let Some(seen) = seen {
+            seen.set();
+        }
     } else {
         s.dropped += 1;
     }

@@ -1,7 +1,8 @@
 //! The rate detector in the real compiled program, through
 //! BPF_PROG_TEST_RUN on one pinned CPU: what it counts per source (an
 //! IPv6 source by its /64), what it skips (allowed sources, everything
-//! while off), its epochs, its event cap, and a spoofed flood of distinct
+//! while off), its epochs, its event cap, one report of a source spread
+//! over two CPUs, and a spoofed flood of distinct
 //! sources that reaches no level and leaves its memory as it was.
 
 use std::net::{IpAddr, Ipv4Addr};
@@ -15,15 +16,21 @@ use denylist_tests::{dataplane, frame::Spec, run};
 /// Runs the test thread on CPU 0 only: the sketches are per CPU, and the
 /// levels are split over the CPUs.
 fn pin_to_cpu0() {
+    pin_to(0);
+}
+
+/// Runs the test thread on CPU `cpu` only, where the kernel's test runs
+/// then count.
+fn pin_to(cpu: usize) {
     // SAFETY: a zeroed cpu_set_t is empty; CPU_SET and sched_setaffinity
     // get valid pointers to it.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(0, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         assert_eq!(
             libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set),
             0,
-            "pinning the test to CPU 0"
+            "pinning the test to CPU {cpu}"
         );
     }
 }
@@ -135,6 +142,36 @@ fn events_past_the_cap_are_counted_as_dropped() {
     assert_eq!(e.sources.len(), 1, "the first source's two events");
     // Each source crossed both levels: 10 crossings, 2 sent.
     assert_eq!(e.events_dropped, 8);
+}
+
+#[test]
+fn a_source_on_two_cpus_is_reported_once_an_epoch() {
+    pin_to_cpu0();
+    let mut dp = dataplane();
+    let cpus = dp.cpus();
+    if cpus < 2 {
+        eprintln!("one CPU: nothing to spread a source over");
+        return;
+    }
+    // One event an epoch per CPU at each level, as above.
+    dp.detector().set(levels(16 * u64::from(cpus), cpus));
+    send(&mut dp, "45.4.0.1", 20);
+    // The same source crosses both levels on CPU 1 too, but CPU 0 has
+    // reported it: CPU 1 keeps its events for the next source.
+    pin_to(1);
+    send(&mut dp, "45.4.0.1", 20);
+    send(&mut dp, "45.4.0.2", 20);
+    let e = dp.detector().tick().unwrap();
+    assert_eq!(
+        counts(&e),
+        [("45.4.0.1".to_string(), 40), ("45.4.0.2".to_string(), 20)],
+        "the first source summed over both CPUs, and the second"
+    );
+    assert_eq!(e.events_dropped, 0);
+    // The next epoch reports it again.
+    send(&mut dp, "45.4.0.1", 20);
+    let e = dp.detector().tick().unwrap();
+    assert_eq!(counts(&e), [("45.4.0.1".to_string(), 20)]);
 }
 
 #[test]

@@ -16,8 +16,9 @@ use aya::{
     maps::{Map, MapData, PerCpuArray, RingBuf},
 };
 use denylist_common::{
-    Cell, DetectEvent, DetectStats, MAP_DETECT, MAP_DETECT_EVENTS, MAP_DETECT_STATS, MAP_SKETCH,
-    SKETCH_CELLS, SKETCH_ROWS, SKETCH_WIDTH, sketch_cell, source_key_v4, source_key_v6,
+    Cell, DetectEvent, DetectStats, MAP_DETECT, MAP_DETECT_EVENTS, MAP_DETECT_SEEN,
+    MAP_DETECT_STATS, MAP_SKETCH, SEEN_HALF_WORDS, SEEN_WORDS, SKETCH_CELLS, SKETCH_ROWS,
+    SKETCH_WIDTH, sketch_cell, source_key_v4, source_key_v6,
 };
 use ipnet::{IpNet, Ipv6Net};
 
@@ -74,6 +75,9 @@ pub struct Detector {
     config: Region<AtomicU32>,
     /// Each [`Cell`] as two words: packets, bytes.
     sketch: Region<AtomicU32>,
+    /// The reported-sets, as 32-bit words: the program's 64-bit words in
+    /// halves, which zero the same.
+    seen: Region<AtomicU32>,
     ring: RingBuf<MapData>,
     stats: PerCpuArray<MapData, DetectStats>,
     cpus: u32,
@@ -101,6 +105,7 @@ impl Detector {
             MAP_SKETCH,
             cpus as usize * SKETCH_CELLS as usize * WORDS_PER_CELL,
         )?;
+        let seen = mmap(MAP_DETECT_SEEN, 2 * SEEN_WORDS as usize)?;
         // A second handle on the same map, from a duplicate of the object's
         // descriptor: opening it by id would need CAP_SYS_ADMIN, which the
         // daemon's unit does not grant.
@@ -137,6 +142,7 @@ impl Detector {
         Ok(Self {
             config,
             sketch,
+            seen,
             ring,
             stats,
             cpus,
@@ -166,8 +172,9 @@ impl Detector {
         self.config[EPOCH].load(Ordering::Relaxed)
     }
 
-    /// Ends the current epoch: zeroes the other half, moves the program to
-    /// it, and measures every source reported in the epoch that ended.
+    /// Ends the current epoch: zeroes the other half (the sketches and the
+    /// reported-sets), moves the program to it, and measures every source
+    /// reported in the epoch that ended.
     pub fn tick(&mut self) -> Result<Epoch, DataplaneError> {
         let ended = self.epoch();
         let next = ended.wrapping_add(1);
@@ -180,6 +187,11 @@ impl Detector {
             for w in &self.sketch[start..start + len] {
                 w.store(0, Ordering::Relaxed);
             }
+        }
+        // So are its reported-sets, both levels.
+        let start = 2 * ((next & 1) * SEEN_HALF_WORDS) as usize;
+        for w in &self.seen[start..start + 2 * SEEN_HALF_WORDS as usize] {
+            w.store(0, Ordering::Relaxed);
         }
         self.config[EPOCH].store(next, Ordering::Release);
         let mut reported: Vec<u64> = Vec::new();

@@ -12,10 +12,10 @@
 use crate::model::Target;
 use denylist_common::{
     ALL_MAPS, Cell, Counters, DETECT_RING_BYTES, DetectConfig, DetectStats, HIT_SLOTS, Hit,
-    HitSlot, MAP_COUNTERS, MAP_DETECT, MAP_DETECT_EVENTS, MAP_DETECT_STATS, MAP_EXACT_V4,
-    MAP_EXACT_V6, MAP_HIT_SLOTS, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4, MAP_ROOT_V6,
-    MAP_RULES, MAP_SKETCH, MAP_SLOTS_V4, MAP_SLOTS_V6, Node, ROOT_NODES, RootRow, Rule,
-    SKETCH_CELLS, SLOTS_PER_PAIR,
+    HitSlot, MAP_COUNTERS, MAP_DETECT, MAP_DETECT_EVENTS, MAP_DETECT_SEEN, MAP_DETECT_STATS,
+    MAP_EXACT_V4, MAP_EXACT_V6, MAP_HIT_SLOTS, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4,
+    MAP_ROOT_V6, MAP_RULES, MAP_SKETCH, MAP_SLOTS_V4, MAP_SLOTS_V6, Node, ROOT_NODES, RootRow,
+    Rule, SEEN_WORDS, SKETCH_CELLS, SLOTS_PER_PAIR,
 };
 
 /// Run slots an element of a `SLOTS` array holds, for `div_ceil`.
@@ -219,6 +219,7 @@ impl Layout {
             (MAP_SKETCH, cpus * SKETCH_CELLS),
             (MAP_DETECT_EVENTS, DETECT_RING_BYTES),
             (MAP_DETECT_STATS, 1),
+            (MAP_DETECT_SEEN, SEEN_WORDS),
         ]
     }
 
@@ -230,7 +231,8 @@ impl Layout {
     /// preallocates its elements (about 64 bytes each) plus a 16-byte value
     /// per CPU; the direct-mapped hit table is 16,384 24-byte slots per CPU;
     /// the counters are one 80-byte value per CPU; the rate detector's
-    /// sketches are 8-byte cells, 131,072 per CPU, beside its ring buffer.
+    /// sketches are 8-byte cells, 131,072 per CPU, beside its ring buffer
+    /// and its 128 KiB of reported-sets.
     pub fn reserved_bytes(&self, cpus: u64) -> u64 {
         let buckets = 16
             * (u64::from(self.capacity).next_power_of_two()
@@ -246,7 +248,8 @@ impl Layout {
         let detector = cpus * u64::from(SKETCH_CELLS) * size(size_of::<Cell>())
             + u64::from(DETECT_RING_BYTES)
             + size(size_of::<DetectConfig>())
-            + cpus * size(size_of::<DetectStats>());
+            + cpus * size(size_of::<DetectStats>())
+            + 8 * u64::from(SEEN_WORDS);
         buckets + nodes + rules + hits + slots + counters + detector
     }
 }
@@ -356,7 +359,8 @@ mod tests {
             + cpus * 131_072 * 8
             + 512 * 1024
             + 24
-            + cpus * 24;
+            + cpus * 24
+            + 128 * 1024;
         assert_eq!(l.reserved_bytes(cpus), expect);
     }
 }

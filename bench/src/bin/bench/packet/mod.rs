@@ -28,11 +28,12 @@ use tables::{Gen, NodeUse, Tables, load};
 use xdp_filter::{XDP_FILTER_ENTRIES, XdpFilter, xdp_filter_entries};
 
 /// The rate detector's maps.
-const DETECTOR_MAPS: [&str; 4] = [
+const DETECTOR_MAPS: [&str; 5] = [
     denylist_common::MAP_DETECT,
     denylist_common::MAP_SKETCH,
     denylist_common::MAP_DETECT_EVENTS,
     denylist_common::MAP_DETECT_STATS,
+    denylist_common::MAP_DETECT_SEEN,
 ];
 
 /// How hard to measure and how big the tables are.
@@ -367,7 +368,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
             ),
             "The IPv4 prefix hit is in a /28, at the trie's deepest IPv4 level; the IPv4 miss walks as deep and finds nothing. The IPv6 prefix hit is in a /64, the IPv6 miss shares its walk down to the last byte.".to_owned(),
             format!(
-                "With the detector: the same tables with the rate detector in monitor mode (`--pps 10000`); it does nothing for allowed sources. Its kernel memory, fixed: {} MiB (`memlock` of its four maps, {} CPUs).",
+                "With the detector: the same tables with the rate detector in monitor mode (`--pps 10000`); it does nothing for allowed sources. Its kernel memory, fixed: {} MiB (`memlock` of its five maps, {} CPUs).",
                 s(detector_memlock as f64 / 1_048_576.0),
                 cpus
             ),
