@@ -60,6 +60,15 @@ pub const ALL_MAPS: [&str; 17] = [
     MAP_DETECT_SEEN,
 ];
 
+/// The rate detector's maps: its memory, fixed whatever the traffic.
+pub const DETECTOR_MAPS: [&str; 5] = [
+    MAP_DETECT,
+    MAP_SKETCH,
+    MAP_DETECT_EVENTS,
+    MAP_DETECT_STATS,
+    MAP_DETECT_SEEN,
+];
+
 /// The maps of the prefix structure, `ALL_MAPS[2..9]`: the tries of both
 /// families and the rules their slots name.
 pub const PREFIX_MAPS: &[&str] = ALL_MAPS.split_at(2).1.split_at(7).0;
@@ -341,9 +350,16 @@ pub const fn source_key_v4(addr: [u8; 4]) -> u64 {
 /// a whole /64 and would otherwise spread its count over 2^64 keys.
 #[inline(always)]
 pub const fn source_key_v6(addr: &[u8; 16]) -> u64 {
-    u64::from_be_bytes([
+    source_key_v6_high(u64::from_be_bytes([
         addr[0], addr[1], addr[2], addr[3], addr[4], addr[5], addr[6], addr[7],
-    ])
+    ]))
+}
+
+/// [`source_key_v6`] of an address whose first eight bytes, big-endian,
+/// are `high`: the XDP program has them in a register.
+#[inline(always)]
+pub const fn source_key_v6_high(high: u64) -> u64 {
+    high
 }
 
 /// The index in [`MAP_SKETCH`] of `key`'s cell in row `row` of CPU

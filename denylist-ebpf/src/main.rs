@@ -28,7 +28,7 @@ use denylist_common::{
     BASE_INLINE, Cell, Counters, DETECT_RING_BYTES, DetectConfig, DetectEvent, DetectStats,
     ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, HIT_SLOTS, Hit, HitSlot, MAX_FALLBACK,
     Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SEEN_WORDS, SLOT_CHILD, SlotPair, inline_index,
-    run_index, seen_bit, sketch_cell, source_key_v4, word_expiry_ns,
+    run_index, seen_bit, sketch_cell, source_key_v4, source_key_v6_high, word_expiry_ns,
 };
 
 // Sizes here are placeholders: the loader sets every max_entries from the
@@ -183,9 +183,7 @@ fn classify(ctx: &XdpContext, now: &mut Now) -> (Verdict, u32, u64) {
             } else {
                 // SAFETY: the address, in bounds.
                 let src = unsafe { &*(at as *const [u8; 16]) };
-                // The detector's key of an IPv6 source is its /64:
-                // source_key_v6 is `hi`.
-                with_key(decide_v6(src, hi, lo, now), hi)
+                with_key(decide_v6(src, hi, lo, now), source_key_v6_high(hi))
             }
         }
         _ => (Verdict::Unparsable, 0, 0),

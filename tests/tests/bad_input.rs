@@ -24,14 +24,15 @@ use serde_json::Value;
 
 /// Maps whose contents change with traffic and time, not with the
 /// denylist (a ring buffer cannot be dumped at all).
-const VOLATILE_MAPS: [&str; 7] = [
+const VOLATILE_MAPS: [&str; 8] = [
     denylist_common::MAP_COUNTERS,
     denylist_common::MAP_HIT_SLOTS,
     denylist_common::MAP_HITS,
-    denylist_common::MAP_DETECT,
-    denylist_common::MAP_SKETCH,
-    denylist_common::MAP_DETECT_EVENTS,
-    denylist_common::MAP_DETECT_STATS,
+    denylist_common::DETECTOR_MAPS[0],
+    denylist_common::DETECTOR_MAPS[1],
+    denylist_common::DETECTOR_MAPS[2],
+    denylist_common::DETECTOR_MAPS[3],
+    denylist_common::DETECTOR_MAPS[4],
 ];
 
 fn data() -> PathBuf {

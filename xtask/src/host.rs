@@ -5,15 +5,29 @@ use std::{
     ffi::OsString,
     fs,
     path::{Path, PathBuf},
+    sync::LazyLock,
 };
 
 use anyhow::{Context as _, bail};
 
 /// The workspace root: the directory that holds xtask/.
+///
+/// `cargo run` gives the manifest directory of the checkout it runs from;
+/// the one compiled in is only a fallback. Two checkouts sharing one
+/// CARGO_TARGET_DIR share this binary, and cargo does not rebuild it for a
+/// change of path alone, so the compiled-in path can name the other
+/// checkout (a bench once built and measured a stale clone that way).
 pub fn workspace_root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask's manifest directory is inside the workspace")
+    static ROOT: LazyLock<PathBuf> = LazyLock::new(|| {
+        let manifest = env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+        manifest
+            .parent()
+            .expect("xtask's manifest directory is inside the workspace")
+            .to_path_buf()
+    });
+    &ROOT
 }
 
 /// Where cargo builds: `CARGO_TARGET_DIR` if set, else `target/` in the

@@ -67,6 +67,16 @@ pub enum CoreError {
         #[source]
         source: std::io::Error,
     },
+    /// The rate detector's reading of the host failed; `--force` has no
+    /// meaning there, so it says what the detector does instead.
+    #[error(
+        "cannot read {what} ({source}), so the rate detector lists no offender until it can: check the daemon's permissions"
+    )]
+    RateHostUnreadable {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("a dry run stages nothing, so there is nothing to deploy: leave out deploy")]
     DryRunAndDeploy,
     #[error("force lets guarded lines in and skip_guarded leaves them out: choose one")]

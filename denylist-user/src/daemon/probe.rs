@@ -154,17 +154,23 @@ impl HostProbe {
     }
 
     /// The context for the rate detector's offenders, with this host's
-    /// gateways and nameservers: two files the detector reads each epoch
+    /// gateways and nameservers: three files the detector reads each epoch
     /// it has offenders, so not under the core's lock either.
     pub fn for_rate(&self, sources: &[Target]) -> Result<RateContext, CoreError> {
+        let guard = self.read(None, Some(sources)).map_err(|e| match e {
+            CoreError::GuardUnavailable { what, source } => {
+                CoreError::RateHostUnreadable { what, source }
+            }
+            other => other,
+        })?;
+        let infrastructure =
+            policy::infrastructure().map_err(|source| CoreError::RateHostUnreadable {
+                what: "this host's gateways and nameservers",
+                source,
+            })?;
         Ok(RateContext {
-            guard: self.read(None, Some(sources))?,
-            infrastructure: policy::infrastructure().map_err(|source| {
-                CoreError::GuardUnavailable {
-                    what: "this host's gateways and nameservers",
-                    source,
-                }
-            })?,
+            guard,
+            infrastructure,
         })
     }
 

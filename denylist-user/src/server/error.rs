@@ -53,6 +53,7 @@ impl From<CoreError> for ApiError {
             | E::GrowFailed { .. }
             | E::Attach { .. }
             | E::Backup { .. }
+            | E::RateHostUnreadable { .. }
             | E::Dataplane(_) => Class::Failure,
         };
         let details = match &e {

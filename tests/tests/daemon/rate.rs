@@ -348,21 +348,16 @@ fn detector_memlock(sb: &Sandbox) -> u64 {
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("gen-"))
         .collect();
     assert_eq!(gens.len(), 1, "{gens:?}");
-    [
-        denylist_common::MAP_DETECT,
-        denylist_common::MAP_SKETCH,
-        denylist_common::MAP_DETECT_EVENTS,
-        denylist_common::MAP_DETECT_STATS,
-    ]
-    .iter()
-    .map(|name| {
-        let map = aya::maps::MapData::from_pin(gens[0].join(name)).unwrap();
-        let fd = map.fd().as_fd().as_raw_fd();
-        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
-        info.lines()
-            .find_map(|l| l.strip_prefix("memlock:"))
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap()
-    })
-    .sum()
+    denylist_common::DETECTOR_MAPS
+        .iter()
+        .map(|name| {
+            let map = aya::maps::MapData::from_pin(gens[0].join(name)).unwrap();
+            let fd = map.fd().as_fd().as_raw_fd();
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).unwrap();
+            info.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .unwrap()
+        })
+        .sum()
 }

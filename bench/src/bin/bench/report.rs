@@ -139,7 +139,7 @@ impl Machine {
 fn git_revision() -> String {
     Command::new("git")
         .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(repo_root())
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -163,7 +163,11 @@ fn package_version(package: &str) -> String {
 
 /// The repository root: bench/ is one level down.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` names the checkout it runs from; the compiled-in path may
+    // be another checkout's that shares the target directory.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .expect("bench/ has a parent")
         .to_path_buf()

@@ -28,14 +28,6 @@ use tables::{Gen, NodeUse, Tables, load};
 use xdp_filter::{XDP_FILTER_ENTRIES, XdpFilter, xdp_filter_entries};
 
 /// The rate detector's maps.
-const DETECTOR_MAPS: [&str; 5] = [
-    denylist_common::MAP_DETECT,
-    denylist_common::MAP_SKETCH,
-    denylist_common::MAP_DETECT_EVENTS,
-    denylist_common::MAP_DETECT_STATS,
-    denylist_common::MAP_DETECT_SEEN,
-];
-
 /// How hard to measure and how big the tables are.
 struct Plan {
     runs: usize,
@@ -193,7 +185,8 @@ pub fn run(opts: &Opts) -> Result<Section> {
         bytes: 0,
         events: 4096,
     });
-    let detector_memlock = tables::maps_memlock(detecting.program(), &DETECTOR_MAPS)?;
+    let detector_memlock =
+        tables::maps_memlock(detecting.program(), &denylist_common::DETECTOR_MAPS)?;
     let cpus = detecting.cpus();
     let (mut empty, _) = load(
         &Tables {
