@@ -273,6 +273,19 @@ impl Browser {
             .collect()
     }
 
+    /// Opens `path` until `done` holds, up to 20 times half a second
+    /// apart: for pages drawn when asked whose data comes in over time,
+    /// such as the rate detector's, an epoch a second.
+    pub fn revisit(&self, path: &str, done: impl Fn(&Self) -> bool) {
+        for _ in 0..20 {
+            self.goto(path);
+            if done(self) {
+                return;
+            }
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
+
     /// Whether a control named `name` is on the page now.
     pub fn has(&self, name: &str) -> bool {
         !self.all(name).is_empty()

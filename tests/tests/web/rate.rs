@@ -38,16 +38,9 @@ fn top_sources_block_and_auto_blocking_unblock_in_the_browser() {
     };
     let heavy = flood(HEAVY);
     let b = signed_in(&s, &ADMIN);
-    b.goto("/top");
     // The page is drawn when asked: come back until the detector has seen
     // an epoch of the flood.
-    for _ in 0..20 {
-        if b.has(&format!("Block {HEAVY} for 1h")) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(500));
-        b.goto("/top");
-    }
+    b.revisit("/top", |b| b.has(&format!("Block {HEAVY} for 1h")));
     b.click(&format!("Block {HEAVY} for 1h"));
     b.wait_text(&format!("Staged: {HEAVY} blocked for 1h"));
     save_and_deploy(&b, "block the heaviest source");

@@ -27,7 +27,6 @@ use kind::{Kind, PATHS};
 use tables::{Gen, NodeUse, Tables, load};
 use xdp_filter::{XDP_FILTER_ENTRIES, XdpFilter, xdp_filter_entries};
 
-/// The rate detector's maps.
 /// How hard to measure and how big the tables are.
 struct Plan {
     runs: usize,
