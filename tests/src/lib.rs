@@ -4,6 +4,7 @@
 pub mod daemon;
 pub mod frame;
 pub mod netns;
+pub mod postgres;
 pub mod web;
 
 use aya::programs::{TestRun, TestRunOptions};

@@ -42,6 +42,9 @@ const APT_PACKAGES: &[&str] = &[
     "passwd",
     // systemd-analyze, which checks the packaged unit.
     "systemd",
+    // Fleet mode's store: the tests start their own PostgreSQL 15 servers
+    // (initdb and pg_ctl as the postgres user), never the packaged cluster.
+    "postgresql-15",
 ];
 
 /// rust-src for `-Z build-std=core`; clippy for the eBPF clippy pass.

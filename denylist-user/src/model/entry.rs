@@ -89,7 +89,7 @@ pub mod time_ms {
 }
 
 /// A TTL as a client gives it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Ttl {
     /// The entry never expires.
     Never,

@@ -54,7 +54,7 @@ pub fn is_admin_source(source: &str) -> bool {
 }
 
 /// Which of an entry's listings an operation touches.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Sources {
     /// Every listing.
     All,

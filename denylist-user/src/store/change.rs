@@ -6,7 +6,7 @@ use crate::model::{Entry, List, Millis, Revision, Sources, Stored, Target, Ttl};
 use super::StoreError;
 
 /// How a staging call is recorded in the audit log.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Audit {
     /// One `stage add|change|remove` event per target.
     Each,
@@ -18,7 +18,7 @@ pub enum Audit {
 }
 
 /// What a client asks to stage for one target.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Stage {
     /// Add an entry, or change the given fields of an existing one.
     Upsert {

@@ -77,6 +77,35 @@ pub enum StoreError {
     MissingMeta { key: String },
     #[error("a row changed while listing: list again")]
     ListingChanged,
+    #[error(
+        "the fleet database failed ({0}): check that PostgreSQL is up and this node may reach it; filtering goes on at the revision last applied"
+    )]
+    Postgres(#[from] postgres::Error),
+    #[error(
+        "the fleet database has no denylist tables: create them once with `denylistd --store URL --init-fleet` as the database's owner (docs/fleet.md)"
+    )]
+    FleetUninitialized,
+    #[error(
+        "the fleet database has schema version {found}, newer than this denylistd understands ({}): upgrade denylistd",
+        super::fleet::FLEET_SCHEMA_VERSION
+    )]
+    FleetSchema { found: i64 },
+    #[error(
+        "a deploy was written without its plan: plan it again (a denylistd bug; please report it)"
+    )]
+    NotPlanned,
+    #[error(
+        "the fleet command {command:?} returned another call's result (a denylistd bug; please report it)"
+    )]
+    CommandResult { command: &'static str },
+    #[error(
+        "fleet log entry {seq} failed to apply here ({source}); this node stops following until it loads a fresh snapshot"
+    )]
+    Diverged {
+        seq: u64,
+        #[source]
+        source: Box<StoreError>,
+    },
 }
 
 impl StoreError {

@@ -9,6 +9,7 @@
 
 mod change;
 mod error;
+mod fleet;
 mod page;
 mod sqlite;
 
@@ -16,6 +17,7 @@ use std::{path::Path, sync::Arc};
 
 pub use change::{Audit, HitTotal, Only, Op, Pending, Plan, Pruned, RevisionChanges, Stage};
 pub use error::StoreError;
+pub use fleet::{Applied, Command, FLEET_SCHEMA_VERSION, FleetStore, Held, migrate};
 pub use page::{PageKey, PageOrder, PageRow, PageSpec};
 pub use sqlite::{DB_FILE, SqliteStore};
 

@@ -16,7 +16,7 @@ pub(super) fn add_hits(
     conn: &mut Connection,
     deltas: &[(u32, HitTotal)],
 ) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO hits VALUES (?1, ?2, ?3, ?4) ON CONFLICT(id) DO UPDATE SET
@@ -56,7 +56,7 @@ pub(super) fn record(
     detail: Option<serde_json::Value>,
     now: Millis,
 ) -> Result<u64, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let seq = audit(&tx, now, user, kind, target, detail)?;
     tx.commit()?;
     Ok(seq)
@@ -141,7 +141,7 @@ pub(super) fn prune(
     user: &str,
     now: Millis,
 ) -> Result<Option<(u64, Pruned)>, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let current = meta(&tx, "revision")?;
     let audit_events = tx.execute("DELETE FROM audit WHERE at < ?1", [cutoff])? as u64;
     // Reports go with their audit events: older ones fall outside any
@@ -189,28 +189,37 @@ pub(super) fn set_attachment(
     user: &str,
     now: Millis,
 ) -> Result<u64, StoreError> {
-    let tx = conn.transaction()?;
-    let kind = match mode {
-        Some(m) => {
-            tx.execute(
-                "INSERT OR REPLACE INTO attachments VALUES (?1, ?2)",
-                params![iface, m],
-            )?;
-            "attach"
-        }
-        None => {
-            tx.execute("DELETE FROM attachments WHERE iface = ?1", params![iface])?;
-            "detach"
-        }
-    };
+    let tx = conn.savepoint()?;
+    write_attachment(&tx, iface, mode)?;
     let seq = audit(
         &tx,
         now,
         user,
-        kind,
+        attach_kind(mode),
         Some(iface),
         mode.map(|m| serde_json::json!({ "xdp_mode": m })),
     )?;
     tx.commit()?;
     Ok(seq)
+}
+
+/// The audit event's kind of an attach (`Some(mode)`) or a detach.
+pub(crate) fn attach_kind(mode: Option<&str>) -> &'static str {
+    if mode.is_some() { "attach" } else { "detach" }
+}
+
+/// Records an attach or a detach in the attachments table alone.
+pub(super) fn write_attachment(
+    conn: &Connection,
+    iface: &str,
+    mode: Option<&str>,
+) -> Result<(), StoreError> {
+    match mode {
+        Some(m) => conn.execute(
+            "INSERT OR REPLACE INTO attachments VALUES (?1, ?2)",
+            params![iface, m],
+        )?,
+        None => conn.execute("DELETE FROM attachments WHERE iface = ?1", params![iface])?,
+    };
+    Ok(())
 }

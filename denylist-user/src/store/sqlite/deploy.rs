@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, OptionalExtension as _, Transaction, params};
+use rusqlite::{Connection, OptionalExtension as _, Savepoint, params};
 
 use super::{
     draft::{deployed, for_each_marked, needs_deploy, pending_count},
@@ -52,7 +52,7 @@ pub(super) fn plan(
     }
     // The new entries take the next ids, in target order.
     let adds = plan.adds.len() as i64;
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let first_id = meta(&tx, "next_id")?;
     if first_id + adds > i64::from(u32::MAX) {
         return Err(StoreError::IdsExhausted);
@@ -271,7 +271,7 @@ pub(super) fn rollback(
     let mut keys: Vec<(Target, List)> = target_set.keys().chain(deployed.keys()).copied().collect();
     keys.sort();
     keys.dedup();
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     tx.execute("DELETE FROM pending", [])?;
     for key in keys {
         let now_deployed = deployed.get(&key);
@@ -324,7 +324,7 @@ pub(super) fn expire(
     expired: &[Stored],
     now: Millis,
 ) -> Result<u64, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let rev = meta(&tx, "revision")?;
     let mut seq = 0;
     // Whether an expiry reached the draft's pending changes too: only then
@@ -395,7 +395,7 @@ pub(super) fn expire(
 /// too, so no later deploy revives it; one given a TTL again stays.
 /// Returns whether the entry had a pending change, which this rewrote.
 fn expire_listings(
-    tx: &Transaction<'_>,
+    tx: &Savepoint<'_>,
     s: &Stored,
     live: Entry,
     now: Millis,
@@ -448,7 +448,7 @@ fn expired_copy(deployed: &Entry, l: &Listing, now: Millis) -> bool {
 }
 
 /// Who staged a key's pending row, and when.
-fn staged(tx: &Transaction<'_>, key: &[u8], list: &str) -> Result<(String, Millis), StoreError> {
+fn staged(tx: &Savepoint<'_>, key: &[u8], list: &str) -> Result<(String, Millis), StoreError> {
     Ok(tx.query_row(
         "SELECT staged_by, staged_at FROM pending WHERE sort_key = ?1 AND list = ?2",
         params![key, list],
@@ -459,12 +459,20 @@ fn staged(tx: &Transaction<'_>, key: &[u8], list: &str) -> Result<(String, Milli
 /// A deploy's rows in an open transaction: committed by
 /// [`WrittenDeploy::commit`], rolled back when dropped.
 pub(super) struct Written<'c> {
-    tx: Transaction<'c>,
+    tx: Savepoint<'c>,
     done: (Revision, u64),
+    before_commit: Option<BeforeCommit<'c>>,
 }
+
+/// Runs in a deploy's transaction just before it commits, and fails the
+/// commit when it fails: fleet mode's log entry goes here.
+pub(crate) type BeforeCommit<'c> = Box<dyn FnOnce(&Connection) -> Result<(), StoreError> + 'c>;
 
 impl WrittenDeploy for Written<'_> {
     fn commit(self: Box<Self>) -> Result<(Revision, u64), StoreError> {
+        if let Some(f) = self.before_commit {
+            f(&self.tx)?;
+        }
         self.tx.commit()?;
         Ok(self.done)
     }
@@ -475,14 +483,19 @@ pub(super) fn write<'c>(
     conn: &'c mut Connection,
     plan: &Plan,
     record: DeployRecord<'_>,
+    before_commit: Option<BeforeCommit<'c>>,
 ) -> Result<Written<'c>, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let done = write_rows(&tx, plan, record)?;
-    Ok(Written { tx, done })
+    Ok(Written {
+        tx,
+        done,
+        before_commit,
+    })
 }
 
 fn write_rows(
-    tx: &Transaction<'_>,
+    tx: &Savepoint<'_>,
     plan: &Plan,
     record: DeployRecord<'_>,
 ) -> Result<(Revision, u64), StoreError> {

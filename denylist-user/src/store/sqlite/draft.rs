@@ -191,7 +191,7 @@ pub(super) fn stage(
     default_ttl: Option<u64>,
     audit_as: &Audit,
 ) -> Result<(u64, Vec<Option<Op>>), StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let (seq, left) = stage_in(&tx, ops, user, now, default_ttl, audit_as)?;
     draft_changed(&tx, seq)?;
     tx.commit()?;
@@ -207,14 +207,15 @@ pub(super) fn stage_preview(
     now: Millis,
     default_ttl: Option<u64>,
 ) -> Result<Vec<Option<Op>>, StoreError> {
-    let tx = conn.transaction()?;
+    let mut tx = conn.savepoint()?;
     let (_, left) = stage_in(&tx, ops, "dry run", now, default_ttl, &Audit::Each)?;
+    // Rolled back to the savepoint, then released as the savepoint drops.
     tx.rollback()?;
     Ok(left)
 }
 
 fn stage_in(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &rusqlite::Savepoint<'_>,
     ops: &[Stage],
     user: &str,
     now: Millis,
@@ -410,7 +411,7 @@ pub(super) fn discard(
     user: &str,
     now: Millis,
 ) -> Result<(u64, usize), StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let n = tx.execute("DELETE FROM pending", [])?;
     let seq = audit(
         &tx,

@@ -48,7 +48,7 @@ pub(super) fn add_feed(
     state: &FeedState,
     now: Millis,
 ) -> Result<u64, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let added = tx.execute(
         "INSERT OR IGNORE INTO feeds(name, settings, state) VALUES (?1, ?2, ?3)",
         params![name, json(settings), json(state)],
@@ -130,7 +130,7 @@ pub(super) fn remove_feed(
     user: &str,
     now: Millis,
 ) -> Result<u64, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     if tx.execute("DELETE FROM feeds WHERE name = ?1", [name])? == 0 {
         return Err(StoreError::NoFeed {
             name: name.to_string(),

@@ -8,6 +8,7 @@ mod backup;
 mod deploy;
 mod draft;
 mod feeds;
+mod fleet;
 #[cfg(test)]
 mod listing_tests;
 mod open;
@@ -30,6 +31,7 @@ use std::{
 
 use rusqlite::Connection;
 
+pub(crate) use audit::attach_kind;
 pub(crate) use schema::SCHEMA_VERSION;
 
 use super::{
@@ -146,7 +148,7 @@ impl Store for SqliteStore {
         plan: &Plan,
         record: DeployRecord<'_>,
     ) -> Result<Box<dyn WrittenDeploy + 's>, StoreError> {
-        Ok(Box::new(deploy::write(&mut self.conn, plan, record)?))
+        Ok(Box::new(deploy::write(&mut self.conn, plan, record, None)?))
     }
 
     fn rollback(

@@ -19,7 +19,7 @@ pub(super) fn report(
     r: &Report,
     since: Millis,
 ) -> Result<ReportTally, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let ip = r.ip.to_string();
     tx.execute(
         "INSERT INTO reports(at, ip, reason, weight, reporter) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -95,7 +95,7 @@ pub(super) fn reports(
 }
 
 pub(super) fn offence(conn: &mut Connection, ip: IpAddr, now: Millis) -> Result<u32, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let ip = ip.to_string();
     let last: Option<(u32, Millis)> = tx
         .query_row(
@@ -138,7 +138,7 @@ pub(super) fn set_auto_policy(
     action: &str,
     now: Millis,
 ) -> Result<u64, StoreError> {
-    let tx = conn.transaction()?;
+    let tx = conn.savepoint()?;
     let value = serde_json::to_value(p).expect("the policy serializes");
     tx.execute(
         "INSERT OR REPLACE INTO settings(key, value) VALUES ('auto', ?1)",

@@ -1,7 +1,7 @@
 //! Rows: the entry columns, spelled once, and the statements every part of
 //! the store shares.
 
-use rusqlite::{Connection, OptionalExtension, Row, Statement, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, Row, Savepoint, Statement, params};
 
 use crate::{
     model::{Entry, List, Listing, Millis, Stored, Target},
@@ -176,7 +176,7 @@ pub(super) fn meta(conn: &Connection, key: &str) -> Result<i64, StoreError> {
         })
 }
 
-pub(super) fn set_meta(tx: &Transaction<'_>, key: &str, value: i64) -> Result<(), StoreError> {
+pub(super) fn set_meta(tx: &Savepoint<'_>, key: &str, value: i64) -> Result<(), StoreError> {
     tx.execute(
         "UPDATE meta SET value = ?2 WHERE key = ?1",
         params![key, value],
@@ -185,7 +185,7 @@ pub(super) fn set_meta(tx: &Transaction<'_>, key: &str, value: i64) -> Result<()
 }
 
 pub(super) fn audit(
-    tx: &Transaction<'_>,
+    tx: &Savepoint<'_>,
     at: Millis,
     user: &str,
     kind: &str,
@@ -202,7 +202,7 @@ pub(super) fn audit(
 /// Notes that the event `seq` changed the draft: a deploy given the
 /// `draft_seq` an admin reviewed ships nothing once it has moved on. A
 /// store from before issue 14 has no such row until its draft changes.
-pub(super) fn draft_changed(tx: &Transaction<'_>, seq: u64) -> Result<(), StoreError> {
+pub(super) fn draft_changed(tx: &Savepoint<'_>, seq: u64) -> Result<(), StoreError> {
     tx.prepare_cached("INSERT OR REPLACE INTO meta(key, value) VALUES ('draft_seq', ?1)")?
         .execute([seq as i64])?;
     Ok(())
@@ -256,7 +256,7 @@ pub(super) fn pending_row(
 }
 
 pub(super) fn insert_pending(
-    tx: &Transaction<'_>,
+    tx: &Savepoint<'_>,
     op: Op,
     e: &Entry,
     user: &str,
@@ -283,7 +283,7 @@ pub(super) fn pending_rows(conn: &Connection) -> Result<usize, StoreError> {
 /// Deploys `s` as of revision `rev`. Unless the caller clears the draft in
 /// bulk (`bulk`), its pending row goes too.
 pub(super) fn insert_entry(
-    tx: &Transaction<'_>,
+    tx: &Savepoint<'_>,
     s: &Stored,
     rev: i64,
     bulk: bool,
@@ -310,7 +310,7 @@ pub(super) fn insert_entry(
 
 /// Ends the current version of a deployed entry at revision `rev`: it was
 /// in the revisions from its `from_rev` up to `rev`, and is in none after.
-pub(super) fn close_version(tx: &Transaction<'_>, e: &Entry, rev: i64) -> Result<(), StoreError> {
+pub(super) fn close_version(tx: &Savepoint<'_>, e: &Entry, rev: i64) -> Result<(), StoreError> {
     tx.prepare_cached(concat!(
         "INSERT INTO versions(",
         entry_cols!(),
@@ -327,7 +327,7 @@ pub(super) fn close_version(tx: &Transaction<'_>, e: &Entry, rev: i64) -> Result
 }
 
 pub(super) fn delete_entry(
-    tx: &Transaction<'_>,
+    tx: &Savepoint<'_>,
     e: &Entry,
     rev: i64,
     bulk: bool,

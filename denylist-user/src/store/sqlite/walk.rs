@@ -5,7 +5,7 @@
 
 use std::cmp::{Ordering, Reverse};
 
-use rusqlite::{Rows, Statement, Transaction};
+use rusqlite::{Rows, Savepoint, Statement};
 
 use super::rows::{ENTRY_COLS, entry_from};
 use crate::{
@@ -22,7 +22,7 @@ pub(super) fn key_order(sort_key: [u8; 18], list: List) -> ([u8; 18], Reverse<&'
     (sort_key, Reverse(list.as_str()))
 }
 
-pub(super) fn prepare<'c>(tx: &'c Transaction<'_>) -> Result<Statement<'c>, StoreError> {
+pub(super) fn prepare<'c>(tx: &'c Savepoint<'_>) -> Result<Statement<'c>, StoreError> {
     Ok(tx.prepare(&format!(
         "SELECT sort_key, id, {ENTRY_COLS} FROM entries WHERE sort_key >= ?1 \
          ORDER BY sort_key, list DESC"

@@ -1,0 +1,247 @@
+//! The fleet's log entries: every change to the shared state, as the
+//! [`Store`] call that made it.
+//!
+//! A node appends a command to the log in PostgreSQL and applies it to its
+//! own SQLite store; every other node applies the same commands in the
+//! same order. The SQLite store is deterministic in its inputs (the caller
+//! passes the time), so the nodes' stores agree on entries, revisions and
+//! audit sequence numbers, which `expect_seq` and rollbacks rely on. Entry
+//! ids are the exception: each node reserves its own, since they name
+//! kernel map slots and hit counters and never leave the node.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    model::{AutoPolicy, FeedSettings, FeedState, List, Millis, Report, Revision, Sources, Target},
+    store::{
+        Audit, DeployRecord, HeldList, Only, Op, Pruned, ReportTally, Stage, Store, StoreError,
+    },
+};
+
+/// One change to the shared state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Command {
+    Stage {
+        ops: Vec<Stage>,
+        user: String,
+        now: Millis,
+        default_ttl: Option<u64>,
+        audit: Audit,
+    },
+    Discard {
+        user: String,
+        now: Millis,
+    },
+    /// A deploy: the plan of the pending changes (those of `only`, when
+    /// given) at `now`, written as the record says.
+    Deploy {
+        only: Option<(Vec<(Target, List)>, Sources)>,
+        now: Millis,
+        user: String,
+        message: Option<String>,
+        kind: String,
+    },
+    Rollback {
+        rev: u64,
+        force: bool,
+        user: String,
+        now: Millis,
+    },
+    /// The expiry sweep at `now`: every listing expired by then.
+    Expire {
+        now: Millis,
+    },
+    Record {
+        user: String,
+        kind: String,
+        target: Option<String>,
+        detail: Option<serde_json::Value>,
+        now: Millis,
+    },
+    Prune {
+        cutoff: Millis,
+        user: String,
+        now: Millis,
+    },
+    AddFeed {
+        name: String,
+        settings: FeedSettings,
+        redacted_url: String,
+        state: FeedState,
+        now: Millis,
+    },
+    SetFeedState {
+        name: String,
+        state: FeedState,
+        held: Held,
+    },
+    RemoveFeed {
+        name: String,
+        user: String,
+        now: Millis,
+    },
+    Report {
+        report: Report,
+        since: Millis,
+    },
+    Offence {
+        ip: IpAddr,
+        now: Millis,
+    },
+    SetAutoPolicy {
+        policy: AutoPolicy,
+        user: String,
+        action: String,
+        now: Millis,
+    },
+}
+
+/// [`HeldList`], owned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Held {
+    Keep,
+    Clear,
+    Set(Vec<Target>),
+}
+
+impl From<HeldList<'_>> for Held {
+    fn from(h: HeldList<'_>) -> Self {
+        match h {
+            HeldList::Keep => Held::Keep,
+            HeldList::Clear => Held::Clear,
+            HeldList::Set(list) => Held::Set(list.to_vec()),
+        }
+    }
+}
+
+/// What applying a command returned: the result of the [`Store`] call it
+/// stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// The audit sequence number, or the count the call returns.
+    Seq(u64),
+    Staged(u64, Vec<Option<Op>>),
+    Discarded(u64, usize),
+    Deployed(Revision, u64),
+    RolledBack(u64, Vec<crate::model::Entry>),
+    Pruned(Option<(u64, Pruned)>),
+    Tally(ReportTally),
+    Offences(u32),
+    Done,
+}
+
+impl Command {
+    /// A short name for logs and the log table's `kind` column.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::Stage { .. } => "stage",
+            Command::Discard { .. } => "discard",
+            Command::Deploy { .. } => "deploy",
+            Command::Rollback { .. } => "rollback",
+            Command::Expire { .. } => "expire",
+            Command::Record { .. } => "record",
+            Command::Prune { .. } => "prune",
+            Command::AddFeed { .. } => "feed add",
+            Command::SetFeedState { .. } => "feed state",
+            Command::RemoveFeed { .. } => "feed remove",
+            Command::Report { .. } => "report",
+            Command::Offence { .. } => "offence",
+            Command::SetAutoPolicy { .. } => "auto set",
+        }
+    }
+
+    /// Applies the command to `store`, as one call of it; a deploy plans,
+    /// writes and commits in one go, since the node applying it has no
+    /// kernel step to fit between (it updates its kernel from the new
+    /// revision afterwards).
+    pub fn apply(&self, store: &mut dyn Store) -> Result<Applied, StoreError> {
+        Ok(match self {
+            Command::Stage {
+                ops,
+                user,
+                now,
+                default_ttl,
+                audit,
+            } => {
+                let (seq, ops) = store.stage(ops, user, *now, *default_ttl, audit)?;
+                Applied::Staged(seq, ops)
+            }
+            Command::Discard { user, now } => {
+                let (seq, n) = store.discard(user, *now)?;
+                Applied::Discarded(seq, n)
+            }
+            Command::Deploy {
+                only,
+                now,
+                user,
+                message,
+                kind,
+            } => {
+                let only = only.as_ref().map(|(keys, sources)| Only { keys, sources });
+                let plan = store.plan(only, *now)?;
+                let record = DeployRecord {
+                    user,
+                    message: message.as_deref(),
+                    now: *now,
+                    kind,
+                };
+                let (rev, seq) = store.write_deploy(&plan, record)?.commit()?;
+                Applied::Deployed(rev, seq)
+            }
+            Command::Rollback {
+                rev,
+                force,
+                user,
+                now,
+            } => {
+                let (seq, left) = store.rollback(*rev, *force, user, *now)?;
+                Applied::RolledBack(seq, left)
+            }
+            Command::Expire { now } => {
+                let expired = store.expired(*now)?;
+                Applied::Seq(store.expire(&expired, *now)?)
+            }
+            Command::Record {
+                user,
+                kind,
+                target,
+                detail,
+                now,
+            } => Applied::Seq(store.record(user, kind, target.as_deref(), detail.clone(), *now)?),
+            Command::Prune { cutoff, user, now } => {
+                Applied::Pruned(store.prune(*cutoff, user, *now)?)
+            }
+            Command::AddFeed {
+                name,
+                settings,
+                redacted_url,
+                state,
+                now,
+            } => Applied::Seq(store.add_feed(name, settings, redacted_url, state, *now)?),
+            Command::SetFeedState { name, state, held } => {
+                let held = match held {
+                    Held::Keep => HeldList::Keep,
+                    Held::Clear => HeldList::Clear,
+                    Held::Set(list) => HeldList::Set(list),
+                };
+                store.set_feed_state(name, state, held)?;
+                Applied::Done
+            }
+            Command::RemoveFeed { name, user, now } => {
+                Applied::Seq(store.remove_feed(name, user, *now)?)
+            }
+            Command::Report { report, since } => Applied::Tally(store.report(report, *since)?),
+            Command::Offence { ip, now } => Applied::Offences(store.offence(*ip, *now)?),
+            Command::SetAutoPolicy {
+                policy,
+                user,
+                action,
+                now,
+            } => Applied::Seq(store.set_auto_policy(policy, user, action, *now)?),
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! The fleet's tables in PostgreSQL: the command log every node follows,
+//! and the schema version that rolling upgrades check.
+
+use postgres::{Client, types::Json};
+
+use super::command::Command;
+use crate::store::StoreError;
+
+/// The fleet schema this denylistd writes and reads.
+pub const FLEET_SCHEMA_VERSION: i64 = 1;
+
+/// The key of the advisory lock that serializes the fleet's writers: held
+/// from a writer's read of the log's head until its command commits, so
+/// the log has no gaps and a follower reading `seq > applied` misses
+/// nothing. (A sequence would hand out numbers in one order and commit
+/// them in another.)
+const WRITER_LOCK: i64 = 0x6465_6e79_6c69_7374; // "denylist"
+
+/// Creates the tables in an empty database; the caller is the database's
+/// owner, not a node (docs/fleet.md gives the roles).
+const SCHEMA: &str = "
+CREATE TABLE denylist_meta(key text PRIMARY KEY, value bigint NOT NULL);
+CREATE TABLE log(
+  seq bigint PRIMARY KEY CHECK (seq > 0),
+  at timestamptz NOT NULL DEFAULT now(),
+  node text NOT NULL,
+  kind text NOT NULL,
+  body jsonb NOT NULL);
+INSERT INTO denylist_meta VALUES ('schema', 1);
+";
+
+/// Creates the fleet's tables when the database has none, and checks the
+/// version of those it has.
+pub fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let mut tx = client.transaction()?;
+    let exists: bool = tx
+        .query_one("SELECT to_regclass('denylist_meta') IS NOT NULL", &[])?
+        .get(0);
+    if !exists {
+        tx.batch_execute(SCHEMA)?;
+    }
+    let found: Option<i64> = tx
+        .query_opt("SELECT value FROM denylist_meta WHERE key = 'schema'", &[])?
+        .map(|r| r.get(0));
+    check_version(found)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Refuses a schema newer than this denylistd knows: a node of the
+/// previous release keeps running while the next one migrates, but not the
+/// other way round.
+fn check_version(found: Option<i64>) -> Result<(), StoreError> {
+    let found = found.ok_or(StoreError::FleetUninitialized)?;
+    if found > FLEET_SCHEMA_VERSION {
+        return Err(StoreError::FleetSchema { found });
+    }
+    Ok(())
+}
+
+/// Opens a writer's transaction: takes the writer lock and returns the
+/// log's head. The caller appends after it and commits or rolls back with
+/// plain SQL, since the transaction spans several of the store's calls
+/// (a deploy's plan, then its write once the kernel has it).
+pub fn begin_write(client: &mut Client) -> Result<u64, StoreError> {
+    client.batch_execute("BEGIN")?;
+    client.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])?;
+    let found: Option<i64> = client
+        .query_opt("SELECT value FROM denylist_meta WHERE key = 'schema'", &[])?
+        .map(|r| r.get(0));
+    check_version(found)?;
+    let head: i64 = client
+        .query_one("SELECT coalesce(max(seq), 0) FROM log", &[])?
+        .get(0);
+    Ok(head as u64)
+}
+
+/// Appends `command` at `seq`, the head the writer read plus one.
+pub fn append(
+    client: &mut Client,
+    seq: u64,
+    node: &str,
+    command: &Command,
+) -> Result<(), StoreError> {
+    client.execute(
+        "INSERT INTO log(seq, node, kind, body) VALUES ($1, $2, $3, $4)",
+        &[&(seq as i64), &node, &command.kind(), &Json(command)],
+    )?;
+    Ok(())
+}
+
+pub fn commit(client: &mut Client) -> Result<(), StoreError> {
+    Ok(client.batch_execute("COMMIT")?)
+}
+
+/// Rolls back a writer's transaction; a broken connection has none left.
+pub fn rollback(client: &mut Client) {
+    let _ = client.batch_execute("ROLLBACK");
+}
+
+/// Up to `limit` log entries after `seq`, in order.
+pub fn since(client: &mut Client, seq: u64, limit: i64) -> Result<Vec<(u64, Command)>, StoreError> {
+    client
+        .query(
+            "SELECT seq, body FROM log WHERE seq > $1 ORDER BY seq LIMIT $2",
+            &[&(seq as i64), &limit],
+        )?
+        .into_iter()
+        .map(|r| {
+            let seq: i64 = r.get(0);
+            let Json(command): Json<Command> = r.try_get(1)?;
+            Ok((seq as u64, command))
+        })
+        .collect()
+}

@@ -1,0 +1,523 @@
+//! Fleet mode's store: the shared state is a log of commands in
+//! PostgreSQL, and each node keeps the SQLite store those commands build
+//! (docs/fleet.md).
+//!
+//! A change takes the fleet's writer lock, brings the local store up to
+//! the log's head, appends its command and applies it here; the database
+//! commits before the local store does, so a node killed in between
+//! replays the entry on its next start rather than holding a change the
+//! fleet lacks. Reads are the local store's, so a node answers them, and
+//! keeps filtering, while the database is away.
+
+mod command;
+mod log;
+
+use std::{collections::HashMap, net::IpAddr, path::Path, sync::Arc};
+
+pub use command::{Applied, Command, Held};
+pub use log::{FLEET_SCHEMA_VERSION, migrate};
+use postgres::Client;
+
+use super::{
+    Audit, DeployRecord, FeedRecord, HeldList, HitTotal, Only, Op, Pending, Plan, Pruned,
+    ReportTally, RevisionChanges, Snapshots, SqliteStore, Stage, Store, StoreError, WrittenDeploy,
+    sqlite::attach_kind,
+};
+use crate::model::{
+    AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page,
+    Report, Revision, Sources, Stored, Target,
+};
+
+/// Log entries read at a time while catching up.
+const CATCH_UP_BATCH: i64 = 1_000;
+
+/// A deploy between its plan and its write: the writer lock is held, and
+/// this is the command it will append.
+struct Deploying {
+    seq: u64,
+    only: Option<(Vec<(Target, List)>, Sources)>,
+    now: Millis,
+}
+
+pub struct FleetStore {
+    local: SqliteStore,
+    client: Client,
+    node: String,
+    deploying: Option<Deploying>,
+}
+
+impl FleetStore {
+    /// Follows the fleet whose database `client` is connected to, as node
+    /// `node`, with `local` as this node's copy; catches up at once.
+    pub fn open(local: SqliteStore, client: Client, node: &str) -> Result<Self, StoreError> {
+        let mut store = FleetStore {
+            local,
+            client,
+            node: node.to_string(),
+            deploying: None,
+        };
+        store.follow()?;
+        Ok(store)
+    }
+
+    /// The seq of the last log entry applied here.
+    pub fn applied(&self) -> Result<u64, StoreError> {
+        self.local.log_seq()
+    }
+
+    /// Applies the log entries this node has not; returns how many.
+    pub fn follow(&mut self) -> Result<usize, StoreError> {
+        self.abandon_deploy();
+        self.catch_up(u64::MAX)
+    }
+
+    /// Applies the log's entries up to `head`, in order.
+    fn catch_up(&mut self, head: u64) -> Result<usize, StoreError> {
+        let mut n = 0;
+        loop {
+            let at = self.local.log_seq()?;
+            if at >= head {
+                return Ok(n);
+            }
+            let batch = log::since(&mut self.client, at, CATCH_UP_BATCH)?;
+            if batch.is_empty() {
+                return Ok(n);
+            }
+            for (seq, command) in batch {
+                self.apply_entry(seq, &command)?;
+                n += 1;
+            }
+        }
+    }
+
+    fn apply_entry(&mut self, seq: u64, command: &Command) -> Result<Applied, StoreError> {
+        self.local.begin_entry()?;
+        match command.apply(&mut self.local) {
+            Ok(applied) => {
+                self.local.commit_entry(seq)?;
+                Ok(applied)
+            }
+            Err(e) => {
+                self.local.abort_entry();
+                Err(StoreError::Diverged {
+                    seq,
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+
+    /// A plan whose deploy never came (the kernel refused it) holds the
+    /// writer lock until the next call: release it.
+    fn abandon_deploy(&mut self) {
+        if self.deploying.take().is_some() {
+            log::rollback(&mut self.client);
+        }
+    }
+
+    /// Takes the writer lock and brings this node to the log's head;
+    /// returns the seq the next entry gets.
+    fn begin(&mut self) -> Result<u64, StoreError> {
+        self.abandon_deploy();
+        let head = log::begin_write(&mut self.client)?;
+        match self.catch_up(head) {
+            Ok(_) => Ok(head + 1),
+            Err(e) => {
+                log::rollback(&mut self.client);
+                Err(e)
+            }
+        }
+    }
+
+    /// One change: appended to the log and applied here, both or neither.
+    fn write(&mut self, command: Command) -> Result<Applied, StoreError> {
+        let seq = self.begin()?;
+        let result = self.append_and_apply(seq, &command);
+        if result.is_err() {
+            log::rollback(&mut self.client);
+        }
+        result
+    }
+
+    fn append_and_apply(&mut self, seq: u64, command: &Command) -> Result<Applied, StoreError> {
+        log::append(&mut self.client, seq, &self.node, command)?;
+        self.local.begin_entry()?;
+        let applied = command
+            .apply(&mut self.local)
+            .and_then(|applied| log::commit(&mut self.client).map(|()| applied));
+        match applied {
+            Ok(applied) => {
+                // Committed in the fleet: should this fail, the entry is
+                // applied again from the log on the next catch-up.
+                self.local.commit_entry(seq)?;
+                Ok(applied)
+            }
+            Err(e) => {
+                self.local.abort_entry();
+                Err(e)
+            }
+        }
+    }
+}
+
+fn mismatch(command: &'static str) -> StoreError {
+    StoreError::CommandResult { command }
+}
+
+impl Store for FleetStore {
+    fn revision(&self) -> Result<u64, StoreError> {
+        self.local.revision()
+    }
+
+    fn deployed(&self) -> Result<Vec<Stored>, StoreError> {
+        self.local.deployed()
+    }
+
+    fn draft(&self, now: Millis) -> Result<Vec<Entry>, StoreError> {
+        self.local.draft(now)
+    }
+
+    fn draft_keys_from(
+        &self,
+        source: &str,
+        now: Millis,
+    ) -> Result<Vec<(Target, List)>, StoreError> {
+        self.local.draft_keys_from(source, now)
+    }
+
+    fn deployed_keys_from(
+        &self,
+        source: &str,
+        now: Millis,
+    ) -> Result<Vec<(Target, List)>, StoreError> {
+        self.local.deployed_keys_from(source, now)
+    }
+
+    fn draft_entry(
+        &self,
+        target: Target,
+        list: List,
+        now: Millis,
+    ) -> Result<Option<Entry>, StoreError> {
+        self.local.draft_entry(target, list, now)
+    }
+
+    fn deployed_entry(
+        &self,
+        target: Target,
+        list: List,
+        now: Millis,
+    ) -> Result<Option<Entry>, StoreError> {
+        self.local.deployed_entry(target, list, now)
+    }
+
+    fn pending_count(&self) -> Result<usize, StoreError> {
+        self.local.pending_count()
+    }
+
+    fn draft_seq(&self) -> Result<u64, StoreError> {
+        self.local.draft_seq()
+    }
+
+    fn pending(&self) -> Result<Vec<Pending>, StoreError> {
+        self.local.pending()
+    }
+
+    fn stage(
+        &mut self,
+        ops: &[Stage],
+        user: &str,
+        now: Millis,
+        default_ttl: Option<u64>,
+        audit_as: &Audit,
+    ) -> Result<(u64, Vec<Option<Op>>), StoreError> {
+        match self.write(Command::Stage {
+            ops: ops.to_vec(),
+            user: user.to_string(),
+            now,
+            default_ttl,
+            audit: audit_as.clone(),
+        })? {
+            Applied::Staged(seq, ops) => Ok((seq, ops)),
+            _ => Err(mismatch("stage")),
+        }
+    }
+
+    fn stage_preview(
+        &mut self,
+        ops: &[Stage],
+        now: Millis,
+        default_ttl: Option<u64>,
+    ) -> Result<Vec<Option<Op>>, StoreError> {
+        self.local.stage_preview(ops, now, default_ttl)
+    }
+
+    fn discard(&mut self, user: &str, now: Millis) -> Result<(u64, usize), StoreError> {
+        match self.write(Command::Discard {
+            user: user.to_string(),
+            now,
+        })? {
+            Applied::Discarded(seq, n) => Ok((seq, n)),
+            _ => Err(mismatch("discard")),
+        }
+    }
+
+    fn preview(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
+        self.local.preview(only, now)
+    }
+
+    /// Takes the writer lock and keeps it until [`Store::write_deploy`]'s
+    /// commit: deploys from different nodes are serialized by the
+    /// database, each planned from the state the one before it left.
+    fn plan(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
+        let seq = self.begin()?;
+        match self.local.plan(only, now) {
+            Ok(plan) => {
+                self.deploying = Some(Deploying {
+                    seq,
+                    only: only.map(|o| (o.keys.to_vec(), o.sources.clone())),
+                    now,
+                });
+                Ok(plan)
+            }
+            Err(e) => {
+                log::rollback(&mut self.client);
+                Err(e)
+            }
+        }
+    }
+
+    fn write_deploy<'s>(
+        &'s mut self,
+        plan: &Plan,
+        record: DeployRecord<'_>,
+    ) -> Result<Box<dyn WrittenDeploy + 's>, StoreError> {
+        let Some(d) = self.deploying.take() else {
+            return Err(StoreError::NotPlanned);
+        };
+        let command = Command::Deploy {
+            only: d.only,
+            now: d.now,
+            user: record.user.to_string(),
+            message: record.message.map(str::to_string),
+            kind: record.kind.to_string(),
+        };
+        if let Err(e) = log::append(&mut self.client, d.seq, &self.node, &command) {
+            log::rollback(&mut self.client);
+            return Err(e);
+        }
+        let client = &mut self.client;
+        let commit = Box::new(move || log::commit(client));
+        self.local.write_deploy_entry(plan, record, d.seq, commit)
+    }
+
+    fn rollback(
+        &mut self,
+        rev: u64,
+        force: bool,
+        user: &str,
+        now: Millis,
+    ) -> Result<(u64, Vec<Entry>), StoreError> {
+        match self.write(Command::Rollback {
+            rev,
+            force,
+            user: user.to_string(),
+            now,
+        })? {
+            Applied::RolledBack(seq, left) => Ok((seq, left)),
+            _ => Err(mismatch("rollback")),
+        }
+    }
+
+    fn expired(&self, now: Millis) -> Result<Vec<Stored>, StoreError> {
+        self.local.expired(now)
+    }
+
+    /// The sweep is logged as its time alone: each node finds the same
+    /// expired listings in the same state, under its own entry ids.
+    fn expire(&mut self, _expired: &[Stored], now: Millis) -> Result<u64, StoreError> {
+        match self.write(Command::Expire { now })? {
+            Applied::Seq(seq) => Ok(seq),
+            _ => Err(mismatch("expire")),
+        }
+    }
+
+    /// Hits are this node's own: its kernel's counters, under its ids.
+    fn add_hits(&mut self, deltas: &[(u32, HitTotal)]) -> Result<(), StoreError> {
+        self.local.add_hits(deltas)
+    }
+
+    fn hit_totals(&self) -> Result<HashMap<u32, HitTotal>, StoreError> {
+        self.local.hit_totals()
+    }
+
+    fn record(
+        &mut self,
+        user: &str,
+        kind: &str,
+        target: Option<&str>,
+        detail: Option<serde_json::Value>,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        match self.write(Command::Record {
+            user: user.to_string(),
+            kind: kind.to_string(),
+            target: target.map(str::to_string),
+            detail,
+            now,
+        })? {
+            Applied::Seq(seq) => Ok(seq),
+            _ => Err(mismatch("record")),
+        }
+    }
+
+    fn history(&self, page: Page) -> Result<Vec<Revision>, StoreError> {
+        self.local.history(page)
+    }
+
+    fn audit(&self, page: Page, filter: &AuditFilter) -> Result<Vec<AuditEvent>, StoreError> {
+        self.local.audit(page, filter)
+    }
+
+    fn revision_changes(&self, rev: u64, limit: usize) -> Result<RevisionChanges, StoreError> {
+        self.local.revision_changes(rev, limit)
+    }
+
+    fn prune(
+        &mut self,
+        cutoff: Millis,
+        user: &str,
+        now: Millis,
+    ) -> Result<Option<(u64, Pruned)>, StoreError> {
+        match self.write(Command::Prune {
+            cutoff,
+            user: user.to_string(),
+            now,
+        })? {
+            Applied::Pruned(p) => Ok(p),
+            _ => Err(mismatch("prune")),
+        }
+    }
+
+    /// Interfaces are this node's own, so attachments stay local; the
+    /// attach and detach go to the shared audit log as records.
+    fn attachments(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.local.attachments()
+    }
+
+    fn set_attachment(
+        &mut self,
+        iface: &str,
+        mode: Option<&str>,
+        user: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        self.local.set_local_attachment(iface, mode)?;
+        let detail = serde_json::json!({ "node": self.node, "xdp_mode": mode });
+        self.record(user, attach_kind(mode), Some(iface), Some(detail), now)
+    }
+
+    fn feeds(&self) -> Result<Vec<FeedRecord>, StoreError> {
+        self.local.feeds()
+    }
+
+    fn add_feed(
+        &mut self,
+        name: &str,
+        settings: &FeedSettings,
+        redacted_url: &str,
+        state: &FeedState,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        match self.write(Command::AddFeed {
+            name: name.to_string(),
+            settings: settings.clone(),
+            redacted_url: redacted_url.to_string(),
+            state: state.clone(),
+            now,
+        })? {
+            Applied::Seq(seq) => Ok(seq),
+            _ => Err(mismatch("feed add")),
+        }
+    }
+
+    fn set_feed_state(
+        &mut self,
+        name: &str,
+        state: &FeedState,
+        held: HeldList<'_>,
+    ) -> Result<(), StoreError> {
+        self.write(Command::SetFeedState {
+            name: name.to_string(),
+            state: state.clone(),
+            held: held.into(),
+        })
+        .map(drop)
+    }
+
+    fn held_list(&self, name: &str) -> Result<Option<Vec<Target>>, StoreError> {
+        self.local.held_list(name)
+    }
+
+    fn remove_feed(&mut self, name: &str, user: &str, now: Millis) -> Result<u64, StoreError> {
+        match self.write(Command::RemoveFeed {
+            name: name.to_string(),
+            user: user.to_string(),
+            now,
+        })? {
+            Applied::Seq(seq) => Ok(seq),
+            _ => Err(mismatch("feed remove")),
+        }
+    }
+
+    fn report(&mut self, report: &Report, since: Millis) -> Result<ReportTally, StoreError> {
+        match self.write(Command::Report {
+            report: report.clone(),
+            since,
+        })? {
+            Applied::Tally(t) => Ok(t),
+            _ => Err(mismatch("report")),
+        }
+    }
+
+    fn reports(&self, reporter: Option<&str>, limit: usize) -> Result<Vec<Report>, StoreError> {
+        self.local.reports(reporter, limit)
+    }
+
+    fn offence(&mut self, ip: IpAddr, now: Millis) -> Result<u32, StoreError> {
+        match self.write(Command::Offence { ip, now })? {
+            Applied::Offences(n) => Ok(n),
+            _ => Err(mismatch("offence")),
+        }
+    }
+
+    fn auto_policy(&self) -> Result<AutoPolicy, StoreError> {
+        self.local.auto_policy()
+    }
+
+    fn set_auto_policy(
+        &mut self,
+        policy: &AutoPolicy,
+        user: &str,
+        action: &str,
+        now: Millis,
+    ) -> Result<u64, StoreError> {
+        match self.write(Command::SetAutoPolicy {
+            policy: policy.clone(),
+            user: user.to_string(),
+            action: action.to_string(),
+            now,
+        })? {
+            Applied::Seq(seq) => Ok(seq),
+            _ => Err(mismatch("auto set")),
+        }
+    }
+
+    fn backup(&self, dest: &Path) -> Result<(), StoreError> {
+        self.local.backup(dest)
+    }
+
+    fn snapshots(&self) -> Arc<dyn Snapshots> {
+        self.local.snapshots()
+    }
+}

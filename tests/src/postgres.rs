@@ -1,0 +1,168 @@
+//! A private PostgreSQL 15 server for one test: initdb into a temporary
+//! directory and pg_ctl on a free loopback port and a private socket
+//! directory, both as the postgres user (initdb refuses root). Dropping it
+//! stops the server and deletes the directory, after a failure too.
+
+use std::{
+    fs,
+    net::TcpListener,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    process::{Command, Output},
+};
+
+/// Where Debian's postgresql-15 puts the server's programs; `cargo xtask
+/// setup` installs it.
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+pub struct Postgres {
+    dir: PathBuf,
+    port: u16,
+}
+
+fn as_postgres(program: &str) -> Command {
+    let mut c = Command::new("runuser");
+    c.args(["-u", "postgres", "--", &format!("{BIN}/{program}")]);
+    c
+}
+
+fn ok(what: &str, out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A port nothing listens on now. Another process may take it before the
+/// server binds it; pg_ctl then fails loudly rather than the test passing.
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+    l.local_addr().expect("its address").port()
+}
+
+impl Postgres {
+    /// Starts a new, empty server; its superuser is `postgres`, who
+    /// connects over the socket without a password. Roles made by the
+    /// tests log in over TCP with a password (scram-sha-256).
+    pub fn start() -> Postgres {
+        crate::require_root();
+        let dir = std::env::temp_dir().join(format!(
+            "denylist-pg-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        fs::create_dir(&dir).expect("create the server's directory");
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).expect("chmod 0700");
+        ok(
+            "chown",
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(&dir)
+                .output()
+                .expect("run chown"),
+        );
+        // From here on Drop cleans up, whatever fails next.
+        let pg = Postgres {
+            dir,
+            port: free_port(),
+        };
+        ok(
+            "initdb",
+            as_postgres("initdb")
+                .arg("-D")
+                .arg(pg.data())
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ])
+                .output()
+                .expect("run initdb"),
+        );
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
+            pg.port,
+            pg.dir.display()
+        );
+        ok(
+            "pg_ctl start",
+            as_postgres("pg_ctl")
+                .arg("-D")
+                .arg(pg.data())
+                .args(["-w", "-o", &options, "-l"])
+                .arg(pg.dir.join("server.log"))
+                .arg("start")
+                .output()
+                .expect("run pg_ctl"),
+        );
+        pg
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The directory of the server's socket.
+    pub fn socket_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Connection parameters for the superuser, over the socket.
+    pub fn admin_params(&self, db: &str) -> String {
+        format!(
+            "host={} port={} user=postgres dbname={db}",
+            self.dir.display(),
+            self.port
+        )
+    }
+
+    /// Connection parameters for `user` with `password`, over TCP.
+    pub fn params(&self, user: &str, password: &str, db: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname={db}",
+            self.port
+        )
+    }
+
+    /// A superuser connection to `db`.
+    pub fn admin(&self, db: &str) -> postgres::Client {
+        postgres::Client::connect(&self.admin_params(db), postgres::NoTls)
+            .expect("connect as the superuser")
+    }
+
+    /// Stops the server at once, as a crash or an outage would.
+    pub fn stop(&self) {
+        ok(
+            "pg_ctl stop",
+            as_postgres("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .args(["-w", "-m", "immediate", "stop"])
+                .output()
+                .expect("run pg_ctl"),
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(self.data())
+            .args(["-w", "-m", "immediate", "stop"])
+            .output();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

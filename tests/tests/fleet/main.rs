@@ -1,0 +1,4 @@
+//! Fleet mode against a real PostgreSQL 15 that each test starts: the
+//! shared command log, at the store's level (`store`).
+
+mod store;

@@ -1,0 +1,269 @@
+//! Nodes sharing one log: each builds the same store from it, writers
+//! are serialized by the database, and a node catches up on whatever it
+//! missed.
+
+use std::{path::PathBuf, sync::mpsc, thread, time::Duration};
+
+use denylist::{
+    model::{AuditFilter, Entry, List, Page, Target},
+    store::{Audit, DeployRecord, FleetStore, SqliteStore, Stage, Store, StoreError, migrate},
+};
+use denylist_tests::postgres::Postgres;
+
+/// A temporary directory, deleted on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new() -> Dir {
+        let d = std::env::temp_dir().join(format!(
+            "denylist-fleet-{}-{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir(&d).unwrap();
+        Dir(d)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A node: its own state directory, following the fleet in `pg`.
+struct Node {
+    store: FleetStore,
+    _dir: Dir,
+}
+
+fn node(pg: &Postgres, name: &str) -> Node {
+    let dir = Dir::new();
+    let local = SqliteStore::open(&dir.0).unwrap();
+    let store = FleetStore::open(local, pg.admin("postgres"), name).unwrap();
+    Node { store, _dir: dir }
+}
+
+fn fleet() -> Postgres {
+    let pg = Postgres::start();
+    migrate(&mut pg.admin("postgres")).unwrap();
+    pg
+}
+
+fn t(s: &str) -> Target {
+    Target::parse(s).unwrap()
+}
+
+fn add(s: &str) -> Stage {
+    Stage::Upsert {
+        target: t(s),
+        list: List::Deny,
+        reason: Some("fleet test".into()),
+        ttl: None,
+        monitor: None,
+        source: None,
+        keep_longer_ttl: false,
+    }
+}
+
+fn stage(s: &mut dyn Store, ops: &[Stage], now: i64) -> u64 {
+    s.stage(ops, "root", now, None, &Audit::Each).unwrap().0
+}
+
+/// Plans, writes and commits a deploy, as the daemon does around its
+/// kernel update.
+fn deploy(s: &mut dyn Store, now: i64) -> u64 {
+    let plan = s.plan(None, now).unwrap();
+    let record = DeployRecord {
+        user: "root",
+        message: Some("fleet test"),
+        now,
+        kind: "deploy",
+    };
+    let written = s.write_deploy(&plan, record).unwrap();
+    written.commit().unwrap().0.revision
+}
+
+/// What every node must agree on: the deployed entries (ids aside, which
+/// are each node's own), the revision, the draft and its seq, the audit log.
+fn state(s: &dyn Store) -> (Vec<Entry>, u64, Vec<Entry>, u64, Vec<(u64, String)>) {
+    let deployed = s.deployed().unwrap().into_iter().map(|d| d.entry).collect();
+    let audit = s
+        .audit(
+            Page {
+                since: 0,
+                before: None,
+                limit: Some(10_000),
+            },
+            &AuditFilter::default(),
+        )
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e.kind))
+        .collect();
+    (
+        deployed,
+        s.revision().unwrap(),
+        s.draft(5_000).unwrap(),
+        s.draft_seq().unwrap(),
+        audit,
+    )
+}
+
+#[test]
+fn every_node_builds_the_same_store_from_the_log() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    let mut b = node(&pg, "b");
+    stage(
+        &mut a.store,
+        &[add("192.0.2.1"), add("198.51.100.0/24")],
+        1_000,
+    );
+    assert_eq!(deploy(&mut a.store, 1_100), 1);
+    assert_eq!(b.store.follow().unwrap(), 2, "a stage and a deploy");
+    assert_eq!(state(&a.store), state(&b.store));
+    assert_eq!(b.store.revision().unwrap(), 1);
+
+    // The other way round, and a node that joins late.
+    let remove = Stage::Remove {
+        target: t("192.0.2.1"),
+        list: List::Deny,
+        sources: denylist::model::Sources::All,
+    };
+    stage(&mut b.store, &[remove], 2_000);
+    assert_eq!(deploy(&mut b.store, 2_100), 2);
+    a.store.follow().unwrap();
+    let c = node(&pg, "c");
+    assert_eq!(state(&a.store), state(&b.store));
+    assert_eq!(state(&c.store), state(&b.store));
+    let left: Vec<Target> = c
+        .store
+        .deployed()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.entry.target)
+        .collect();
+    assert_eq!(left, [t("198.51.100.0/24")]);
+    assert_eq!(c.store.applied().unwrap(), 4);
+}
+
+#[test]
+fn a_change_catches_up_before_it_writes() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    let mut b = node(&pg, "b");
+    stage(&mut a.store, &[add("192.0.2.1")], 1_000);
+    // b has not followed: its stage still lands after a's, on a's draft.
+    stage(&mut b.store, &[add("192.0.2.2")], 1_001);
+    assert_eq!(b.store.pending_count().unwrap(), 2);
+    a.store.follow().unwrap();
+    assert_eq!(state(&a.store), state(&b.store));
+}
+
+#[test]
+fn a_failed_change_leaves_no_log_entry() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    let mut b = node(&pg, "b");
+    let missing = Stage::Remove {
+        target: t("203.0.113.9"),
+        list: List::Deny,
+        sources: denylist::model::Sources::All,
+    };
+    let err = a.store.stage(&[missing], "root", 1_000, None, &Audit::Each);
+    assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
+    assert_eq!(a.store.applied().unwrap(), 0);
+    assert_eq!(b.store.follow().unwrap(), 0);
+    // The lock was released: the next change goes through.
+    stage(&mut b.store, &[add("192.0.2.1")], 1_001);
+    assert_eq!(a.store.follow().unwrap(), 1);
+}
+
+#[test]
+fn deploys_from_two_nodes_are_serialized() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    let b = node(&pg, "b");
+    stage(&mut a.store, &[add("192.0.2.1")], 1_000);
+    // a holds the writer lock from its plan until its commit, as it does
+    // while its kernel takes the plan.
+    let plan = a.store.plan(None, 1_100).unwrap();
+    let (tx, rx) = mpsc::channel();
+    let other = thread::spawn(move || {
+        let mut b = b;
+        stage(&mut b.store, &[add("192.0.2.2")], 1_200);
+        let rev = deploy(&mut b.store, 1_300);
+        tx.send(()).unwrap();
+        (b, rev)
+    });
+    assert!(
+        rx.recv_timeout(Duration::from_millis(500)).is_err(),
+        "b wrote while a held the writer lock"
+    );
+    let record = DeployRecord {
+        user: "root",
+        message: None,
+        now: 1_100,
+        kind: "deploy",
+    };
+    let rev = a
+        .store
+        .write_deploy(&plan, record)
+        .unwrap()
+        .commit()
+        .unwrap()
+        .0
+        .revision;
+    assert_eq!(rev, 1);
+    let (b, b_rev) = other.join().unwrap();
+    assert_eq!(
+        b_rev, 2,
+        "b's deploy comes after a's, with its own revision"
+    );
+    a.store.follow().unwrap();
+    assert_eq!(state(&a.store), state(&b.store));
+    let deployed: Vec<Target> = a
+        .store
+        .deployed()
+        .unwrap()
+        .into_iter()
+        .map(|s| s.entry.target)
+        .collect();
+    assert_eq!(
+        deployed,
+        [t("192.0.2.1"), t("192.0.2.2")],
+        "no change is lost"
+    );
+}
+
+#[test]
+fn an_abandoned_plan_releases_the_lock_and_logs_nothing() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    let mut b = node(&pg, "b");
+    stage(&mut a.store, &[add("192.0.2.1")], 1_000);
+    // The kernel refused the plan: the daemon never writes it.
+    a.store.plan(None, 1_100).unwrap();
+    assert_eq!(a.store.follow().unwrap(), 0);
+    stage(&mut b.store, &[add("192.0.2.2")], 1_200);
+    assert_eq!(a.store.follow().unwrap(), 1);
+    assert_eq!(a.store.revision().unwrap(), 0);
+    assert_eq!(state(&a.store), state(&b.store));
+}
+
+#[test]
+fn a_schema_newer_than_this_denylistd_is_refused() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    pg.admin("postgres")
+        .batch_execute("UPDATE denylist_meta SET value = value + 1 WHERE key = 'schema'")
+        .unwrap();
+    let err = a
+        .store
+        .stage(&[add("192.0.2.1")], "root", 1_000, None, &Audit::Each);
+    assert!(
+        matches!(err, Err(StoreError::FleetSchema { .. })),
+        "{err:?}"
+    );
+}
