@@ -87,23 +87,28 @@ impl Postgres {
                 .output()
                 .expect("run initdb"),
         );
+        pg.resume();
+        pg
+    }
+
+    /// Starts the server again after [`Postgres::stop`], on the same port.
+    pub fn resume(&self) {
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off",
-            pg.port,
-            pg.dir.display()
+            self.port,
+            self.dir.display()
         );
         ok(
             "pg_ctl start",
             as_postgres("pg_ctl")
                 .arg("-D")
-                .arg(pg.data())
+                .arg(self.data())
                 .args(["-w", "-o", &options, "-l"])
-                .arg(pg.dir.join("server.log"))
+                .arg(self.dir.join("server.log"))
                 .arg("start")
                 .output()
                 .expect("run pg_ctl"),
         );
-        pg
     }
 
     fn data(&self) -> PathBuf {

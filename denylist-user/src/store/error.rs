@@ -95,6 +95,10 @@ pub enum StoreError {
     )]
     NotPlanned,
     #[error(
+        "the connection to the fleet database broke during the change, so nothing was changed: try again"
+    )]
+    FleetConnectionLost,
+    #[error(
         "the fleet command {command:?} returned another call's result (a denylistd bug; please report it)"
     )]
     CommandResult { command: &'static str },

@@ -17,7 +17,9 @@ use std::{path::Path, sync::Arc};
 
 pub use change::{Audit, HitTotal, Only, Op, Pending, Plan, Pruned, RevisionChanges, Stage};
 pub use error::StoreError;
-pub use fleet::{Applied, Command, FLEET_SCHEMA_VERSION, FleetStore, Held, migrate};
+pub use fleet::{
+    Applied, Command, Connect, FLEET_SCHEMA_VERSION, FleetStore, Held, LOG_CHANNEL, migrate,
+};
 pub use page::{PageKey, PageOrder, PageRow, PageSpec};
 pub use sqlite::{DB_FILE, SqliteStore};
 
@@ -63,6 +65,15 @@ pub struct DeployRecord<'a> {
     pub now: Millis,
     /// The audit event's kind: `deploy`, or `rollback` for a rollback's.
     pub kind: &'a str,
+}
+
+/// What a host applied from the fleet's log that its kernel must follow.
+#[derive(Debug, Clone)]
+pub enum Followed {
+    /// Another host's deploy, as planned here (with this host's ids).
+    Deployed(Plan),
+    /// Another host's expiry sweep at `now`: the listings it found expired.
+    Expired { expired: Vec<Stored>, now: Millis },
 }
 
 /// The durable state of one denylist.
@@ -288,6 +299,16 @@ pub trait Store: Send {
     /// Where listings get their snapshots: they stream without the core,
     /// while the store goes on taking writes.
     fn snapshots(&self) -> Arc<dyn Snapshots>;
+
+    /// Applies what other hosts changed since the last call, oldest first;
+    /// a single host's store has nobody to follow.
+    fn follow(&mut self) -> Result<Vec<Followed>, StoreError> {
+        Ok(Vec::new())
+    }
+
+    /// Says that the deploy [`Store::plan`] began is over, written or not:
+    /// a store that serializes deploys across hosts lets the next one go.
+    fn deploy_done(&mut self) {}
 }
 
 /// A deploy written into the store but not yet committed.

@@ -40,7 +40,9 @@ struct Node {
 fn node(pg: &Postgres, name: &str) -> Node {
     let dir = Dir::new();
     let local = SqliteStore::open(&dir.0).unwrap();
-    let store = FleetStore::open(local, pg.admin("postgres"), name).unwrap();
+    let params = pg.admin_params("postgres");
+    let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
+    let store = FleetStore::open(local, connect, name);
     Node { store, _dir: dir }
 }
 
@@ -121,7 +123,12 @@ fn every_node_builds_the_same_store_from_the_log() {
         1_000,
     );
     assert_eq!(deploy(&mut a.store, 1_100), 1);
-    assert_eq!(b.store.follow().unwrap(), 2, "a stage and a deploy");
+    assert_eq!(
+        b.store.follow().unwrap().len(),
+        1,
+        "a's deploy, for b's kernel"
+    );
+    assert_eq!(b.store.applied().unwrap(), 2, "a stage and a deploy");
     assert_eq!(state(&a.store), state(&b.store));
     assert_eq!(b.store.revision().unwrap(), 1);
 
@@ -174,10 +181,12 @@ fn a_failed_change_leaves_no_log_entry() {
     let err = a.store.stage(&[missing], "root", 1_000, None, &Audit::Each);
     assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
     assert_eq!(a.store.applied().unwrap(), 0);
-    assert_eq!(b.store.follow().unwrap(), 0);
+    b.store.follow().unwrap();
+    assert_eq!(b.store.applied().unwrap(), 0);
     // The lock was released: the next change goes through.
     stage(&mut b.store, &[add("192.0.2.1")], 1_001);
-    assert_eq!(a.store.follow().unwrap(), 1);
+    a.store.follow().unwrap();
+    assert_eq!(a.store.applied().unwrap(), 1);
 }
 
 #[test]
@@ -245,9 +254,10 @@ fn an_abandoned_plan_releases_the_lock_and_logs_nothing() {
     stage(&mut a.store, &[add("192.0.2.1")], 1_000);
     // The kernel refused the plan: the daemon never writes it.
     a.store.plan(None, 1_100).unwrap();
-    assert_eq!(a.store.follow().unwrap(), 0);
+    a.store.deploy_done();
     stage(&mut b.store, &[add("192.0.2.2")], 1_200);
-    assert_eq!(a.store.follow().unwrap(), 1);
+    a.store.follow().unwrap();
+    assert_eq!(a.store.applied().unwrap(), 2);
     assert_eq!(a.store.revision().unwrap(), 0);
     assert_eq!(state(&a.store), state(&b.store));
 }
@@ -266,4 +276,58 @@ fn a_schema_newer_than_this_denylistd_is_refused() {
         matches!(err, Err(StoreError::FleetSchema { .. })),
         "{err:?}"
     );
+}
+
+#[test]
+fn a_deploy_the_kernel_refused_releases_the_lock_and_logs_nothing() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    let mut b = node(&pg, "b");
+    stage(&mut a.store, &[add("192.0.2.1")], 1_000);
+    let plan = a.store.plan(None, 1_100).unwrap();
+    let record = DeployRecord {
+        user: "root",
+        message: None,
+        now: 1_100,
+        kind: "deploy",
+    };
+    // Written, then dropped uncommitted, as the daemon does when the
+    // kernel fails.
+    drop(a.store.write_deploy(&plan, record).unwrap());
+    a.store.deploy_done();
+    stage(&mut b.store, &[add("192.0.2.2")], 1_200);
+    a.store.follow().unwrap();
+    assert_eq!(a.store.revision().unwrap(), 0);
+    assert_eq!(b.store.revision().unwrap(), 0);
+    assert_eq!(state(&a.store), state(&b.store));
+}
+
+#[test]
+fn without_the_database_reads_go_on_and_changes_fail_until_it_returns() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    let mut b = node(&pg, "b");
+    stage(&mut a.store, &[add("192.0.2.1")], 1_000);
+    deploy(&mut a.store, 1_100);
+    b.store.follow().unwrap();
+    pg.stop();
+    assert_eq!(
+        b.store.revision().unwrap(),
+        1,
+        "reads come from the local copy"
+    );
+    let err = b
+        .store
+        .stage(&[add("192.0.2.2")], "root", 1_200, None, &Audit::Each);
+    assert!(matches!(err, Err(StoreError::Postgres(_))), "{err:?}");
+    assert!(b.store.follow().is_err());
+    // A node that starts meanwhile starts from its copy.
+    drop(b);
+    pg.resume();
+    stage(&mut a.store, &[add("192.0.2.2")], 1_300);
+    deploy(&mut a.store, 1_400);
+    let mut c = node(&pg, "c");
+    c.store.follow().unwrap();
+    assert_eq!(state(&a.store), state(&c.store));
+    assert_eq!(c.store.revision().unwrap(), 2);
 }

@@ -14,9 +14,13 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    model::{AutoPolicy, FeedSettings, FeedState, List, Millis, Report, Revision, Sources, Target},
+    model::{
+        AutoPolicy, FeedSettings, FeedState, List, Millis, Report, Revision, Sources, Stored,
+        Target,
+    },
     store::{
-        Audit, DeployRecord, HeldList, Only, Op, Pruned, ReportTally, Stage, Store, StoreError,
+        Audit, DeployRecord, HeldList, Only, Op, Plan, Pruned, ReportTally, Stage, Store,
+        StoreError,
     },
 };
 
@@ -120,13 +124,18 @@ impl From<HeldList<'_>> for Held {
 
 /// What applying a command returned: the result of the [`Store`] call it
 /// stands for.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Applied {
     /// The audit sequence number, or the count the call returns.
     Seq(u64),
     Staged(u64, Vec<Option<Op>>),
     Discarded(u64, usize),
-    Deployed(Revision, u64),
+    /// The revision and audit seq, and the plan as this node carried it
+    /// out (its own entry ids), for its kernel.
+    Deployed(Revision, u64, Plan),
+    /// The listings the sweep at this time found expired, under this
+    /// node's ids.
+    Expired(u64, Vec<Stored>, Millis),
     RolledBack(u64, Vec<crate::model::Entry>),
     Pruned(Option<(u64, Pruned)>),
     Tally(ReportTally),
@@ -190,7 +199,7 @@ impl Command {
                     kind,
                 };
                 let (rev, seq) = store.write_deploy(&plan, record)?.commit()?;
-                Applied::Deployed(rev, seq)
+                Applied::Deployed(rev, seq, plan)
             }
             Command::Rollback {
                 rev,
@@ -203,7 +212,8 @@ impl Command {
             }
             Command::Expire { now } => {
                 let expired = store.expired(*now)?;
-                Applied::Seq(store.expire(&expired, *now)?)
+                let seq = store.expire(&expired, *now)?;
+                Applied::Expired(seq, expired, *now)
             }
             Command::Record {
                 user,

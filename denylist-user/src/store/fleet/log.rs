@@ -75,7 +75,13 @@ pub fn begin_write(client: &mut Client) -> Result<u64, StoreError> {
     Ok(head as u64)
 }
 
-/// Appends `command` at `seq`, the head the writer read plus one.
+/// The channel a new log entry is announced on, at its commit; the
+/// payload is its seq. Followers also poll, since a notification sent
+/// while a listener was disconnected is lost.
+pub const LOG_CHANNEL: &str = "denylist_log";
+
+/// Appends `command` at `seq`, the head the writer read plus one, and
+/// announces it.
 pub fn append(
     client: &mut Client,
     seq: u64,
@@ -85,6 +91,10 @@ pub fn append(
     client.execute(
         "INSERT INTO log(seq, node, kind, body) VALUES ($1, $2, $3, $4)",
         &[&(seq as i64), &node, &command.kind(), &Json(command)],
+    )?;
+    client.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&LOG_CHANNEL, &seq.to_string()],
     )?;
     Ok(())
 }

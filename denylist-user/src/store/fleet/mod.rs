@@ -15,11 +15,11 @@ mod log;
 use std::{collections::HashMap, net::IpAddr, path::Path, sync::Arc};
 
 pub use command::{Applied, Command, Held};
-pub use log::{FLEET_SCHEMA_VERSION, migrate};
+pub use log::{FLEET_SCHEMA_VERSION, LOG_CHANNEL, migrate};
 use postgres::Client;
 
 use super::{
-    Audit, DeployRecord, FeedRecord, HeldList, HitTotal, Only, Op, Pending, Plan, Pruned,
+    Audit, DeployRecord, FeedRecord, Followed, HeldList, HitTotal, Only, Op, Pending, Plan, Pruned,
     ReportTally, RevisionChanges, Snapshots, SqliteStore, Stage, Store, StoreError, WrittenDeploy,
     sqlite::attach_kind,
 };
@@ -31,6 +31,11 @@ use crate::model::{
 /// Log entries read at a time while catching up.
 const CATCH_UP_BATCH: i64 = 1_000;
 
+/// Opens a connection to the fleet's database, with the TLS and
+/// credentials the daemon was configured with; called again after the
+/// connection breaks.
+pub type Connect = Box<dyn FnMut() -> Result<Client, postgres::Error> + Send>;
+
 /// A deploy between its plan and its write: the writer lock is held, and
 /// this is the command it will append.
 struct Deploying {
@@ -41,23 +46,37 @@ struct Deploying {
 
 pub struct FleetStore {
     local: SqliteStore,
-    client: Client,
+    connect: Connect,
+    /// None until connected, and again once the connection broke.
+    client: Option<Client>,
     node: String,
+    /// A writer's transaction is open on the connection: a connection
+    /// made anew now would write outside it, without the lock.
+    tx_open: bool,
     deploying: Option<Deploying>,
+    /// Other hosts' deploys and sweeps applied here whose kernel changes
+    /// [`Store::follow`] has not handed out yet.
+    followed: Vec<Followed>,
 }
 
 impl FleetStore {
-    /// Follows the fleet whose database `client` is connected to, as node
-    /// `node`, with `local` as this node's copy; catches up at once.
-    pub fn open(local: SqliteStore, client: Client, node: &str) -> Result<Self, StoreError> {
+    /// Follows the fleet that `connect` reaches, as node `node`, with
+    /// `local` as this node's copy. Catches up at once when the database
+    /// answers; when it does not, the node starts from its copy.
+    pub fn open(local: SqliteStore, connect: Connect, node: &str) -> Self {
         let mut store = FleetStore {
             local,
-            client,
+            connect,
+            client: None,
             node: node.to_string(),
+            tx_open: false,
             deploying: None,
+            followed: Vec::new(),
         };
-        store.follow()?;
-        Ok(store)
+        if let Err(e) = store.catch_up(u64::MAX) {
+            tracing::warn!("fleet: starting from the local copy: {e}");
+        }
+        store
     }
 
     /// The seq of the last log entry applied here.
@@ -65,10 +84,44 @@ impl FleetStore {
         self.local.log_seq()
     }
 
-    /// Applies the log entries this node has not; returns how many.
-    pub fn follow(&mut self) -> Result<usize, StoreError> {
-        self.abandon_deploy();
-        self.catch_up(u64::MAX)
+    /// The connection, made anew if there is none, except under an open
+    /// writer's transaction, which a broken connection took with it.
+    fn client(&mut self) -> Result<&mut Client, StoreError> {
+        if self.client.as_ref().is_none_or(Client::is_closed) {
+            if self.tx_open {
+                self.tx_open = false;
+                self.client = None;
+                return Err(StoreError::FleetConnectionLost);
+            }
+            self.client = Some((self.connect)()?);
+        }
+        Ok(self.client.as_mut().expect("connected just above"))
+    }
+
+    /// As [`FleetStore::pg`], for a call that opens no transaction and
+    /// runs in none: a connection that broke while idle (the server
+    /// restarted) is replaced, and the call made once more.
+    fn pg_afresh<T>(
+        &mut self,
+        mut f: impl FnMut(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        match self.pg(&mut f) {
+            Err(StoreError::Postgres(_)) if self.client.is_none() && !self.tx_open => self.pg(f),
+            r => r,
+        }
+    }
+
+    /// Runs `f` on the connection; a connection that broke under it is
+    /// dropped, so the next call connects again.
+    fn pg<T>(
+        &mut self,
+        f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = f(self.client()?);
+        if self.client.as_ref().is_some_and(Client::is_closed) {
+            self.client = None;
+        }
+        result
     }
 
     /// Applies the log's entries up to `head`, in order.
@@ -79,14 +132,29 @@ impl FleetStore {
             if at >= head {
                 return Ok(n);
             }
-            let batch = log::since(&mut self.client, at, CATCH_UP_BATCH)?;
+            let batch = if self.tx_open {
+                self.pg(|c| log::since(c, at, CATCH_UP_BATCH))?
+            } else {
+                self.pg_afresh(|c| log::since(c, at, CATCH_UP_BATCH))?
+            };
             if batch.is_empty() {
                 return Ok(n);
             }
             for (seq, command) in batch {
-                self.apply_entry(seq, &command)?;
+                let applied = self.apply_entry(seq, &command)?;
+                self.note_followed(applied);
                 n += 1;
             }
+        }
+    }
+
+    fn note_followed(&mut self, applied: Applied) {
+        match applied {
+            Applied::Deployed(_, _, plan) => self.followed.push(Followed::Deployed(plan)),
+            Applied::Expired(_, expired, now) if !expired.is_empty() => {
+                self.followed.push(Followed::Expired { expired, now });
+            }
+            _ => {}
         }
     }
 
@@ -107,25 +175,32 @@ impl FleetStore {
         }
     }
 
-    /// A plan whose deploy never came (the kernel refused it) holds the
-    /// writer lock until the next call: release it.
-    fn abandon_deploy(&mut self) {
-        if self.deploying.take().is_some() {
-            log::rollback(&mut self.client);
-        }
+    /// A plan whose deploy never came holds the writer lock until this.
+    fn release(&mut self) {
+        self.deploying = None;
+        self.rollback();
     }
 
     /// Takes the writer lock and brings this node to the log's head;
     /// returns the seq the next entry gets.
     fn begin(&mut self) -> Result<u64, StoreError> {
-        self.abandon_deploy();
-        let head = log::begin_write(&mut self.client)?;
+        self.release();
+        let head = self.pg_afresh(|c| log::begin_write(c).inspect_err(|_| log::rollback(c)))?;
+        self.tx_open = true;
         match self.catch_up(head) {
             Ok(_) => Ok(head + 1),
             Err(e) => {
-                log::rollback(&mut self.client);
+                self.rollback();
                 Err(e)
             }
+        }
+    }
+
+    fn rollback(&mut self) {
+        if std::mem::take(&mut self.tx_open)
+            && let Some(c) = self.client.as_mut()
+        {
+            log::rollback(c);
         }
     }
 
@@ -134,17 +209,20 @@ impl FleetStore {
         let seq = self.begin()?;
         let result = self.append_and_apply(seq, &command);
         if result.is_err() {
-            log::rollback(&mut self.client);
+            self.rollback();
         }
         result
     }
 
     fn append_and_apply(&mut self, seq: u64, command: &Command) -> Result<Applied, StoreError> {
-        log::append(&mut self.client, seq, &self.node, command)?;
+        let node = self.node.clone();
+        self.pg(|c| log::append(c, seq, &node, command))?;
         self.local.begin_entry()?;
-        let applied = command
-            .apply(&mut self.local)
-            .and_then(|applied| log::commit(&mut self.client).map(|()| applied));
+        let applied = command.apply(&mut self.local).and_then(|applied| {
+            self.pg(log::commit)?;
+            self.tx_open = false;
+            Ok(applied)
+        });
         match applied {
             Ok(applied) => {
                 // Committed in the fleet: should this fail, the entry is
@@ -156,6 +234,29 @@ impl FleetStore {
                 self.local.abort_entry();
                 Err(e)
             }
+        }
+    }
+}
+
+/// The writer's open transaction in a deploy's commit: committed by the
+/// local store's commit, rolled back when the deploy is dropped unwritten
+/// (the kernel refused it), so the lock never outlives the deploy.
+struct DeployTx<'c> {
+    client: &'c mut Client,
+    tx_open: &'c mut bool,
+}
+
+impl DeployTx<'_> {
+    fn commit(self) -> Result<(), StoreError> {
+        *self.tx_open = false;
+        log::commit(self.client)
+    }
+}
+
+impl Drop for DeployTx<'_> {
+    fn drop(&mut self) {
+        if std::mem::take(self.tx_open) {
+            log::rollback(self.client);
         }
     }
 }
@@ -266,12 +367,16 @@ impl Store for FleetStore {
         self.local.preview(only, now)
     }
 
-    /// Takes the writer lock and keeps it until [`Store::write_deploy`]'s
-    /// commit: deploys from different nodes are serialized by the
-    /// database, each planned from the state the one before it left.
+    /// Takes the writer lock and keeps it until the deploy is committed or
+    /// over: deploys from different nodes are serialized by the database,
+    /// each planned from the state the one before it left.
     fn plan(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
         let seq = self.begin()?;
         match self.local.plan(only, now) {
+            Ok(plan) if plan.is_empty() => {
+                self.rollback();
+                Ok(plan)
+            }
             Ok(plan) => {
                 self.deploying = Some(Deploying {
                     seq,
@@ -281,7 +386,7 @@ impl Store for FleetStore {
                 Ok(plan)
             }
             Err(e) => {
-                log::rollback(&mut self.client);
+                self.rollback();
                 Err(e)
             }
         }
@@ -302,12 +407,20 @@ impl Store for FleetStore {
             message: record.message.map(str::to_string),
             kind: record.kind.to_string(),
         };
-        if let Err(e) = log::append(&mut self.client, d.seq, &self.node, &command) {
-            log::rollback(&mut self.client);
+        let node = self.node.clone();
+        if let Err(e) = self.pg(|c| log::append(c, d.seq, &node, &command)) {
+            self.rollback();
             return Err(e);
         }
-        let client = &mut self.client;
-        let commit = Box::new(move || log::commit(client));
+        let Some(client) = self.client.as_mut() else {
+            self.tx_open = false;
+            return Err(StoreError::FleetConnectionLost);
+        };
+        let tx = DeployTx {
+            client,
+            tx_open: &mut self.tx_open,
+        };
+        let commit = Box::new(move || tx.commit());
         self.local.write_deploy_entry(plan, record, d.seq, commit)
     }
 
@@ -519,5 +632,18 @@ impl Store for FleetStore {
 
     fn snapshots(&self) -> Arc<dyn Snapshots> {
         self.local.snapshots()
+    }
+
+    /// Mid-deploy (the writer lock held) this only hands out what the
+    /// plan's catch-up applied, which the kernel must take first.
+    fn follow(&mut self) -> Result<Vec<Followed>, StoreError> {
+        if self.deploying.is_none() {
+            self.catch_up(u64::MAX)?;
+        }
+        Ok(std::mem::take(&mut self.followed))
+    }
+
+    fn deploy_done(&mut self) {
+        self.release();
     }
 }
