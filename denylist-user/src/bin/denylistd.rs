@@ -133,6 +133,7 @@ fn main() -> ExitCode {
     }
     server::logging::init();
     let unpin_only = args.unpin;
+    let init_fleet = args.init_fleet;
     let config = match Config::from_args(args) {
         Ok(c) => c,
         // Removing the package must not fail on a config it no longer
@@ -154,6 +155,18 @@ fn main() -> ExitCode {
     };
     if unpin_only {
         return unpin(&config);
+    }
+    if let (true, Some(fleet)) = (init_fleet, &config.fleet) {
+        return match fleet.init() {
+            Ok(()) => {
+                println!("the fleet's tables are ready in {}", fleet.url);
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("denylistd: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     let missing = missing_capabilities();
     if !missing.is_empty() {

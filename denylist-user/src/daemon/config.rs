@@ -83,6 +83,12 @@ pub struct Args {
     /// denylistd.toml.5 into DIR, then exit.
     #[arg(long, value_name = "DIR", help_heading = "Modes")]
     pub write_man: Option<PathBuf>,
+    /// Instead of serving: create the fleet's tables in the --store
+    /// database, or check those it has, then exit. Run it once as the
+    /// database's owner; nodes connect with a role that may not
+    /// (docs/fleet.md).
+    #[arg(long, help_heading = "Modes", requires = "store")]
+    pub init_fleet: bool,
     /// Prune audit events and revisions older than this, keeping the
     /// deployed revision and what a rollback needs [default: 400d].
     #[arg(long, value_parser = parse_duration)]
@@ -112,11 +118,23 @@ pub struct Args {
     /// viewer keeps every change off the console [default: admin].
     #[arg(long, value_enum)]
     pub web_max_role: Option<WebRole>,
+    /// Fleet mode: keep the shared state in this PostgreSQL database, e.g.
+    /// postgres://denylist_node@db.example/denylist?sslmode=verify-full
+    /// (docs/fleet.md). The local store under --state-dir becomes this
+    /// node's copy. A URL with a password is refused.
+    #[arg(long, value_name = "URL")]
+    pub store: Option<String>,
+    /// The database password, alone in a file only its owner may read.
+    #[arg(long, value_name = "FILE")]
+    pub store_password_file: Option<PathBuf>,
+    /// This node's name in the fleet [default: the host name].
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
 /// The flags that are no option of a running daemon, so no keys of the
 /// config file either: the file itself, and the modes that replace serving.
-const NOT_KEYS: [&str; 3] = ["config", "unpin", "write-man"];
+const NOT_KEYS: [&str; 4] = ["config", "unpin", "write-man", "init-fleet"];
 
 /// The flags that are also keys of the config file, as clap describes them
 /// (the key is the long flag's name): what denylistd.toml(5) documents.
@@ -157,6 +175,9 @@ struct File {
     feed_timeout: Option<String>,
     web_group: Option<String>,
     web_max_role: Option<WebRole>,
+    store: Option<String>,
+    store_password_file: Option<PathBuf>,
+    node: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -170,6 +191,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Fleet(#[from] super::FleetError),
 }
 
 /// Every option, resolved.
@@ -195,6 +218,8 @@ pub struct Config {
     pub feed_timeout: Duration,
     pub web_group: String,
     pub web_max_role: WebRole,
+    /// Fleet mode's database and node name; None on a single host.
+    pub fleet: Option<super::FleetConfig>,
 }
 
 impl Config {
@@ -263,6 +288,16 @@ impl Config {
         if protect_ports.is_empty() {
             protect_ports.push(22);
         }
+        let fleet = match args.store.or(file.store) {
+            Some(url) => Some(super::FleetConfig::new(
+                &url,
+                args.store_password_file
+                    .or(file.store_password_file)
+                    .as_deref(),
+                args.node.or(file.node),
+            )?),
+            None => None,
+        };
         Ok(Self {
             ifaces,
             xdp_mode: args.xdp_mode.or(file.xdp_mode).unwrap_or(AttachMode::Auto),
@@ -311,6 +346,7 @@ impl Config {
                 .web_max_role
                 .or(file.web_max_role)
                 .unwrap_or(WebRole::Admin),
+            fleet,
         })
     }
 }

@@ -56,6 +56,19 @@ impl Core {
         dry_run: bool,
         kind: &str,
     ) -> Result<DeployResponse, CoreError> {
+        let result = self.deploy_planned(user, only, message, dry_run, kind);
+        self.store.deploy_done();
+        result
+    }
+
+    fn deploy_planned(
+        &mut self,
+        user: &str,
+        only: Option<Only<'_>>,
+        message: Option<&str>,
+        dry_run: bool,
+        kind: &str,
+    ) -> Result<DeployResponse, CoreError> {
         let start = Instant::now();
         let now = now_ms();
         let plan = if dry_run {
@@ -63,6 +76,10 @@ impl Core {
         } else {
             self.store.plan(only, now)?
         };
+        // In a fleet, the plan was made on top of other hosts' deploys that
+        // its catch-up applied: the kernel takes those first.
+        let followed = self.store.follow()?;
+        self.apply_followed(followed)?;
         let mut phases = DeployPhases {
             plan: start.elapsed().as_millis() as u64,
             ..DeployPhases::default()
@@ -181,7 +198,7 @@ impl Core {
     /// the current ones, within what `--capacity` allows. Beyond that the
     /// deploy fails as before. Hit counts are folded into the store first,
     /// since the new maps count from zero.
-    fn fit_prefixes(&mut self, changes: &ChangeList) -> Result<(), CoreError> {
+    pub(super) fn fit_prefixes(&mut self, changes: &ChangeList) -> Result<(), CoreError> {
         let Some(layout) = self.filter.needs_growth(changes, self.config.layout) else {
             return Ok(());
         };
@@ -208,7 +225,7 @@ pub(super) fn rule_of(s: &Stored, tai_offset: i64) -> Rule {
 }
 
 /// The plan as the kernel takes it: each key with its rule before and after.
-fn changes_of(plan: &Plan, tai: i64) -> ChangeList {
+pub(super) fn changes_of(plan: &Plan, tai: i64) -> ChangeList {
     let rule = |s: &Stored| rule_of(s, tai);
     ChangeList::new(
         plan.adds

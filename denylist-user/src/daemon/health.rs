@@ -348,12 +348,21 @@ impl Core {
         if expired.is_empty() {
             return Ok(0);
         }
-        // Only what the kernel still holds: after a failed store write, a
-        // later sweep must not trip over entries already taken out. An
-        // entry that other listings keep changes instead: an enforcing
-        // listing that expired may leave only monitoring ones.
+        let changes = self.expiry_changes(&expired, now);
+        self.filter.apply(&changes)?;
+        self.store.expire(&expired, now)?;
+        tracing::info!(count = expired.len(), "swept expired entries");
+        Ok(expired.len())
+    }
+
+    /// What the kernel loses when `expired` expire at `now`. Only what it
+    /// still holds: after a failed store write, a later sweep must not trip
+    /// over entries already taken out. An entry that other listings keep
+    /// changes instead: an enforcing listing that expired may leave only
+    /// monitoring ones.
+    pub(super) fn expiry_changes(&self, expired: &[Stored], now: Millis) -> ChangeList {
         let tai = tai_offset_ms();
-        let changes = ChangeList::new(
+        ChangeList::new(
             expired
                 .iter()
                 .filter(|s| self.filter.is_installed(&s.entry.target, s.entry.list))
@@ -361,10 +370,6 @@ impl Core {
                     let after = s.entry.live(now).map(|entry| Stored { id: s.id, entry });
                     (Some(rule_of(s, tai)), after.map(|a| rule_of(&a, tai)))
                 }),
-        );
-        self.filter.apply(&changes)?;
-        self.store.expire(&expired, now)?;
-        tracing::info!(count = expired.len(), "swept expired entries");
-        Ok(expired.len())
+        )
     }
 }

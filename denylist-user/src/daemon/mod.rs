@@ -17,6 +17,8 @@ mod edit;
 mod error;
 pub mod feeds;
 pub mod fetch;
+mod fleet;
+mod follow;
 mod health;
 mod history;
 mod ifaces;
@@ -40,6 +42,7 @@ use std::collections::{BTreeMap, HashMap};
 pub use config::{Args, Config, ConfigError, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_STATE_DIR};
 use denylist_common::Hit;
 pub use error::{CoreError, GuardedLine, StartError};
+pub use fleet::{FleetConfig, FleetError};
 pub use health::Summary;
 pub use man::{config_page, daemon_page, write_man_pages};
 pub use page::entry_page;
@@ -53,7 +56,7 @@ pub use crate::store::{Snapshot, Snapshots, StoreError};
 use crate::{
     dataplane::{Filter, PinnedFilter, content_needs, tai_offset_ms},
     model::{AttachMode, AttachedMode, Millis, Rule},
-    store::{SqliteStore, Store},
+    store::{FleetStore, SqliteStore, Store},
 };
 
 /// The longest TTL: beyond it, `never` says what is meant, and expiry
@@ -103,7 +106,14 @@ impl Core {
     pub fn start(config: Config) -> Result<Self, StartError> {
         // The store first: a damaged one stops us before the kernel is
         // touched, so the pinned filter keeps running.
-        let store = SqliteStore::open(&config.state_dir)?;
+        let store: Box<dyn Store> = match &config.fleet {
+            None => Box::new(SqliteStore::open(&config.state_dir)?),
+            Some(fleet) => Box::new(FleetStore::open(
+                SqliteStore::open(&config.state_dir)?,
+                fleet.connector(),
+                &fleet.node,
+            )?),
+        };
         let deployed = store.deployed()?;
         if deployed.len() > config.layout.capacity as usize {
             return Err(StartError::TooSmall {
@@ -120,7 +130,7 @@ impl Core {
         let (filter, adopted) = PinnedFilter::start(&config.bpffs, layout, &rules)?;
         drop(rules);
         deploy::release_heap();
-        let mut core = Self::assemble(config, Box::new(store), Box::new(filter), &adopted)?;
+        let mut core = Self::assemble(config, store, Box::new(filter), &adopted)?;
         core.host = HostProbe::start(core.config.protect_ports.clone());
         Ok(core)
     }

@@ -21,6 +21,7 @@ mod detector;
 mod error;
 mod feed_routes;
 mod feeds;
+mod fleet;
 pub mod logging;
 mod metrics;
 mod notify;
@@ -166,6 +167,16 @@ pub async fn run(
         }));
     }
     tasks.push(detector::spawn(core.clone()));
+    let fleet = core
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .config()
+        .fleet
+        .as_ref()
+        .map(|f| f.connector());
+    if let Some(connect) = fleet {
+        tasks.push(fleet::spawn(core.clone(), connect));
+    }
     let state = AppState::new(core.clone());
     tasks.push(tokio::spawn(state.feeds.clone().schedule()));
     let app = routes::router(state);

@@ -1,4 +1,6 @@
 //! Fleet mode against a real PostgreSQL 15 that each test starts: the
-//! shared command log, at the store's level (`store`).
+//! shared command log at the store's level (`store`), and denylistd nodes
+//! with real traffic (`nodes`).
 
+mod nodes;
 mod store;

@@ -42,7 +42,7 @@ fn node(pg: &Postgres, name: &str) -> Node {
     let local = SqliteStore::open(&dir.0).unwrap();
     let params = pg.admin_params("postgres");
     let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
-    let store = FleetStore::open(local, connect, name);
+    let store = FleetStore::open(local, connect, name).unwrap();
     Node { store, _dir: dir }
 }
 

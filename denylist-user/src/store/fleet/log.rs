@@ -47,6 +47,19 @@ pub fn migrate(client: &mut Client) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Checks that the database holds the fleet's tables, of a version this
+/// denylistd knows.
+pub fn check(client: &mut Client) -> Result<(), StoreError> {
+    let found: Option<i64> = client
+        .query_one(
+            "SELECT CASE WHEN to_regclass('denylist_meta') IS NULL THEN NULL
+             ELSE (SELECT value FROM denylist_meta WHERE key = 'schema') END",
+            &[],
+        )?
+        .get(0);
+    check_version(found)
+}
+
 /// Refuses a schema newer than this denylistd knows: a node of the
 /// previous release keeps running while the next one migrates, but not the
 /// other way round.

@@ -61,9 +61,12 @@ pub struct FleetStore {
 
 impl FleetStore {
     /// Follows the fleet that `connect` reaches, as node `node`, with
-    /// `local` as this node's copy. Catches up at once when the database
-    /// answers; when it does not, the node starts from its copy.
-    pub fn open(local: SqliteStore, connect: Connect, node: &str) -> Self {
+    /// `local` as this node's copy, and catches up. A database that cannot
+    /// be reached is no error: the node starts from its copy. One that
+    /// answers without the fleet's tables, or with a newer schema, is.
+    /// What the catch-up applied is not handed to [`Store::follow`]: the
+    /// caller builds its kernel from the store it gets.
+    pub fn open(local: SqliteStore, connect: Connect, node: &str) -> Result<Self, StoreError> {
         let mut store = FleetStore {
             local,
             connect,
@@ -73,10 +76,20 @@ impl FleetStore {
             deploying: None,
             followed: Vec::new(),
         };
-        if let Err(e) = store.catch_up(u64::MAX) {
-            tracing::warn!("fleet: starting from the local copy: {e}");
+        match store
+            .pg_afresh(log::check)
+            .and_then(|()| store.catch_up(u64::MAX))
+        {
+            Ok(_) => {}
+            Err(StoreError::Postgres(e)) if e.as_db_error().is_none() => {
+                tracing::warn!(
+                    "fleet: the database is out of reach, starting from the local copy: {e}"
+                );
+            }
+            Err(e) => return Err(e),
         }
-        store
+        store.followed.clear();
+        Ok(store)
     }
 
     /// The seq of the last log entry applied here.

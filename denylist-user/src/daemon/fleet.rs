@@ -1,0 +1,324 @@
+//! Fleet mode's options (`--store`, `--store-password-file`, `--node`) and
+//! the database connections they make (docs/fleet.md).
+
+use std::{
+    fs,
+    os::unix::fs::PermissionsExt as _,
+    path::{Path, PathBuf},
+    str::FromStr as _,
+    sync::Arc,
+};
+
+use postgres::config::SslMode;
+use rustls_platform_verifier::BuilderVerifierExt as _;
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::store::{Connect, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("--store {url:?} is not a postgres:// or postgresql:// URL")]
+    NotPostgres { url: String },
+    #[error("--store {url:?} cannot be read: {source}")]
+    BadUrl {
+        url: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error(
+        "--store carries a password, which would show in process listings and logs: put it in a file of mode 0600 and name it with --store-password-file (or in PGPASSFILE)"
+    )]
+    PasswordInUrl,
+    #[error(
+        "--store asks for sslmode={mode:?}: use disable, prefer, require, verify-ca or verify-full (docs/fleet.md recommends verify-full)"
+    )]
+    SslMode { mode: String },
+    #[error("cannot read the password file {path}: {source}")]
+    PasswordFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "the password file {path} has mode {mode:04o}: others may read it, so it is refused; chmod 0600 it"
+    )]
+    PasswordFileOpen { path: PathBuf, mode: u32 },
+    #[error("cannot read the CA certificates in {path} (sslrootcert): {detail}")]
+    RootCert { path: PathBuf, detail: String },
+    #[error("cannot set up TLS to the fleet database: {0}")]
+    Tls(#[source] rustls::Error),
+    #[error("cannot read this host's name for --node; give one: {0}")]
+    HostName(#[source] std::io::Error),
+    #[error("--node {node:?} is not a node name: use 1 to 63 letters, digits, '-', '_' or '.'")]
+    NodeName { node: String },
+}
+
+/// Where the fleet's database is and who this node is in it.
+#[derive(Clone)]
+pub struct FleetConfig {
+    /// The URL as given (it holds no password), for messages.
+    pub url: String,
+    pub node: String,
+    pg: postgres::Config,
+    password_file: Option<PathBuf>,
+    /// None for sslmode=disable.
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl std::fmt::Debug for FleetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FleetConfig")
+            .field("url", &self.url)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FleetConfig {
+    /// Reads the options; the password file is checked now and read again
+    /// at each connection, so a rotated password needs no restart.
+    pub fn new(
+        url: &str,
+        password_file: Option<&Path>,
+        node: Option<String>,
+    ) -> Result<Self, FleetError> {
+        let bad = |source: Box<dyn std::error::Error + Send + Sync>| FleetError::BadUrl {
+            url: url.to_string(),
+            source,
+        };
+        let mut parsed = url::Url::parse(url).map_err(|e| bad(Box::new(e)))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(FleetError::NotPostgres {
+                url: url.to_string(),
+            });
+        }
+        if parsed.password().is_some() {
+            return Err(FleetError::PasswordInUrl);
+        }
+        // libpq's TLS keys are ours to apply: rust-postgres knows neither
+        // verify-full nor sslrootcert.
+        let (mut sslmode, mut rootcert) = ("prefer".to_string(), None);
+        let kept: Vec<(String, String)> = parsed
+            .query_pairs()
+            .filter_map(|(k, v)| match &*k {
+                "sslmode" => {
+                    sslmode = v.into_owned();
+                    None
+                }
+                "sslrootcert" => {
+                    rootcert = Some(PathBuf::from(&*v));
+                    None
+                }
+                _ => Some((k.into_owned(), v.into_owned())),
+            })
+            .collect();
+        parsed.set_query(None);
+        if !kept.is_empty() {
+            parsed.query_pairs_mut().extend_pairs(kept);
+        }
+        let mut pg = postgres::Config::from_str(parsed.as_str()).map_err(|e| bad(Box::new(e)))?;
+        // Every TLS connection verifies the server's chain and its name
+        // (rustls offers no weaker check), so require, verify-ca and
+        // verify-full all get verify-full's check.
+        let mode = match sslmode.as_str() {
+            "disable" => SslMode::Disable,
+            "prefer" => SslMode::Prefer,
+            "require" | "verify-ca" | "verify-full" => SslMode::Require,
+            _ => return Err(FleetError::SslMode { mode: sslmode }),
+        };
+        pg.ssl_mode(mode);
+        let tls = match mode {
+            SslMode::Disable => None,
+            _ => Some(Arc::new(tls_config(rootcert.as_deref())?)),
+        };
+        if let Some(path) = password_file {
+            read_password(path)?;
+        }
+        let node = match node {
+            Some(n) => n,
+            None => nix::unistd::gethostname()
+                .map_err(|e| FleetError::HostName(e.into()))?
+                .to_string_lossy()
+                .into_owned(),
+        };
+        if node.is_empty()
+            || node.len() > 63
+            || !node
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
+            return Err(FleetError::NodeName { node });
+        }
+        Ok(FleetConfig {
+            url: url.to_string(),
+            node,
+            pg,
+            password_file: password_file.map(Path::to_path_buf),
+            tls,
+        })
+    }
+
+    /// Creates the fleet's tables, or checks those the database has
+    /// (`denylistd --init-fleet`, as the database's owner).
+    pub fn init(&self) -> Result<(), StoreError> {
+        let mut client = (self.connector())()?;
+        crate::store::migrate(&mut client)
+    }
+
+    /// Opens connections to the database, each with the password as the
+    /// file holds it then.
+    pub fn connector(&self) -> Connect {
+        let (pg, file, tls) = (
+            self.pg.clone(),
+            self.password_file.clone(),
+            self.tls.clone(),
+        );
+        Box::new(move || {
+            let mut pg = pg.clone();
+            if let Some(path) = &file {
+                // Checked at the start; a file made unreadable since fails
+                // the connection, and the node goes on from its copy.
+                if let Ok(p) = read_password(path) {
+                    pg.password(p);
+                }
+            }
+            match &tls {
+                Some(tls) => pg.connect(MakeRustlsConnect::new((**tls).clone())),
+                None => pg.connect(postgres::NoTls),
+            }
+        })
+    }
+}
+
+/// The password in `path`, which only its owner may read.
+fn read_password(path: &Path) -> Result<String, FleetError> {
+    let err = |source| FleetError::PasswordFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mode = fs::metadata(path).map_err(err)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        return Err(FleetError::PasswordFileOpen {
+            path: path.to_path_buf(),
+            mode: mode & 0o7777,
+        });
+    }
+    let text = fs::read_to_string(path).map_err(err)?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// TLS that verifies the server against `rootcert`'s CAs when given, else
+/// against the host's own roots.
+fn tls_config(rootcert: Option<&Path>) -> Result<rustls::ClientConfig, FleetError> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(FleetError::Tls)?;
+    let Some(path) = rootcert else {
+        return Ok(builder
+            .with_platform_verifier()
+            .map_err(FleetError::Tls)?
+            .with_no_client_auth());
+    };
+    use rustls_pki_types::{CertificateDer, pem::PemObject as _};
+    let bad = |detail: String| FleetError::RootCert {
+        path: path.to_path_buf(),
+        detail,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(e.to_string()))? {
+        roots
+            .add(cert.map_err(|e| bad(e.to_string()))?)
+            .map_err(|e| bad(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(bad("no certificate in it".into()));
+    }
+    Ok(builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp_file(mode: u32, text: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("denylist-pw-{:016x}", rand::random::<u64>()));
+        fs::write(&p, text).unwrap();
+        fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        p
+    }
+
+    #[test]
+    fn a_password_in_the_url_is_refused() {
+        let err = FleetConfig::new("postgres://node:secret@db/denylist", None, Some("a".into()));
+        assert!(matches!(err, Err(FleetError::PasswordInUrl)), "{err:?}");
+    }
+
+    #[test]
+    fn only_postgres_urls_are_taken() {
+        for url in ["mysql://db/denylist", "/var/lib/denylist"] {
+            let err = FleetConfig::new(url, None, Some("a".into()));
+            assert!(
+                matches!(
+                    err,
+                    Err(FleetError::NotPostgres { .. } | FleetError::BadUrl { .. })
+                ),
+                "{url}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn sslmodes_map_to_verified_tls_or_none() {
+        let c = FleetConfig::new(
+            "postgres://node@db/denylist?sslmode=verify-full&application_name=d",
+            None,
+            Some("a".into()),
+        )
+        .unwrap();
+        assert_eq!(c.pg.get_ssl_mode(), SslMode::Require);
+        assert!(c.tls.is_some());
+        assert_eq!(c.pg.get_application_name(), Some("d"));
+        let c = FleetConfig::new(
+            "postgres://node@db/d?sslmode=disable",
+            None,
+            Some("a".into()),
+        )
+        .unwrap();
+        assert_eq!(c.pg.get_ssl_mode(), SslMode::Disable);
+        assert!(c.tls.is_none());
+        let c = FleetConfig::new("postgres://node@db/d", None, Some("a".into())).unwrap();
+        assert_eq!(c.pg.get_ssl_mode(), SslMode::Prefer, "libpq's default");
+        let err = FleetConfig::new("postgres://node@db/d?sslmode=allow", None, Some("a".into()));
+        assert!(matches!(err, Err(FleetError::SslMode { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn the_password_file_must_be_private() {
+        let open = tmp_file(0o644, "secret\n");
+        let err = FleetConfig::new("postgres://node@db/d", Some(&open), Some("a".into()));
+        assert!(
+            matches!(err, Err(FleetError::PasswordFileOpen { mode: 0o644, .. })),
+            "{err:?}"
+        );
+        let private = tmp_file(0o600, "secret\n");
+        FleetConfig::new("postgres://node@db/d", Some(&private), Some("a".into())).unwrap();
+        assert_eq!(read_password(&private).unwrap(), "secret");
+        let _ = fs::remove_file(open);
+        let _ = fs::remove_file(private);
+    }
+
+    #[test]
+    fn node_names_are_plain() {
+        for bad in ["", "a b", "a/b", &"x".repeat(64)] {
+            let err = FleetConfig::new("postgres://node@db/d", None, Some(bad.into()));
+            assert!(
+                matches!(err, Err(FleetError::NodeName { .. })),
+                "{bad:?}: {err:?}"
+            );
+        }
+        let c = FleetConfig::new("postgres://node@db/d", None, None).unwrap();
+        assert!(!c.node.is_empty(), "the host name");
+    }
+}

@@ -1,0 +1,166 @@
+//! Three denylistd nodes, each on its own veth in its own netns with its
+//! own state and pins, sharing one PostgreSQL: Save and Deploy on any of
+//! them drops on all of them.
+
+use std::{
+    net::IpAddr,
+    thread,
+    time::{Duration, Instant},
+};
+
+use denylist::{
+    cli::Client,
+    model::{List, Target},
+    wire::{AddRequest, DeployRequest, DeployResponse, RemoveRequest, StageItem, StageResponse},
+};
+use denylist_tests::{
+    daemon::{Daemon, Home},
+    netns::{Pair, PairConfig},
+    postgres::Postgres,
+};
+
+const A: &str = "198.51.100.7";
+const B: &str = "198.51.100.8";
+const C: &str = "198.51.100.9";
+const COUNT: u32 = 3;
+/// How long a node may take to converge here; the bench measures it.
+const CONVERGE: Duration = Duration::from_secs(10);
+
+struct Node {
+    pair: Pair,
+    home: Home,
+    daemon: Option<Daemon>,
+}
+
+impl Node {
+    fn new(pg: &Postgres, tag: &str) -> Node {
+        let pair = Pair::new(tag, PairConfig::default()).expect("veth pair");
+        for s in [A, B, C] {
+            pair.add_sender_source(s.parse().unwrap()).unwrap();
+        }
+        let mut n = Node {
+            pair,
+            home: Home::new(tag),
+            daemon: None,
+        };
+        n.start(pg, tag);
+        n
+    }
+
+    fn start(&mut self, pg: &Postgres, name: &str) {
+        let iface = self.pair.receiver_xdp_if.clone();
+        // Over the socket, which every netns sees (the loopback address
+        // would be the node's own).
+        let url = format!(
+            "postgres://postgres@{}:{}/postgres?sslmode=disable",
+            url_path(pg),
+            pg.port()
+        );
+        let args = ["--iface", &iface, "--store", &url, "--node", name];
+        self.daemon = Some(Daemon::start(&self.home, Some(&self.pair.receiver), &args));
+    }
+
+    fn client(&self) -> Client {
+        self.home.client()
+    }
+
+    fn replies(&self, src: &str) -> u32 {
+        let ip: IpAddr = src.parse().unwrap();
+        self.pair.ping(ip, COUNT, 56).unwrap()
+    }
+}
+
+/// The socket directory as a URL's host: percent-encoded.
+fn url_path(pg: &Postgres) -> String {
+    pg.socket_dir().display().to_string().replace('/', "%2F")
+}
+
+fn fleet(tags: &[&str]) -> (Postgres, Vec<Node>) {
+    let pg = Postgres::start();
+    denylist::store::migrate(&mut pg.admin("postgres")).unwrap();
+    let nodes = tags.iter().map(|t| Node::new(&pg, t)).collect();
+    (pg, nodes)
+}
+
+fn item(target: &str) -> StageItem {
+    StageItem {
+        target: target.into(),
+        list: List::Deny,
+        reason: Some("fleet".into()),
+        ttl: None,
+        monitor: None,
+    }
+}
+
+fn add(c: &Client, target: &str, deploy: bool) -> StageResponse {
+    let req = AddRequest {
+        entries: vec![item(target)],
+        deploy,
+        ..AddRequest::default()
+    };
+    c.post("/v1/entries", &req).expect("add")
+}
+
+fn deploy(c: &Client) -> DeployResponse {
+    c.post("/v1/deploy", &DeployRequest::default())
+        .expect("deploy")
+}
+
+/// Waits until every node answers `src` with `want` replies.
+fn converge(nodes: &[Node], src: &str, want: u32) {
+    let deadline = Instant::now() + CONVERGE;
+    for (i, n) in nodes.iter().enumerate() {
+        loop {
+            let got = n.replies(src);
+            if got == want {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "node {} still answers {src} {got} times, not {want}:\n{}",
+                i + 1,
+                n.daemon.as_ref().map(Daemon::log_text).unwrap_or_default()
+            );
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn a_deploy_on_any_node_drops_on_every_node() {
+    let (_pg, nodes) = fleet(&["fl1", "fl2", "fl3"]);
+    let (n1, n2) = (nodes[0].client(), nodes[1].client());
+    for n in &nodes {
+        assert_eq!(n.replies(A), COUNT, "nothing deployed yet");
+    }
+
+    add(&n1, A, false);
+    let d = deploy(&n1);
+    assert_eq!(d.revision, Some(1));
+    converge(&nodes, A, 0);
+
+    let req = RemoveRequest {
+        targets: vec![Target::parse(A).unwrap()],
+        list: List::Deny,
+        deploy: true,
+        message: None,
+        source: None,
+    };
+    let r: StageResponse = n2.post("/v1/entries/remove", &req).unwrap();
+    assert_eq!(r.deployed.and_then(|d| d.revision), Some(2));
+    converge(&nodes, A, COUNT);
+
+    // Two deploys at the same moment from two nodes: the database orders
+    // them, each gets its own revision, and neither change is lost.
+    let (c1, c2) = (nodes[0].home.client(), nodes[1].home.client());
+    let one = thread::spawn(move || add(&c1, B, true));
+    let two = thread::spawn(move || add(&c2, C, true));
+    let revs = [one.join().unwrap(), two.join().unwrap()]
+        .map(|r| r.deployed.and_then(|d| d.revision).expect("deployed"));
+    assert!(
+        revs == [3, 4] || revs == [4, 3],
+        "two revisions, one each: {revs:?}"
+    );
+    converge(&nodes, B, 0);
+    converge(&nodes, C, 0);
+}
