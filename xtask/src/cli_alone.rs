@@ -18,6 +18,9 @@ const DAEMON_ONLY: &[&str] = &[
     "aya-obj",
     "rusqlite",
     "libsqlite3-sys",
+    // Fleet mode's database client.
+    "postgres",
+    "tokio-postgres",
     "denylist-ebpf",
     // The OpenAPI document is the daemon's to serve.
     "utoipa",

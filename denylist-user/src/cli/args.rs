@@ -93,6 +93,9 @@ pub enum Command {
     Auto(AutoArgs),
     /// The heaviest sources the rate detector sees: what to block.
     Top(TopArgs),
+    /// Fleet mode's nodes: the revision each applied, and whether it keeps
+    /// up.
+    Nodes(Output),
     /// Reputation feeds: lists the daemon fetches and deploys on a schedule.
     #[command(subcommand)]
     Feed(FeedCommand),

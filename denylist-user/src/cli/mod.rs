@@ -26,6 +26,7 @@ mod client;
 mod console;
 mod error;
 mod feed;
+mod fleet;
 mod input;
 mod man;
 mod output;

@@ -71,6 +71,7 @@ impl Session {
             Command::Reports(o) => self.reports(o),
             Command::Auto(a) => self.auto(a),
             Command::Top(a) => self.top(a),
+            Command::Nodes(a) => self.nodes(a),
             Command::Feed(c) => self.feed(c),
             Command::Completions(a) => self.completions(a),
             Command::Man(a) => self.man(a),

@@ -133,6 +133,10 @@ pub enum CoreError {
     )]
     DetectorOff,
     #[error(
+        "this denylistd keeps its own store and has no fleet: nodes are for daemons started with --store postgres://… (docs/fleet.md)"
+    )]
+    NotFleet,
+    #[error(
         "{} lines are refused by the guardrails, e.g. {}; nothing was staged (pass --force to let them in, or --skip-guarded to leave them out)",
         lines.len(),
         lines[0].refusal

@@ -9,11 +9,15 @@ use std::{
     sync::Arc,
 };
 
-use postgres::config::SslMode;
+use postgres::{Client, config::SslMode, fallible_iterator::FallibleIterator as _};
 use rustls_platform_verifier::BuilderVerifierExt as _;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::store::{Connect, StoreError};
+use crate::store::{Connect, LOG_CHANNEL, StoreError};
+
+/// How long one wait for a notification blocks: the longest a shutdown
+/// waits for the follower.
+const SLICE: std::time::Duration = std::time::Duration::from_millis(500);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
@@ -165,6 +169,14 @@ impl FleetConfig {
         crate::store::migrate(&mut client)
     }
 
+    /// A connection of its own that waits for new log entries.
+    pub fn listener(&self) -> FleetListener {
+        FleetListener {
+            connect: self.connector(),
+            client: None,
+        }
+    }
+
     /// Opens connections to the database, each with the password as the
     /// file holds it then.
     pub fn connector(&self) -> Connect {
@@ -187,6 +199,49 @@ impl FleetConfig {
                 None => pg.connect(postgres::NoTls),
             }
         })
+    }
+}
+
+/// A connection that listens on the fleet log's channel, made anew when it
+/// breaks.
+pub struct FleetListener {
+    connect: Connect,
+    client: Option<Client>,
+}
+
+impl FleetListener {
+    /// Waits up to [`SLICE`] for a notification; true when one came.
+    pub fn wait(&mut self) -> bool {
+        let mut client = match self.client.take().filter(|c| !c.is_closed()) {
+            Some(c) => c,
+            None => match self.listen() {
+                Some(c) => c,
+                None => {
+                    std::thread::sleep(SLICE);
+                    return false;
+                }
+            },
+        };
+        let first = client.notifications().timeout_iter(SLICE).next();
+        let came = match first {
+            Ok(Some(_)) => {
+                // One read covers every entry so far: drop the others.
+                while let Ok(Some(_)) = client.notifications().iter().next() {}
+                true
+            }
+            Ok(None) => false,
+            Err(_) => return false,
+        };
+        self.client = Some(client);
+        came
+    }
+
+    fn listen(&mut self) -> Option<Client> {
+        let mut client = (self.connect)().ok()?;
+        client
+            .batch_execute(&format!("LISTEN {LOG_CHANNEL}"))
+            .ok()?;
+        Some(client)
     }
 }
 

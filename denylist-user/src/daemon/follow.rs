@@ -2,15 +2,42 @@
 //! of other hosts, which the store applied from the fleet's log.
 
 use super::{Core, CoreError, deploy::changes_of};
-use crate::{dataplane::tai_offset_ms, store::Followed};
+use crate::{
+    dataplane::tai_offset_ms,
+    model::{NodeReport, NodeStatus},
+    store::Followed,
+};
 
 impl Core {
     /// Brings this host to the fleet's head: called on each notification
     /// of a new log entry and every few seconds besides. A single host's
     /// store has nothing to follow.
     pub fn follow_fleet(&mut self) -> Result<usize, CoreError> {
-        let followed = self.store.follow()?;
-        self.apply_followed(followed)
+        let result = self
+            .store
+            .follow()
+            .map_err(CoreError::from)
+            .and_then(|followed| self.apply_followed(followed));
+        match &result {
+            Ok(_) => self.fleet_error = None,
+            // The database out of reach is no failure of this node's.
+            Err(CoreError::Store(e)) if e.is_unreachable() => {}
+            Err(e) => self.fleet_error = Some(e.to_string()),
+        }
+        let report = NodeReport {
+            drift: self.drift as u64,
+            error: self.fleet_error.clone(),
+            capacity: u64::from(self.config.layout.capacity),
+        };
+        if let Err(e) = self.store.heartbeat(&report) {
+            tracing::debug!("fleet heartbeat: {e}");
+        }
+        result
+    }
+
+    /// The fleet's nodes, as `denylist nodes` lists them.
+    pub fn nodes(&mut self) -> Result<Vec<NodeStatus>, CoreError> {
+        self.store.nodes()?.ok_or(CoreError::NotFleet)
     }
 
     /// Puts what the store followed into the kernel, in the log's order;

@@ -42,7 +42,7 @@ use std::collections::{BTreeMap, HashMap};
 pub use config::{Args, Config, ConfigError, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_STATE_DIR};
 use denylist_common::Hit;
 pub use error::{CoreError, GuardedLine, StartError};
-pub use fleet::{FleetConfig, FleetError};
+pub use fleet::{FleetConfig, FleetError, FleetListener};
 pub use health::Summary;
 pub use man::{config_page, daemon_page, write_man_pages};
 pub use page::entry_page;
@@ -98,6 +98,9 @@ pub struct Core {
     hits_seen: HashMap<u32, Hit>,
     pub ops: OpsCounters,
     rate: rate::RateState,
+    /// Why the last apply of the fleet's changes failed, for the node's
+    /// row; None once one succeeds.
+    fleet_error: Option<String>,
 }
 
 impl Core {
@@ -111,6 +114,7 @@ impl Core {
             Some(fleet) => Box::new(FleetStore::open(
                 SqliteStore::open(&config.state_dir)?,
                 fleet.connector(),
+                &fleet.url,
                 &fleet.node,
             )?),
         };
@@ -178,6 +182,7 @@ impl Core {
             hits_seen: HashMap::new(),
             ops: OpsCounters::default(),
             rate: rate::RateState::default(),
+            fleet_error: None,
         };
         let policy = core.store.auto_policy()?;
         core.filter.set_detector(rate::levels(&policy));

@@ -44,9 +44,10 @@ impl From<CoreError> for ApiError {
             E::Refused { .. } | E::GuardUnavailable { .. } | E::GuardedLines { .. } => {
                 Class::Guarded
             }
-            E::NotOnDenyList { .. } | E::NoInterface { .. } | E::NotManaged { .. } => {
-                Class::NotFound
-            }
+            E::NotOnDenyList { .. }
+            | E::NoInterface { .. }
+            | E::NotManaged { .. }
+            | E::NotFleet => Class::NotFound,
             E::Store(s) => store_class(s),
             E::DeployFailed { .. }
             | E::CommitFailed { .. }
@@ -99,6 +100,8 @@ fn store_class(e: &StoreError) -> Class {
         | StoreError::NoRevision { .. }
         | StoreError::NoFeed { .. } => Class::NotFound,
         StoreError::Conflict { .. } | StoreError::FeedExists { .. } => Class::Conflict,
+        // The daemon answers; the fleet's database does not.
+        StoreError::FleetUnavailable { .. } | StoreError::FleetConnectionLost => Class::Unavailable,
         _ => Class::Failure,
     }
 }

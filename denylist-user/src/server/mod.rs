@@ -22,6 +22,7 @@ mod error;
 mod feed_routes;
 mod feeds;
 mod fleet;
+mod fleet_routes;
 pub mod logging;
 mod metrics;
 mod notify;
@@ -173,9 +174,9 @@ pub async fn run(
         .config()
         .fleet
         .as_ref()
-        .map(|f| f.connector());
-    if let Some(connect) = fleet {
-        tasks.push(fleet::spawn(core.clone(), connect));
+        .map(|f| f.listener());
+    if let Some(listener) = fleet {
+        tasks.push(fleet::spawn(core.clone(), listener));
     }
     let state = AppState::new(core.clone());
     tasks.push(tokio::spawn(state.feeds.clone().schedule()));

@@ -150,6 +150,8 @@ errors! {
     Reporting: Invalid, Forbidden, RateLimited, TooLarge, Failure;
     /// `POST /v1/rollback`, which may overwrite pending changes.
     RollingBack: Invalid, Forbidden, NotFound, Conflict, TooLarge, Failure;
+    /// `GET /v1/nodes`: no fleet on a single host; its database may be away.
+    Fleet: Forbidden, NotFound, Unavailable, Failure;
 }
 
 #[derive(OpenApi)]

@@ -25,6 +25,7 @@ use super::{
     decode::{QueryResult, body, deploy_body, query},
     feed_routes,
     feeds::FeedRunner,
+    fleet_routes,
     openapi::{self, Changing, Deploying, Plain, Querying, RollingBack, Staging},
     page_routes,
     ratelimit::RateLimit,
@@ -693,6 +694,7 @@ pub(super) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(report_routes::report_list, report_routes::report))
         .routes(routes!(report_routes::auto_get, report_routes::auto_set))
         .routes(routes!(report_routes::top))
+        .routes(routes!(fleet_routes::nodes))
         .routes(routes!(openapi::spec))
 }
 

@@ -77,10 +77,16 @@ pub enum StoreError {
     MissingMeta { key: String },
     #[error("a row changed while listing: list again")]
     ListingChanged,
-    #[error(
-        "the fleet database failed ({0}): check that PostgreSQL is up and this node may reach it; filtering goes on at the revision last applied"
-    )]
+    #[error("the fleet database refused ({0}): check this node's role and grants (docs/fleet.md)")]
     Postgres(#[from] postgres::Error),
+    #[error(
+        "the fleet database {database} cannot be reached ({source}), so nothing was changed: filtering goes on at the revision last applied; try again once PostgreSQL is back"
+    )]
+    FleetUnavailable {
+        database: String,
+        #[source]
+        source: postgres::Error,
+    },
     #[error(
         "the fleet database has no denylist tables: create them once with `denylistd --store URL --init-fleet` as the database's owner (docs/fleet.md)"
     )]
@@ -113,6 +119,14 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The fleet's database is out of reach: nothing this host did wrong.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::FleetUnavailable { .. } | StoreError::FleetConnectionLost
+        )
+    }
+
     /// A target read back from the store.
     pub(crate) fn target(value: &str) -> Result<Target, StoreError> {
         Target::parse(value).map_err(|source| StoreError::UnreadableTarget {

@@ -26,8 +26,8 @@ pub use sqlite::{DB_FILE, SqliteStore};
 use std::net::IpAddr;
 
 use crate::model::{
-    AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page,
-    Report, Revision, Stored, Target,
+    AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, NodeReport,
+    NodeStatus, Page, Report, Revision, Stored, Target,
 };
 
 /// What a report adds up to: its audit event, and the address's report
@@ -309,6 +309,16 @@ pub trait Store: Send {
     /// Says that the deploy [`Store::plan`] began is over, written or not:
     /// a store that serializes deploys across hosts lets the next one go.
     fn deploy_done(&mut self) {}
+
+    /// Tells the fleet that this host is alive and what it applied.
+    fn heartbeat(&mut self, _report: &NodeReport) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// The fleet's nodes; `None` on a single host.
+    fn nodes(&mut self) -> Result<Option<Vec<NodeStatus>>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A deploy written into the store but not yet committed.

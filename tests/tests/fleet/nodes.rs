@@ -10,8 +10,11 @@ use std::{
 
 use denylist::{
     cli::Client,
-    model::{List, Target},
-    wire::{AddRequest, DeployRequest, DeployResponse, RemoveRequest, StageItem, StageResponse},
+    model::{List, NodeState, NodeStatus, Target},
+    wire::{
+        AddRequest, Class, DeployRequest, DeployResponse, RemoveRequest, StageItem, StageResponse,
+        Status,
+    },
 };
 use denylist_tests::{
     daemon::{Daemon, Home},
@@ -163,4 +166,70 @@ fn a_deploy_on_any_node_drops_on_every_node() {
     );
     converge(&nodes, B, 0);
     converge(&nodes, C, 0);
+}
+
+/// Waits until `nodes` shows every node in sync at `revision`.
+fn all_in_sync(c: &Client, names: &[&str], revision: u64) -> Vec<NodeStatus> {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let nodes: Vec<NodeStatus> = c.get("/v1/nodes").expect("nodes");
+        let done = nodes.len() == names.len()
+            && nodes.iter().zip(names).all(|(n, name)| {
+                n.node == *name && n.state == NodeState::InSync && n.applied_revision == revision
+            });
+        if done {
+            return nodes;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not all in sync at {revision}: {nodes:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn nodes_show_what_each_applied_and_a_database_outage_stops_no_filtering() {
+    let (pg, mut nodes) = fleet(&["fo1", "fo2"]);
+    let c1 = nodes[0].client();
+    add(&c1, A, true);
+    converge(&nodes, A, 0);
+    let listed = all_in_sync(&c1, &["fo1", "fo2"], 1);
+    assert!(
+        listed
+            .iter()
+            .all(|n| n.lag_ms == 0 && n.drift == 0 && n.error.is_none())
+    );
+
+    pg.stop();
+    // Every node keeps dropping; a change fails at once, naming the database.
+    converge(&nodes, A, 0);
+    let refused = c1
+        .post::<_, StageResponse>(
+            "/v1/entries",
+            &AddRequest {
+                entries: vec![item(B)],
+                deploy: true,
+                ..AddRequest::default()
+            },
+        )
+        .expect_err("no database, no change");
+    assert_eq!(refused.class, Class::Unavailable, "{refused:?}");
+    assert!(
+        refused.message.contains("cannot be reached"),
+        "{}",
+        refused.message
+    );
+    // Reads still answer, from the node's copy.
+    let status: Status = c1.get("/v1/status").expect("status");
+    assert_eq!(status.revision, 1);
+    // A node restarted meanwhile starts from its copy and keeps dropping.
+    nodes[1].daemon.take().expect("running").stop();
+    nodes[1].start(&pg, "fo2");
+    converge(&nodes, A, 0);
+
+    pg.resume();
+    add(&c1, B, true);
+    converge(&nodes, B, 0);
+    all_in_sync(&c1, &["fo1", "fo2"], 2);
 }

@@ -3,12 +3,14 @@
 
 mod auto;
 mod feeds;
+mod fleet;
 mod format;
 mod replies;
 mod table;
 
 pub(super) use auto::{auto, reports, top};
 pub(super) use feeds::feeds;
+pub(super) use fleet::nodes;
 pub(super) use format::plural;
 pub(super) use replies::{
     audit, check, degraded, deploy, diff, entry_row, entry_table, history, import, revision,

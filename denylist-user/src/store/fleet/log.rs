@@ -4,7 +4,10 @@
 use postgres::{Client, types::Json};
 
 use super::command::Command;
-use crate::store::StoreError;
+use crate::{
+    model::{NodeReport, NodeState, NodeStatus},
+    store::StoreError,
+};
 
 /// The fleet schema this denylistd writes and reads.
 pub const FLEET_SCHEMA_VERSION: i64 = 1;
@@ -25,7 +28,17 @@ CREATE TABLE log(
   at timestamptz NOT NULL DEFAULT now(),
   node text NOT NULL,
   kind text NOT NULL,
+  revision bigint UNIQUE,
   body jsonb NOT NULL);
+CREATE TABLE nodes(
+  node text PRIMARY KEY,
+  role name NOT NULL DEFAULT current_user,
+  applied_seq bigint NOT NULL,
+  applied_revision bigint NOT NULL,
+  heartbeat_at timestamptz NOT NULL,
+  drift bigint NOT NULL,
+  error text,
+  capacity bigint NOT NULL);
 INSERT INTO denylist_meta VALUES ('schema', 1);
 ";
 
@@ -100,10 +113,17 @@ pub fn append(
     seq: u64,
     node: &str,
     command: &Command,
+    revision: Option<u64>,
 ) -> Result<(), StoreError> {
     client.execute(
-        "INSERT INTO log(seq, node, kind, body) VALUES ($1, $2, $3, $4)",
-        &[&(seq as i64), &node, &command.kind(), &Json(command)],
+        "INSERT INTO log(seq, node, kind, revision, body) VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &(seq as i64),
+            &node,
+            &command.kind(),
+            &revision.map(|r| r as i64),
+            &Json(command),
+        ],
     )?;
     client.execute(
         "SELECT pg_notify($1, $2)",
@@ -135,4 +155,61 @@ pub fn since(client: &mut Client, seq: u64, limit: i64) -> Result<Vec<(u64, Comm
             Ok((seq as u64, command))
         })
         .collect()
+}
+
+/// Writes this node's own row: what it applied, and that it is alive (by
+/// the database's clock, so the nodes' clocks may differ).
+pub fn heartbeat(
+    client: &mut Client,
+    node: &str,
+    applied: (u64, u64),
+    report: &NodeReport,
+) -> Result<(), StoreError> {
+    client.execute(
+        "INSERT INTO nodes(node, applied_seq, applied_revision, heartbeat_at, drift, error, capacity)
+         VALUES ($1, $2, $3, now(), $4, $5, $6)
+         ON CONFLICT (node) DO UPDATE SET applied_seq = excluded.applied_seq,
+           applied_revision = excluded.applied_revision, heartbeat_at = excluded.heartbeat_at,
+           drift = excluded.drift, error = excluded.error, capacity = excluded.capacity",
+        &[
+            &node,
+            &(applied.0 as i64),
+            &(applied.1 as i64),
+            &(report.drift as i64),
+            &report.error,
+            &(report.capacity as i64),
+        ],
+    )?;
+    Ok(())
+}
+
+/// Every node's row, with its state against the head revision.
+pub fn nodes(client: &mut Client) -> Result<Vec<NodeStatus>, StoreError> {
+    let rows = client.query(
+        "SELECT n.node, n.applied_revision, n.drift, n.error,
+           (extract(epoch FROM n.heartbeat_at) * 1000)::bigint,
+           (extract(epoch FROM now() - n.heartbeat_at) * 1000)::bigint,
+           coalesce((SELECT (extract(epoch FROM now() - l.at) * 1000)::bigint
+                     FROM log l WHERE l.revision = n.applied_revision + 1), 0),
+           (SELECT coalesce(max(revision), 0) FROM log)
+         FROM nodes n ORDER BY n.node",
+        &[],
+    )?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let applied = r.get::<_, i64>(1) as u64;
+            let error: Option<String> = r.get(3);
+            let head = r.get::<_, i64>(7) as u64;
+            NodeStatus {
+                node: r.get(0),
+                applied_revision: applied,
+                state: NodeState::of(r.get(5), applied, head, error.is_some()),
+                heartbeat_at: r.get(4),
+                lag_ms: r.get::<_, i64>(6).max(0) as u64,
+                drift: r.get::<_, i64>(2) as u64,
+                error,
+            }
+        })
+        .collect())
 }

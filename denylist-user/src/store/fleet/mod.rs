@@ -24,8 +24,8 @@ use super::{
     sqlite::attach_kind,
 };
 use crate::model::{
-    AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, Page,
-    Report, Revision, Sources, Stored, Target,
+    AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, NodeReport,
+    NodeStatus, Page, Report, Revision, Sources, Stored, Target,
 };
 
 /// Log entries read at a time while catching up.
@@ -47,6 +47,8 @@ struct Deploying {
 pub struct FleetStore {
     local: SqliteStore,
     connect: Connect,
+    /// The database as messages name it: the URL, which holds no password.
+    database: String,
     /// None until connected, and again once the connection broke.
     client: Option<Client>,
     node: String,
@@ -66,10 +68,16 @@ impl FleetStore {
     /// answers without the fleet's tables, or with a newer schema, is.
     /// What the catch-up applied is not handed to [`Store::follow`]: the
     /// caller builds its kernel from the store it gets.
-    pub fn open(local: SqliteStore, connect: Connect, node: &str) -> Result<Self, StoreError> {
+    pub fn open(
+        local: SqliteStore,
+        connect: Connect,
+        database: &str,
+        node: &str,
+    ) -> Result<Self, StoreError> {
         let mut store = FleetStore {
             local,
             connect,
+            database: database.to_string(),
             client: None,
             node: node.to_string(),
             tx_open: false,
@@ -81,10 +89,8 @@ impl FleetStore {
             .and_then(|()| store.catch_up(u64::MAX))
         {
             Ok(_) => {}
-            Err(StoreError::Postgres(e)) if e.as_db_error().is_none() => {
-                tracing::warn!(
-                    "fleet: the database is out of reach, starting from the local copy: {e}"
-                );
+            Err(e) if e.is_unreachable() => {
+                tracing::warn!("fleet: starting from the local copy: {e}");
             }
             Err(e) => return Err(e),
         }
@@ -119,7 +125,9 @@ impl FleetStore {
         mut f: impl FnMut(&mut Client) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         match self.pg(&mut f) {
-            Err(StoreError::Postgres(_)) if self.client.is_none() && !self.tx_open => self.pg(f),
+            Err(StoreError::FleetUnavailable { .. }) if self.client.is_none() && !self.tx_open => {
+                self.pg(f)
+            }
             r => r,
         }
     }
@@ -130,11 +138,21 @@ impl FleetStore {
         &mut self,
         f: impl FnOnce(&mut Client) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let result = f(self.client()?);
+        let result = self.client().and_then(f);
         if self.client.as_ref().is_some_and(Client::is_closed) {
             self.client = None;
         }
-        result
+        // A server that answered with an error is reachable: that error
+        // stands. Anything else is the database out of reach.
+        result.map_err(|e| match e {
+            StoreError::Postgres(source) if source.as_db_error().is_none() => {
+                StoreError::FleetUnavailable {
+                    database: self.database.clone(),
+                    source,
+                }
+            }
+            e => e,
+        })
     }
 
     /// Applies the log's entries up to `head`, in order.
@@ -229,7 +247,7 @@ impl FleetStore {
 
     fn append_and_apply(&mut self, seq: u64, command: &Command) -> Result<Applied, StoreError> {
         let node = self.node.clone();
-        self.pg(|c| log::append(c, seq, &node, command))?;
+        self.pg(|c| log::append(c, seq, &node, command, None))?;
         self.local.begin_entry()?;
         let applied = command.apply(&mut self.local).and_then(|applied| {
             self.pg(log::commit)?;
@@ -421,7 +439,8 @@ impl Store for FleetStore {
             kind: record.kind.to_string(),
         };
         let node = self.node.clone();
-        if let Err(e) = self.pg(|c| log::append(c, d.seq, &node, &command)) {
+        let revision = self.local.revision()? + 1;
+        if let Err(e) = self.pg(|c| log::append(c, d.seq, &node, &command, Some(revision))) {
             self.rollback();
             return Err(e);
         }
@@ -658,5 +677,15 @@ impl Store for FleetStore {
 
     fn deploy_done(&mut self) {
         self.release();
+    }
+
+    fn heartbeat(&mut self, report: &NodeReport) -> Result<(), StoreError> {
+        let applied = (self.local.log_seq()?, self.local.revision()?);
+        let node = self.node.clone();
+        self.pg_afresh(|c| log::heartbeat(c, &node, applied, report))
+    }
+
+    fn nodes(&mut self) -> Result<Option<Vec<NodeStatus>>, StoreError> {
+        self.pg_afresh(log::nodes).map(Some)
     }
 }
