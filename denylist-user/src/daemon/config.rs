@@ -460,6 +460,7 @@ mod tests {
         // Off by default, so the file shows an example value instead.
         assert!(set.metrics.is_some() && d.metrics.is_none());
         assert!(set.default_ttl.is_some() && d.default_ttl.is_none());
+        assert!(set.fleet.is_some_and(|f| f.node == "edge1") && d.fleet.is_none());
         let _ = std::fs::remove_dir_all(dir);
     }
 

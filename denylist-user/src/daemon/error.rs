@@ -21,6 +21,8 @@ pub enum StartError {
         "the deployed revision holds {entries} entries, more than --capacity {capacity}: start with a larger --capacity (the old filter keeps running meanwhile)"
     )]
     TooSmall { entries: usize, capacity: u32 },
+    #[error(transparent)]
+    Fleet(#[from] super::FleetError),
 }
 
 impl From<StoreError> for StartError {

@@ -79,8 +79,9 @@ impl std::fmt::Debug for FleetConfig {
 }
 
 impl FleetConfig {
-    /// Reads the options; the password file is checked now and read again
-    /// at each connection, so a rotated password needs no restart.
+    /// Reads the options. The password file is read at each connection,
+    /// so a rotated password needs no restart; [`FleetConfig::check`]
+    /// tries it once at the start.
     pub fn new(
         url: &str,
         password_file: Option<&Path>,
@@ -135,9 +136,6 @@ impl FleetConfig {
             SslMode::Disable => None,
             _ => Some(Arc::new(tls_config(rootcert.as_deref())?)),
         };
-        if let Some(path) = password_file {
-            read_password(path)?;
-        }
         let node = match node {
             Some(n) => n,
             None => nix::unistd::gethostname()
@@ -160,6 +158,14 @@ impl FleetConfig {
             password_file: password_file.map(Path::to_path_buf),
             tls,
         })
+    }
+
+    /// Refuses a password file that cannot be read, or that others may.
+    pub fn check(&self) -> Result<(), FleetError> {
+        match &self.password_file {
+            Some(path) => read_password(path).map(drop),
+            None => Ok(()),
+        }
     }
 
     /// Creates the fleet's tables, or checks those the database has
@@ -352,13 +358,16 @@ mod tests {
     #[test]
     fn the_password_file_must_be_private() {
         let open = tmp_file(0o644, "secret\n");
-        let err = FleetConfig::new("postgres://node@db/d", Some(&open), Some("a".into()));
+        let err = FleetConfig::new("postgres://node@db/d", Some(&open), Some("a".into()))
+            .unwrap()
+            .check();
         assert!(
             matches!(err, Err(FleetError::PasswordFileOpen { mode: 0o644, .. })),
             "{err:?}"
         );
         let private = tmp_file(0o600, "secret\n");
-        FleetConfig::new("postgres://node@db/d", Some(&private), Some("a".into())).unwrap();
+        let c = FleetConfig::new("postgres://node@db/d", Some(&private), Some("a".into())).unwrap();
+        c.check().unwrap();
         assert_eq!(read_password(&private).unwrap(), "secret");
         let _ = fs::remove_file(open);
         let _ = fs::remove_file(private);

@@ -111,12 +111,12 @@ impl Core {
         // touched, so the pinned filter keeps running.
         let store: Box<dyn Store> = match &config.fleet {
             None => Box::new(SqliteStore::open(&config.state_dir)?),
-            Some(fleet) => Box::new(FleetStore::open(
-                SqliteStore::open(&config.state_dir)?,
-                fleet.connector(),
-                &fleet.url,
-                &fleet.node,
-            )?),
+            Some(fleet) => {
+                fleet.check()?;
+                let local = SqliteStore::open(&config.state_dir)?;
+                let connect = fleet.connector();
+                Box::new(FleetStore::open(local, connect, &fleet.url, &fleet.node)?)
+            }
         };
         let deployed = store.deployed()?;
         if deployed.len() > config.layout.capacity as usize {

@@ -21,9 +21,10 @@ use utoipa::{
 use super::routes::{self, ErrorBody, error};
 use crate::wire::{ApiError, Class, DeployRequest};
 
-/// The classes the daemon answers with; `unavailable` is the CLI's own,
-/// for a socket it cannot reach.
-const ANSWERED: [Class; 8] = [
+/// The classes the daemon answers with; `unavailable` only in fleet mode,
+/// and also the CLI's own, for a socket it cannot reach.
+const ANSWERED: [Class; 9] = [
+    Class::Unavailable,
     Class::Invalid,
     Class::Forbidden,
     Class::NotFound,
@@ -45,7 +46,10 @@ fn class_name(class: Class) -> String {
 fn meaning(class: Class) -> &'static str {
     match class {
         Class::Failure => "class `failure`: the kernel, the store or an attachment failed",
-        Class::Unavailable => "class `unavailable`: the CLI cannot reach the socket",
+        Class::Unavailable => {
+            "class `unavailable`: in fleet mode, the fleet's database cannot be reached, so \
+             nothing was changed (the CLI also uses it when it cannot reach the socket)"
+        }
         Class::Invalid => {
             "class `invalid`: a malformed body, query or path, a bad target or duration"
         }

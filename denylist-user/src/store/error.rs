@@ -92,6 +92,10 @@ pub enum StoreError {
     )]
     FleetUninitialized,
     #[error(
+        "the fleet database has no role denylist_node: create it first (CREATE ROLE denylist_node NOLOGIN), then one login role in it per node (docs/fleet.md)"
+    )]
+    FleetNoNodeRole,
+    #[error(
         "the fleet database has schema version {found}, newer than this denylistd understands ({}): upgrade denylistd",
         super::fleet::FLEET_SCHEMA_VERSION
     )]

@@ -18,7 +18,8 @@ use std::{path::Path, sync::Arc};
 pub use change::{Audit, HitTotal, Only, Op, Pending, Plan, Pruned, RevisionChanges, Stage};
 pub use error::StoreError;
 pub use fleet::{
-    Applied, Command, Connect, FLEET_SCHEMA_VERSION, FleetStore, Held, LOG_CHANNEL, migrate,
+    Applied, Command, Connect, FLEET_SCHEMA_VERSION, FleetStore, Held, LOG_CHANNEL, NODE_ROLE,
+    migrate,
 };
 pub use page::{PageKey, PageOrder, PageRow, PageSpec};
 pub use sqlite::{DB_FILE, SqliteStore};

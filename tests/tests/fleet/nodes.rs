@@ -52,10 +52,11 @@ impl Node {
 
     fn start(&mut self, pg: &Postgres, name: &str) {
         let iface = self.pair.receiver_xdp_if.clone();
-        // Over the socket, which every netns sees (the loopback address
-        // would be the node's own).
+        // As its own node role, over the socket, which every netns sees
+        // (the loopback address would be the node's own); the server
+        // trusts the socket, so no password.
         let url = format!(
-            "postgres://postgres@{}:{}/postgres?sslmode=disable",
+            "postgres://{name}@{}:{}/denylist?sslmode=disable",
             url_path(pg),
             pg.port()
         );
@@ -79,8 +80,7 @@ fn url_path(pg: &Postgres) -> String {
 }
 
 fn fleet(tags: &[&str]) -> (Postgres, Vec<Node>) {
-    let pg = Postgres::start();
-    denylist::store::migrate(&mut pg.admin("postgres")).unwrap();
+    let pg = crate::store::fleet_with(tags);
     let nodes = tags.iter().map(|t| Node::new(&pg, t)).collect();
     (pg, nodes)
 }

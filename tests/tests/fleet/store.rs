@@ -5,10 +5,11 @@
 use std::{path::PathBuf, sync::mpsc, thread, time::Duration};
 
 use denylist::{
-    model::{AuditFilter, Entry, List, Page, Target},
+    model::{AuditFilter, Entry, List, NodeReport, Page, Target},
     store::{Audit, DeployRecord, FleetStore, SqliteStore, Stage, Store, StoreError, migrate},
 };
 use denylist_tests::postgres::Postgres;
+use postgres::error::SqlState;
 
 /// A temporary directory, deleted on drop.
 struct Dir(PathBuf);
@@ -40,16 +41,59 @@ struct Node {
 fn node(pg: &Postgres, name: &str) -> Node {
     let dir = Dir::new();
     let local = SqliteStore::open(&dir.0).unwrap();
-    let params = pg.admin_params("postgres");
+    let params = pg.admin_params("denylist");
     let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
     let store = FleetStore::open(local, connect, "the test's", name).unwrap();
     Node { store, _dir: dir }
 }
 
-fn fleet() -> Postgres {
+/// A database set up as docs/fleet.md says: its roles, then the tables
+/// made by the owner, and a login role per node in `nodes`.
+pub(crate) fn fleet_with(nodes: &[&str]) -> Postgres {
     let pg = Postgres::start();
-    migrate(&mut pg.admin("postgres")).unwrap();
+    let mut admin = pg.admin("postgres");
+    // One statement at a time, as psql -f runs it: CREATE DATABASE may not
+    // share a transaction.
+    let sql: String = include_str!("../../../docs/fleet-roles.sql")
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+        admin.batch_execute(statement).unwrap();
+    }
+    for n in nodes {
+        admin
+            .batch_execute(&format!(
+                "CREATE ROLE {n} LOGIN PASSWORD 'pw-{n}' IN ROLE denylist_node"
+            ))
+            .unwrap();
+    }
+    migrate(&mut owner(&pg)).unwrap();
     pg
+}
+
+fn owner(pg: &Postgres) -> postgres::Client {
+    let params = format!(
+        "host={} port={} user=denylist_owner dbname=denylist",
+        pg.socket_dir().display(),
+        pg.port()
+    );
+    postgres::Client::connect(&params, postgres::NoTls).unwrap()
+}
+
+fn fleet() -> Postgres {
+    fleet_with(&[])
+}
+
+/// A node that logs in as its own role, with its password, over TCP.
+fn node_as(pg: &Postgres, name: &str) -> Node {
+    let dir = Dir::new();
+    let local = SqliteStore::open(&dir.0).unwrap();
+    let params = pg.params(name, &format!("pw-{name}"), "denylist");
+    let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
+    let store = FleetStore::open(local, connect, "the test's", name).unwrap();
+    Node { store, _dir: dir }
 }
 
 fn t(s: &str) -> Target {
@@ -274,7 +318,7 @@ fn an_abandoned_plan_releases_the_lock_and_logs_nothing() {
 fn a_schema_newer_than_this_denylistd_is_refused() {
     let pg = fleet();
     let mut a = node(&pg, "a");
-    pg.admin("postgres")
+    owner(&pg)
         .batch_execute("UPDATE denylist_meta SET value = value + 1 WHERE key = 'schema'")
         .unwrap();
     let err = a
@@ -341,4 +385,53 @@ fn without_the_database_reads_go_on_and_changes_fail_until_it_returns() {
     c.store.follow().unwrap();
     assert_eq!(state(&a.store), state(&c.store));
     assert_eq!(c.store.revision().unwrap(), 2);
+}
+
+#[test]
+fn a_node_appends_to_the_log_but_never_rewrites_it_nor_another_node_s_row() {
+    let pg = fleet_with(&["edge_a", "edge_b"]);
+    let mut a = node_as(&pg, "edge_a");
+    let mut b = node_as(&pg, "edge_b");
+    stage(&mut a.store, &[add("192.0.2.1")], 1_000);
+    deploy(&mut a.store, 1_100);
+    b.store.follow().unwrap();
+    assert_eq!(
+        b.store.revision().unwrap(),
+        1,
+        "the node roles may do their work"
+    );
+    let report = NodeReport::default();
+    a.store.heartbeat(&report).unwrap();
+    b.store.heartbeat(&report).unwrap();
+
+    let params = pg.params("edge_a", "pw-edge_a", "denylist");
+    let mut raw = postgres::Client::connect(&params, postgres::NoTls).unwrap();
+    for sql in [
+        "UPDATE log SET kind = 'forged'",
+        "DELETE FROM log",
+        "UPDATE denylist_meta SET value = 0",
+        "DELETE FROM nodes",
+        "INSERT INTO nodes(node, role, applied_seq, applied_revision, heartbeat_at, drift, capacity)
+         VALUES ('edge_c', 'edge_b', 0, 0, now(), 0, 0)",
+    ] {
+        let err = raw.batch_execute(sql).expect_err(sql);
+        // Both a missing grant and a row-level security violation.
+        assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{sql}: {err}");
+    }
+    // Row-level security hides edge_b's row from edge_a's writes.
+    let changed = raw
+        .execute(
+            "UPDATE nodes SET error = 'forged' WHERE node = 'edge_b'",
+            &[],
+        )
+        .unwrap();
+    assert_eq!(changed, 0);
+    let nodes = a.store.nodes().unwrap().expect("a fleet");
+    assert_eq!(nodes.len(), 2);
+    assert!(nodes.iter().all(|n| n.error.is_none()), "{nodes:?}");
+    let log: i64 = raw
+        .query_one("SELECT count(*) FROM log", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(log, 2, "the log is whole");
 }

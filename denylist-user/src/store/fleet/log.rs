@@ -40,7 +40,21 @@ CREATE TABLE nodes(
   error text,
   capacity bigint NOT NULL);
 INSERT INTO denylist_meta VALUES ('schema', 1);
+-- Nodes may read everything, append to the log (never rewrite it: it is
+-- the audit log too), and write their own row alone: row-level security
+-- keys each row to the login role that made it.
+GRANT SELECT ON denylist_meta TO denylist_node;
+GRANT SELECT, INSERT ON log TO denylist_node;
+GRANT SELECT, INSERT, UPDATE ON nodes TO denylist_node;
+ALTER TABLE nodes ENABLE ROW LEVEL SECURITY;
+CREATE POLICY nodes_read ON nodes FOR SELECT USING (true);
+CREATE POLICY nodes_insert ON nodes FOR INSERT WITH CHECK (role = current_user);
+CREATE POLICY nodes_update ON nodes FOR UPDATE USING (role = current_user)
+  WITH CHECK (role = current_user);
 ";
+
+/// The group role of every node's login role (docs/fleet.md).
+pub const NODE_ROLE: &str = "denylist_node";
 
 /// Creates the fleet's tables when the database has none, and checks the
 /// version of those it has.
@@ -50,6 +64,15 @@ pub fn migrate(client: &mut Client) -> Result<(), StoreError> {
         .query_one("SELECT to_regclass('denylist_meta') IS NOT NULL", &[])?
         .get(0);
     if !exists {
+        let role: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)",
+                &[&NODE_ROLE],
+            )?
+            .get(0);
+        if !role {
+            return Err(StoreError::FleetNoNodeRole);
+        }
         tx.batch_execute(SCHEMA)?;
     }
     let found: Option<i64> = tx

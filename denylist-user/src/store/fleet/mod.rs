@@ -15,7 +15,7 @@ mod log;
 use std::{collections::HashMap, net::IpAddr, path::Path, sync::Arc};
 
 pub use command::{Applied, Command, Held};
-pub use log::{FLEET_SCHEMA_VERSION, LOG_CHANNEL, migrate};
+pub use log::{FLEET_SCHEMA_VERSION, LOG_CHANNEL, NODE_ROLE, migrate};
 use postgres::Client;
 
 use super::{
