@@ -94,8 +94,8 @@ pub enum Command {
     /// The heaviest sources the rate detector sees: what to block.
     Top(TopArgs),
     /// Fleet mode's nodes: the revision each applied, and whether it keeps
-    /// up.
-    Nodes(Output),
+    /// up; `nodes remove NAME` forgets a retired one.
+    Nodes(NodesArgs),
     /// Reputation feeds: lists the daemon fetches and deploys on a schedule.
     #[command(subcommand)]
     Feed(FeedCommand),
@@ -326,8 +326,36 @@ pub struct DeployArgs {
     /// (exit 6).
     #[arg(long, value_name = "N")]
     pub expect_seq: Option<u64>,
+    /// In a fleet: return once every live node applied the new revision,
+    /// or exit 1 naming those that did not within DURATION [default: 30s].
+    #[arg(
+        long,
+        value_name = "DURATION",
+        num_args = 0..=1,
+        default_missing_value = "30s",
+        value_parser = parse_duration
+    )]
+    pub wait: Option<std::time::Duration>,
     #[command(flatten)]
     pub output: Output,
+}
+
+#[derive(Debug, Args)]
+pub struct NodesArgs {
+    #[command(subcommand)]
+    pub command: Option<NodesCommand>,
+    #[command(flatten)]
+    pub output: Output,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodesCommand {
+    /// Forget a retired node: one offline for 5 minutes.
+    Remove {
+        name: String,
+        #[command(flatten)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -259,9 +259,17 @@ impl Session {
             expect_seq: a.expect_seq,
         };
         let body = self.post("/v1/deploy", &req)?;
+        let revision = match a.wait {
+            Some(_) => decode::<DeployResponse>(&body)?.revision,
+            None => None,
+        };
         self.show(&body, a.output, |out, d: DeployResponse, _| {
             output::deploy(out, &d)
-        })
+        })?;
+        match (a.wait, revision) {
+            (Some(within), Some(rev)) => self.wait_applied(rev, within, a.output.json),
+            _ => Ok(()),
+        }
     }
 
     fn discard(&mut self, o: Output) -> Result<()> {

@@ -80,6 +80,9 @@ impl Core {
         // its catch-up applied: the kernel takes those first.
         let followed = self.store.follow()?;
         self.apply_followed(followed)?;
+        if !dry_run {
+            self.check_fleet_capacity(&plan)?;
+        }
         let mut phases = DeployPhases {
             plan: start.elapsed().as_millis() as u64,
             ..DeployPhases::default()

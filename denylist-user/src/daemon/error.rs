@@ -139,6 +139,14 @@ pub enum CoreError {
     )]
     NotFleet,
     #[error(
+        "this deploy would leave {entries} entries, more than node {node} holds (--capacity {capacity}): raise its --capacity first; nothing was changed"
+    )]
+    FleetCapacity {
+        entries: u64,
+        node: String,
+        capacity: u64,
+    },
+    #[error(
         "{} lines are refused by the guardrails, e.g. {}; nothing was staged (pass --force to let them in, or --skip-guarded to leave them out)",
         lines.len(),
         lines[0].refusal

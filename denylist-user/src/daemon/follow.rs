@@ -4,8 +4,8 @@
 use super::{Core, CoreError, deploy::changes_of};
 use crate::{
     dataplane::tai_offset_ms,
-    model::{NodeReport, NodeStatus},
-    store::Followed,
+    model::{NodeReport, NodeStatus, now_ms},
+    store::{Followed, Plan},
 };
 
 impl Core {
@@ -38,6 +38,40 @@ impl Core {
     /// The fleet's nodes, as `denylist nodes` lists them.
     pub fn nodes(&mut self) -> Result<Vec<NodeStatus>, CoreError> {
         self.store.nodes()?.ok_or(CoreError::NotFleet)
+    }
+
+    /// Forgets a retired node (offline for 5 minutes), audited.
+    pub fn forget_node(&mut self, user: &str, node: &str) -> Result<u64, CoreError> {
+        if self.store.nodes()?.is_none() {
+            return Err(CoreError::NotFleet);
+        }
+        self.store.forget_node(node)?;
+        Ok(self
+            .store
+            .record(user, "node remove", Some(node), None, now_ms())?)
+    }
+
+    /// In a fleet, refuses a deploy that would leave more entries than the
+    /// smallest live node holds, before anything changes: every node must
+    /// take every revision.
+    pub(super) fn check_fleet_capacity(&mut self, plan: &Plan) -> Result<(), CoreError> {
+        let Some(nodes) = self.store.nodes()? else {
+            return Ok(());
+        };
+        let entries =
+            (self.filter.len() + plan.adds.len()).saturating_sub(plan.removes.len()) as u64;
+        match nodes
+            .into_iter()
+            .filter(|n| n.state.is_live())
+            .min_by_key(|n| n.capacity)
+        {
+            Some(n) if entries > n.capacity => Err(CoreError::FleetCapacity {
+                entries,
+                node: n.node,
+                capacity: n.capacity,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Puts what the store followed into the kernel, in the log's order;

@@ -80,6 +80,9 @@ pub struct NodeStatus {
     pub drift: u64,
     /// Why its last apply failed.
     pub error: Option<String>,
+    /// Its --capacity: no deploy may leave more entries than the smallest
+    /// live node holds.
+    pub capacity: u64,
 }
 
 /// What a node reports of itself with each heartbeat.

@@ -40,7 +40,10 @@ impl From<CoreError> for ApiError {
             | E::ReportWeight { .. }
             | E::ReportReason
             | E::BadAutoPolicy { .. } => Class::Invalid,
-            E::FeedNotHeld { .. } | E::DraftChanged { .. } | E::DetectorOff => Class::Conflict,
+            E::FeedNotHeld { .. }
+            | E::DraftChanged { .. }
+            | E::DetectorOff
+            | E::FleetCapacity { .. } => Class::Conflict,
             E::Refused { .. } | E::GuardUnavailable { .. } | E::GuardedLines { .. } => {
                 Class::Guarded
             }
@@ -98,8 +101,11 @@ fn store_class(e: &StoreError) -> Class {
         | StoreError::NoListing { .. }
         | StoreError::NotPending { .. }
         | StoreError::NoRevision { .. }
-        | StoreError::NoFeed { .. } => Class::NotFound,
-        StoreError::Conflict { .. } | StoreError::FeedExists { .. } => Class::Conflict,
+        | StoreError::NoFeed { .. }
+        | StoreError::NoNode { .. } => Class::NotFound,
+        StoreError::Conflict { .. }
+        | StoreError::FeedExists { .. }
+        | StoreError::NodeLive { .. } => Class::Conflict,
         // The daemon answers; the fleet's database does not.
         StoreError::FleetUnavailable { .. } | StoreError::FleetConnectionLost => Class::Unavailable,
         _ => Class::Failure,

@@ -156,6 +156,8 @@ errors! {
     RollingBack: Invalid, Forbidden, NotFound, Conflict, TooLarge, Failure;
     /// `GET /v1/nodes`: no fleet on a single host; its database may be away.
     Fleet: Forbidden, NotFound, Unavailable, Failure;
+    /// `DELETE /v1/nodes/{name}`: the node may be missing, or still live.
+    Forgetting: Invalid, Forbidden, NotFound, Conflict, Unavailable, Failure;
 }
 
 #[derive(OpenApi)]

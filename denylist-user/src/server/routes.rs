@@ -695,6 +695,7 @@ pub(super) fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(report_routes::auto_get, report_routes::auto_set))
         .routes(routes!(report_routes::top))
         .routes(routes!(fleet_routes::nodes))
+        .routes(routes!(fleet_routes::forget_node))
         .routes(routes!(openapi::spec))
 }
 

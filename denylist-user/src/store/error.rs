@@ -96,6 +96,16 @@ pub enum StoreError {
     )]
     FleetNoNodeRole,
     #[error(
+        "a node named {node:?} is live already (another denylistd holds its name in the fleet's database): give this one another --node"
+    )]
+    NodeNameTaken { node: String },
+    #[error("there is no node named {node:?}: `denylist nodes` lists them")]
+    NoNode { node: String },
+    #[error(
+        "node {node:?} is live (its last heartbeat is {age_s} s old): stop its denylistd first; a node is forgotten once it has been offline for 5 minutes"
+    )]
+    NodeLive { node: String, age_s: i64 },
+    #[error(
         "the fleet database has schema version {found}, newer than this denylistd understands ({}): upgrade denylistd",
         super::fleet::FLEET_SCHEMA_VERSION
     )]

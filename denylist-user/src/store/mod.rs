@@ -320,6 +320,14 @@ pub trait Store: Send {
     fn nodes(&mut self) -> Result<Option<Vec<NodeStatus>>, StoreError> {
         Ok(None)
     }
+
+    /// Forgets a retired node of the fleet, once it has been offline for
+    /// five minutes; a single host has none.
+    fn forget_node(&mut self, node: &str) -> Result<(), StoreError> {
+        Err(StoreError::NoNode {
+            node: node.to_string(),
+        })
+    }
 }
 
 /// A deploy written into the store but not yet committed.

@@ -4,6 +4,7 @@
 
 use std::{
     net::IpAddr,
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
@@ -17,7 +18,7 @@ use denylist::{
     },
 };
 use denylist_tests::{
-    daemon::{Daemon, Home},
+    daemon::{Daemon, Home, bin},
     netns::{Pair, PairConfig},
     postgres::Postgres,
 };
@@ -36,7 +37,7 @@ struct Node {
 }
 
 impl Node {
-    fn new(pg: &Postgres, tag: &str) -> Node {
+    fn new(pg: &Postgres, tag: &str, extra: &[&str]) -> Node {
         let pair = Pair::new(tag, PairConfig::default()).expect("veth pair");
         for s in [A, B, C] {
             pair.add_sender_source(s.parse().unwrap()).unwrap();
@@ -46,11 +47,11 @@ impl Node {
             home: Home::new(tag),
             daemon: None,
         };
-        n.start(pg, tag);
+        n.start(pg, tag, extra);
         n
     }
 
-    fn start(&mut self, pg: &Postgres, name: &str) {
+    fn start(&mut self, pg: &Postgres, name: &str, extra: &[&str]) {
         let iface = self.pair.receiver_xdp_if.clone();
         // As its own node role, over the socket, which every netns sees
         // (the loopback address would be the node's own); the server
@@ -60,7 +61,8 @@ impl Node {
             url_path(pg),
             pg.port()
         );
-        let args = ["--iface", &iface, "--store", &url, "--node", name];
+        let mut args = vec!["--iface", &iface, "--store", &url, "--node", name];
+        args.extend_from_slice(extra);
         self.daemon = Some(Daemon::start(&self.home, Some(&self.pair.receiver), &args));
     }
 
@@ -79,10 +81,34 @@ fn url_path(pg: &Postgres) -> String {
     pg.socket_dir().display().to_string().replace('/', "%2F")
 }
 
-fn fleet(tags: &[&str]) -> (Postgres, Vec<Node>) {
-    let pg = crate::store::fleet_with(tags);
-    let nodes = tags.iter().map(|t| Node::new(&pg, t)).collect();
+/// A fleet of nodes named `tags`, each started with its extra arguments.
+fn fleet(tags: &[(&str, &[&str])]) -> (Postgres, Vec<Node>) {
+    let names: Vec<&str> = tags.iter().map(|t| t.0).collect();
+    let pg = crate::store::fleet_with(&names);
+    let nodes = tags
+        .iter()
+        .map(|(t, extra)| Node::new(&pg, t, extra))
+        .collect();
     (pg, nodes)
+}
+
+/// Runs the CLI against a node's socket: (exit code, stdout, stderr).
+fn cli(node: &Node, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin("denylist"))
+        .arg("--socket")
+        .arg(node.home.socket())
+        .args(args)
+        .env_remove("SSH_CONNECTION")
+        .env_remove("SSH_CLIENT")
+        .env_remove("DENYLIST_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run denylist");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn item(target: &str) -> StageItem {
@@ -102,11 +128,6 @@ fn add(c: &Client, target: &str, deploy: bool) -> StageResponse {
         ..AddRequest::default()
     };
     c.post("/v1/entries", &req).expect("add")
-}
-
-fn deploy(c: &Client) -> DeployResponse {
-    c.post("/v1/deploy", &DeployRequest::default())
-        .expect("deploy")
 }
 
 /// Waits until every node answers `src` with `want` replies.
@@ -131,16 +152,24 @@ fn converge(nodes: &[Node], src: &str, want: u32) {
 
 #[test]
 fn a_deploy_on_any_node_drops_on_every_node() {
-    let (_pg, nodes) = fleet(&["fl1", "fl2", "fl3"]);
+    // The third node holds fewer entries than the others.
+    let (_pg, nodes) = fleet(&[("fl1", &[]), ("fl2", &[]), ("fl3", &["--capacity", "16"])]);
     let (n1, n2) = (nodes[0].client(), nodes[1].client());
     for n in &nodes {
         assert_eq!(n.replies(A), COUNT, "nothing deployed yet");
     }
 
     add(&n1, A, false);
-    let d = deploy(&n1);
-    assert_eq!(d.revision, Some(1));
-    converge(&nodes, A, 0);
+    // --wait returns once every live node applied the revision.
+    let (code, out, err) = cli(&nodes[0], &["deploy", "--wait", "10s"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("revision 1 is applied on all 3 live nodes"),
+        "{out}"
+    );
+    for n in &nodes {
+        assert_eq!(n.replies(A), 0, "applied, so dropped");
+    }
 
     let req = RemoveRequest {
         targets: vec![Target::parse(A).unwrap()],
@@ -166,6 +195,22 @@ fn a_deploy_on_any_node_drops_on_every_node() {
     );
     converge(&nodes, B, 0);
     converge(&nodes, C, 0);
+
+    // A deploy the smallest node cannot hold is refused before anything
+    // changes, on every node.
+    let many: Vec<String> = (1..=16).map(|i| format!("203.0.113.{i}")).collect();
+    let req = AddRequest {
+        entries: many.iter().map(|t| item(t)).collect(),
+        ..AddRequest::default()
+    };
+    let _: StageResponse = n1.post("/v1/entries", &req).expect("stage");
+    let refused = n1
+        .post::<_, DeployResponse>("/v1/deploy", &DeployRequest::default())
+        .expect_err("over fl3's capacity");
+    assert_eq!(refused.class, Class::Conflict, "{refused:?}");
+    assert!(refused.message.contains("fl3"), "{}", refused.message);
+    let listed: Vec<NodeStatus> = n1.get("/v1/nodes").unwrap();
+    assert!(listed.iter().all(|n| n.applied_revision == 4), "{listed:?}");
 }
 
 /// Waits until `nodes` shows every node in sync at `revision`.
@@ -190,7 +235,7 @@ fn all_in_sync(c: &Client, names: &[&str], revision: u64) -> Vec<NodeStatus> {
 
 #[test]
 fn nodes_show_what_each_applied_and_a_database_outage_stops_no_filtering() {
-    let (pg, mut nodes) = fleet(&["fo1", "fo2"]);
+    let (pg, mut nodes) = fleet(&[("fo1", &[]), ("fo2", &[])]);
     let c1 = nodes[0].client();
     add(&c1, A, true);
     converge(&nodes, A, 0);
@@ -225,7 +270,7 @@ fn nodes_show_what_each_applied_and_a_database_outage_stops_no_filtering() {
     assert_eq!(status.revision, 1);
     // A node restarted meanwhile starts from its copy and keeps dropping.
     nodes[1].daemon.take().expect("running").stop();
-    nodes[1].start(&pg, "fo2");
+    nodes[1].start(&pg, "fo2", &[]);
     converge(&nodes, A, 0);
 
     pg.resume();

@@ -410,7 +410,6 @@ fn a_node_appends_to_the_log_but_never_rewrites_it_nor_another_node_s_row() {
         "UPDATE log SET kind = 'forged'",
         "DELETE FROM log",
         "UPDATE denylist_meta SET value = 0",
-        "DELETE FROM nodes",
         "INSERT INTO nodes(node, role, applied_seq, applied_revision, heartbeat_at, drift, capacity)
          VALUES ('edge_c', 'edge_b', 0, 0, now(), 0, 0)",
     ] {
@@ -418,14 +417,14 @@ fn a_node_appends_to_the_log_but_never_rewrites_it_nor_another_node_s_row() {
         // Both a missing grant and a row-level security violation.
         assert_eq!(err.code(), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{sql}: {err}");
     }
-    // Row-level security hides edge_b's row from edge_a's writes.
-    let changed = raw
-        .execute(
-            "UPDATE nodes SET error = 'forged' WHERE node = 'edge_b'",
-            &[],
-        )
-        .unwrap();
-    assert_eq!(changed, 0);
+    // Row-level security hides edge_b's row from edge_a's writes, and a
+    // live node's row from deletion.
+    for sql in [
+        "UPDATE nodes SET error = 'forged' WHERE node = 'edge_b'",
+        "DELETE FROM nodes",
+    ] {
+        assert_eq!(raw.execute(sql, &[]).unwrap(), 0, "{sql}");
+    }
     let nodes = a.store.nodes().unwrap().expect("a fleet");
     assert_eq!(nodes.len(), 2);
     assert!(nodes.iter().all(|n| n.error.is_none()), "{nodes:?}");
@@ -434,4 +433,43 @@ fn a_node_appends_to_the_log_but_never_rewrites_it_nor_another_node_s_row() {
         .unwrap()
         .get(0);
     assert_eq!(log, 2, "the log is whole");
+}
+
+#[test]
+fn a_node_name_is_one_daemon_s_at_a_time() {
+    let pg = fleet();
+    let a = node(&pg, "a");
+    let dir = Dir::new();
+    let local = SqliteStore::open(&dir.0).unwrap();
+    let params = pg.admin_params("denylist");
+    let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
+    let err = FleetStore::open(local, connect, "the test's", "a").err();
+    assert!(
+        matches!(err, Some(StoreError::NodeNameTaken { .. })),
+        "{err:?}"
+    );
+    // Once the first is gone, its name is free.
+    drop(a);
+    node(&pg, "a");
+}
+
+#[test]
+fn a_node_is_forgotten_only_once_it_has_been_offline_for_five_minutes() {
+    let pg = fleet_with(&["a", "b"]);
+    let mut a = node_as(&pg, "a");
+    let mut b = node_as(&pg, "b");
+    b.store.heartbeat(&NodeReport::default()).unwrap();
+    let err = a.store.forget_node("b");
+    assert!(matches!(err, Err(StoreError::NodeLive { .. })), "{err:?}");
+    let err = a.store.forget_node("nobody");
+    assert!(matches!(err, Err(StoreError::NoNode { .. })), "{err:?}");
+    owner(&pg)
+        .batch_execute(
+            "UPDATE nodes SET heartbeat_at = now() - interval '6 minutes' WHERE node = 'b'",
+        )
+        .unwrap();
+    let listed = a.store.nodes().unwrap().unwrap();
+    assert_eq!(listed[0].state, denylist::model::NodeState::Offline);
+    a.store.forget_node("b").unwrap();
+    assert!(a.store.nodes().unwrap().unwrap().is_empty());
 }

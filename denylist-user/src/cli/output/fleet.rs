@@ -18,6 +18,7 @@ pub(crate) fn nodes(out: &mut impl Write, nodes: &[NodeStatus]) -> io::Result<()
             ("HEARTBEAT", Align::Left),
             ("LAG", Align::Right),
             ("DRIFT", Align::Right),
+            ("CAPACITY", Align::Right),
             ("ERROR", Align::Left),
         ],
     );
@@ -29,6 +30,7 @@ pub(crate) fn nodes(out: &mut impl Write, nodes: &[NodeStatus]) -> io::Result<()
             absolute(n.heartbeat_at),
             format!("{} ms", n.lag_ms),
             n.drift.to_string(),
+            n.capacity.to_string(),
             n.error.clone().unwrap_or_default(),
         ])?;
     }

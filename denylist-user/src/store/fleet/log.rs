@@ -45,12 +45,15 @@ INSERT INTO denylist_meta VALUES ('schema', 1);
 -- keys each row to the login role that made it.
 GRANT SELECT ON denylist_meta TO denylist_node;
 GRANT SELECT, INSERT ON log TO denylist_node;
-GRANT SELECT, INSERT, UPDATE ON nodes TO denylist_node;
+GRANT SELECT, INSERT, UPDATE, DELETE ON nodes TO denylist_node;
 ALTER TABLE nodes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY nodes_read ON nodes FOR SELECT USING (true);
 CREATE POLICY nodes_insert ON nodes FOR INSERT WITH CHECK (role = current_user);
 CREATE POLICY nodes_update ON nodes FOR UPDATE USING (role = current_user)
   WITH CHECK (role = current_user);
+-- Any node may forget a retired one, once it has been offline 5 minutes.
+CREATE POLICY nodes_forget ON nodes FOR DELETE
+  USING (heartbeat_at < now() - interval '300 seconds');
 ";
 
 /// The group role of every node's login role (docs/fleet.md).
@@ -209,7 +212,7 @@ pub fn heartbeat(
 /// Every node's row, with its state against the head revision.
 pub fn nodes(client: &mut Client) -> Result<Vec<NodeStatus>, StoreError> {
     let rows = client.query(
-        "SELECT n.node, n.applied_revision, n.drift, n.error,
+        "SELECT n.node, n.applied_revision, n.drift, n.error, n.capacity,
            (extract(epoch FROM n.heartbeat_at) * 1000)::bigint,
            (extract(epoch FROM now() - n.heartbeat_at) * 1000)::bigint,
            coalesce((SELECT (extract(epoch FROM now() - l.at) * 1000)::bigint
@@ -223,16 +226,46 @@ pub fn nodes(client: &mut Client) -> Result<Vec<NodeStatus>, StoreError> {
         .map(|r| {
             let applied = r.get::<_, i64>(1) as u64;
             let error: Option<String> = r.get(3);
-            let head = r.get::<_, i64>(7) as u64;
+            let head = r.get::<_, i64>(8) as u64;
             NodeStatus {
                 node: r.get(0),
                 applied_revision: applied,
-                state: NodeState::of(r.get(5), applied, head, error.is_some()),
-                heartbeat_at: r.get(4),
-                lag_ms: r.get::<_, i64>(6).max(0) as u64,
+                state: NodeState::of(r.get(6), applied, head, error.is_some()),
+                heartbeat_at: r.get(5),
+                lag_ms: r.get::<_, i64>(7).max(0) as u64,
                 drift: r.get::<_, i64>(2) as u64,
                 error,
+                capacity: r.get::<_, i64>(4) as u64,
             }
         })
         .collect())
+}
+
+/// Forgets node `node` if it has been offline for 5 minutes; returns
+/// whether it did, and else the node's heartbeat age in ms, if it exists.
+pub fn forget(client: &mut Client, node: &str) -> Result<Result<(), Option<i64>>, StoreError> {
+    if client.execute("DELETE FROM nodes WHERE node = $1", &[&node])? == 1 {
+        return Ok(Ok(()));
+    }
+    let age: Option<i64> = client
+        .query_opt(
+            "SELECT (extract(epoch FROM now() - heartbeat_at) * 1000)::bigint
+             FROM nodes WHERE node = $1",
+            &[&node],
+        )?
+        .map(|r| r.get(0));
+    Ok(Err(age))
+}
+
+/// Claims node name `node` for this connection's session: a second
+/// daemon of the same name is refused while the first one's connection
+/// lives. A key from the name's 64-bit hash in PostgreSQL, so every
+/// release computes the same.
+pub fn claim(client: &mut Client, node: &str) -> Result<bool, StoreError> {
+    Ok(client
+        .query_one(
+            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+            &[&node],
+        )?
+        .get(0))
 }

@@ -112,7 +112,13 @@ impl FleetStore {
                 self.client = None;
                 return Err(StoreError::FleetConnectionLost);
             }
-            self.client = Some((self.connect)()?);
+            let mut client = (self.connect)()?;
+            if !log::claim(&mut client, &self.node)? {
+                return Err(StoreError::NodeNameTaken {
+                    node: self.node.clone(),
+                });
+            }
+            self.client = Some(client);
         }
         Ok(self.client.as_mut().expect("connected just above"))
     }
@@ -687,5 +693,18 @@ impl Store for FleetStore {
 
     fn nodes(&mut self) -> Result<Option<Vec<NodeStatus>>, StoreError> {
         self.pg_afresh(log::nodes).map(Some)
+    }
+
+    fn forget_node(&mut self, node: &str) -> Result<(), StoreError> {
+        match self.pg_afresh(|c| log::forget(c, node))? {
+            Ok(()) => Ok(()),
+            Err(None) => Err(StoreError::NoNode {
+                node: node.to_string(),
+            }),
+            Err(Some(age_ms)) => Err(StoreError::NodeLive {
+                node: node.to_string(),
+                age_s: age_ms / 1_000,
+            }),
+        }
     }
 }
