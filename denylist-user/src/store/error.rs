@@ -99,6 +99,10 @@ pub enum StoreError {
         "a node named {node:?} is live already (another denylistd holds its name in the fleet's database): give this one another --node"
     )]
     NodeNameTaken { node: String },
+    #[error(
+        "the store {path} holds a single host's history, and a fleet node starts from an empty --state-dir: move it away, or start this node with another --state-dir"
+    )]
+    LocalHistory { path: PathBuf },
     #[error("there is no node named {node:?}: `denylist nodes` lists them")]
     NoNode { node: String },
     #[error(

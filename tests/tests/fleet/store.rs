@@ -473,3 +473,18 @@ fn a_node_is_forgotten_only_once_it_has_been_offline_for_five_minutes() {
     a.store.forget_node("b").unwrap();
     assert!(a.store.nodes().unwrap().unwrap().is_empty());
 }
+
+#[test]
+fn a_single_host_s_history_is_not_replayed_over() {
+    let pg = fleet();
+    let dir = Dir::new();
+    let mut local = SqliteStore::open(&dir.0).unwrap();
+    stage(&mut local, &[add("192.0.2.1")], 1_000);
+    let params = pg.admin_params("denylist");
+    let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
+    let err = FleetStore::open(local, connect, "the test's", "a").err();
+    assert!(
+        matches!(err, Some(StoreError::LocalHistory { .. })),
+        "{err:?}"
+    );
+}

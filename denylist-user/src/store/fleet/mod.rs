@@ -74,6 +74,19 @@ impl FleetStore {
         database: &str,
         node: &str,
     ) -> Result<Self, StoreError> {
+        // A copy that never followed the log but holds history of its own
+        // would number its revisions and audit events apart from the
+        // fleet's.
+        let page = Page {
+            since: 0,
+            before: None,
+            limit: Some(1),
+        };
+        if local.log_seq()? == 0 && !local.audit(page, &AuditFilter::default())?.is_empty() {
+            return Err(StoreError::LocalHistory {
+                path: local.path().to_path_buf(),
+            });
+        }
         let mut store = FleetStore {
             local,
             connect,
