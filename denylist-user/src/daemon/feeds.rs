@@ -27,7 +27,7 @@ use crate::{
         feed_source, now_ms, parse_duration,
     },
     policy::{self, GuardContext, Refusal, feed},
-    store::{Audit, FeedRecord, HeldList, Only, Stage},
+    store::{Audit, Duty, FeedRecord, HeldList, Only, Stage},
     wire::FeedAddRequest,
 };
 
@@ -201,7 +201,12 @@ impl Core {
     }
 
     /// The feeds whose next attempt is due.
-    pub fn feeds_due(&self, now: Millis) -> Result<Vec<FeedJob>, CoreError> {
+    pub fn feeds_due(&mut self, now: Millis) -> Result<Vec<FeedJob>, CoreError> {
+        // In a fleet one node fetches for all: its outcome reaches the
+        // others through the log.
+        if !self.store.holds_duty(Duty::Feeds) {
+            return Ok(Vec::new());
+        }
         let mut jobs = Vec::new();
         for r in self.store.feeds()? {
             if r.state.next_at <= now {

@@ -10,7 +10,7 @@ use super::{Core, CoreError, deploy::rule_of};
 use crate::{
     dataplane::{ChangeList, tai_offset_ms},
     model::{Millis, Stored, Verdict, normal_ip, now_ms},
-    store::{HitTotal, Snapshots},
+    store::{Duty, HitTotal, Snapshots},
     wire::{
         Capacity, CheckResponse, Interface, ListCounts, StatItem, Status, StatusCounters,
         VerifyResponse,
@@ -342,6 +342,11 @@ impl Core {
         // Counting is secondary: a failed fold must not stop expiry.
         if let Err(e) = self.fold_hits() {
             tracing::warn!("folding hit counters: {e}");
+        }
+        // In a fleet one node sweeps, and the others take its sweep from
+        // the log; their kernels drop expired entries on time regardless.
+        if !self.store.holds_duty(Duty::Sweep) {
+            return Ok(0);
         }
         let now = now_ms();
         let expired = self.store.expired(now)?;

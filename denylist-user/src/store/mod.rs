@@ -77,6 +77,15 @@ pub enum Followed {
     Expired { expired: Vec<Stored>, now: Millis },
 }
 
+/// A task that one host of a fleet does for all of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Duty {
+    /// The expiry sweep: its `expire` reaches every host through the log.
+    Sweep,
+    /// Scheduled feed refreshes: one fetch of each feed, for every host.
+    Feeds,
+}
+
 /// The durable state of one denylist.
 pub trait Store: Send {
     /// The deployed revision, 0 before the first deploy.
@@ -310,6 +319,12 @@ pub trait Store: Send {
     /// Says that the deploy [`Store::plan`] began is over, written or not:
     /// a store that serializes deploys across hosts lets the next one go.
     fn deploy_done(&mut self) {}
+
+    /// Whether this host does `duty`: on a single host always; in a fleet,
+    /// one live host at a time, another taking over when it goes.
+    fn holds_duty(&mut self, _duty: Duty) -> bool {
+        true
+    }
 
     /// Tells the fleet that this host is alive and what it applied.
     fn heartbeat(&mut self, _report: &NodeReport) -> Result<(), StoreError> {

@@ -11,7 +11,7 @@ use std::{
 
 use denylist::{
     cli::Client,
-    model::{List, NodeState, NodeStatus, Target},
+    model::{AuditEvent, List, NodeState, NodeStatus, Target},
     wire::{
         AddRequest, Class, DeployRequest, DeployResponse, RemoveRequest, StageItem, StageResponse,
         Status,
@@ -277,4 +277,44 @@ fn nodes_show_what_each_applied_and_a_database_outage_stops_no_filtering() {
     add(&c1, B, true);
     converge(&nodes, B, 0);
     all_in_sync(&c1, &["fo1", "fo2"], 2);
+}
+
+#[test]
+fn one_node_sweeps_expiry_for_the_fleet() {
+    let sweep: &[&str] = &["--expiry-sweep", "1s"];
+    let (_pg, nodes) = fleet(&[("fe1", sweep), ("fe2", sweep)]);
+    let c1 = nodes[0].client();
+    let req = AddRequest {
+        entries: vec![StageItem {
+            ttl: Some("3s".into()),
+            ..item(A)
+        }],
+        deploy: true,
+        ..AddRequest::default()
+    };
+    let _: StageResponse = c1.post("/v1/entries", &req).expect("add");
+    converge(&nodes, A, 0);
+    // The kernel lets it through at its expiry, and one sweep takes it out
+    // of every node's store.
+    converge(&nodes, A, COUNT);
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let events: Vec<Vec<AuditEvent>> = nodes
+            .iter()
+            .map(|n| n.client().get("/v1/audit?kind=expiry").expect("audit"))
+            .collect();
+        if events.iter().all(|e| e.len() == 1) {
+            assert_eq!(events[0], events[1], "the same event on both nodes");
+            break;
+        }
+        assert!(
+            events.iter().all(|e| e.len() <= 1),
+            "swept once: {events:?}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "not swept everywhere: {events:?}"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
 }

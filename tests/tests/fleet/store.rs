@@ -6,7 +6,9 @@ use std::{path::PathBuf, sync::mpsc, thread, time::Duration};
 
 use denylist::{
     model::{AuditFilter, Entry, List, NodeReport, Page, Target},
-    store::{Audit, DeployRecord, FleetStore, SqliteStore, Stage, Store, StoreError, migrate},
+    store::{
+        Audit, DeployRecord, Duty, FleetStore, SqliteStore, Stage, Store, StoreError, migrate,
+    },
 };
 use denylist_tests::postgres::Postgres;
 use postgres::error::SqlState;
@@ -487,4 +489,21 @@ fn a_single_host_s_history_is_not_replayed_over() {
         matches!(err, Some(StoreError::LocalHistory { .. })),
         "{err:?}"
     );
+}
+
+#[test]
+fn one_live_node_sweeps_and_fetches_for_all() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    let mut b = node(&pg, "b");
+    for duty in [Duty::Sweep, Duty::Feeds] {
+        assert!(a.store.holds_duty(duty), "{duty:?}: the first to ask");
+        assert!(a.store.holds_duty(duty), "{duty:?}: and it keeps it");
+        assert!(!b.store.holds_duty(duty), "{duty:?}: one node at a time");
+    }
+    // Its connection gone, another node takes over.
+    drop(a);
+    for duty in [Duty::Sweep, Duty::Feeds] {
+        assert!(b.store.holds_duty(duty), "{duty:?}");
+    }
 }

@@ -6,7 +6,7 @@ use postgres::{Client, types::Json};
 use super::command::Command;
 use crate::{
     model::{NodeReport, NodeState, NodeStatus},
-    store::StoreError,
+    store::{Duty, StoreError},
 };
 
 /// The fleet schema this denylistd writes and reads.
@@ -269,3 +269,18 @@ pub fn claim(client: &mut Client, node: &str) -> Result<bool, StoreError> {
         )?
         .get(0))
 }
+
+/// Takes `duty` for this connection's session if no other node holds it.
+pub fn take_duty(client: &mut Client, duty: Duty) -> Result<bool, StoreError> {
+    // The two-key form, apart from the one-key locks above.
+    let key = match duty {
+        Duty::Sweep => 1,
+        Duty::Feeds => 2,
+    };
+    Ok(client
+        .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&DUTY_LOCKS, &key])?
+        .get(0))
+}
+
+/// The first key of the duties' advisory locks: "dl" in ASCII.
+const DUTY_LOCKS: i32 = 0x646c;

@@ -19,9 +19,9 @@ pub use log::{FLEET_SCHEMA_VERSION, LOG_CHANNEL, NODE_ROLE, migrate};
 use postgres::Client;
 
 use super::{
-    Audit, DeployRecord, FeedRecord, Followed, HeldList, HitTotal, Only, Op, Pending, Plan, Pruned,
-    ReportTally, RevisionChanges, Snapshots, SqliteStore, Stage, Store, StoreError, WrittenDeploy,
-    sqlite::attach_kind,
+    Audit, DeployRecord, Duty, FeedRecord, Followed, HeldList, HitTotal, Only, Op, Pending, Plan,
+    Pruned, ReportTally, RevisionChanges, Snapshots, SqliteStore, Stage, Store, StoreError,
+    WrittenDeploy, sqlite::attach_kind,
 };
 use crate::model::{
     AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, NodeReport,
@@ -55,6 +55,8 @@ pub struct FleetStore {
     /// A writer's transaction is open on the connection: a connection
     /// made anew now would write outside it, without the lock.
     tx_open: bool,
+    /// The [`Duty`]s this connection holds, a bit each.
+    duties: u8,
     deploying: Option<Deploying>,
     /// Other hosts' deploys and sweeps applied here whose kernel changes
     /// [`Store::follow`] has not handed out yet.
@@ -94,6 +96,7 @@ impl FleetStore {
             client: None,
             node: node.to_string(),
             tx_open: false,
+            duties: 0,
             deploying: None,
             followed: Vec::new(),
         };
@@ -132,6 +135,8 @@ impl FleetStore {
                 });
             }
             self.client = Some(client);
+            // Session locks went with the old connection.
+            self.duties = 0;
         }
         Ok(self.client.as_mut().expect("connected just above"))
     }
@@ -696,6 +701,21 @@ impl Store for FleetStore {
 
     fn deploy_done(&mut self) {
         self.release();
+    }
+
+    /// A session-level advisory lock per duty, on this node's connection:
+    /// whoever holds it does the duty until its connection goes, and the
+    /// database then lets another node take it.
+    fn holds_duty(&mut self, duty: Duty) -> bool {
+        let bit = 1 << duty as u8;
+        if self.duties & bit != 0 && self.client.as_ref().is_some_and(|c| !c.is_closed()) {
+            return true;
+        }
+        let held = self.pg_afresh(|c| log::take_duty(c, duty)).unwrap_or(false);
+        if held {
+            self.duties |= bit;
+        }
+        held
     }
 
     fn heartbeat(&mut self, report: &NodeReport) -> Result<(), StoreError> {
