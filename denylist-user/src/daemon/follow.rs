@@ -4,7 +4,7 @@
 use super::{Core, CoreError, deploy::changes_of};
 use crate::{
     dataplane::tai_offset_ms,
-    model::{NodeReport, NodeStatus, now_ms},
+    model::{NodeReport, NodeStatus, ProtectedSet, now_ms},
     store::{Followed, Plan},
 };
 
@@ -12,7 +12,9 @@ impl Core {
     /// Brings this host to the fleet's head: called on each notification
     /// of a new log entry and every few seconds besides. A single host's
     /// store has nothing to follow.
-    pub fn follow_fleet(&mut self) -> Result<usize, CoreError> {
+    /// `protected` is what this host protects, read without the core's
+    /// lock; None when it could not be read.
+    pub fn follow_fleet(&mut self, protected: Option<ProtectedSet>) -> Result<usize, CoreError> {
         let result = self
             .store
             .follow()
@@ -28,9 +30,15 @@ impl Core {
             drift: self.drift as u64,
             error: self.fleet_error.clone(),
             capacity: u64::from(self.config.layout.capacity),
+            protected,
         };
         if let Err(e) = self.store.heartbeat(&report) {
             tracing::debug!("fleet heartbeat: {e}");
+        }
+        // The other nodes' guardrails, for the next checks here; a
+        // database out of reach leaves the last ones known.
+        if let Ok(sets) = self.store.fleet_protected() {
+            self.host.set_fleet(sets);
         }
         result
     }

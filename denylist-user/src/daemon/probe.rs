@@ -18,7 +18,7 @@ use std::{
 use super::{Core, CoreError};
 use crate::{
     dataplane::SessionWatch,
-    model::{List, Target},
+    model::{List, ProtectedSet, Target},
     policy::{self, GuardContext, RateContext},
     wire::{AddRequest, ImportParams},
 };
@@ -35,6 +35,9 @@ const DUMP_EVERY: Duration = Duration::from_secs(30);
 pub struct HostProbe {
     protect_ports: Vec<u16>,
     watch: Option<Arc<Mutex<SessionWatch>>>,
+    /// In a fleet, what the other nodes protect, as of the last follow
+    /// (every few seconds); empty on a single host.
+    fleet: Arc<Mutex<Vec<ProtectedSet>>>,
 }
 
 impl std::fmt::Debug for HostProbe {
@@ -67,6 +70,7 @@ impl HostProbe {
         Ok(Self {
             watch: Some(Self::watch(&ports)?),
             protect_ports: ports,
+            fleet: Arc::default(),
         })
     }
 
@@ -76,6 +80,7 @@ impl HostProbe {
         Self {
             protect_ports: ports,
             watch: None,
+            fleet: Arc::default(),
         }
     }
 
@@ -174,6 +179,28 @@ impl HostProbe {
         })
     }
 
+    /// What this host protects, for the other nodes of its fleet: its
+    /// addresses, every live session's peer, its gateways and nameservers.
+    pub fn protected_set(&self, node: &str) -> Result<ProtectedSet, CoreError> {
+        let ctx = self.read(None, None)?;
+        let infrastructure =
+            policy::infrastructure().map_err(|source| CoreError::GuardUnavailable {
+                what: "this host's gateways and nameservers",
+                source,
+            })?;
+        Ok(ProtectedSet {
+            node: node.to_string(),
+            addrs: ctx.host_addrs,
+            ssh_peers: ctx.live_ssh_peers,
+            infrastructure,
+        })
+    }
+
+    /// Takes in what the fleet's other nodes protect.
+    pub(super) fn set_fleet(&self, sets: Vec<ProtectedSet>) {
+        *self.fleet.lock().unwrap_or_else(|p| p.into_inner()) = sets;
+    }
+
     /// If this host's addresses or its live sessions cannot be read, the
     /// checks fail closed: the request is refused until forced.
     fn read(
@@ -191,6 +218,7 @@ impl HostProbe {
                 .map_err(|e| unreadable("this host's addresses", e))?,
             live_ssh_peers: live.map_err(|e| unreadable("the live TCP sessions", e))?,
             admin_addr,
+            fleet: self.fleet.lock().unwrap_or_else(|p| p.into_inner()).clone(),
         })
     }
 

@@ -199,6 +199,7 @@ fn protected_sources_are_never_listed() {
             host_addrs: vec!["45.2.2.2".parse().unwrap()],
             live_ssh_peers: vec!["45.3.3.3".parse().unwrap()],
             admin_addr: None,
+            ..GuardContext::default()
         },
         infrastructure: vec!["45.5.5.5".parse().unwrap()],
     };

@@ -1,6 +1,8 @@
 //! Fleet mode's view of its nodes: which revision each has applied, and
 //! whether it keeps up (docs/fleet.md).
 
+use std::net::IpAddr;
+
 use serde::{Deserialize, Serialize};
 
 use super::{Millis, time_ms};
@@ -85,6 +87,19 @@ pub struct NodeStatus {
     pub capacity: u64,
 }
 
+/// What one node of a fleet protects from every node's deny entries: its
+/// guardrails hold wherever an entry is staged.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProtectedSet {
+    pub node: String,
+    /// The node's own addresses.
+    pub addrs: Vec<IpAddr>,
+    /// Peers with a live SSH session to it.
+    pub ssh_peers: Vec<IpAddr>,
+    /// Its default gateways and nameservers.
+    pub infrastructure: Vec<IpAddr>,
+}
+
 /// What a node reports of itself with each heartbeat.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeReport {
@@ -93,6 +108,8 @@ pub struct NodeReport {
     /// Its --capacity: a deploy larger than the smallest live node's is
     /// refused.
     pub capacity: u64,
+    /// What it protects, when it could read it this time.
+    pub protected: Option<ProtectedSet>,
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ pub use entry::{
     to_ms,
 };
 pub use feed::{CHANGE_FLOOR, FeedInfo, FeedSettings, FeedState, FeedStatus, Held, feed_source};
-pub use fleet::{LIVE_MS, NodeReport, NodeState, NodeStatus, OFFLINE_MS};
+pub use fleet::{LIVE_MS, NodeReport, NodeState, NodeStatus, OFFLINE_MS, ProtectedSet};
 pub use format::{ExportFormat, Format, UnknownFormat};
 pub use history::{AuditEvent, AuditFilter, Page, Revision};
 pub use listing::{Listing, MANUAL, Sources, is_admin_source};

@@ -7,7 +7,7 @@
 
 use std::{fmt, net::IpAddr, sync::LazyLock};
 
-use crate::model::{List, Target, normal_ip};
+use crate::model::{List, ProtectedSet, Target, normal_ip};
 
 // A deny entry wider than an IPv4 /16 or an IPv6 /48 (one site) takes out
 // whole providers and everyone behind them.
@@ -61,6 +61,8 @@ pub struct GuardContext {
     pub live_ssh_peers: Vec<IpAddr>,
     /// Where the admin running the CLI is connected from: [`admin_address`].
     pub admin_addr: Option<IpAddr>,
+    /// In a fleet, what the other nodes protect (docs/fleet.md).
+    pub fleet: Vec<ProtectedSet>,
 }
 
 /// Why an entry is refused unless forced: one variant per rule.
@@ -101,6 +103,16 @@ pub enum Refusal {
         count = addresses(.target)
     )]
     AllowTooWide { target: Target, limit: u8 },
+    #[error(
+        "refusing deny entry {target} ({count}): it covers {addr}, {what} of fleet node {node}; use --force to add it anyway",
+        count = addresses(.target)
+    )]
+    FleetNode {
+        target: Target,
+        addr: IpAddr,
+        node: String,
+        what: &'static str,
+    },
 }
 
 /// The rules `target` breaks on `list`; empty means it may be added.
@@ -153,6 +165,22 @@ pub fn check(target: &Target, list: List, ctx: &GuardContext) -> Vec<Refusal> {
             );
             if let Some(addr) = admin.filter(|&a| target.contains(a)) {
                 refusals.push(Refusal::AdminAddress { target, addr });
+            }
+            for set in &ctx.fleet {
+                for (addrs, what) in [
+                    (&set.addrs, "an address"),
+                    (&set.ssh_peers, "a live SSH peer"),
+                    (&set.infrastructure, "a gateway or nameserver"),
+                ] {
+                    refusals.extend(covered(&target, addrs).into_iter().map(|addr| {
+                        Refusal::FleetNode {
+                            target,
+                            addr,
+                            node: set.node.clone(),
+                            what,
+                        }
+                    }));
+                }
             }
         }
     }
@@ -408,6 +436,7 @@ mod tests {
             host_addrs: vec![ip("198.51.100.10"), ip("2001:db8::10"), ip("127.0.0.1")],
             live_ssh_peers: vec![ip("203.0.113.5"), ip("203.0.113.5"), ip("203.0.113.9")],
             admin_addr: Some(ip("203.0.113.9")),
+            ..GuardContext::default()
         };
         assert_eq!(
             check(&t("198.51.100.0/24"), List::Deny, &ctx),
@@ -444,11 +473,43 @@ mod tests {
     }
 
     #[test]
+    fn every_fleet_node_s_addresses_peers_and_gateways_are_protected() {
+        let ctx = GuardContext {
+            fleet: vec![ProtectedSet {
+                node: "edge3".into(),
+                addrs: vec![ip("198.51.100.30")],
+                ssh_peers: vec![ip("203.0.113.31")],
+                infrastructure: vec![ip("203.0.113.1")],
+            }],
+            ..GuardContext::default()
+        };
+        let refused = check(&t("203.0.113.0/24"), List::Deny, &ctx);
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(
+            refused
+                .iter()
+                .all(|r| r.to_string().contains("of fleet node edge3"))
+        );
+        let r = check(&t("198.51.100.30"), List::Deny, &ctx);
+        assert_eq!(
+            r,
+            vec![Refusal::FleetNode {
+                target: t("198.51.100.30"),
+                addr: ip("198.51.100.30"),
+                node: "edge3".into(),
+                what: "an address",
+            }]
+        );
+        assert!(check(&t("198.51.100.30"), List::Allow, &ctx).is_empty());
+    }
+
+    #[test]
     fn ipv4_mapped_context_addresses_count_as_ipv4() {
         let ctx = GuardContext {
             host_addrs: vec![ip("::ffff:198.51.100.10")],
             live_ssh_peers: vec![ip("::ffff:203.0.113.5")],
             admin_addr: Some(ip("::ffff:192.0.2.1")),
+            ..GuardContext::default()
         };
         assert_eq!(check(&t("198.51.100.10"), List::Deny, &ctx).len(), 1);
         assert_eq!(check(&t("203.0.113.5"), List::Deny, &ctx).len(), 1);
@@ -531,6 +592,7 @@ mod tests {
             host_addrs: vec![ip("10.0.0.1")],
             live_ssh_peers: vec![ip("10.0.0.2")],
             admin_addr: Some(ip("10.0.0.3")),
+            ..GuardContext::default()
         };
         for s in [
             "10.0.0.0/16",

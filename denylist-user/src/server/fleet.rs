@@ -14,7 +14,9 @@ const POLL: Duration = Duration::from_secs(5);
 pub(super) fn spawn(
     core: Arc<Mutex<Core>>,
     mut listener: FleetListener,
+    node: String,
 ) -> tokio::task::JoinHandle<()> {
+    let probe = core.lock().unwrap_or_else(|p| p.into_inner()).host_probe();
     tokio::spawn(async move {
         let mut healthy = true;
         loop {
@@ -30,11 +32,18 @@ pub(super) fn spawn(
                 listener = l;
                 notified = n;
             }
-            let core = core.clone();
+            let (core, probe, node) = (core.clone(), probe.clone(), node.clone());
             let followed = tokio::task::spawn_blocking(move || {
+                // What this host protects, read before taking the core.
+                let protected = probe
+                    .protected_set(&node)
+                    .inspect_err(|e| {
+                        tracing::warn!("fleet: cannot publish this node's guardrails: {e}")
+                    })
+                    .ok();
                 core.lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .follow_fleet()
+                    .follow_fleet(protected)
             })
             .await;
             match followed {

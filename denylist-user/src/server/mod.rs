@@ -174,9 +174,9 @@ pub async fn run(
         .config()
         .fleet
         .as_ref()
-        .map(|f| f.listener());
-    if let Some(listener) = fleet {
-        tasks.push(fleet::spawn(core.clone(), listener));
+        .map(|f| (f.listener(), f.node.clone()));
+    if let Some((listener, node)) = fleet {
+        tasks.push(fleet::spawn(core.clone(), listener, node));
     }
     let state = AppState::new(core.clone());
     tasks.push(tokio::spawn(state.feeds.clone().schedule()));

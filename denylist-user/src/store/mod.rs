@@ -28,7 +28,7 @@ use std::net::IpAddr;
 
 use crate::model::{
     AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, NodeReport,
-    NodeStatus, Page, Report, Revision, Stored, Target,
+    NodeStatus, Page, ProtectedSet, Report, Revision, Stored, Target,
 };
 
 /// What a report adds up to: its audit event, and the address's report
@@ -329,6 +329,11 @@ pub trait Store: Send {
     /// Tells the fleet that this host is alive and what it applied.
     fn heartbeat(&mut self, _report: &NodeReport) -> Result<(), StoreError> {
         Ok(())
+    }
+
+    /// What the fleet's other nodes protect; none on a single host.
+    fn fleet_protected(&mut self) -> Result<Vec<ProtectedSet>, StoreError> {
+        Ok(Vec::new())
     }
 
     /// The fleet's nodes; `None` on a single host.

@@ -196,9 +196,46 @@ fn a_deploy_on_any_node_drops_on_every_node() {
     converge(&nodes, B, 0);
     converge(&nodes, C, 0);
 
+    // Every node's guardrails hold on every node: fl2 may not block an
+    // address of fl3's (once fl3 has published it, at its next follow).
+    let iface = nodes[2].pair.receiver_xdp_if.clone();
+    nodes[2]
+        .pair
+        .receiver
+        .run(&["ip", "addr", "add", "203.0.113.3/32", "dev", &iface])
+        .unwrap();
+    let deadline = Instant::now() + CONVERGE;
+    let reason = loop {
+        let req = AddRequest {
+            entries: vec![item("203.0.113.3")],
+            dry_run: true,
+            ..AddRequest::default()
+        };
+        let preview: StageResponse = n2.post("/v1/entries", &req).expect("dry run");
+        if let Some(r) = preview.refused.first() {
+            break r.reason.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fl3's address never protected on fl2"
+        );
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert!(reason.contains("of fleet node fl3"), "{reason}");
+    let refused = n2
+        .post::<_, StageResponse>(
+            "/v1/entries",
+            &AddRequest {
+                entries: vec![item("203.0.113.3")],
+                ..AddRequest::default()
+            },
+        )
+        .expect_err("guarded");
+    assert_eq!(refused.class, Class::Guarded, "{refused:?}");
+
     // A deploy the smallest node cannot hold is refused before anything
     // changes, on every node.
-    let many: Vec<String> = (1..=16).map(|i| format!("203.0.113.{i}")).collect();
+    let many: Vec<String> = (100..116).map(|i| format!("198.51.100.{i}")).collect();
     let req = AddRequest {
         entries: many.iter().map(|t| item(t)).collect(),
         ..AddRequest::default()

@@ -5,7 +5,7 @@ use postgres::{Client, types::Json};
 
 use super::command::Command;
 use crate::{
-    model::{NodeReport, NodeState, NodeStatus},
+    model::{NodeReport, NodeState, NodeStatus, ProtectedSet},
     store::{Duty, StoreError},
 };
 
@@ -38,7 +38,8 @@ CREATE TABLE nodes(
   heartbeat_at timestamptz NOT NULL,
   drift bigint NOT NULL,
   error text,
-  capacity bigint NOT NULL);
+  capacity bigint NOT NULL,
+  protected jsonb);
 INSERT INTO denylist_meta VALUES ('schema', 1);
 -- Nodes may read everything, append to the log (never rewrite it: it is
 -- the audit log too), and write their own row alone: row-level security
@@ -192,11 +193,13 @@ pub fn heartbeat(
     report: &NodeReport,
 ) -> Result<(), StoreError> {
     client.execute(
-        "INSERT INTO nodes(node, applied_seq, applied_revision, heartbeat_at, drift, error, capacity)
-         VALUES ($1, $2, $3, now(), $4, $5, $6)
+        "INSERT INTO nodes(node, applied_seq, applied_revision, heartbeat_at, drift, error, capacity,
+           protected)
+         VALUES ($1, $2, $3, now(), $4, $5, $6, $7)
          ON CONFLICT (node) DO UPDATE SET applied_seq = excluded.applied_seq,
            applied_revision = excluded.applied_revision, heartbeat_at = excluded.heartbeat_at,
-           drift = excluded.drift, error = excluded.error, capacity = excluded.capacity",
+           drift = excluded.drift, error = excluded.error, capacity = excluded.capacity,
+           protected = coalesce(excluded.protected, nodes.protected)",
         &[
             &node,
             &(applied.0 as i64),
@@ -204,6 +207,7 @@ pub fn heartbeat(
             &(report.drift as i64),
             &report.error,
             &(report.capacity as i64),
+            &report.protected.as_ref().map(Json),
         ],
     )?;
     Ok(())
@@ -284,3 +288,15 @@ pub fn take_duty(client: &mut Client, duty: Duty) -> Result<bool, StoreError> {
 
 /// The first key of the duties' advisory locks: "dl" in ASCII.
 const DUTY_LOCKS: i32 = 0x646c;
+
+/// What every node but `node` protects, as each last published it.
+pub fn protected(client: &mut Client, node: &str) -> Result<Vec<ProtectedSet>, StoreError> {
+    client
+        .query(
+            "SELECT protected FROM nodes WHERE node <> $1 AND protected IS NOT NULL ORDER BY node",
+            &[&node],
+        )?
+        .into_iter()
+        .map(|r| Ok(r.try_get::<_, Json<ProtectedSet>>(0)?.0))
+        .collect()
+}

@@ -25,7 +25,7 @@ use super::{
 };
 use crate::model::{
     AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, NodeReport,
-    NodeStatus, Page, Report, Revision, Sources, Stored, Target,
+    NodeStatus, Page, ProtectedSet, Report, Revision, Sources, Stored, Target,
 };
 
 /// Log entries read at a time while catching up.
@@ -722,6 +722,11 @@ impl Store for FleetStore {
         let applied = (self.local.log_seq()?, self.local.revision()?);
         let node = self.node.clone();
         self.pg_afresh(|c| log::heartbeat(c, &node, applied, report))
+    }
+
+    fn fleet_protected(&mut self) -> Result<Vec<ProtectedSet>, StoreError> {
+        let node = self.node.clone();
+        self.pg_afresh(|c| log::protected(c, &node))
     }
 
     fn nodes(&mut self) -> Result<Option<Vec<NodeStatus>>, StoreError> {
