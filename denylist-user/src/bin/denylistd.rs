@@ -134,6 +134,7 @@ fn main() -> ExitCode {
     server::logging::init();
     let unpin_only = args.unpin;
     let init_fleet = args.init_fleet;
+    let move_to_fleet = args.move_to_fleet;
     let config = match Config::from_args(args) {
         Ok(c) => c,
         // Removing the package must not fail on a config it no longer
@@ -155,6 +156,22 @@ fn main() -> ExitCode {
     };
     if unpin_only {
         return unpin(&config);
+    }
+    if let (true, Some(fleet)) = (move_to_fleet, &config.fleet) {
+        return match fleet.move_into(&config.state_dir, &config.socket) {
+            Ok(bytes) => {
+                println!(
+                    "moved {} ({bytes} bytes) into the fleet at {}: start denylistd with --store to run this host as its first node",
+                    config.state_dir.display(),
+                    fleet.url
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("denylistd: {e}");
+                ExitCode::from(1)
+            }
+        };
     }
     if let (true, Some(fleet)) = (init_fleet, &config.fleet) {
         return match fleet.init() {

@@ -89,6 +89,18 @@ pub struct Args {
     /// (docs/fleet.md).
     #[arg(long, help_heading = "Modes", requires = "store")]
     pub init_fleet: bool,
+    /// Instead of serving: move this host's store (under --state-dir),
+    /// history and audit included, into the empty fleet at --store, then
+    /// exit; started with --store, this host is then the fleet's first
+    /// node. Refused while a denylistd answers on --socket, and when the
+    /// database holds a fleet already.
+    #[arg(
+        long,
+        help_heading = "Modes",
+        requires = "store",
+        conflicts_with = "init_fleet"
+    )]
+    pub move_to_fleet: bool,
     /// Prune audit events and revisions older than this, keeping the
     /// deployed revision and what a rollback needs [default: 400d].
     #[arg(long, value_parser = parse_duration)]
@@ -134,7 +146,13 @@ pub struct Args {
 
 /// The flags that are no option of a running daemon, so no keys of the
 /// config file either: the file itself, and the modes that replace serving.
-const NOT_KEYS: [&str; 4] = ["config", "unpin", "write-man", "init-fleet"];
+const NOT_KEYS: [&str; 5] = [
+    "config",
+    "unpin",
+    "write-man",
+    "init-fleet",
+    "move-to-fleet",
+];
 
 /// The flags that are also keys of the config file, as clap describes them
 /// (the key is the long flag's name): what denylistd.toml(5) documents.

@@ -13,7 +13,7 @@ use postgres::{Client, config::SslMode, fallible_iterator::FallibleIterator as _
 use rustls_platform_verifier::BuilderVerifierExt as _;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::store::{Connect, LOG_CHANNEL, StoreError};
+use crate::store::{Connect, FleetStore, LOG_CHANNEL, StoreError};
 
 /// How long one wait for a notification blocks: the longest a shutdown
 /// waits for the follower.
@@ -55,6 +55,12 @@ pub enum FleetError {
     HostName(#[source] std::io::Error),
     #[error("--node {node:?} is not a node name: use 1 to 63 letters, digits, '-', '_' or '.'")]
     NodeName { node: String },
+    #[error(
+        "a denylistd answers on {socket}: stop it first (systemctl stop denylistd), or it would go on writing to the store being moved"
+    )]
+    DaemonRunning { socket: PathBuf },
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Where the fleet's database is and who this node is in it.
@@ -173,6 +179,19 @@ impl FleetConfig {
     pub fn init(&self) -> Result<(), StoreError> {
         let mut client = (self.connector())()?;
         crate::store::migrate(&mut client)
+    }
+
+    /// Moves this host's store under `state_dir` into the empty fleet
+    /// (`denylistd --move-to-fleet`); returns the snapshot's size. The
+    /// daemon must be stopped: one serving `socket` would go on writing
+    /// to the store the fleet no longer follows.
+    pub fn move_into(&self, state_dir: &Path, socket: &Path) -> Result<u64, FleetError> {
+        if std::os::unix::net::UnixStream::connect(socket).is_ok() {
+            return Err(FleetError::DaemonRunning {
+                socket: socket.to_path_buf(),
+            });
+        }
+        Ok(FleetStore::move_into(state_dir, self.connector())?)
     }
 
     /// A connection of its own that waits for new log entries.

@@ -113,9 +113,13 @@ impl Core {
             None => Box::new(SqliteStore::open(&config.state_dir)?),
             Some(fleet) => {
                 fleet.check()?;
-                let local = SqliteStore::open(&config.state_dir)?;
                 let connect = fleet.connector();
-                Box::new(FleetStore::open(local, connect, &fleet.url, &fleet.node)?)
+                Box::new(FleetStore::open(
+                    &config.state_dir,
+                    connect,
+                    &fleet.url,
+                    &fleet.node,
+                )?)
             }
         };
         let deployed = store.deployed()?;

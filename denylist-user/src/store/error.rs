@@ -103,6 +103,12 @@ pub enum StoreError {
         "the store {path} holds a single host's history, and a fleet node starts from an empty --state-dir: move it away, or start this node with another --state-dir"
     )]
     LocalHistory { path: PathBuf },
+    #[error("the store {path} follows a fleet already: there is nothing to move")]
+    AlreadyFleet { path: PathBuf },
+    #[error(
+        "the fleet database holds a fleet already (log entries or a snapshot): a single host's store moves only into an empty one"
+    )]
+    FleetNotEmpty,
     #[error("there is no node named {node:?}: `denylist nodes` lists them")]
     NoNode { node: String },
     #[error(

@@ -355,3 +355,66 @@ fn one_node_sweeps_expiry_for_the_fleet() {
         thread::sleep(Duration::from_millis(200));
     }
 }
+
+#[test]
+fn a_single_host_moves_into_the_fleet_and_a_new_node_takes_its_list() {
+    let pg = crate::store::fleet_with(&["fm1", "fm2"]);
+    // A single host first, with a deployed list and its history.
+    let pair = Pair::new("fm1", PairConfig::default()).expect("veth pair");
+    for s in [A, B, C] {
+        pair.add_sender_source(s.parse().unwrap()).unwrap();
+    }
+    let mut host = Node {
+        pair,
+        home: Home::new("fm1"),
+        daemon: None,
+    };
+    let iface = host.pair.receiver_xdp_if.clone();
+    let single = Daemon::start(&host.home, Some(&host.pair.receiver), &["--iface", &iface]);
+    add(&host.client(), A, true);
+    add(&host.client(), B, true);
+    let history: Vec<AuditEvent> = host.client().get("/v1/audit").unwrap();
+    assert_eq!(host.replies(A), 0);
+
+    // Moved while it runs: refused.
+    let url = format!(
+        "postgres://fm1@{}:{}/denylist?sslmode=disable",
+        url_path(&pg),
+        pg.port()
+    );
+    let move_it = |home: &Home| {
+        Command::new(bin("denylistd"))
+            .arg("--socket")
+            .arg(home.socket())
+            .arg("--state-dir")
+            .arg(home.state())
+            .args(["--store", &url, "--move-to-fleet"])
+            .output()
+            .expect("run denylistd")
+    };
+    let refused = move_it(&host.home);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("stop it first"));
+    single.stop();
+    let moved = move_it(&host.home);
+    assert!(
+        moved.status.success(),
+        "{}",
+        String::from_utf8_lossy(&moved.stderr)
+    );
+
+    // The host runs on as the fleet's first node, with its history; a new
+    // node starts from it.
+    host.start(&pg, "fm1", &[]);
+    assert_eq!(host.replies(A), 0, "still dropping");
+    let after: Vec<AuditEvent> = host.client().get("/v1/audit").unwrap();
+    assert_eq!(after, history, "history and audit kept");
+    let new = Node::new(&pg, "fm2", &[]);
+    let nodes = [host, new];
+    converge(&nodes, A, 0);
+    converge(&nodes, B, 0);
+    let theirs: Vec<AuditEvent> = nodes[1].client().get("/v1/audit").unwrap();
+    assert_eq!(theirs, history, "the new node has the moved history");
+    add(&nodes[1].client(), C, true);
+    converge(&nodes, C, 0);
+}

@@ -42,10 +42,7 @@ struct Node {
 
 fn node(pg: &Postgres, name: &str) -> Node {
     let dir = Dir::new();
-    let local = SqliteStore::open(&dir.0).unwrap();
-    let params = pg.admin_params("denylist");
-    let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
-    let store = FleetStore::open(local, connect, "the test's", name).unwrap();
+    let store = FleetStore::open(&dir.0, admin_connect(pg), "the test's", name).unwrap();
     Node { store, _dir: dir }
 }
 
@@ -84,6 +81,12 @@ fn owner(pg: &Postgres) -> postgres::Client {
     postgres::Client::connect(&params, postgres::NoTls).unwrap()
 }
 
+/// Connections as the superuser, over the socket.
+fn admin_connect(pg: &Postgres) -> denylist::store::Connect {
+    let params = pg.admin_params("denylist");
+    Box::new(move || postgres::Client::connect(&params, postgres::NoTls))
+}
+
 fn fleet() -> Postgres {
     fleet_with(&[])
 }
@@ -91,10 +94,9 @@ fn fleet() -> Postgres {
 /// A node that logs in as its own role, with its password, over TCP.
 fn node_as(pg: &Postgres, name: &str) -> Node {
     let dir = Dir::new();
-    let local = SqliteStore::open(&dir.0).unwrap();
     let params = pg.params(name, &format!("pw-{name}"), "denylist");
     let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
-    let store = FleetStore::open(local, connect, "the test's", name).unwrap();
+    let store = FleetStore::open(&dir.0, connect, "the test's", name).unwrap();
     Node { store, _dir: dir }
 }
 
@@ -442,10 +444,7 @@ fn a_node_name_is_one_daemon_s_at_a_time() {
     let pg = fleet();
     let a = node(&pg, "a");
     let dir = Dir::new();
-    let local = SqliteStore::open(&dir.0).unwrap();
-    let params = pg.admin_params("denylist");
-    let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
-    let err = FleetStore::open(local, connect, "the test's", "a").err();
+    let err = FleetStore::open(&dir.0, admin_connect(&pg), "the test's", "a").err();
     assert!(
         matches!(err, Some(StoreError::NodeNameTaken { .. })),
         "{err:?}"
@@ -482,9 +481,8 @@ fn a_single_host_s_history_is_not_replayed_over() {
     let dir = Dir::new();
     let mut local = SqliteStore::open(&dir.0).unwrap();
     stage(&mut local, &[add("192.0.2.1")], 1_000);
-    let params = pg.admin_params("denylist");
-    let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
-    let err = FleetStore::open(local, connect, "the test's", "a").err();
+    drop(local);
+    let err = FleetStore::open(&dir.0, admin_connect(&pg), "the test's", "a").err();
     assert!(
         matches!(err, Some(StoreError::LocalHistory { .. })),
         "{err:?}"
@@ -506,4 +504,39 @@ fn one_live_node_sweeps_and_fetches_for_all() {
     for duty in [Duty::Sweep, Duty::Feeds] {
         assert!(b.store.holds_duty(duty), "{duty:?}");
     }
+}
+
+#[test]
+fn a_single_host_moves_into_a_fleet_with_its_history_and_audit() {
+    let pg = fleet();
+    let host = Dir::new();
+    let mut single = SqliteStore::open(&host.0).unwrap();
+    stage(&mut single, &[add("192.0.2.1"), add("192.0.2.2")], 1_000);
+    deploy(&mut single, 1_100);
+    stage(&mut single, &[add("198.51.100.0/24")], 1_200);
+    deploy(&mut single, 1_300);
+    stage(&mut single, &[add("192.0.2.3")], 1_400);
+    let before = state(&single);
+    drop(single);
+
+    FleetStore::move_into(&host.0, admin_connect(&pg)).unwrap();
+    // The host goes on as the fleet's first node, on its own store.
+    let mut a = FleetStore::open(&host.0, admin_connect(&pg), "the test's", "a").unwrap();
+    assert_eq!(state(&a), before, "history, draft and audit kept");
+    // A new node starts from the snapshot, then follows the log.
+    let mut b = node(&pg, "b");
+    assert_eq!(state(&b.store), before);
+    assert_eq!(b.store.revision().unwrap(), 2);
+    deploy(&mut a, 2_000);
+    b.store.follow().unwrap();
+    assert_eq!(state(&a), state(&b.store));
+    assert_eq!(b.store.revision().unwrap(), 3);
+
+    // Only into an empty fleet.
+    let other = Dir::new();
+    let mut single = SqliteStore::open(&other.0).unwrap();
+    stage(&mut single, &[add("192.0.2.9")], 1_000);
+    drop(single);
+    let err = FleetStore::move_into(&other.0, admin_connect(&pg));
+    assert!(matches!(err, Err(StoreError::FleetNotEmpty)), "{err:?}");
 }

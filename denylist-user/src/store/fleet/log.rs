@@ -40,12 +40,17 @@ CREATE TABLE nodes(
   error text,
   capacity bigint NOT NULL,
   protected jsonb);
+CREATE TABLE snapshots(
+  seq bigint PRIMARY KEY CHECK (seq >= 0),
+  at timestamptz NOT NULL DEFAULT now(),
+  data bytea NOT NULL);
 INSERT INTO denylist_meta VALUES ('schema', 1);
 -- Nodes may read everything, append to the log (never rewrite it: it is
 -- the audit log too), and write their own row alone: row-level security
 -- keys each row to the login role that made it.
 GRANT SELECT ON denylist_meta TO denylist_node;
 GRANT SELECT, INSERT ON log TO denylist_node;
+GRANT SELECT, INSERT ON snapshots TO denylist_node;
 GRANT SELECT, INSERT, UPDATE, DELETE ON nodes TO denylist_node;
 ALTER TABLE nodes ENABLE ROW LEVEL SECURITY;
 CREATE POLICY nodes_read ON nodes FOR SELECT USING (true);
@@ -299,4 +304,24 @@ pub fn protected(client: &mut Client, node: &str) -> Result<Vec<ProtectedSet>, S
         .into_iter()
         .map(|r| Ok(r.try_get::<_, Json<ProtectedSet>>(0)?.0))
         .collect()
+}
+
+/// The fleet's latest snapshot: the seq of the last entry it holds, and
+/// the SQLite file's bytes.
+pub fn latest_snapshot(client: &mut Client) -> Result<Option<(u64, Vec<u8>)>, StoreError> {
+    Ok(client
+        .query_opt(
+            "SELECT seq, data FROM snapshots ORDER BY seq DESC LIMIT 1",
+            &[],
+        )?
+        .map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
+}
+
+/// Stores a snapshot of the state after entry `seq`.
+pub fn insert_snapshot(client: &mut Client, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
+    client.execute(
+        "INSERT INTO snapshots(seq, data) VALUES ($1, $2)",
+        &[&(seq as i64), &bytes],
+    )?;
+    Ok(())
 }

@@ -21,7 +21,8 @@ use postgres::Client;
 use super::{
     Audit, DeployRecord, Duty, FeedRecord, Followed, HeldList, HitTotal, Only, Op, Pending, Plan,
     Pruned, ReportTally, RevisionChanges, Snapshots, SqliteStore, Stage, Store, StoreError,
-    WrittenDeploy, sqlite::attach_kind,
+    WrittenDeploy,
+    sqlite::{attach_kind, install_snapshot},
 };
 use crate::model::{
     AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis, NodeReport,
@@ -64,27 +65,26 @@ pub struct FleetStore {
 }
 
 impl FleetStore {
-    /// Follows the fleet that `connect` reaches, as node `node`, with
-    /// `local` as this node's copy, and catches up. A database that cannot
-    /// be reached is no error: the node starts from its copy. One that
-    /// answers without the fleet's tables, or with a newer schema, is.
-    /// What the catch-up applied is not handed to [`Store::follow`]: the
-    /// caller builds its kernel from the store it gets.
+    /// Follows the fleet that `connect` reaches, as node `node`, with the
+    /// store under `state_dir` as this node's copy, and catches up.
+    ///
+    /// A new node (an empty store) starts from the fleet's latest
+    /// snapshot, when there is one, and needs the database for that. A
+    /// node with a copy starts from it when the database cannot be
+    /// reached. A store with a single host's history is refused: replaying
+    /// the fleet over it would number revisions and audit events apart
+    /// from the fleet's. So is a database without the fleet's tables, or
+    /// with a newer schema. What the catch-up applied is not handed to
+    /// [`Store::follow`]: the caller builds its kernel from the store.
     pub fn open(
-        local: SqliteStore,
+        state_dir: &Path,
         connect: Connect,
         database: &str,
         node: &str,
     ) -> Result<Self, StoreError> {
-        // A copy that never followed the log but holds history of its own
-        // would number its revisions and audit events apart from the
-        // fleet's.
-        let page = Page {
-            since: 0,
-            before: None,
-            limit: Some(1),
-        };
-        if local.log_seq()? == 0 && !local.audit(page, &AuditFilter::default())?.is_empty() {
+        let local = SqliteStore::open(state_dir)?;
+        let fresh = !local.is_following()?;
+        if fresh && local.has_history()? {
             return Err(StoreError::LocalHistory {
                 path: local.path().to_path_buf(),
             });
@@ -100,10 +100,18 @@ impl FleetStore {
             deploying: None,
             followed: Vec::new(),
         };
-        match store
-            .pg_afresh(log::check)
-            .and_then(|()| store.catch_up(u64::MAX))
-        {
+        match store.pg_afresh(log::check) {
+            Ok(()) => {}
+            Err(e) if e.is_unreachable() && !fresh => {
+                tracing::warn!("fleet: starting from the local copy: {e}");
+                return Ok(store);
+            }
+            Err(e) => return Err(e),
+        }
+        if fresh {
+            store = store.bootstrap(state_dir)?;
+        }
+        match store.catch_up(u64::MAX) {
             Ok(_) => {}
             Err(e) if e.is_unreachable() => {
                 tracing::warn!("fleet: starting from the local copy: {e}");
@@ -112,6 +120,80 @@ impl FleetStore {
         }
         store.followed.clear();
         Ok(store)
+    }
+
+    /// A new node's store: the fleet's latest snapshot, or none to start
+    /// from the log's first entry.
+    fn bootstrap(mut self, state_dir: &Path) -> Result<Self, StoreError> {
+        let Some((seq, bytes)) = self.pg_afresh(log::latest_snapshot)? else {
+            self.local.follow_from(0)?;
+            return Ok(self);
+        };
+        let FleetStore {
+            local,
+            connect,
+            database,
+            client,
+            node,
+            tx_open,
+            duties,
+            deploying,
+            followed,
+        } = self;
+        // Closed before its file is replaced.
+        drop(local);
+        install_snapshot(state_dir, &bytes)?;
+        tracing::info!(
+            seq,
+            bytes = bytes.len(),
+            "fleet: starting from the fleet's snapshot"
+        );
+        Ok(FleetStore {
+            local: SqliteStore::open(state_dir)?,
+            connect,
+            database,
+            client,
+            node,
+            tx_open,
+            duties,
+            deploying,
+            followed,
+        })
+    }
+
+    /// Moves the single host's store under `state_dir` into the empty
+    /// fleet that `connect` reaches, history and audit included: it
+    /// becomes the fleet's first snapshot, and this host its first node.
+    /// A database that holds a fleet already is refused.
+    pub fn move_into(state_dir: &Path, mut connect: Connect) -> Result<u64, StoreError> {
+        let mut local = SqliteStore::open(state_dir)?;
+        if local.is_following()? {
+            return Err(StoreError::AlreadyFleet {
+                path: local.path().to_path_buf(),
+            });
+        }
+        let mut client = connect()?;
+        log::check(&mut client)?;
+        let head = log::begin_write(&mut client)?;
+        let moved = (|| {
+            if head > 0 || log::latest_snapshot(&mut client)?.is_some() {
+                return Err(StoreError::FleetNotEmpty);
+            }
+            let bytes = local.snapshot(0)?;
+            log::insert_snapshot(&mut client, 0, &bytes)?;
+            log::commit(&mut client)?;
+            Ok(bytes.len() as u64)
+        })();
+        match moved {
+            Ok(n) => {
+                local.follow_from(0)?;
+                Ok(n)
+            }
+            Err(e) => {
+                log::rollback(&mut client);
+                Err(e)
+            }
+        }
     }
 
     /// The seq of the last log entry applied here.

@@ -2,6 +2,8 @@
 //! entry applied, written in one transaction with that entry's changes, so
 //! that a node killed at any point applies each entry exactly once.
 
+use std::{fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
+
 use rusqlite::{Connection, OptionalExtension as _};
 
 use super::{SqliteStore, audit, deploy};
@@ -16,16 +18,58 @@ fn stamp(conn: &Connection, seq: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The seq of the last fleet log entry `conn`'s store applied; None for a
+/// store that never followed a fleet.
+fn following(conn: &Connection) -> Result<Option<u64>, StoreError> {
+    let seq: Option<i64> = conn
+        .query_row("SELECT value FROM meta WHERE key = 'log_seq'", [], |r| {
+            r.get(0)
+        })
+        .optional()?;
+    Ok(seq.map(|s| s as u64))
+}
+
 impl SqliteStore {
     /// The seq of the last fleet log entry applied here; 0 for none.
     pub(crate) fn log_seq(&self) -> Result<u64, StoreError> {
-        let seq: Option<i64> = self
+        Ok(following(&self.conn)?.unwrap_or(0))
+    }
+
+    /// Whether this store follows a fleet's log (it may have applied no
+    /// entry yet).
+    pub(crate) fn is_following(&self) -> Result<bool, StoreError> {
+        Ok(following(&self.conn)?.is_some())
+    }
+
+    /// Whether anything ever happened in this store: an audit event.
+    pub(crate) fn has_history(&self) -> Result<bool, StoreError> {
+        Ok(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = 'log_seq'", [], |r| {
-                r.get(0)
+            .query_row("SELECT EXISTS (SELECT 1 FROM audit)", [], |r| r.get(0))?)
+    }
+
+    /// Marks this store as following a fleet from entry `seq` on.
+    pub(crate) fn follow_from(&mut self, seq: u64) -> Result<(), StoreError> {
+        stamp(&self.conn, seq)
+    }
+
+    /// The whole store as one SQLite file's bytes, marked as following a
+    /// fleet from entry `seq` on: a fleet's snapshot. Made through a
+    /// backup, so the store goes on taking writes meanwhile.
+    pub(crate) fn snapshot(&self, seq: u64) -> Result<Vec<u8>, StoreError> {
+        let tmp = self
+            .path
+            .with_extension(format!("snapshot-{}", std::process::id()));
+        let _ = fs::remove_file(&tmp);
+        let made = super::backup::backup(&self.conn, &tmp).and_then(|()| {
+            stamp(&Connection::open(&tmp)?, seq)?;
+            fs::read(&tmp).map_err(|source| StoreError::Io {
+                path: tmp.clone(),
+                source,
             })
-            .optional()?;
-        Ok(seq.unwrap_or(0) as u64)
+        });
+        let _ = fs::remove_file(&tmp);
+        made
     }
 
     /// Opens the transaction a log entry's changes go in: the store's own
@@ -85,4 +129,37 @@ impl SqliteStore {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
     }
+}
+
+/// Puts a fleet's snapshot in place as the store under `state_dir`, which
+/// no one has open: written beside it (mode 0600, never through a link),
+/// synced, then renamed over it, with the old store's journal files gone.
+pub(crate) fn install_snapshot(state_dir: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let path = state_dir.join(super::DB_FILE);
+    let tmp = path.with_extension("incoming");
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { path, source }
+    };
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    for journal in ["-wal", "-shm"] {
+        let j = state_dir.join(format!("{}{journal}", super::DB_FILE));
+        match fs::remove_file(&j) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&j)(e)),
+            _ => {}
+        }
+    }
+    fs::rename(&tmp, &path).map_err(io(&path))?;
+    fs::File::open(state_dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(state_dir))
 }
