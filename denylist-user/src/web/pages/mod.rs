@@ -15,6 +15,7 @@ mod denylist;
 mod entries;
 mod feeds;
 mod history;
+mod nodes;
 mod reports;
 mod status;
 mod top;
@@ -40,6 +41,7 @@ pub const PAGES: &[PageDef] = &[
     reports::PAGE,
     top::PAGE,
     auto::PAGE,
+    nodes::PAGE,
     status::PAGE,
 ];
 
