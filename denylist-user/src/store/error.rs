@@ -109,6 +109,16 @@ pub enum StoreError {
         "the fleet database holds a fleet already (log entries or a snapshot): a single host's store moves only into an empty one"
     )]
     FleetNotEmpty,
+    #[error("cannot write a fleet log entry: {0}")]
+    LogEncoding(#[source] serde_json::Error),
+    #[error(
+        "fleet log entry {seq} cannot be read ({source}): it was written by a newer denylistd; upgrade this one"
+    )]
+    LogEntryUnreadable {
+        seq: u64,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("there is no node named {node:?}: `denylist nodes` lists them")]
     NoNode { node: String },
     #[error(

@@ -1,6 +1,9 @@
 //! The fleet's tables in PostgreSQL: the command log every node follows,
 //! and the schema version that rolling upgrades check.
 
+use std::io::{Read as _, Write as _};
+
+use flate2::{Compression, read::GzDecoder, write::GzEncoder};
 use postgres::{Client, types::Json};
 
 use super::command::Command;
@@ -29,7 +32,7 @@ CREATE TABLE log(
   node text NOT NULL,
   kind text NOT NULL,
   revision bigint UNIQUE,
-  body jsonb NOT NULL);
+  body bytea NOT NULL);
 CREATE TABLE nodes(
   node text PRIMARY KEY,
   role name NOT NULL DEFAULT current_user,
@@ -154,7 +157,7 @@ pub fn append(
             &node,
             &command.kind(),
             &revision.map(|r| r as i64),
-            &Json(command),
+            &encode(command)?,
         ],
     )?;
     client.execute(
@@ -183,8 +186,8 @@ pub fn since(client: &mut Client, seq: u64, limit: i64) -> Result<Vec<(u64, Comm
         .into_iter()
         .map(|r| {
             let seq: i64 = r.get(0);
-            let Json(command): Json<Command> = r.try_get(1)?;
-            Ok((seq as u64, command))
+            let body: Vec<u8> = r.try_get(1)?;
+            Ok((seq as u64, decode(seq as u64, &body)?))
         })
         .collect()
 }
@@ -324,4 +327,24 @@ pub fn insert_snapshot(client: &mut Client, seq: u64, bytes: &[u8]) -> Result<()
         &[&(seq as i64), &bytes],
     )?;
     Ok(())
+}
+
+/// A command as the log stores it: JSON, gzipped at the fastest level.
+fn encode(command: &Command) -> Result<Vec<u8>, StoreError> {
+    let json = serde_json::to_vec(command).map_err(StoreError::LogEncoding)?;
+    let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 8), Compression::fast());
+    gz.write_all(&json)
+        .and_then(|()| gz.finish())
+        .map_err(|e| StoreError::LogEncoding(serde_json::Error::io(e)))
+}
+
+fn decode(seq: u64, body: &[u8]) -> Result<Command, StoreError> {
+    let unreadable = |source| StoreError::LogEntryUnreadable { seq, source };
+    // Whole, then parsed from the slice: serde_json reads a reader a byte
+    // at a time, several times slower.
+    let mut json = Vec::with_capacity(body.len() * 8);
+    GzDecoder::new(body)
+        .read_to_end(&mut json)
+        .map_err(|e| unreadable(serde_json::Error::io(e)))?;
+    serde_json::from_slice(&json).map_err(unreadable)
 }
