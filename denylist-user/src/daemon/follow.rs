@@ -27,7 +27,7 @@ impl Core {
             Err(e) => self.fleet_error = Some(e.to_string()),
         }
         let report = NodeReport {
-            drift: self.drift as u64,
+            drift: self.ops.last_drift_found.max(self.drift as u64),
             error: self.fleet_error.clone(),
             capacity: u64::from(self.config.layout.capacity),
             protected,

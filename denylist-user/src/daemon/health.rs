@@ -279,6 +279,7 @@ impl Core {
             tracing::error!("restoring the pins: {e}");
         }
         let drift = self.filter.drift()?;
+        self.ops.last_drift_found = drift.len() as u64;
         if drift.is_empty() {
             self.drift = 0;
             return Ok(VerifyResponse {

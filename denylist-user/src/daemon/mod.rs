@@ -82,6 +82,9 @@ pub struct OpsCounters {
     pub last_deploy_ms: u64,
     /// When the last deploy since the start succeeded; 0 before the first.
     pub last_deploy_at: Millis,
+    /// Entries the last verify found differing from the revision, before
+    /// it repaired them: what a fleet node's row shows.
+    pub last_drift_found: u64,
 }
 
 pub struct Core {

@@ -78,7 +78,8 @@ pub struct NodeStatus {
     /// How long ago the first revision it lacks was deployed; 0 when it
     /// has them all.
     pub lag_ms: u64,
-    /// Kernel entries that differed from the revision at its last check.
+    /// Kernel entries that differed from the revision at its last check
+    /// (verify repairs them), or that it could not put right since.
     pub drift: u64,
     /// Why its last apply failed.
     pub error: Option<String>,

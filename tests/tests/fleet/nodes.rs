@@ -9,14 +9,16 @@ use std::{
     time::{Duration, Instant},
 };
 
+use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use denylist::{
     cli::Client,
     model::{AuditEvent, List, NodeState, NodeStatus, Target},
     wire::{
         AddRequest, Class, DeployRequest, DeployResponse, RemoveRequest, StageItem, StageResponse,
-        Status,
+        Status, VerifyResponse,
     },
 };
+use denylist_common::{ExactValue, MAP_EXACT_V4};
 use denylist_tests::{
     daemon::{Daemon, Home, bin},
     netns::{Pair, PairConfig},
@@ -417,4 +419,85 @@ fn a_single_host_moves_into_the_fleet_and_a_new_node_takes_its_list() {
     assert_eq!(theirs, history, "the new node has the moved history");
     add(&nodes[1].client(), C, true);
     converge(&nodes, C, 0);
+}
+
+#[test]
+fn feeds_reports_and_drift_on_one_node_reach_the_fleet() {
+    let feeds = denylist_tests::daemon::TempDir::new("fleet-feeds");
+    let list = feeds.path().join("list.txt");
+    std::fs::write(&list, format!("{A}\n")).unwrap();
+    let feed_dir = feeds.path().to_str().unwrap().to_string();
+    let extra: &[&str] = &["--feed-dir", &feed_dir];
+    let (_pg, nodes) = fleet(&[("ff1", extra), ("ff2", extra)]);
+
+    // A feed added on one node: its list is dropped on every node.
+    let url = format!("file://{}", list.display());
+    let (code, out, err) = cli(&nodes[0], &["feed", "add", "lists", &url, "--every", "1h"]);
+    assert_eq!(code, 0, "{out}{err}");
+    converge(&nodes, A, 0);
+
+    // Reports to the other node list an address for the whole fleet.
+    let (code, out, err) = cli(&nodes[1], &["auto", "set", "--reports", "2"]);
+    assert_eq!(code, 0, "{out}{err}");
+    for _ in 0..2 {
+        let (code, out, err) = cli(&nodes[1], &["report", B, "--reason", "brute force"]);
+        assert_eq!(code, 0, "{out}{err}");
+    }
+    converge(&nodes, B, 0);
+
+    // Drift planted in one node's kernel: its verify finds and repairs
+    // it, and its row says so.
+    let gen_dir = std::fs::read_dir(&nodes[1].home.bpffs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("gen-"))
+        .unwrap();
+    let mut map = Map::HashMap(MapData::from_pin(gen_dir.join(MAP_EXACT_V4)).unwrap());
+    let mut h: BpfHashMap<_, [u8; 4], ExactValue> = BpfHashMap::try_from(&mut map).unwrap();
+    h.remove(&[198, 51, 100, 7]).unwrap();
+    assert_eq!(nodes[1].replies(A), COUNT, "the drift lets A through");
+    let v: VerifyResponse = nodes[1]
+        .client()
+        .post("/v1/verify", &serde_json::json!({}))
+        .unwrap();
+    assert_eq!(v.repaired, 1);
+    assert_eq!(nodes[1].replies(A), 0, "repaired");
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let listed: Vec<NodeStatus> = nodes[0].client().get("/v1/nodes").unwrap();
+        if listed.iter().any(|n| n.node == "ff2" && n.drift == 1) {
+            assert!(listed.iter().any(|n| n.node == "ff1" && n.drift == 0));
+            break;
+        }
+        assert!(Instant::now() < deadline, "drift never shown: {listed:?}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_node_killed_while_it_applies_a_large_deploy_converges_after_its_restart() {
+    let big: &[&str] = &["--capacity", "200000"];
+    let (pg, mut nodes) = fleet(&[("fk1", big), ("fk2", big)]);
+    let n: u32 = if std::env::var_os("DENYLIST_LONG").is_some() {
+        150_000
+    } else {
+        50_000
+    };
+    let dir = denylist_tests::daemon::TempDir::new("fleet-kill");
+    let file = dir.path().join("list.txt");
+    let mut text: String = (0..n)
+        .map(|i| format!("{}\n", std::net::Ipv4Addr::from(0x0b00_0000 + i)))
+        .collect();
+    text.push_str(&format!("{A}\n"));
+    std::fs::write(&file, text).unwrap();
+    let (code, out, err) = cli(&nodes[0], &["import", file.to_str().unwrap(), "--deploy"]);
+    assert_eq!(code, 0, "{out}{err}");
+    // fk2 is taking the deploy from the log: kill it mid-way.
+    thread::sleep(Duration::from_millis(300));
+    nodes[1].daemon.take().expect("running").kill();
+    nodes[1].start(&pg, "fk2", big);
+    converge(&nodes, A, 0);
+    all_in_sync(&nodes[0].client(), &["fk1", "fk2"], 1);
+    let kernel = denylist_tests::daemon::kernel_exact_v4(&nodes[1].home);
+    assert_eq!(kernel.len() as u32, n + 1, "kernel = revision");
 }
