@@ -231,9 +231,8 @@ impl Drop for Daemon {
     }
 }
 
-/// The exact IPv4 deny entries in the live generation's pinned map: what
-/// the kernel really holds, read without asking the daemon.
-pub fn kernel_exact_v4(home: &Home) -> BTreeSet<String> {
+/// The directory of the live generation's pinned maps (one after a start).
+pub fn generation(home: &Home) -> PathBuf {
     let gens: Vec<_> = std::fs::read_dir(&home.bpffs)
         .expect("the pin directory")
         .map(|e| e.expect("a pin").path())
@@ -243,7 +242,13 @@ pub fn kernel_exact_v4(home: &Home) -> BTreeSet<String> {
         })
         .collect();
     assert_eq!(gens.len(), 1, "one generation after a start: {gens:?}");
-    let data = MapData::from_pin(gens[0].join(MAP_EXACT_V4)).expect("the pinned map");
+    gens.into_iter().next().expect("one")
+}
+
+/// The exact IPv4 deny entries in the live generation's pinned map: what
+/// the kernel really holds, read without asking the daemon.
+pub fn kernel_exact_v4(home: &Home) -> BTreeSet<String> {
+    let data = MapData::from_pin(generation(home).join(MAP_EXACT_V4)).expect("the pinned map");
     let map = Map::HashMap(data);
     let h: BpfHashMap<_, [u8; 4], ExactValue> = BpfHashMap::try_from(&map).expect("a hash map");
     h.iter()
@@ -251,4 +256,52 @@ pub fn kernel_exact_v4(home: &Home) -> BTreeSet<String> {
         .filter(|(_, v)| v.deny != 0)
         .map(|(k, _)| IpAddr::from(k).to_string())
         .collect()
+}
+
+/// One run of the CLI.
+pub struct Run {
+    pub what: String,
+    pub code: i32,
+    pub out: String,
+    pub err: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.out)
+            .unwrap_or_else(|e| panic!("{}: stdout is not JSON ({e}):\n{self}", self.what))
+    }
+}
+
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`denylist {}` exited {}\n--- stdout\n{}--- stderr\n{}",
+            self.what, self.code, self.out, self.err
+        )
+    }
+}
+
+/// Runs the CLI against the daemon listening on `socket`. The socket is
+/// a path, so the CLI reaches a daemon in any network namespace.
+pub fn cli(socket: &Path, args: &[&str]) -> Run {
+    let out = Command::new(bin("denylist"))
+        .arg("--socket")
+        .arg(socket)
+        .args(args)
+        // The guardrails read where the admin connects from; none here.
+        .env_remove("SSH_CONNECTION")
+        .env_remove("SSH_CLIENT")
+        .env_remove("DENYLIST_SOCKET")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run denylist");
+    Run {
+        what: args.join(" "),
+        code: out.status.code().unwrap_or(-1),
+        out: String::from_utf8_lossy(&out.stdout).into_owned(),
+        err: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
 }

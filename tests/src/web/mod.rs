@@ -404,27 +404,9 @@ impl Stack {
     /// exits `code`, and returns its stdout.
     #[track_caller]
     pub fn cli(&self, code: i32, args: &[&str]) -> String {
-        let out = Command::new(bin("denylist"))
-            .arg("--socket")
-            .arg(self.home.socket())
-            .args(args)
-            // The guardrails read where the admin connects from; none here.
-            .env_remove("SSH_CONNECTION")
-            .env_remove("SSH_CLIENT")
-            .env_remove("DENYLIST_SOCKET")
-            .stdin(Stdio::null())
-            .output()
-            .expect("run denylist");
-        assert_eq!(
-            out.status.code(),
-            Some(code),
-            "denylist {}: {}{}\n{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.logs()
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let run = crate::daemon::cli(&self.home.socket(), args);
+        assert_eq!(run.code, code, "{run}\n{}", self.logs());
+        run.out
     }
 
     /// [`Stack::cli`] with `--json` added, exiting `code`.

@@ -7,7 +7,7 @@ use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use denylist::{cli::Client, model::Target, wire::VerifyResponse};
 use denylist_common::{ExactValue, MAP_EXACT_V4};
 use denylist_tests::{
-    daemon::{Daemon, kernel_exact_v4},
+    daemon::{Daemon, generation, kernel_exact_v4},
     netns::assert_no_gap,
 };
 
@@ -21,12 +21,8 @@ fn verify_finds_and_repairs_drift() {
     add(&c, &[A], true);
     assert_eq!(sb.replies(A), 0);
     // Behind the daemon's back: delete A from the pinned map.
-    let gen_dir = std::fs::read_dir(&sb.home.bpffs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("gen-"))
-        .unwrap();
-    let mut map = Map::HashMap(MapData::from_pin(gen_dir.join(MAP_EXACT_V4)).unwrap());
+    let pinned = generation(&sb.home).join(MAP_EXACT_V4);
+    let mut map = Map::HashMap(MapData::from_pin(pinned).unwrap());
     let mut h: BpfHashMap<_, [u8; 4], ExactValue> = BpfHashMap::try_from(&mut map).unwrap();
     h.remove(&[198, 51, 100, 7]).unwrap();
     assert_eq!(sb.replies(A), COUNT, "the drift really lets A through");

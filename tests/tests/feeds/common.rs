@@ -8,8 +8,9 @@ use std::{
     process::{Command, Stdio},
 };
 
+pub(crate) use denylist_tests::daemon::{Run, cli};
 use denylist_tests::{
-    daemon::{Daemon, Home, TempDir, bin, kernel_exact_v4},
+    daemon::{Daemon, Home, TempDir, kernel_exact_v4},
     netns::{Pair, PairConfig},
     require_root,
 };
@@ -27,54 +28,6 @@ pub(crate) const FREE: &str = "198.51.100.20";
 /// Pings per traffic check: a dropped source costs ping's one-second
 /// wait, so a few are enough to tell all from none.
 const PINGS: u32 = 3;
-
-/// One run of the CLI.
-pub(crate) struct Run {
-    pub(crate) what: String,
-    pub(crate) code: i32,
-    pub(crate) out: String,
-    pub(crate) err: String,
-}
-
-impl Run {
-    #[track_caller]
-    pub(crate) fn json(&self) -> Value {
-        serde_json::from_str(&self.out)
-            .unwrap_or_else(|e| panic!("{}: stdout is not JSON ({e}):\n{self}", self.what))
-    }
-}
-
-impl std::fmt::Display for Run {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "`denylist {}` exited {}\n--- stdout\n{}--- stderr\n{}",
-            self.what, self.code, self.out, self.err
-        )
-    }
-}
-
-/// Runs the CLI against the daemon listening on `socket`. The socket is
-/// a path, so the CLI reaches a daemon in any network namespace.
-pub(crate) fn cli(socket: &std::path::Path, args: &[&str]) -> Run {
-    let out = Command::new(bin("denylist"))
-        .arg("--socket")
-        .arg(socket)
-        .args(args)
-        // The guardrails read where the admin connects from; none here.
-        .env_remove("SSH_CONNECTION")
-        .env_remove("SSH_CLIENT")
-        .env_remove("DENYLIST_SOCKET")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run denylist");
-    Run {
-        what: args.join(" "),
-        code: out.status.code().unwrap_or(-1),
-        out: String::from_utf8_lossy(&out.stdout).into_owned(),
-        err: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
-}
 
 /// A daemon on the receiver of a veth pair, with its feed directory and a
 /// feed server beside it. Fields drop in order: the daemon, the server,

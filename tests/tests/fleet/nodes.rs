@@ -4,7 +4,7 @@
 
 use std::{
     net::IpAddr,
-    process::{Command, Stdio},
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -20,7 +20,7 @@ use denylist::{
 };
 use denylist_common::{ExactValue, MAP_EXACT_V4};
 use denylist_tests::{
-    daemon::{Daemon, Home, bin},
+    daemon::{Daemon, Home, bin, cli, generation},
     netns::{Pair, PairConfig},
     postgres::Postgres,
 };
@@ -94,25 +94,6 @@ fn fleet(tags: &[(&str, &[&str])]) -> (Postgres, Vec<Node>) {
     (pg, nodes)
 }
 
-/// Runs the CLI against a node's socket: (exit code, stdout, stderr).
-fn cli(node: &Node, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin("denylist"))
-        .arg("--socket")
-        .arg(node.home.socket())
-        .args(args)
-        .env_remove("SSH_CONNECTION")
-        .env_remove("SSH_CLIENT")
-        .env_remove("DENYLIST_SOCKET")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run denylist");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 fn item(target: &str) -> StageItem {
     StageItem {
         target: target.into(),
@@ -163,11 +144,11 @@ fn a_deploy_on_any_node_drops_on_every_node() {
 
     add(&n1, A, false);
     // --wait returns once every live node applied the revision.
-    let (code, out, err) = cli(&nodes[0], &["deploy", "--wait", "10s"]);
-    assert_eq!(code, 0, "{out}{err}");
+    let r = cli(&nodes[0].home.socket(), &["deploy", "--wait", "10s"]);
+    assert_eq!(r.code, 0, "{r}");
     assert!(
-        out.contains("revision 1 is applied on all 3 live nodes"),
-        "{out}"
+        r.out.contains("revision 1 is applied on all 3 live nodes"),
+        "{r}"
     );
     for n in &nodes {
         assert_eq!(n.replies(A), 0, "applied, so dropped");
@@ -344,6 +325,10 @@ fn one_node_sweeps_expiry_for_the_fleet() {
             .collect();
         if events.iter().all(|e| e.len() == 1) {
             assert_eq!(events[0], events[1], "the same event on both nodes");
+            for n in &nodes {
+                let log = n.daemon.as_ref().map(Daemon::log_text).unwrap_or_default();
+                assert!(!log.contains("expiry sweep:"), "{log}");
+            }
             break;
         }
         assert!(
@@ -432,27 +417,29 @@ fn feeds_reports_and_drift_on_one_node_reach_the_fleet() {
 
     // A feed added on one node: its list is dropped on every node.
     let url = format!("file://{}", list.display());
-    let (code, out, err) = cli(&nodes[0], &["feed", "add", "lists", &url, "--every", "1h"]);
-    assert_eq!(code, 0, "{out}{err}");
+    let r = cli(
+        &nodes[0].home.socket(),
+        &["feed", "add", "lists", &url, "--every", "1h"],
+    );
+    assert_eq!(r.code, 0, "{r}");
     converge(&nodes, A, 0);
 
     // Reports to the other node list an address for the whole fleet.
-    let (code, out, err) = cli(&nodes[1], &["auto", "set", "--reports", "2"]);
-    assert_eq!(code, 0, "{out}{err}");
+    let r = cli(&nodes[1].home.socket(), &["auto", "set", "--reports", "2"]);
+    assert_eq!(r.code, 0, "{r}");
     for _ in 0..2 {
-        let (code, out, err) = cli(&nodes[1], &["report", B, "--reason", "brute force"]);
-        assert_eq!(code, 0, "{out}{err}");
+        let r = cli(
+            &nodes[1].home.socket(),
+            &["report", B, "--reason", "brute force"],
+        );
+        assert_eq!(r.code, 0, "{r}");
     }
     converge(&nodes, B, 0);
 
     // Drift planted in one node's kernel: its verify finds and repairs
     // it, and its row says so.
-    let gen_dir = std::fs::read_dir(&nodes[1].home.bpffs)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap().to_string_lossy().starts_with("gen-"))
-        .unwrap();
-    let mut map = Map::HashMap(MapData::from_pin(gen_dir.join(MAP_EXACT_V4)).unwrap());
+    let pinned = generation(&nodes[1].home).join(MAP_EXACT_V4);
+    let mut map = Map::HashMap(MapData::from_pin(pinned).unwrap());
     let mut h: BpfHashMap<_, [u8; 4], ExactValue> = BpfHashMap::try_from(&mut map).unwrap();
     h.remove(&[198, 51, 100, 7]).unwrap();
     assert_eq!(nodes[1].replies(A), COUNT, "the drift lets A through");
@@ -490,8 +477,11 @@ fn a_node_killed_while_it_applies_a_large_deploy_converges_after_its_restart() {
         .collect();
     text.push_str(&format!("{A}\n"));
     std::fs::write(&file, text).unwrap();
-    let (code, out, err) = cli(&nodes[0], &["import", file.to_str().unwrap(), "--deploy"]);
-    assert_eq!(code, 0, "{out}{err}");
+    let r = cli(
+        &nodes[0].home.socket(),
+        &["import", file.to_str().unwrap(), "--deploy"],
+    );
+    assert_eq!(r.code, 0, "{r}");
     // fk2 is taking the deploy from the log: kill it mid-way.
     thread::sleep(Duration::from_millis(300));
     nodes[1].daemon.take().expect("running").kill();

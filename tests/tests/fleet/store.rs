@@ -124,14 +124,17 @@ fn stage(s: &mut dyn Store, ops: &[Stage], now: i64) -> u64 {
 /// kernel update.
 fn deploy(s: &mut dyn Store, now: i64) -> u64 {
     let plan = s.plan(None, now).unwrap();
-    let record = DeployRecord {
+    let written = s.write_deploy(&plan, record(now)).unwrap();
+    written.commit().unwrap().0.revision
+}
+
+fn record(now: i64) -> DeployRecord<'static> {
+    DeployRecord {
         user: "root",
         message: Some("fleet test"),
         now,
         kind: "deploy",
-    };
-    let written = s.write_deploy(&plan, record).unwrap();
-    written.commit().unwrap().0.revision
+    }
 }
 
 /// What every node must agree on: the deployed entries (ids aside, which
@@ -266,15 +269,9 @@ fn deploys_from_two_nodes_are_serialized() {
         rx.recv_timeout(Duration::from_millis(500)).is_err(),
         "b wrote while a held the writer lock"
     );
-    let record = DeployRecord {
-        user: "root",
-        message: None,
-        now: 1_100,
-        kind: "deploy",
-    };
     let rev = a
         .store
-        .write_deploy(&plan, record)
+        .write_deploy(&plan, record(1_100))
         .unwrap()
         .commit()
         .unwrap()
@@ -341,15 +338,9 @@ fn a_deploy_the_kernel_refused_releases_the_lock_and_logs_nothing() {
     let mut b = node(&pg, "b");
     stage(&mut a.store, &[add("192.0.2.1")], 1_000);
     let plan = a.store.plan(None, 1_100).unwrap();
-    let record = DeployRecord {
-        user: "root",
-        message: None,
-        now: 1_100,
-        kind: "deploy",
-    };
     // Written, then dropped uncommitted, as the daemon does when the
     // kernel fails.
-    drop(a.store.write_deploy(&plan, record).unwrap());
+    drop(a.store.write_deploy(&plan, record(1_100)).unwrap());
     a.store.deploy_done();
     stage(&mut b.store, &[add("192.0.2.2")], 1_200);
     a.store.follow().unwrap();

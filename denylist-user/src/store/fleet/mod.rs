@@ -351,6 +351,14 @@ impl FleetStore {
         result
     }
 
+    /// [`FleetStore::write`] of a command whose call returns an audit seq.
+    fn write_seq(&mut self, command: Command, name: &'static str) -> Result<u64, StoreError> {
+        match self.write(command)? {
+            Applied::Seq(seq) => Ok(seq),
+            _ => Err(mismatch(name)),
+        }
+    }
+
     fn append_and_apply(&mut self, seq: u64, command: &Command) -> Result<Applied, StoreError> {
         let node = self.node.clone();
         self.pg(|c| log::append(c, seq, &node, command, None))?;
@@ -588,7 +596,7 @@ impl Store for FleetStore {
     /// expired listings in the same state, under its own entry ids.
     fn expire(&mut self, _expired: &[Stored], now: Millis) -> Result<u64, StoreError> {
         match self.write(Command::Expire { now })? {
-            Applied::Seq(seq) => Ok(seq),
+            Applied::Expired(seq, ..) => Ok(seq),
             _ => Err(mismatch("expire")),
         }
     }
@@ -610,16 +618,16 @@ impl Store for FleetStore {
         detail: Option<serde_json::Value>,
         now: Millis,
     ) -> Result<u64, StoreError> {
-        match self.write(Command::Record {
-            user: user.to_string(),
-            kind: kind.to_string(),
-            target: target.map(str::to_string),
-            detail,
-            now,
-        })? {
-            Applied::Seq(seq) => Ok(seq),
-            _ => Err(mismatch("record")),
-        }
+        self.write_seq(
+            Command::Record {
+                user: user.to_string(),
+                kind: kind.to_string(),
+                target: target.map(str::to_string),
+                detail,
+                now,
+            },
+            "record",
+        )
     }
 
     fn history(&self, page: Page) -> Result<Vec<Revision>, StoreError> {
@@ -680,16 +688,16 @@ impl Store for FleetStore {
         state: &FeedState,
         now: Millis,
     ) -> Result<u64, StoreError> {
-        match self.write(Command::AddFeed {
-            name: name.to_string(),
-            settings: settings.clone(),
-            redacted_url: redacted_url.to_string(),
-            state: state.clone(),
-            now,
-        })? {
-            Applied::Seq(seq) => Ok(seq),
-            _ => Err(mismatch("feed add")),
-        }
+        self.write_seq(
+            Command::AddFeed {
+                name: name.to_string(),
+                settings: settings.clone(),
+                redacted_url: redacted_url.to_string(),
+                state: state.clone(),
+                now,
+            },
+            "feed add",
+        )
     }
 
     fn set_feed_state(
@@ -711,14 +719,14 @@ impl Store for FleetStore {
     }
 
     fn remove_feed(&mut self, name: &str, user: &str, now: Millis) -> Result<u64, StoreError> {
-        match self.write(Command::RemoveFeed {
-            name: name.to_string(),
-            user: user.to_string(),
-            now,
-        })? {
-            Applied::Seq(seq) => Ok(seq),
-            _ => Err(mismatch("feed remove")),
-        }
+        self.write_seq(
+            Command::RemoveFeed {
+                name: name.to_string(),
+                user: user.to_string(),
+                now,
+            },
+            "feed remove",
+        )
     }
 
     fn report(&mut self, report: &Report, since: Millis) -> Result<ReportTally, StoreError> {
@@ -753,15 +761,15 @@ impl Store for FleetStore {
         action: &str,
         now: Millis,
     ) -> Result<u64, StoreError> {
-        match self.write(Command::SetAutoPolicy {
-            policy: policy.clone(),
-            user: user.to_string(),
-            action: action.to_string(),
-            now,
-        })? {
-            Applied::Seq(seq) => Ok(seq),
-            _ => Err(mismatch("auto set")),
-        }
+        self.write_seq(
+            Command::SetAutoPolicy {
+                policy: policy.clone(),
+                user: user.to_string(),
+                action: action.to_string(),
+                now,
+            },
+            "auto set",
+        )
     }
 
     fn backup(&self, dest: &Path) -> Result<(), StoreError> {
