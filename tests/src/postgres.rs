@@ -111,6 +111,57 @@ impl Postgres {
         );
     }
 
+    /// A new server set up for a fleet as docs/fleet.md says: its roles
+    /// (docs/fleet-roles.sql), the tables made by the owner
+    /// (`denylistd --init-fleet`'s migration), and a login role per node
+    /// in `nodes`, with the password `pw-NODE` over TCP (the socket needs
+    /// none).
+    pub fn fleet(nodes: &[&str]) -> Postgres {
+        let pg = Postgres::start();
+        let mut admin = pg.admin("postgres");
+        // One statement at a time, as psql -f runs it: CREATE DATABASE may
+        // not share a transaction.
+        let sql: String = include_str!("../../docs/fleet-roles.sql")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
+            admin
+                .batch_execute(statement)
+                .expect("the roles of docs/fleet-roles.sql");
+        }
+        for n in nodes {
+            admin
+                .batch_execute(&format!(
+                    "CREATE ROLE {n} LOGIN PASSWORD 'pw-{n}' IN ROLE denylist_node"
+                ))
+                .expect("a node's role");
+        }
+        denylist::store::migrate(&mut pg.owner()).expect("the fleet's tables");
+        pg
+    }
+
+    /// A connection as the fleet database's owner, over the socket.
+    pub fn owner(&self) -> postgres::Client {
+        let params = format!(
+            "host={} port={} user=denylist_owner dbname=denylist",
+            self.dir.display(),
+            self.port
+        );
+        postgres::Client::connect(&params, postgres::NoTls).expect("connect as the owner")
+    }
+
+    /// The `--store` URL of node `name`: its role over the socket, which
+    /// every network namespace sees.
+    pub fn node_url(&self, name: &str) -> String {
+        format!(
+            "postgres://{name}@{}:{}/denylist?sslmode=disable",
+            self.dir.display().to_string().replace('/', "%2F"),
+            self.port
+        )
+    }
+
     fn data(&self) -> PathBuf {
         self.dir.join("data")
     }

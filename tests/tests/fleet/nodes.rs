@@ -55,14 +55,7 @@ impl Node {
 
     fn start(&mut self, pg: &Postgres, name: &str, extra: &[&str]) {
         let iface = self.pair.receiver_xdp_if.clone();
-        // As its own node role, over the socket, which every netns sees
-        // (the loopback address would be the node's own); the server
-        // trusts the socket, so no password.
-        let url = format!(
-            "postgres://{name}@{}:{}/denylist?sslmode=disable",
-            url_path(pg),
-            pg.port()
-        );
+        let url = pg.node_url(name);
         let mut args = vec!["--iface", &iface, "--store", &url, "--node", name];
         args.extend_from_slice(extra);
         self.daemon = Some(Daemon::start(&self.home, Some(&self.pair.receiver), &args));
@@ -76,11 +69,6 @@ impl Node {
         let ip: IpAddr = src.parse().unwrap();
         self.pair.ping(ip, COUNT, 56).unwrap()
     }
-}
-
-/// The socket directory as a URL's host: percent-encoded.
-fn url_path(pg: &Postgres) -> String {
-    pg.socket_dir().display().to_string().replace('/', "%2F")
 }
 
 /// A fleet of nodes named `tags`, each started with its extra arguments.
@@ -364,11 +352,7 @@ fn a_single_host_moves_into_the_fleet_and_a_new_node_takes_its_list() {
     assert_eq!(host.replies(A), 0);
 
     // Moved while it runs: refused.
-    let url = format!(
-        "postgres://fm1@{}:{}/denylist?sslmode=disable",
-        url_path(&pg),
-        pg.port()
-    );
+    let url = pg.node_url("fm1");
     let move_it = |home: &Home| {
         Command::new(bin("denylistd"))
             .arg("--socket")

@@ -6,9 +6,7 @@ use std::{path::PathBuf, sync::mpsc, thread, time::Duration};
 
 use denylist::{
     model::{AuditFilter, Entry, List, NodeReport, Page, Target},
-    store::{
-        Audit, DeployRecord, Duty, FleetStore, SqliteStore, Stage, Store, StoreError, migrate,
-    },
+    store::{Audit, DeployRecord, Duty, FleetStore, SqliteStore, Stage, Store, StoreError},
 };
 use denylist_tests::postgres::Postgres;
 use postgres::error::SqlState;
@@ -46,39 +44,13 @@ fn node(pg: &Postgres, name: &str) -> Node {
     Node { store, _dir: dir }
 }
 
-/// A database set up as docs/fleet.md says: its roles, then the tables
-/// made by the owner, and a login role per node in `nodes`.
+/// A database set up as docs/fleet.md says, with a login role per node.
 pub(crate) fn fleet_with(nodes: &[&str]) -> Postgres {
-    let pg = Postgres::start();
-    let mut admin = pg.admin("postgres");
-    // One statement at a time, as psql -f runs it: CREATE DATABASE may not
-    // share a transaction.
-    let sql: String = include_str!("../../../docs/fleet-roles.sql")
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    for statement in sql.split(';').filter(|s| !s.trim().is_empty()) {
-        admin.batch_execute(statement).unwrap();
-    }
-    for n in nodes {
-        admin
-            .batch_execute(&format!(
-                "CREATE ROLE {n} LOGIN PASSWORD 'pw-{n}' IN ROLE denylist_node"
-            ))
-            .unwrap();
-    }
-    migrate(&mut owner(&pg)).unwrap();
-    pg
+    Postgres::fleet(nodes)
 }
 
 fn owner(pg: &Postgres) -> postgres::Client {
-    let params = format!(
-        "host={} port={} user=denylist_owner dbname=denylist",
-        pg.socket_dir().display(),
-        pg.port()
-    );
-    postgres::Client::connect(&params, postgres::NoTls).unwrap()
+    pg.owner()
 }
 
 /// Connections as the superuser, over the socket.

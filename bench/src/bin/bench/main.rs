@@ -13,6 +13,7 @@ mod chart;
 mod cold;
 mod control;
 mod deploy;
+mod fleet;
 mod guard;
 mod huge;
 mod memory;
@@ -42,6 +43,7 @@ const SECTIONS: &[(&str, Run)] = &[
     ("guard", guard::run),
     ("autoblock", autoblock::run),
     ("web", web::run),
+    ("fleet", fleet::run),
     // Last: ten million entries take most of the machine's memory.
     ("huge", huge::run),
 ];

@@ -1,0 +1,333 @@
+//! Fleet mode on one PostgreSQL (docs/fleet.md): how fast a deploy
+//! reaches every node, a million entries through the fleet against one
+//! host, a new node starting from it, and the catch-up after an outage.
+//! The nodes are real denylistds on this machine, each with its own
+//! state, pins and database role, attached to no interface: these are the
+//! control plane's figures.
+
+use std::{
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, Result, ensure};
+use denylist::{
+    cli::Client,
+    wire::{AddRequest, StageItem},
+};
+use denylist_tests::{
+    daemon::{Daemon, Home, TempDir},
+    postgres::Postgres,
+};
+use serde_json::json;
+
+use crate::{
+    deploy::{self, Denylistd},
+    report::{Goal, Opts, Section, Table, fmt_num},
+};
+
+/// How often the nodes' rows are read while a deploy spreads.
+const POLL: Duration = Duration::from_millis(2);
+/// The longest a deploy may take to reach every node before the bench
+/// gives up on it.
+const GIVE_UP: Duration = Duration::from_secs(60);
+
+struct Sizes {
+    nodes: usize,
+    deploys: usize,
+    big: u32,
+    outage: Duration,
+}
+
+fn sizes(opts: &Opts) -> Sizes {
+    if opts.quick {
+        Sizes {
+            nodes: 3,
+            deploys: 5,
+            big: 10_000,
+            outage: Duration::from_secs(2),
+        }
+    } else {
+        Sizes {
+            nodes: 20,
+            deploys: 100,
+            big: 1_000_000,
+            outage: Duration::from_secs(60),
+        }
+    }
+}
+
+/// A fleet node: a denylistd following the fleet as `name`.
+fn node(pg: &Postgres, name: &str, capacity: u32) -> Denylistd {
+    let home = Home::new(name);
+    let url = pg.node_url(name);
+    let daemon = Daemon::start(
+        &home,
+        None,
+        &[
+            "--store",
+            &url,
+            "--node",
+            name,
+            "--capacity",
+            &capacity.to_string(),
+        ],
+    );
+    Denylistd { daemon, home }
+}
+
+/// Waits until every node's row says it applied `revision`; returns, for
+/// each, how long after `since` its row first said so.
+fn spread(
+    pg: &mut postgres::Client,
+    revision: u64,
+    nodes: usize,
+    since: Instant,
+) -> Result<Vec<f64>> {
+    let mut seen: Vec<Option<f64>> = vec![None; nodes];
+    let mut names: Vec<String> = Vec::new();
+    loop {
+        let rows = pg.query(
+            "SELECT node, applied_revision FROM nodes ORDER BY node",
+            &[],
+        )?;
+        let at = since.elapsed().as_secs_f64() * 1000.0;
+        for r in rows {
+            let name: String = r.get(0);
+            let applied = r.get::<_, i64>(1) as u64;
+            let i = match names.iter().position(|n| *n == name) {
+                Some(i) => i,
+                None => {
+                    names.push(name);
+                    names.len() - 1
+                }
+            };
+            if i < nodes && applied >= revision && seen[i].is_none() {
+                seen[i] = Some(at);
+            }
+        }
+        if seen.iter().all(Option::is_some) {
+            return Ok(seen.into_iter().flatten().collect());
+        }
+        ensure!(
+            since.elapsed() < GIVE_UP,
+            "revision {revision} reached {} of {nodes} nodes in {GIVE_UP:?}",
+            seen.iter().flatten().count()
+        );
+        thread::sleep(POLL);
+    }
+}
+
+fn add_deploy(c: &Client, first: u32, count: u32) -> Result<u64> {
+    let req = AddRequest {
+        entries: (first..first + count)
+            .map(|i| StageItem {
+                target: deploy::exact_v4(i).to_string(),
+                list: denylist::model::List::Deny,
+                reason: Some("fleet bench".into()),
+                ttl: None,
+                monitor: None,
+            })
+            .collect(),
+        deploy: true,
+        ..AddRequest::default()
+    };
+    let r: denylist::wire::StageResponse = c
+        .post("/v1/entries", &req)
+        .map_err(|e| anyhow::anyhow!("add and deploy: {e}"))?;
+    r.deployed
+        .and_then(|d| d.revision)
+        .context("the add deployed no revision")
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Seconds until every node of `pg` applied `revision`.
+fn until_applied(
+    pg: &mut postgres::Client,
+    revision: u64,
+    nodes: usize,
+    since: Instant,
+) -> Result<f64> {
+    let each = spread(pg, revision, nodes, since)?;
+    Ok(each.into_iter().fold(0.0, f64::max) / 1000.0)
+}
+
+pub fn run(opts: &Opts) -> Result<Section> {
+    deploy::binaries(opts)?;
+    let s = sizes(opts);
+    let names: Vec<String> = (1..=s.nodes).map(|i| format!("fb{i}")).collect();
+    let mut all: Vec<&str> = names.iter().map(String::as_str).collect();
+    all.extend(["fbig1", "fbig2", "fbig3"]);
+    let pg = Postgres::fleet(&all);
+    let mut watch = pg.owner();
+
+    // Convergence: small deploys from the first node.
+    let nodes: Vec<Denylistd> = names.iter().map(|n| node(&pg, n, 131_072)).collect();
+    let first = nodes[0].home.client();
+    let mut lat = Vec::new();
+    for d in 0..s.deploys {
+        let count = 1 + (d as u32 * 37) % 100;
+        let start = Instant::now();
+        // Past the big list's entries, which the last part deploys.
+        let rev = add_deploy(&first, s.big + d as u32 * 100, count)?;
+        // From the deploy's answer, which comes once it committed.
+        let committed = Instant::now();
+        let mut each = spread(&mut watch, rev, s.nodes, committed)?;
+        lat.append(&mut each);
+        ensure!(start.elapsed() < GIVE_UP, "deploy {d} took too long");
+    }
+    lat.sort_by(f64::total_cmp);
+    let (p50, p99, max) = (
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat[lat.len() - 1],
+    );
+
+    // The catch-up after an outage, with every node running.
+    pg.stop();
+    thread::sleep(s.outage);
+    pg.resume();
+    let back = Instant::now();
+    let rev = loop {
+        match add_deploy(&first, s.big + 200_000, 1) {
+            Ok(rev) => break rev,
+            Err(_) if back.elapsed() < GIVE_UP => thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(e),
+        }
+    };
+    let mut watch = pg.owner();
+    let catch_up = until_applied(&mut watch, rev, s.nodes, back)?;
+    drop(nodes);
+    // Gone for good: their rows would count as live nodes, and their
+    // capacity against the big deploy, for another 15 s.
+    watch.execute("DELETE FROM nodes WHERE node = ANY($1)", &[&names])?;
+
+    // A million entries: one host, then through a fleet of two, then a
+    // new node starting from the fleet.
+    let dir = TempDir::new("bench-fleet");
+    let list = dir.path().join("big.txt");
+    deploy::write_list(&list, (0..s.big).map(|i| deploy::exact_v4(i).to_string()))?;
+    // Room for the small deploys' entries too.
+    let capacity = s.big + 16_384;
+    let (_single, single) = Denylistd::loaded("fbsingle", capacity, &list, s.big)?;
+    let writer = node(&pg, "fbig1", capacity);
+    let _follower = node(&pg, "fbig2", capacity);
+    let head: i64 = watch
+        .query_one("SELECT coalesce(max(revision), 0) FROM log", &[])?
+        .get(0);
+    let start = Instant::now();
+    writer.import_deploy(&list, false, u64::from(s.big), 0)?;
+    let rev = head as u64 + 1;
+    let through = until_applied_named(&mut watch, rev, &["fbig1", "fbig2"], start)?;
+    let start = Instant::now();
+    let _newcomer = node(&pg, "fbig3", capacity);
+    let joined = until_applied_named(&mut watch, rev, &["fbig3"], start)?;
+
+    let ms = |v: f64| format!("{} ms", fmt_num(v));
+    let table = Table {
+        title: "Fleet mode: one PostgreSQL, denylistd nodes on this machine".into(),
+        columns: vec!["measure".into(), "figure".into()],
+        rows: vec![
+            vec![
+                format!("convergence of {} deploys of 1–100 entries to {} nodes, p50 / p99 / max", s.deploys, s.nodes),
+                format!("{} / {} / {}", ms(p50), ms(p99), ms(max)),
+            ],
+            vec![
+                format!("{} entries, one host: import + deploy", s.big),
+                format!("{:.2} s", single.total),
+            ],
+            vec![
+                format!("{} entries through a fleet of two: import + deploy until both applied", s.big),
+                format!("{through:.2} s ({:.2} ×)", through / single.total),
+            ],
+            vec![
+                format!("a new node starting from that fleet until it applied the {} entries", s.big),
+                format!("{joined:.2} s ({:.2} ×)", joined / single.total),
+            ],
+            vec![
+                format!("catch-up after a {} database outage: from its return to every node applying a new deploy", humantime::format_duration(s.outage)),
+                format!("{catch_up:.2} s"),
+            ],
+        ],
+        notes: vec![
+            "Convergence: from the deploy's answer (once it committed) to each node's row saying it applied the revision (its kernel took it), read every 2 ms.".into(),
+            "The nodes attach to no interface: this is the control plane's cost.".into(),
+        ],
+    };
+    let goal = |name: String, measured: f64, limit: f64, unit: &str| Goal {
+        name,
+        measured,
+        limit,
+        unit: unit.into(),
+    };
+    Ok(Section {
+        key: "fleet",
+        title: "Fleet mode",
+        tables: vec![table],
+        goals: vec![
+            goal(
+                format!("fleet convergence to {} nodes, p99", s.nodes),
+                p99,
+                500.0,
+                "ms",
+            ),
+            goal(
+                format!("{} entries through the fleet ÷ one host", s.big),
+                through / single.total,
+                1.5,
+                "×",
+            ),
+            goal(
+                format!(
+                    "a new node bootstrapping {} entries ÷ one host's deploy",
+                    s.big
+                ),
+                joined / single.total,
+                1.5,
+                "×",
+            ),
+            goal(
+                "catch-up after a database outage".into(),
+                catch_up,
+                5.0,
+                "s",
+            ),
+        ],
+        charts: Vec::new(),
+        data: json!({
+            "nodes": s.nodes, "deploys": s.deploys,
+            "convergence_ms": { "p50": p50, "p99": p99, "max": max },
+            "big": s.big, "single_s": single.total, "through_s": through, "joined_s": joined,
+            "outage_s": s.outage.as_secs(), "catch_up_s": catch_up,
+        }),
+    })
+}
+
+/// Seconds after `since` until each of `names` applied `revision`.
+fn until_applied_named(
+    pg: &mut postgres::Client,
+    revision: u64,
+    names: &[&str],
+    since: Instant,
+) -> Result<f64> {
+    loop {
+        let done: i64 = pg
+            .query_one(
+                "SELECT count(*) FROM nodes WHERE node = ANY($1) AND applied_revision >= $2",
+                &[&names, &(revision as i64)],
+            )?
+            .get(0);
+        if done as usize == names.len() {
+            return Ok(since.elapsed().as_secs_f64());
+        }
+        ensure!(
+            since.elapsed() < GIVE_UP * 10,
+            "revision {revision} never reached {names:?}"
+        );
+        thread::sleep(POLL * 10);
+    }
+}
