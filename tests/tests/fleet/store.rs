@@ -2,45 +2,24 @@
 //! are serialized by the database, and a node catches up on whatever it
 //! missed.
 
-use std::{path::PathBuf, sync::mpsc, thread, time::Duration};
+use std::{sync::mpsc, thread, time::Duration};
 
 use denylist::{
     model::{AuditFilter, Entry, List, NodeReport, Page, Target},
     store::{Audit, DeployRecord, Duty, FleetStore, SqliteStore, Stage, Store, StoreError},
 };
-use denylist_tests::postgres::Postgres;
+use denylist_tests::{daemon::TempDir, postgres::Postgres};
 use postgres::error::SqlState;
-
-/// A temporary directory, deleted on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new() -> Dir {
-        let d = std::env::temp_dir().join(format!(
-            "denylist-fleet-{}-{:08x}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir(&d).unwrap();
-        Dir(d)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A node: its own state directory, following the fleet in `pg`.
 struct Node {
     store: FleetStore,
-    _dir: Dir,
+    _dir: TempDir,
 }
 
 fn node(pg: &Postgres, name: &str) -> Node {
-    let dir = Dir::new();
-    let store = FleetStore::open(&dir.0, admin_connect(pg), "the test's", name).unwrap();
+    let dir = TempDir::new("fleet");
+    let store = FleetStore::open(dir.path(), admin_connect(pg), "the test's", name).unwrap();
     Node { store, _dir: dir }
 }
 
@@ -65,10 +44,10 @@ fn fleet() -> Postgres {
 
 /// A node that logs in as its own role, with its password, over TCP.
 fn node_as(pg: &Postgres, name: &str) -> Node {
-    let dir = Dir::new();
+    let dir = TempDir::new("fleet");
     let params = pg.params(name, &format!("pw-{name}"), "denylist");
     let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
-    let store = FleetStore::open(&dir.0, connect, "the test's", name).unwrap();
+    let store = FleetStore::open(dir.path(), connect, "the test's", name).unwrap();
     Node { store, _dir: dir }
 }
 
@@ -406,8 +385,8 @@ fn a_node_appends_to_the_log_but_never_rewrites_it_nor_another_node_s_row() {
 fn a_node_name_is_one_daemon_s_at_a_time() {
     let pg = fleet();
     let a = node(&pg, "a");
-    let dir = Dir::new();
-    let err = FleetStore::open(&dir.0, admin_connect(&pg), "the test's", "a").err();
+    let dir = TempDir::new("fleet");
+    let err = FleetStore::open(dir.path(), admin_connect(&pg), "the test's", "a").err();
     assert!(
         matches!(err, Some(StoreError::NodeNameTaken { .. })),
         "{err:?}"
@@ -441,11 +420,11 @@ fn a_node_is_forgotten_only_once_it_has_been_offline_for_five_minutes() {
 #[test]
 fn a_single_host_s_history_is_not_replayed_over() {
     let pg = fleet();
-    let dir = Dir::new();
-    let mut local = SqliteStore::open(&dir.0).unwrap();
+    let dir = TempDir::new("fleet");
+    let mut local = SqliteStore::open(dir.path()).unwrap();
     stage(&mut local, &[add("192.0.2.1")], 1_000);
     drop(local);
-    let err = FleetStore::open(&dir.0, admin_connect(&pg), "the test's", "a").err();
+    let err = FleetStore::open(dir.path(), admin_connect(&pg), "the test's", "a").err();
     assert!(
         matches!(err, Some(StoreError::LocalHistory { .. })),
         "{err:?}"
@@ -472,8 +451,8 @@ fn one_live_node_sweeps_and_fetches_for_all() {
 #[test]
 fn a_single_host_moves_into_a_fleet_with_its_history_and_audit() {
     let pg = fleet();
-    let host = Dir::new();
-    let mut single = SqliteStore::open(&host.0).unwrap();
+    let host = TempDir::new("fleet");
+    let mut single = SqliteStore::open(host.path()).unwrap();
     stage(&mut single, &[add("192.0.2.1"), add("192.0.2.2")], 1_000);
     deploy(&mut single, 1_100);
     stage(&mut single, &[add("198.51.100.0/24")], 1_200);
@@ -482,9 +461,9 @@ fn a_single_host_moves_into_a_fleet_with_its_history_and_audit() {
     let before = state(&single);
     drop(single);
 
-    FleetStore::move_into(&host.0, admin_connect(&pg)).unwrap();
+    FleetStore::move_into(host.path(), admin_connect(&pg)).unwrap();
     // The host goes on as the fleet's first node, on its own store.
-    let mut a = FleetStore::open(&host.0, admin_connect(&pg), "the test's", "a").unwrap();
+    let mut a = FleetStore::open(host.path(), admin_connect(&pg), "the test's", "a").unwrap();
     assert_eq!(state(&a), before, "history, draft and audit kept");
     // A new node starts from the snapshot, then follows the log.
     let mut b = node(&pg, "b");
@@ -496,10 +475,10 @@ fn a_single_host_moves_into_a_fleet_with_its_history_and_audit() {
     assert_eq!(b.store.revision().unwrap(), 3);
 
     // Only into an empty fleet.
-    let other = Dir::new();
-    let mut single = SqliteStore::open(&other.0).unwrap();
+    let other = TempDir::new("fleet");
+    let mut single = SqliteStore::open(other.path()).unwrap();
     stage(&mut single, &[add("192.0.2.9")], 1_000);
     drop(single);
-    let err = FleetStore::move_into(&other.0, admin_connect(&pg));
+    let err = FleetStore::move_into(other.path(), admin_connect(&pg));
     assert!(matches!(err, Err(StoreError::FleetNotEmpty)), "{err:?}");
 }
