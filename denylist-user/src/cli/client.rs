@@ -5,14 +5,18 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     os::unix::net::UnixStream,
     path::{Path, PathBuf},
+    sync::atomic::{AtomicBool, Ordering},
 };
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::wire::{ApiError, Class};
+use crate::wire::{ApiError, Class, STALE_HEADER};
 
 pub struct Client {
     socket: PathBuf,
+    /// Some reply was a fleet node's read from its copy alone, with the
+    /// fleet's database out of reach.
+    stale: AtomicBool,
 }
 
 /// A response: status and body.
@@ -76,7 +80,14 @@ impl Client {
     pub fn new(socket: impl AsRef<Path>) -> Self {
         Self {
             socket: socket.as_ref().to_path_buf(),
+            stale: AtomicBool::new(false),
         }
+    }
+
+    /// Whether some reply so far carried [`STALE_HEADER`]: the CLI then
+    /// says that what it printed may lag the fleet.
+    pub fn saw_stale(&self) -> bool {
+        self.stale.load(Ordering::Relaxed)
     }
 
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
@@ -140,17 +151,23 @@ impl Client {
         // and closes: the rest of the body then meets a broken pipe, and
         // the answer waiting to be read is what counts.
         match (read_head(BufReader::with_capacity(64 * 1024, s)), sent) {
-            (Ok(reply), _) => Ok(reply),
+            (Ok((status, stale, body)), _) => {
+                if stale {
+                    self.stale.store(true, Ordering::Relaxed);
+                }
+                Ok((status, body))
+            }
             (Err(_), Err(e)) => Err(unreachable(e)),
             (Err(e), Ok(())) => Err(ApiError::failure(format!("reading denylistd's reply: {e}"))),
         }
     }
 }
 
-/// Reads the status line and headers; the body follows in the reader.
+/// Reads the status line and headers: the status, whether the reply is
+/// stale ([`STALE_HEADER`]), and the body, which follows in the reader.
 fn read_head<R: BufRead + Send + 'static>(
     mut r: R,
-) -> std::io::Result<(u16, Box<dyn Read + Send>)> {
+) -> std::io::Result<(u16, bool, Box<dyn Read + Send>)> {
     let mut line = String::new();
     r.read_line(&mut line)?;
     let status: u16 = line
@@ -158,7 +175,7 @@ fn read_head<R: BufRead + Send + 'static>(
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| bad("no HTTP status line"))?;
-    let (mut length, mut chunked) = (None, false);
+    let (mut length, mut chunked, mut stale) = (None, false, false);
     loop {
         line.clear();
         r.read_line(&mut line)?;
@@ -172,6 +189,8 @@ fn read_head<R: BufRead + Send + 'static>(
                 length = v.parse::<u64>().ok();
             } else if k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked") {
                 chunked = true;
+            } else if k.eq_ignore_ascii_case(STALE_HEADER) && v == "true" {
+                stale = true;
             }
         }
     }
@@ -184,7 +203,7 @@ fn read_head<R: BufRead + Send + 'static>(
         (false, Some(n)) => Box::new(r.take(n)),
         (false, None) => Box::new(r),
     };
-    Ok((status, body))
+    Ok((status, stale, body))
 }
 
 fn bad(m: &str) -> std::io::Error {
@@ -234,16 +253,18 @@ mod tests {
 
     #[test]
     fn reads_plain_and_chunked_replies() {
-        fn read(reply: &'static [u8]) -> (u16, Vec<u8>) {
-            let (status, mut body) = read_head(reply).unwrap();
+        fn read(reply: &'static [u8]) -> (u16, bool, Vec<u8>) {
+            let (status, stale, mut body) = read_head(reply).unwrap();
             let mut out = Vec::new();
             body.read_to_end(&mut out).unwrap();
-            (status, out)
+            (status, stale, out)
         }
         let plain = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}trailing";
-        assert_eq!(read(plain), (200, b"{}".to_vec()));
+        assert_eq!(read(plain), (200, false, b"{}".to_vec()));
         let chunked = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n";
-        assert_eq!(read(chunked), (404, b"abcde".to_vec()));
+        assert_eq!(read(chunked), (404, false, b"abcde".to_vec()));
+        let stale = b"HTTP/1.1 200 OK\r\ndenylist-stale: true\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(read(stale), (200, true, b"{}".to_vec()));
     }
 
     #[test]

@@ -61,6 +61,11 @@ pub fn run(cli: Cli) -> i32 {
     };
     let result = session.dispatch(cli.command);
     let result = result.and_then(|()| session.out.flush().map_err(Error::Output));
+    if session.client.saw_stale() {
+        eprintln!(
+            "denylist: stale: this node cannot reach the fleet's database, so this answer comes from its own copy and may miss changes made on other nodes; changes fail until the database is back"
+        );
+    }
     match result {
         Ok(()) => 0,
         // The reader went away (`denylist list | head`): not a failure.

@@ -307,13 +307,17 @@ impl Config {
             protect_ports.push(22);
         }
         let fleet = match args.store.or(file.store) {
-            Some(url) => Some(super::FleetConfig::new(
-                &url,
-                args.store_password_file
-                    .or(file.store_password_file)
-                    .as_deref(),
-                args.node.or(file.node),
-            )?),
+            Some(url) => {
+                let password_file = args.store_password_file.or(file.store_password_file);
+                Some(
+                    super::FleetConfig::new(
+                        &url,
+                        password_file.as_deref(),
+                        args.node.or(file.node),
+                    )?
+                    .with_passfile(pgpass_path()),
+                )
+            }
             None => None,
         };
         Ok(Self {
@@ -378,6 +382,17 @@ fn read_file(path: &Path) -> Result<File, ConfigError> {
         path: path.to_path_buf(),
         message: e.message().to_string(),
     })
+}
+
+/// libpq's password file: the one `PGPASSFILE` names, else `~/.pgpass`
+/// when there is one.
+fn pgpass_path() -> Option<PathBuf> {
+    match std::env::var_os("PGPASSFILE") {
+        Some(p) => Some(PathBuf::from(p)),
+        None => std::env::var_os("HOME")
+            .map(|h| PathBuf::from(h).join(".pgpass"))
+            .filter(|p| p.exists()),
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,15 @@ use crate::store::{Connect, FleetStore, LOG_CHANNEL, StoreError};
 /// waits for the follower.
 const SLICE: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How long a connection to the database may take to open.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long data sent to the database may go unacknowledged before the
+/// connection counts as broken (`TCP_USER_TIMEOUT`).
+const UNACKED_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long an idle connection (the listener's) waits before probing that
+/// the database is still there.
+const KEEPALIVE_IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     #[error("--store {url:?} is not a postgres:// or postgresql:// URL")]
@@ -71,6 +80,8 @@ pub struct FleetConfig {
     pub node: String,
     pg: postgres::Config,
     password_file: Option<PathBuf>,
+    /// libpq's password file, when no `--store-password-file` is given.
+    passfile: Option<PathBuf>,
     /// None for sslmode=disable.
     tls: Option<Arc<rustls::ClientConfig>>,
 }
@@ -138,6 +149,16 @@ impl FleetConfig {
             _ => return Err(FleetError::SslMode { mode: sslmode }),
         };
         pg.ssl_mode(mode);
+        // A database host that vanished (rather than one that refuses)
+        // must not hold a change, and the daemon's lock behind it, for the
+        // kernel's minutes of TCP retries: the change fails as
+        // unavailable instead, and reads go on from the local copy. The
+        // URL's own `connect_timeout` stands.
+        if pg.get_connect_timeout().is_none() {
+            pg.connect_timeout(CONNECT_TIMEOUT);
+        }
+        pg.tcp_user_timeout(UNACKED_TIMEOUT);
+        pg.keepalives_idle(KEEPALIVE_IDLE);
         let tls = match mode {
             SslMode::Disable => None,
             _ => Some(Arc::new(tls_config(rootcert.as_deref())?)),
@@ -162,15 +183,27 @@ impl FleetConfig {
             node,
             pg,
             password_file: password_file.map(Path::to_path_buf),
+            passfile: None,
             tls,
         })
     }
 
+    /// Takes the password from libpq's password file `path` (the one
+    /// `PGPASSFILE` names, else `~/.pgpass`) when no password file was
+    /// given.
+    pub fn with_passfile(mut self, path: Option<PathBuf>) -> Self {
+        if self.password_file.is_none() {
+            self.passfile = path;
+        }
+        self
+    }
+
     /// Refuses a password file that cannot be read, or that others may.
     pub fn check(&self) -> Result<(), FleetError> {
-        match &self.password_file {
-            Some(path) => read_password(path).map(drop),
-            None => Ok(()),
+        match (&self.password_file, &self.passfile) {
+            (Some(path), _) => read_password(path).map(drop),
+            (None, Some(path)) => read_private(path).map(drop),
+            (None, None) => Ok(()),
         }
     }
 
@@ -205,19 +238,25 @@ impl FleetConfig {
     /// Opens connections to the database, each with the password as the
     /// file holds it then.
     pub fn connector(&self) -> Connect {
-        let (pg, file, tls) = (
+        let (pg, file, passfile, tls) = (
             self.pg.clone(),
             self.password_file.clone(),
+            self.passfile.clone(),
             self.tls.clone(),
         );
         Box::new(move || {
             let mut pg = pg.clone();
-            if let Some(path) = &file {
-                // Checked at the start; a file made unreadable since fails
-                // the connection, and the node goes on from its copy.
-                if let Ok(p) = read_password(path) {
-                    pg.password(p);
-                }
+            // Checked at the start; a file made unreadable since fails the
+            // connection, and the node goes on from its copy.
+            let password = match (&file, &passfile) {
+                (Some(path), _) => read_password(path).ok(),
+                (None, Some(path)) => read_private(path)
+                    .ok()
+                    .and_then(|text| super::pgpass::lookup(&text, &pg)),
+                (None, None) => None,
+            };
+            if let Some(p) = password {
+                pg.password(p);
             }
             match &tls {
                 Some(tls) => pg.connect(MakeRustlsConnect::new((**tls).clone())),
@@ -272,6 +311,13 @@ impl FleetListener {
 
 /// The password in `path`, which only its owner may read.
 fn read_password(path: &Path) -> Result<String, FleetError> {
+    let text = read_private(path)?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+}
+
+/// The text of `path`, which only its owner may read: libpq ignores a
+/// password file others may read, and this refuses it, saying so.
+fn read_private(path: &Path) -> Result<String, FleetError> {
     let err = |source| FleetError::PasswordFile {
         path: path.to_path_buf(),
         source,
@@ -283,8 +329,7 @@ fn read_password(path: &Path) -> Result<String, FleetError> {
             mode: mode & 0o7777,
         });
     }
-    let text = fs::read_to_string(path).map_err(err)?;
-    Ok(text.trim_end_matches(['\r', '\n']).to_string())
+    fs::read_to_string(path).map_err(err)
 }
 
 /// TLS that verifies the server against `rootcert`'s CAs when given, else
@@ -388,6 +433,25 @@ mod tests {
         let c = FleetConfig::new("postgres://node@db/d", Some(&private), Some("a".into())).unwrap();
         c.check().unwrap();
         assert_eq!(read_password(&private).unwrap(), "secret");
+        let _ = fs::remove_file(open);
+        let _ = fs::remove_file(private);
+    }
+
+    #[test]
+    fn libpq_s_password_file_serves_when_no_password_file_is_given() {
+        let open = tmp_file(0o644, "*:*:*:node:secret\n");
+        let c = FleetConfig::new("postgres://node@db/d", None, Some("a".into()))
+            .unwrap()
+            .with_passfile(Some(open.clone()));
+        assert!(
+            matches!(c.check(), Err(FleetError::PasswordFileOpen { .. })),
+            "others may read it"
+        );
+        let private = tmp_file(0o600, "secret\n");
+        let c = FleetConfig::new("postgres://node@db/d", Some(&private), Some("a".into()))
+            .unwrap()
+            .with_passfile(Some(open.clone()));
+        c.check().expect("--store-password-file comes first");
         let _ = fs::remove_file(open);
         let _ = fs::remove_file(private);
     }

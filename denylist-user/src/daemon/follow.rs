@@ -1,6 +1,11 @@
 //! Fleet mode's follower: the kernel takes the deploys and expiry sweeps
 //! of other hosts, which the store applied from the fleet's log.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
 use super::{Core, CoreError, deploy::changes_of};
 use crate::{
     dataplane::tai_offset_ms,
@@ -32,8 +37,14 @@ impl Core {
             capacity: u64::from(self.config.layout.capacity),
             protected,
         };
-        if let Err(e) = self.store.heartbeat(&report) {
+        let beat = self.store.heartbeat(&report);
+        if let Err(e) = &beat {
             tracing::debug!("fleet heartbeat: {e}");
+        }
+        self.fleet_database_up = Some(beat.is_ok());
+        self.stale.store(beat.is_err(), Ordering::Relaxed);
+        if let Err(e) = self.store.keep_snapshot() {
+            tracing::warn!("fleet: taking a snapshot for new nodes: {e}");
         }
         // The other nodes' guardrails, for the next checks here; a
         // database out of reach leaves the last ones known.
@@ -41,6 +52,20 @@ impl Core {
             self.host.set_fleet(sets);
         }
         result
+    }
+
+    /// Whether the last heartbeat reached the fleet's database, and why
+    /// the last apply of the fleet's changes failed; None on a single
+    /// host, or before the first heartbeat.
+    pub fn fleet_health(&self) -> Option<(bool, Option<&str>)> {
+        self.fleet_database_up
+            .map(|up| (up, self.fleet_error.as_deref()))
+    }
+
+    /// Set while reads come from this node's copy with the fleet's
+    /// database out of reach.
+    pub fn stale_flag(&self) -> Arc<AtomicBool> {
+        self.stale.clone()
     }
 
     /// The fleet's nodes, as `denylist nodes` lists them.

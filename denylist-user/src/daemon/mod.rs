@@ -25,6 +25,7 @@ mod ifaces;
 mod import;
 mod man;
 mod page;
+mod pgpass;
 mod probe;
 mod rate;
 #[cfg(test)]
@@ -37,7 +38,10 @@ mod tests;
 
 mod unpin;
 
-use std::collections::{BTreeMap, HashMap};
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::{Arc, atomic::AtomicBool},
+};
 
 pub use config::{Args, Config, ConfigError, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_STATE_DIR};
 use denylist_common::Hit;
@@ -104,6 +108,13 @@ pub struct Core {
     /// Why the last apply of the fleet's changes failed, for the node's
     /// row; None once one succeeds.
     fleet_error: Option<String>,
+    /// Whether the last heartbeat reached the fleet's database; None on a
+    /// single host.
+    fleet_database_up: Option<bool>,
+    /// Set while it did not: reads then come from this node's copy, which
+    /// may lag the fleet. Shared with the API, which says so without the
+    /// core's lock.
+    stale: Arc<AtomicBool>,
 }
 
 impl Core {
@@ -190,6 +201,8 @@ impl Core {
             ops: OpsCounters::default(),
             rate: rate::RateState::default(),
             fleet_error: None,
+            fleet_database_up: None,
+            stale: Arc::default(),
         };
         let policy = core.store.auto_policy()?;
         core.filter.set_detector(rate::levels(&policy));

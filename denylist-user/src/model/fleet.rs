@@ -30,6 +30,14 @@ pub enum NodeState {
 }
 
 impl NodeState {
+    pub const ALL: [NodeState; 5] = [
+        NodeState::InSync,
+        NodeState::Behind,
+        NodeState::Stale,
+        NodeState::Offline,
+        NodeState::Error,
+    ];
+
     pub fn of(age_ms: i64, applied: u64, head: u64, failed: bool) -> NodeState {
         if failed {
             NodeState::Error

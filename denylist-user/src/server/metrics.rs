@@ -10,7 +10,7 @@ use axum::{Router, http::header, response::IntoResponse, routing::get};
 
 use crate::{
     daemon::Core,
-    model::{FeedInfo, FeedStatus},
+    model::{FeedInfo, FeedStatus, NodeState, NodeStatus},
 };
 
 /// How many entries get their own per-entry series.
@@ -250,6 +250,7 @@ pub fn render(core: &mut Core) -> String {
     if let Ok(feeds) = core.feeds() {
         feed_series(&mut out, &feeds);
     }
+    fleet_series(&mut out, core);
     if let Ok(top) = core.stats(Some(TOP_ENTRIES), None) {
         let rows: Vec<(String, u64)> = top
             .iter()
@@ -270,6 +271,80 @@ pub fn render(core: &mut Core) -> String {
         );
     }
     out
+}
+
+/// In a fleet: this node's link to the database, and every node's row
+/// (the same from any node, so one node's scrape is enough for the
+/// fleet-wide ones).
+fn fleet_series(out: &mut String, core: &mut Core) {
+    let Some((up, error)) = core.fleet_health() else {
+        return;
+    };
+    series(
+        out,
+        "denylist_fleet_database_up",
+        "1 while this node's last heartbeat reached the fleet's database.",
+        "gauge",
+        &[(String::new(), u8::from(up))],
+    );
+    series(
+        out,
+        "denylist_fleet_apply_failed",
+        "1 while this node's last apply of the fleet's changes failed (denylist nodes says why).",
+        "gauge",
+        &[(String::new(), u8::from(error.is_some()))],
+    );
+    let Ok(nodes) = core.nodes() else {
+        return;
+    };
+    let states: Vec<(String, usize)> = NodeState::ALL
+        .iter()
+        .map(|s| {
+            let n = nodes.iter().filter(|n| n.state == *s).count();
+            (format!("{{state=\"{}\"}}", s.as_str()), n)
+        })
+        .collect();
+    series(
+        out,
+        "denylist_fleet_nodes",
+        "The fleet's nodes, by state.",
+        "gauge",
+        &states,
+    );
+    let per_node = |f: &dyn Fn(&NodeStatus) -> f64| -> Vec<(String, f64)> {
+        nodes
+            .iter()
+            .map(|n| (format!("{{node=\"{}\"}}", label(&n.node)), f(n)))
+            .collect()
+    };
+    series(
+        out,
+        "denylist_fleet_node_applied_revision",
+        "The revision each node's kernel took last.",
+        "gauge",
+        &per_node(&|n| n.applied_revision as f64),
+    );
+    series(
+        out,
+        "denylist_fleet_node_lag_seconds",
+        "How long ago the first revision each node lacks was deployed; 0 for a node that has them all.",
+        "gauge",
+        &per_node(&|n| n.lag_ms as f64 / 1000.0),
+    );
+    series(
+        out,
+        "denylist_fleet_node_heartbeat_timestamp_seconds",
+        "Each node's last heartbeat, by the database's clock, in Unix time.",
+        "gauge",
+        &per_node(&|n| n.heartbeat_at as f64 / 1000.0),
+    );
+    series(
+        out,
+        "denylist_fleet_node_drift_entries",
+        "Kernel entries each node's last check found differing from its revision.",
+        "gauge",
+        &per_node(&|n| n.drift as f64),
+    );
 }
 
 /// One series of each kind per feed, labelled `feed`.

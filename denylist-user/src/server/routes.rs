@@ -4,7 +4,10 @@
 
 use std::{
     net::IpAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use axum::{
@@ -39,7 +42,8 @@ use crate::{
         AddRequest, ApiError, AttachRequest, AuditQuery, BODY_LIMIT, CheckResponse, Class,
         DeployResponse, DetachRequest, Diff, IMPORT_LIMIT, ImportParams, ImportResponse,
         ModeRequest, ON_BEHALF_HEADER, PageQuery, ROLE_HEADER, RemoveRequest, RollbackRequest,
-        RollbackResponse, SeqResponse, StageResponse, StatItem, Status, VerifyResponse, WebRole,
+        RollbackResponse, STALE_HEADER, SeqResponse, StageResponse, StatItem, Status,
+        VerifyResponse, WebRole,
     },
 };
 
@@ -85,11 +89,13 @@ pub struct AppState {
     /// Reports allowed per peer, so that one application cannot flood the
     /// store or the audit log.
     pub(super) reports: RateLimit,
+    /// Set while this fleet node answers reads from its copy alone.
+    stale: Arc<AtomicBool>,
 }
 
 impl AppState {
     pub fn new(core: Arc<Mutex<Core>>) -> Self {
-        let (groups, web_max_role, snapshots, host) = {
+        let (groups, web_max_role, snapshots, host, stale) = {
             let c = core.lock().expect("core lock");
             let config = c.config();
             let groups = Groups {
@@ -98,7 +104,13 @@ impl AppState {
                 reporter: config.reporter_group.clone(),
                 web: config.web_group.clone(),
             };
-            (groups, config.web_max_role, c.snapshots(), c.host_probe())
+            (
+                groups,
+                config.web_max_role,
+                c.snapshots(),
+                c.host_probe(),
+                c.stale_flag(),
+            )
         };
         Self {
             feeds: FeedRunner::new(core.clone()),
@@ -108,6 +120,7 @@ impl AppState {
             reports: RateLimit::default(),
             snapshots,
             host,
+            stale,
         }
     }
 
@@ -650,15 +663,24 @@ async fn gate(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    let read = req.method() == axum::http::Method::GET;
     let need = if req.uri().path().starts_with("/v1/reports") {
         Role::Reporter
-    } else if req.method() == axum::http::Method::GET {
+    } else if read {
         Role::Viewer
     } else {
         Role::Admin
     };
     match s.authorize(&c, need) {
-        Ok(_) => next.run(req).await,
+        Ok(_) => {
+            let mut reply = next.run(req).await;
+            if read && s.stale.load(Ordering::Relaxed) {
+                reply
+                    .headers_mut()
+                    .insert(STALE_HEADER, axum::http::HeaderValue::from_static("true"));
+            }
+            reply
+        }
         Err(e) => error(e),
     }
 }

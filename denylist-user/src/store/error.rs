@@ -77,7 +77,10 @@ pub enum StoreError {
     MissingMeta { key: String },
     #[error("a row changed while listing: list again")]
     ListingChanged,
-    #[error("the fleet database refused ({0}): check this node's role and grants (docs/fleet.md)")]
+    #[error(
+        "the fleet database refused: {}; check this node's role, password and grants (docs/fleet.md)",
+        server_says(.0)
+    )]
     Postgres(#[from] postgres::Error),
     #[error(
         "the fleet database {database} cannot be reached ({source}), so nothing was changed: filtering goes on at the revision last applied; try again once PostgreSQL is back"
@@ -175,5 +178,14 @@ impl StoreError {
             what: "list",
             value: value.to_string(),
         })
+    }
+}
+
+/// What the server said, when it was the server that refused: the
+/// client's own `Display` says only "db error".
+fn server_says(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => e.to_string(),
     }
 }

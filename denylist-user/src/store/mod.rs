@@ -84,6 +84,8 @@ pub enum Duty {
     Sweep,
     /// Scheduled feed refreshes: one fetch of each feed, for every host.
     Feeds,
+    /// The fleet's snapshots, which new nodes start from.
+    Snapshot,
 }
 
 /// The durable state of one denylist.
@@ -324,6 +326,13 @@ pub trait Store: Send {
     /// one live host at a time, another taking over when it goes.
     fn holds_duty(&mut self, _duty: Duty) -> bool {
         true
+    }
+
+    /// Takes a snapshot of the fleet's state for new nodes to start from,
+    /// in the background, when this host has that duty and the log grew
+    /// enough since the last one; a single host's store has no log.
+    fn keep_snapshot(&mut self) -> Result<(), StoreError> {
+        Ok(())
     }
 
     /// Tells the fleet that this host is alive and what it applied.

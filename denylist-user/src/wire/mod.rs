@@ -16,7 +16,7 @@ pub use behalf::{
     web_user_name_ok,
 };
 pub use error::{ApiError, Class};
-pub use limits::{BODY_LIMIT, DEFAULT_SOCKET, IMPORT_LIMIT};
+pub use limits::{BODY_LIMIT, DEFAULT_SOCKET, IMPORT_LIMIT, STALE_HEADER};
 pub use page::{
     AuditQuery, EntryMode, EntryPage, EntryPageQuery, Hits, PAGE_DEFAULT, PAGE_MAX, PageEntry,
     PageSort, Pending, REVISION_DIFF_DEFAULT, RevisionDiff, RevisionQuery,

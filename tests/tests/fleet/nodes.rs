@@ -241,9 +241,32 @@ fn all_in_sync(c: &Client, names: &[&str], revision: u64) -> Vec<NodeStatus> {
     }
 }
 
+/// The metrics of the node at `addr` in its namespace, once they hold
+/// `until` (within [`CONVERGE`]).
+fn scrape(node: &Node, addr: &str, until: &str) -> String {
+    let deadline = Instant::now() + CONVERGE;
+    loop {
+        let out = node
+            .pair
+            .receiver
+            .cmd("curl")
+            .args(["-s", "--max-time", "10", &format!("http://{addr}/metrics")])
+            .output()
+            .expect("curl");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if text.contains(until) {
+            return text;
+        }
+        assert!(Instant::now() < deadline, "{until} never came:\n{text}");
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn nodes_show_what_each_applied_and_a_database_outage_stops_no_filtering() {
-    let (pg, mut nodes) = fleet(&[("fo1", &[]), ("fo2", &[])]);
+    // In the node's own namespace, where nothing else listens.
+    let metrics = "127.0.0.1:19478";
+    let (pg, mut nodes) = fleet(&[("fo1", &["--metrics", metrics]), ("fo2", &[])]);
     let c1 = nodes[0].client();
     add(&c1, A, true);
     converge(&nodes, A, 0);
@@ -253,8 +276,20 @@ fn nodes_show_what_each_applied_and_a_database_outage_stops_no_filtering() {
             .iter()
             .all(|n| n.lag_ms == 0 && n.drift == 0 && n.error.is_none())
     );
+    let text = scrape(&nodes[0], metrics, "denylist_fleet_database_up 1");
+    for needle in [
+        "denylist_fleet_apply_failed 0",
+        "denylist_fleet_nodes{state=\"in_sync\"} 2",
+        "denylist_fleet_nodes{state=\"offline\"} 0",
+        "denylist_fleet_node_applied_revision{node=\"fo2\"} 1",
+        "denylist_fleet_node_lag_seconds{node=\"fo1\"} 0",
+        "denylist_fleet_node_heartbeat_timestamp_seconds{node=\"fo2\"} ",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
 
     pg.stop();
+    scrape(&nodes[0], metrics, "denylist_fleet_database_up 0");
     // Every node keeps dropping; a change fails at once, naming the database.
     converge(&nodes, A, 0);
     let refused = c1
@@ -273,9 +308,12 @@ fn nodes_show_what_each_applied_and_a_database_outage_stops_no_filtering() {
         "{}",
         refused.message
     );
-    // Reads still answer, from the node's copy.
+    // Reads still answer, from the node's copy, and say so.
     let status: Status = c1.get("/v1/status").expect("status");
     assert_eq!(status.revision, 1);
+    let stale = cli(&nodes[0].home.socket(), &["status"]);
+    assert_eq!(stale.code, 0, "{stale}");
+    assert!(stale.err.contains("denylist: stale:"), "{stale}");
     // A node restarted meanwhile starts from its copy and keeps dropping.
     nodes[1].daemon.take().expect("running").stop();
     nodes[1].start(&pg, "fo2", &[]);
@@ -285,6 +323,9 @@ fn nodes_show_what_each_applied_and_a_database_outage_stops_no_filtering() {
     add(&c1, B, true);
     converge(&nodes, B, 0);
     all_in_sync(&c1, &["fo1", "fo2"], 2);
+    scrape(&nodes[0], metrics, "denylist_fleet_database_up 1");
+    let fresh = cli(&nodes[0].home.socket(), &["status"]);
+    assert!(!fresh.err.contains("stale"), "{fresh}");
 }
 
 #[test]
@@ -446,9 +487,10 @@ fn feeds_reports_and_drift_on_one_node_reach_the_fleet() {
 }
 
 #[test]
-fn a_node_killed_while_it_applies_a_large_deploy_converges_after_its_restart() {
+fn a_node_killed_while_it_applies_a_large_deploy_converges_and_a_new_node_starts_from_a_snapshot() {
     let big: &[&str] = &["--capacity", "200000"];
-    let (pg, mut nodes) = fleet(&[("fk1", big), ("fk2", big)]);
+    let pg = crate::store::fleet_with(&["fk1", "fk2", "fk3"]);
+    let mut nodes = vec![Node::new(&pg, "fk1", big), Node::new(&pg, "fk2", big)];
     let n: u32 = if std::env::var_os("DENYLIST_LONG").is_some() {
         150_000
     } else {
@@ -474,4 +516,39 @@ fn a_node_killed_while_it_applies_a_large_deploy_converges_after_its_restart() {
     all_in_sync(&nodes[0].client(), &["fk1", "fk2"], 1);
     let kernel = denylist_tests::daemon::kernel_exact_v4(&nodes[1].home);
     assert_eq!(kernel.len() as u32, n + 1, "kernel = revision");
+
+    // One node snapshots the log's head once it stands still. A new node
+    // starts from it: the entries before it, made unreadable here, are
+    // never read.
+    let mut owner = pg.owner();
+    let head: i64 = owner
+        .query_one("SELECT max(seq) FROM log", &[])
+        .unwrap()
+        .get(0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while owner
+        .query_one("SELECT coalesce(max(seq), 0) FROM snapshots", &[])
+        .unwrap()
+        .get::<_, i64>(0)
+        < head
+    {
+        assert!(Instant::now() < deadline, "no snapshot of seq {head}");
+        thread::sleep(Duration::from_millis(200));
+    }
+    owner
+        .execute(
+            "UPDATE log SET body = '\\x00'::bytea WHERE seq <= $1",
+            &[&head],
+        )
+        .unwrap();
+    nodes.push(Node::new(&pg, "fk3", big));
+    converge(&nodes, A, 0);
+    let kernel = denylist_tests::daemon::kernel_exact_v4(&nodes[2].home);
+    assert_eq!(
+        kernel.len() as u32,
+        n + 1,
+        "the new node's kernel = revision"
+    );
+    add(&nodes[2].client(), B, true);
+    converge(&nodes, B, 0);
 }

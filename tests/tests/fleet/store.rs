@@ -2,9 +2,10 @@
 //! are serialized by the database, and a node catches up on whatever it
 //! missed.
 
-use std::{sync::mpsc, thread, time::Duration};
+use std::{os::unix::fs::PermissionsExt as _, sync::mpsc, thread, time::Duration};
 
 use denylist::{
+    daemon::FleetConfig,
     model::{AuditFilter, Entry, List, NodeReport, Page, Target},
     store::{Audit, DeployRecord, Duty, FleetStore, SqliteStore, Stage, Store, StoreError},
 };
@@ -481,4 +482,33 @@ fn a_single_host_moves_into_a_fleet_with_its_history_and_audit() {
     drop(single);
     let err = FleetStore::move_into(other.path(), admin_connect(&pg));
     assert!(matches!(err, Err(StoreError::FleetNotEmpty)), "{err:?}");
+}
+
+#[test]
+fn a_node_logs_in_with_libpq_s_password_file() {
+    let pg = fleet_with(&["pp"]);
+    let dir = TempDir::new("fleet-pgpass");
+    let passfile = dir.path().join("pgpass");
+    let url = format!(
+        "postgres://pp@127.0.0.1:{}/denylist?sslmode=disable",
+        pg.port()
+    );
+    let open = |lines: &str| {
+        std::fs::write(&passfile, lines).unwrap();
+        std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let config = FleetConfig::new(&url, None, Some("pp".into()))
+            .unwrap()
+            .with_passfile(Some(passfile.clone()));
+        config.check().unwrap();
+        let state = TempDir::new("fleet-pgpass-state");
+        FleetStore::open(state.path(), config.connector(), &config.url, "pp").map(drop)
+    };
+    open("127.0.0.1:*:denylist:other:pw-pp\n*:*:*:pp:pw-pp\n").expect("the second line matches");
+    let refused = open("*:*:*:pp:wrong\n").expect_err("a wrong password");
+    assert!(
+        refused
+            .to_string()
+            .contains("password authentication failed for user \"pp\""),
+        "the server's refusal: {refused}"
+    );
 }

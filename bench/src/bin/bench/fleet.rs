@@ -223,6 +223,16 @@ pub fn run(opts: &Opts) -> Result<Section> {
     writer.import_deploy(&list, false, u64::from(s.big), 0)?;
     let rev = head as u64 + 1;
     let through = until_applied_named(&mut watch, rev, &["fbig1", "fbig2"], start)?;
+    // A node joining later finds the fleet's snapshot of the deploy, which
+    // one node takes once the log stood still.
+    let snapshot = until_snapshot(&mut watch, start)? - through;
+    let snapshot_mb = watch
+        .query_one(
+            "SELECT octet_length(data) FROM snapshots ORDER BY seq DESC LIMIT 1",
+            &[],
+        )?
+        .get::<_, i32>(0) as f64
+        / 1e6;
     let start = Instant::now();
     let _newcomer = node(&pg, "fbig3", capacity);
     let joined = until_applied_named(&mut watch, rev, &["fbig3"], start)?;
@@ -245,7 +255,11 @@ pub fn run(opts: &Opts) -> Result<Section> {
                 format!("{through:.2} s ({:.2} ×)", through / single.total),
             ],
             vec![
-                format!("a new node starting from that fleet until it applied the {} entries", s.big),
+                "the fleet's snapshot of it stored, from both nodes applying it (a node takes it once the log stood still for 2 s); its size".into(),
+                format!("{snapshot:.2} s; {snapshot_mb:.1} MB"),
+            ],
+            vec![
+                format!("a new node starting from that snapshot until it applied the {} entries", s.big),
                 format!("{joined:.2} s ({:.2} ×)", joined / single.total),
             ],
             vec![
@@ -301,10 +315,27 @@ pub fn run(opts: &Opts) -> Result<Section> {
         data: json!({
             "nodes": s.nodes, "deploys": s.deploys,
             "convergence_ms": { "p50": p50, "p99": p99, "max": max },
-            "big": s.big, "single_s": single.total, "through_s": through, "joined_s": joined,
+            "big": s.big, "single_s": single.total, "through_s": through, "snapshot_s": snapshot, "snapshot_mb": snapshot_mb, "joined_s": joined,
             "outage_s": s.outage.as_secs(), "catch_up_s": catch_up,
         }),
     })
+}
+
+/// Seconds after `since` until a snapshot holds the log's head.
+fn until_snapshot(pg: &mut postgres::Client, since: Instant) -> Result<f64> {
+    loop {
+        let held: bool = pg
+            .query_one(
+                "SELECT coalesce((SELECT max(seq) FROM snapshots), 0) >= (SELECT max(seq) FROM log)",
+                &[],
+            )?
+            .get(0);
+        if held {
+            return Ok(since.elapsed().as_secs_f64());
+        }
+        ensure!(since.elapsed() < GIVE_UP, "no snapshot of the log's head");
+        thread::sleep(POLL * 10);
+    }
 }
 
 /// Seconds after `since` until each of `names` applied `revision`.

@@ -440,6 +440,10 @@ impl Store for FleetStore {
         held
     }
 
+    fn keep_snapshot(&mut self) -> Result<(), StoreError> {
+        FleetStore::keep_snapshot(self)
+    }
+
     fn heartbeat(&mut self, report: &NodeReport) -> Result<(), StoreError> {
         let applied = (self.local.log_seq()?, self.local.revision()?);
         let node = self.node.clone();

@@ -288,6 +288,7 @@ pub fn take_duty(client: &mut Client, duty: Duty) -> Result<bool, StoreError> {
     let key = match duty {
         Duty::Sweep => 1,
         Duty::Feeds => 2,
+        Duty::Snapshot => 3,
     };
     Ok(client
         .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&DUTY_LOCKS, &key])?
@@ -320,14 +321,57 @@ pub fn latest_snapshot(client: &mut Client) -> Result<Option<(u64, Vec<u8>)>, St
         .map(|r| (r.get::<_, i64>(0) as u64, r.get(1))))
 }
 
-/// Stores a snapshot of the state after entry `seq`.
+/// Stores a snapshot of the state after entry `seq`; one of that seq
+/// already there (a node that took the duty over made it too) stands.
 pub fn insert_snapshot(client: &mut Client, seq: u64, bytes: &[u8]) -> Result<(), StoreError> {
     client.execute(
-        "INSERT INTO snapshots(seq, data) VALUES ($1, $2)",
+        "INSERT INTO snapshots(seq, data) VALUES ($1, $2) ON CONFLICT (seq) DO NOTHING",
         &[&(seq as i64), &bytes],
     )?;
     Ok(())
 }
+
+/// What the log holds past the latest snapshot, up to entry `seq`: the
+/// entries and their bytes; and that snapshot's size.
+pub fn since_snapshot(client: &mut Client, seq: u64) -> Result<SinceSnapshot, StoreError> {
+    let r = client.query_one(
+        "WITH s AS (SELECT seq, octet_length(data) AS size FROM snapshots ORDER BY seq DESC LIMIT 1)
+         SELECT count(*), coalesce(sum(octet_length(body)), 0)::bigint,
+                coalesce((SELECT size FROM s), 0)::bigint
+         FROM log WHERE seq > coalesce((SELECT seq FROM s), 0) AND seq <= $1",
+        &[&(seq as i64)],
+    )?;
+    Ok(SinceSnapshot {
+        entries: r.get::<_, i64>(0) as u64,
+        bytes: r.get::<_, i64>(1) as u64,
+        snapshot_bytes: r.get::<_, i64>(2) as u64,
+    })
+}
+
+pub struct SinceSnapshot {
+    pub entries: u64,
+    pub bytes: u64,
+    pub snapshot_bytes: u64,
+}
+
+impl SinceSnapshot {
+    /// Whether a new node would rather load a new snapshot than replay
+    /// this: the log's bytes stand for the replay's work. A quarter of the
+    /// last snapshot's size at the least, so that snapshots, which nodes
+    /// may not delete, take at most about four times the log they spare.
+    pub fn due(&self) -> bool {
+        self.entries > 0
+            && (self.entries >= SNAPSHOT_ENTRIES
+                || self.bytes >= SNAPSHOT_BYTES.max(self.snapshot_bytes / 4))
+    }
+}
+
+/// Log entries past which a snapshot is due whatever their size: each is
+/// a transaction to replay.
+pub const SNAPSHOT_ENTRIES: u64 = 10_000;
+/// Bytes of log past which a snapshot is due: about 25,000 staged
+/// entries, a fraction of a second to replay.
+const SNAPSHOT_BYTES: u64 = 256 << 10;
 
 /// A command as the log stores it: JSON, gzipped at the fastest level.
 fn encode(command: &Command) -> Result<Vec<u8>, StoreError> {
@@ -347,4 +391,29 @@ fn decode(seq: u64, body: &[u8]) -> Result<Command, StoreError> {
         .read_to_end(&mut json)
         .map_err(|e| unreadable(serde_json::Error::io(e)))?;
     serde_json::from_slice(&json).map_err(unreadable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{SNAPSHOT_BYTES, SNAPSHOT_ENTRIES, SinceSnapshot};
+
+    fn since(entries: u64, bytes: u64, snapshot_bytes: u64) -> SinceSnapshot {
+        SinceSnapshot {
+            entries,
+            bytes,
+            snapshot_bytes,
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_due_once_the_log_outweighs_a_quarter_of_the_last() {
+        assert!(!since(0, 0, 0).due(), "nothing new");
+        assert!(!since(3, SNAPSHOT_BYTES - 1, 0).due());
+        assert!(since(3, SNAPSHOT_BYTES, 0).due());
+        // After a snapshot of 40 MB, 10 MB of log make the next.
+        assert!(!since(3, 9 << 20, 40 << 20).due());
+        assert!(since(3, 10 << 20, 40 << 20).due());
+        // Many small entries, each its own transaction to replay.
+        assert!(since(SNAPSHOT_ENTRIES, 1, 40 << 20).due());
+    }
 }

@@ -13,14 +13,24 @@ mod calls;
 mod command;
 mod log;
 
-use std::path::Path;
+use std::{
+    path::Path,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
 pub use command::{Applied, Command, Held};
 pub use log::{FLEET_SCHEMA_VERSION, LOG_CHANNEL, NODE_ROLE, migrate};
 use postgres::Client;
 
-use super::{Followed, SqliteStore, StoreError, sqlite::install_snapshot};
-use crate::model::{List, Millis, Sources, Target};
+use super::{
+    Followed, SqliteStore, StoreError,
+    sqlite::{install_snapshot, remove_stale_snapshots, snapshot},
+};
+use crate::{
+    model::{List, Millis, Sources, Target},
+    store::{Duty, Store as _},
+};
 
 /// Log entries read at a time while catching up.
 const CATCH_UP_BATCH: i64 = 1_000;
@@ -55,7 +65,25 @@ pub struct FleetStore {
     /// Other hosts' deploys and sweeps applied here whose kernel changes
     /// [`Store::follow`] has not handed out yet.
     followed: Vec<Followed>,
+    snapshots: Snapshotting,
 }
+
+/// Where this node is with the fleet's snapshots (`Duty::Snapshot`).
+#[derive(Default)]
+struct Snapshotting {
+    /// The snapshot being taken and stored: its seq and size once done.
+    running: Option<JoinHandle<Result<(u64, usize), StoreError>>>,
+    /// The last seq applied here, and since when.
+    moved: Option<(u64, Instant)>,
+    /// The seq at which the log was last measured against the latest
+    /// snapshot.
+    checked: Option<u64>,
+}
+
+/// How long the log must stand still before a snapshot is considered: a
+/// large import is followed by its deploy, and the snapshot should hold
+/// both.
+const SNAPSHOT_QUIET: Duration = Duration::from_secs(2);
 
 impl FleetStore {
     /// Follows the fleet that `connect` reaches, as node `node`, with the
@@ -76,6 +104,7 @@ impl FleetStore {
         node: &str,
     ) -> Result<Self, StoreError> {
         let local = SqliteStore::open(state_dir)?;
+        remove_stale_snapshots(local.file());
         let fresh = !local.is_following()?;
         if fresh && local.has_history()? {
             return Err(StoreError::LocalHistory {
@@ -92,6 +121,7 @@ impl FleetStore {
             duties: 0,
             deploying: None,
             followed: Vec::new(),
+            snapshots: Snapshotting::default(),
         };
         match store.pg_afresh(log::check) {
             Ok(()) => {}
@@ -132,6 +162,7 @@ impl FleetStore {
             duties,
             deploying,
             followed,
+            snapshots,
         } = self;
         // Closed before its file is replaced.
         drop(local);
@@ -151,6 +182,7 @@ impl FleetStore {
             duties,
             deploying,
             followed,
+            snapshots,
         })
     }
 
@@ -172,7 +204,7 @@ impl FleetStore {
             if head > 0 || log::latest_snapshot(&mut client)?.is_some() {
                 return Err(StoreError::FleetNotEmpty);
             }
-            let bytes = local.snapshot(0)?;
+            let (_, bytes) = snapshot(local.file(), Some(0))?;
             log::insert_snapshot(&mut client, 0, &bytes)?;
             log::commit(&mut client)?;
             Ok(bytes.len() as u64)
@@ -303,6 +335,59 @@ impl FleetStore {
                 })
             }
         }
+    }
+
+    /// [`Store::keep_snapshot`]: once the log stood still for a moment (or
+    /// grew by many entries regardless), measures it against the latest
+    /// snapshot, and when one is due, takes it on a thread and a
+    /// connection of its own.
+    fn keep_snapshot(&mut self) -> Result<(), StoreError> {
+        let s = &mut self.snapshots;
+        if let Some(done) = s.running.take_if(|h| h.is_finished()) {
+            match done.join() {
+                Ok(Ok((seq, bytes))) => {
+                    tracing::info!(seq, bytes, "fleet: stored a snapshot for new nodes");
+                }
+                Ok(Err(e)) => tracing::warn!("fleet: taking a snapshot for new nodes: {e}"),
+                Err(_) => tracing::error!("fleet: the snapshot's thread panicked"),
+            }
+        }
+        let at = self.local.log_seq()?;
+        let s = &mut self.snapshots;
+        if s.moved.is_none_or(|(seq, _)| seq != at) {
+            s.moved = Some((at, Instant::now()));
+        }
+        let quiet = s.moved.is_some_and(|(_, t)| t.elapsed() >= SNAPSHOT_QUIET);
+        let grown = at.saturating_sub(s.checked.unwrap_or(0)) >= log::SNAPSHOT_ENTRIES;
+        if s.running.is_some()
+            || s.checked == Some(at)
+            || !(quiet || grown)
+            || self.tx_open
+            || !self.holds_duty(Duty::Snapshot)
+        {
+            return Ok(());
+        }
+        let since = self.pg_afresh(|c| log::since_snapshot(c, at))?;
+        self.snapshots.checked = Some(at);
+        if !since.due() {
+            return Ok(());
+        }
+        let mut client = (self.connect)()?;
+        let db = self.local.file().to_path_buf();
+        let io_path = db.clone();
+        let running = std::thread::Builder::new()
+            .name("fleet snapshot".into())
+            .spawn(move || {
+                let (seq, bytes) = snapshot(&db, None)?;
+                log::insert_snapshot(&mut client, seq, &bytes)?;
+                Ok((seq, bytes.len()))
+            })
+            .map_err(|source| StoreError::Io {
+                path: io_path,
+                source,
+            })?;
+        self.snapshots.running = Some(running);
+        Ok(())
     }
 
     /// A plan whose deploy never came holds the writer lock until this.

@@ -2,8 +2,14 @@
 //! entry applied, written in one transaction with that entry's changes, so
 //! that a node killed at any point applies each entry exactly once.
 
-use std::{fs, io::Write as _, os::unix::fs::OpenOptionsExt as _, path::Path};
+use std::{
+    fs,
+    os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
+    path::Path,
+    sync::atomic::{AtomicU64, Ordering},
+};
 
+use flate2::{Compression, read::GzDecoder, write::GzEncoder};
 use rusqlite::{Connection, OptionalExtension as _};
 
 use super::{SqliteStore, audit, deploy};
@@ -53,23 +59,10 @@ impl SqliteStore {
         stamp(&self.conn, seq)
     }
 
-    /// The whole store as one SQLite file's bytes, marked as following a
-    /// fleet from entry `seq` on: a fleet's snapshot. Made through a
-    /// backup, so the store goes on taking writes meanwhile.
-    pub(crate) fn snapshot(&self, seq: u64) -> Result<Vec<u8>, StoreError> {
-        let tmp = self
-            .path
-            .with_extension(format!("snapshot-{}", std::process::id()));
-        let _ = fs::remove_file(&tmp);
-        let made = super::backup::backup(&self.conn, &tmp).and_then(|()| {
-            stamp(&Connection::open(&tmp)?, seq)?;
-            fs::read(&tmp).map_err(|source| StoreError::Io {
-                path: tmp.clone(),
-                source,
-            })
-        });
-        let _ = fs::remove_file(&tmp);
-        made
+    /// The store's file, which [`snapshot`] copies on a connection of its
+    /// own.
+    pub(crate) fn file(&self) -> &Path {
+        &self.path
     }
 
     /// Opens the transaction a log entry's changes go in: the store's own
@@ -131,10 +124,71 @@ impl SqliteStore {
     }
 }
 
-/// Puts a fleet's snapshot in place as the store under `state_dir`, which
-/// no one has open: written beside it (mode 0600, never through a link),
-/// synced, then renamed over it, with the old store's journal files gone.
-pub(crate) fn install_snapshot(state_dir: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+/// A fleet's snapshot of the store in the file `db`: a compact copy,
+/// gzipped, without what is this node's alone (its attachments and hit
+/// counts), and the seq of the last log entry it holds. `stamp` marks a
+/// store that follows no fleet yet as following one from that seq.
+///
+/// Made on a connection of its own: `VACUUM INTO` reads one consistent
+/// state in one read transaction, and under WAL the store's writer goes
+/// on meanwhile, so a large store does not hold up the node's changes.
+pub(crate) fn snapshot(db: &Path, stamp_seq: Option<u64>) -> Result<(u64, Vec<u8>), StoreError> {
+    static TAKEN: AtomicU64 = AtomicU64::new(0);
+    let tmp = db.with_extension(format!(
+        "snapshot-{}-{}",
+        std::process::id(),
+        TAKEN.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_file(&tmp);
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { path, source }
+    };
+    let made = (|| {
+        let tmp_name = tmp.to_str().ok_or_else(|| {
+            io(&tmp)(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the state directory's path is not UTF-8",
+            ))
+        })?;
+        Connection::open(db)?.execute("VACUUM INTO ?1", [tmp_name])?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(io(&tmp))?;
+        let copy = Connection::open(&tmp)?;
+        if let Some(seq) = stamp_seq {
+            stamp(&copy, seq)?;
+        }
+        copy.execute_batch("DELETE FROM attachments; DELETE FROM hits;")?;
+        let seq = following(&copy)?.unwrap_or(0);
+        drop(copy);
+        let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
+        std::io::copy(&mut fs::File::open(&tmp).map_err(io(&tmp))?, &mut gz)
+            .and_then(|_| gz.finish())
+            .map(|bytes| (seq, bytes))
+            .map_err(io(&tmp))
+    })();
+    let _ = fs::remove_file(&tmp);
+    made
+}
+
+/// Removes what snapshots of the store in the file `db` left behind when
+/// their process died.
+pub(crate) fn remove_stale_snapshots(db: &Path) {
+    let (Some(dir), Some(stem)) = (db.parent(), db.file_stem()) else {
+        return;
+    };
+    let prefix = format!("{}.snapshot-", stem.to_string_lossy());
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with(&prefix) {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
+}
+
+/// Puts a fleet's snapshot (as [`snapshot`] made it) in place as the store
+/// under `state_dir`, which no one has open: written beside it (mode 0600,
+/// never through a link), synced, then renamed over it, with the old
+/// store's journal files gone.
+pub(crate) fn install_snapshot(state_dir: &Path, gzipped: &[u8]) -> Result<(), StoreError> {
     let path = state_dir.join(super::DB_FILE);
     let tmp = path.with_extension("incoming");
     let io = |path: &Path| {
@@ -149,7 +203,7 @@ pub(crate) fn install_snapshot(state_dir: &Path, bytes: &[u8]) -> Result<(), Sto
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
+    std::io::copy(&mut GzDecoder::new(gzipped), &mut f).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     for journal in ["-wal", "-shm"] {
         let j = state_dir.join(format!("{}{journal}", super::DB_FILE));

@@ -32,7 +32,7 @@ use std::{
 use rusqlite::Connection;
 
 pub(crate) use audit::attach_kind;
-pub(crate) use fleet::install_snapshot;
+pub(crate) use fleet::{install_snapshot, remove_stale_snapshots, snapshot};
 pub(crate) use schema::SCHEMA_VERSION;
 
 use super::{
