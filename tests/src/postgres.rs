@@ -142,6 +142,113 @@ impl Postgres {
         pg
     }
 
+    /// Turns TLS on, with a server certificate for the name `localhost`
+    /// alone, signed by a CA made for it; returns that CA's certificate
+    /// and another CA's, which did not sign it. Made with the openssl
+    /// tool, as an operator would.
+    pub fn enable_tls(&self) -> (PathBuf, PathBuf) {
+        let tls = self.dir.join("tls");
+        fs::create_dir(&tls).expect("create the TLS directory");
+        let openssl = |args: &[&str]| {
+            ok(
+                "openssl",
+                Command::new("openssl")
+                    .current_dir(&tls)
+                    .args(args)
+                    .output()
+                    .expect("run openssl"),
+            );
+        };
+        let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+        for ca in ["ca", "other-ca"] {
+            openssl(
+                &[
+                    &["req", "-x509", "-nodes", "-days", "2"][..],
+                    &ec,
+                    &[
+                        "-keyout",
+                        &format!("{ca}.key"),
+                        "-out",
+                        &format!("{ca}.crt"),
+                    ],
+                    &["-subj", &format!("/CN=denylist test {ca}")],
+                ]
+                .concat(),
+            );
+        }
+        openssl(
+            &[
+                &["req", "-nodes"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
+            .concat(),
+        );
+        fs::write(tls.join("server.ext"), "subjectAltName=DNS:localhost\n").expect("write");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ]);
+        ok(
+            "chown",
+            Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&tls)
+                .output()
+                .expect("run chown"),
+        );
+        fs::set_permissions(tls.join("server.key"), fs::Permissions::from_mode(0o600))
+            .expect("chmod the key");
+        let mut admin = self.admin("postgres");
+        for (key, file) in [
+            ("ssl_cert_file", "server.crt"),
+            ("ssl_key_file", "server.key"),
+        ] {
+            admin
+                .batch_execute(&format!(
+                    "ALTER SYSTEM SET {key} = '{}'",
+                    tls.join(file).display()
+                ))
+                .expect("set the server's TLS files");
+        }
+        // One statement each: ALTER SYSTEM refuses a transaction block.
+        for statement in ["ALTER SYSTEM SET ssl = on", "SELECT pg_reload_conf()"] {
+            admin.batch_execute(statement).expect("turn TLS on");
+        }
+        // The reload is asynchronous: wait until the server says it took it.
+        for _ in 0..100 {
+            let on: String = admin.query_one("SHOW ssl", &[]).expect("SHOW ssl").get(0);
+            if on == "on" {
+                return (tls.join("ca.crt"), tls.join("other-ca.crt"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!(
+            "the server never turned TLS on: {}",
+            fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
+        );
+    }
+
     /// A connection as the fleet database's owner, over the socket.
     pub fn owner(&self) -> postgres::Client {
         let params = format!(

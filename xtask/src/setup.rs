@@ -45,6 +45,8 @@ const APT_PACKAGES: &[&str] = &[
     // Fleet mode's store: the tests start their own PostgreSQL 15 servers
     // (initdb and pg_ctl as the postgres user), never the packaged cluster.
     "postgresql-15",
+    // The certificates of the fleet's TLS test.
+    "openssl",
 ];
 
 /// rust-src for `-Z build-std=core`; clippy for the eBPF clippy pass.

@@ -107,7 +107,9 @@ fn store_class(e: &StoreError) -> Class {
         | StoreError::FeedExists { .. }
         | StoreError::NodeLive { .. } => Class::Conflict,
         // The daemon answers; the fleet's database does not.
-        StoreError::FleetUnavailable { .. } | StoreError::FleetConnectionLost => Class::Unavailable,
+        StoreError::FleetUnavailable { .. }
+        | StoreError::FleetUntrusted { .. }
+        | StoreError::FleetConnectionLost => Class::Unavailable,
         _ => Class::Failure,
     }
 }

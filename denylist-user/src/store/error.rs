@@ -91,6 +91,16 @@ pub enum StoreError {
         source: postgres::Error,
     },
     #[error(
+        "the fleet database {database} is not the server this node was told to trust ({detail}): check sslrootcert, and that --store names the host its certificate names (docs/fleet.md, TLS); nothing was changed, and filtering goes on at the revision last applied"
+    )]
+    FleetUntrusted {
+        database: String,
+        /// What TLS said of the server.
+        detail: String,
+        #[source]
+        source: postgres::Error,
+    },
+    #[error(
         "the fleet database has no denylist tables: create them once with `denylistd --store URL --init-fleet` as the database's owner (docs/fleet.md)"
     )]
     FleetUninitialized,
@@ -160,7 +170,9 @@ impl StoreError {
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
-            StoreError::FleetUnavailable { .. } | StoreError::FleetConnectionLost
+            StoreError::FleetUnavailable { .. }
+                | StoreError::FleetUntrusted { .. }
+                | StoreError::FleetConnectionLost
         )
     }
 

@@ -512,3 +512,65 @@ fn a_node_logs_in_with_libpq_s_password_file() {
         "the server's refusal: {refused}"
     );
 }
+
+#[test]
+fn a_node_verifies_the_database_s_certificate_and_name() {
+    let pg = fleet_with(&["tl"]);
+    let (ca, other_ca) = pg.enable_tls();
+    let dir = TempDir::new("fleet-tls");
+    let password = dir.path().join("password");
+    std::fs::write(&password, "pw-tl\n").unwrap();
+    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let open = |host: &str, ca: &std::path::Path| {
+        let url = format!(
+            "postgres://tl@{host}:{}/denylist?sslmode=verify-full&sslrootcert={}",
+            pg.port(),
+            ca.display()
+        );
+        let config = FleetConfig::new(&url, Some(&password), Some("tl".into())).unwrap();
+        let state = TempDir::new("fleet-tls-state");
+        FleetStore::open(state.path(), config.connector(), &config.url, "tl")
+            .map(|store| (store, state))
+    };
+    let (_store, _state) = open("localhost", &ca).expect("the right CA and name");
+    // As the superuser: others' rows of pg_stat_ssl are hidden from the
+    // owner.
+    let over_tls: i64 = pg
+        .admin("postgres")
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl JOIN pg_stat_activity USING (pid)
+             WHERE usename = 'tl' AND ssl",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(over_tls >= 1, "the node's connection is not TLS");
+    for (host, ca, why, says) in [
+        (
+            "localhost",
+            &other_ca,
+            "a CA that did not sign it",
+            "UnknownIssuer",
+        ),
+        (
+            "127.0.0.1",
+            &ca,
+            "a name the certificate lacks",
+            "not valid for name",
+        ),
+    ] {
+        let err = open(host, ca)
+            .err()
+            .unwrap_or_else(|| panic!("{why}: accepted"));
+        assert!(
+            matches!(err, StoreError::FleetUntrusted { .. }),
+            "{why}: {err:?}"
+        );
+        assert!(err.is_unreachable(), "a node with a copy starts from it");
+        let message = err.to_string();
+        assert!(
+            message.contains("sslrootcert") && message.contains(says),
+            "{why}: {message}"
+        );
+    }
+}

@@ -22,8 +22,9 @@ use denylist_tests::{
 use serde_json::json;
 
 use crate::{
+    chart::{self, Series},
     deploy::{self, Denylistd},
-    report::{Goal, Opts, Section, Table, fmt_num},
+    report::{Chart, Goal, Opts, Section, Table, fmt_num},
 };
 
 /// How often the nodes' rows are read while a deploy spreads.
@@ -237,6 +238,23 @@ pub fn run(opts: &Opts) -> Result<Section> {
     let _newcomer = node(&pg, "fbig3", capacity);
     let joined = until_applied_named(&mut watch, rev, &["fbig3"], start)?;
 
+    let chart_file = "fleet-convergence.png";
+    chart::lines(
+        &opts.out_dir.join(chart_file),
+        &format!(
+            "Fleet convergence to {} nodes, by percentile (up to p99)",
+            s.nodes
+        ),
+        "percentile",
+        "ms from the deploy's answer to the node's applied row",
+        false,
+        &[Series {
+            name: format!("{} deploys of 1–100 entries", s.deploys),
+            points: (0..=99)
+                .map(|p| (f64::from(p), percentile(&lat, f64::from(p) / 100.0)))
+                .collect(),
+        }],
+    )?;
     let ms = |v: f64| format!("{} ms", fmt_num(v));
     let table = Table {
         title: "Fleet mode: one PostgreSQL, denylistd nodes on this machine".into(),
@@ -311,7 +329,10 @@ pub fn run(opts: &Opts) -> Result<Section> {
                 "s",
             ),
         ],
-        charts: Vec::new(),
+        charts: vec![Chart {
+            file: chart_file.into(),
+            title: "Fleet convergence by percentile".into(),
+        }],
         data: json!({
             "nodes": s.nodes, "deploys": s.deploys,
             "convergence_ms": { "p50": p50, "p99": p99, "max": max },

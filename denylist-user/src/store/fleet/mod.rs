@@ -274,8 +274,16 @@ impl FleetStore {
             self.client = None;
         }
         // A server that answered with an error is reachable: that error
-        // stands. Anything else is the database out of reach.
+        // stands. A certificate this node does not trust is told apart;
+        // anything else is the database out of reach.
         result.map_err(|e| match e {
+            StoreError::Postgres(source) if let Some(detail) = refused_by_tls(&source) => {
+                StoreError::FleetUntrusted {
+                    database: self.database.clone(),
+                    detail,
+                    source,
+                }
+            }
             StoreError::Postgres(source) if source.as_db_error().is_none() => {
                 StoreError::FleetUnavailable {
                     database: self.database.clone(),
@@ -459,6 +467,25 @@ impl FleetStore {
             }
         }
     }
+}
+
+/// What TLS said when it refused the server (its certificate, or its
+/// name), which tokio-postgres-rustls hands over inside an I/O error.
+fn refused_by_tls(e: &postgres::Error) -> Option<String> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cause {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref);
+        if let Some(tls) = err
+            .downcast_ref::<rustls::Error>()
+            .or_else(|| inner.and_then(|i| i.downcast_ref::<rustls::Error>()))
+        {
+            return Some(tls.to_string());
+        }
+        cause = err.source();
+    }
+    None
 }
 
 /// What a [`Command`] applied returns, when it is not what the caller's
