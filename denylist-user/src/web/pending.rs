@@ -167,10 +167,13 @@ async fn deploy(State(app): State<App>, Extension(ctx): Extension<Ctx>, body: By
     {
         Ok(r) => {
             let msg = match r.revision {
-                Some(rev) => format!(
-                    "Deployed revision {rev}: {} added, {} removed, {} changed.",
-                    r.counts.added, r.counts.removed, r.counts.changed
-                ),
+                Some(rev) => {
+                    app.sessions.deployed(&ctx.session.id, rev);
+                    format!(
+                        "Deployed revision {rev}: {} added, {} removed, {} changed.",
+                        r.counts.added, r.counts.removed, r.counts.changed
+                    )
+                }
                 None => "Nothing was pending: nothing deployed.".to_string(),
             };
             app.sessions.flash(&ctx.session.id, msg);
@@ -248,6 +251,13 @@ mod tests {
         // The next page says what was deployed.
         let (_, html) = b.get("/denylist").await;
         assert!(html.contains("Deployed revision 4"), "{html}");
+        // And follows it to the fleet's nodes, once.
+        assert!(
+            html.contains(r#"hx-get="/nodes/rollout?revision=4""#),
+            "{html}"
+        );
+        let (_, html) = b.get("/denylist").await;
+        assert!(!html.contains("/nodes/rollout"), "{html}");
     }
 
     #[tokio::test]

@@ -29,6 +29,9 @@ pub struct Layout {
     pub revision: u64,
     pub degraded: bool,
     pub notice: Option<String>,
+    /// The revision just deployed: the page follows it to the fleet's
+    /// nodes (nothing shows on a single host).
+    pub rollout: Option<u64>,
     /// Why the daemon could not be asked for its status.
     pub daemon_error: Option<String>,
 }
@@ -63,6 +66,7 @@ impl Layout {
             revision,
             degraded,
             notice: app.sessions.take_flash(&ctx.session.id),
+            rollout: app.sessions.take_deployed(&ctx.session.id),
             daemon_error,
         }
     }

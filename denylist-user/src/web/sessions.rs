@@ -38,6 +38,9 @@ struct Entry {
     /// A message for the next page this session sees ("Deployed revision
     /// 12"), so a redirect after a change can still say what it did.
     flash: Option<String>,
+    /// The revision this session just deployed, whose way to the fleet's
+    /// nodes the next page follows.
+    deployed: Option<u64>,
 }
 
 pub struct Sessions {
@@ -84,6 +87,7 @@ impl Sessions {
                 created: now,
                 last_seen: now,
                 flash: None,
+                deployed: None,
             },
         );
         session
@@ -108,6 +112,21 @@ impl Sessions {
         if let Some(e) = map.get_mut(id) {
             e.flash = Some(message);
         }
+    }
+
+    /// Leaves the revision this session deployed for the next page, which
+    /// follows it to the fleet's nodes.
+    pub fn deployed(&self, id: &str, revision: u64) {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(id) {
+            e.deployed = Some(revision);
+        }
+    }
+
+    /// The revision left for this page, once.
+    pub fn take_deployed(&self, id: &str) -> Option<u64> {
+        let mut map = self.map.lock().unwrap_or_else(|p| p.into_inner());
+        map.get_mut(id).and_then(|e| e.deployed.take())
     }
 
     /// The message left for this page, once.

@@ -6,6 +6,7 @@
 //! `cargo test -p denylist-tests --test web -- --test-threads=1`.
 
 mod autoblock;
+mod fleet;
 mod forgery;
 mod proxy;
 mod rate;

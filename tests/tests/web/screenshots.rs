@@ -42,7 +42,7 @@ fn deploy(s: &Stack, entries: Value, source: &str, message: &str) {
 /// Saves the viewport as `dir/web-NAME.png` after checking the page
 /// shows `expect`, and that the picture is more than a blank page's
 /// (`blank` bytes: an empty viewport compresses to almost nothing).
-fn shot(b: &Browser, dir: &Path, name: &str, expect: &str, blank: usize) -> PathBuf {
+pub(crate) fn shot(b: &Browser, dir: &Path, name: &str, expect: &str, blank: usize) -> PathBuf {
     b.wait_text(expect);
     let path = dir.join(format!("web-{name}.png"));
     b.screenshot(&path);
@@ -105,11 +105,8 @@ fn every_page_renders_and_is_photographed() {
     };
     let _light = pair.blast(light, pps, count).expect("trafgen");
     let dir = TempDir::new("screenshots");
+    let blank = blank_size(&s.web.origin(), dir.path());
     let b = Browser::start(&s.web.origin());
-    b.goto_url("about:blank");
-    let blank_png = dir.path().join("blank.png");
-    b.screenshot(&blank_png);
-    let blank = std::fs::read(&blank_png).expect("the blank shot").len();
     b.goto("/login");
     let mut shots = vec![shot(&b, dir.path(), "login", "Sign in", blank)];
     drop(b);
@@ -139,9 +136,24 @@ fn every_page_renders_and_is_photographed() {
     b.revisit("/auto", |b| b.text().contains("would block"));
     shots.push(shot(&b, dir.path(), "auto", "would block", blank));
 
+    publish(&shots);
+}
+
+/// The size of a blank page's screenshot, made in `dir` by a browser on
+/// the console at `origin`.
+pub(crate) fn blank_size(origin: &str, dir: &Path) -> usize {
+    let b = Browser::start(origin);
+    b.goto_url("about:blank");
+    let blank_png = dir.join("blank.png");
+    b.screenshot(&blank_png);
+    std::fs::read(&blank_png).expect("the blank shot").len()
+}
+
+/// Copies `shots` into docs/img with DENYLIST_SCREENSHOTS=1.
+pub(crate) fn publish(shots: &[PathBuf]) {
     if std::env::var_os("DENYLIST_SCREENSHOTS").is_some_and(|v| v == "1") {
         let img = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/img");
-        for p in &shots {
+        for p in shots {
             let to = img.join(p.file_name().expect("a file name"));
             std::fs::copy(p, &to).unwrap_or_else(|e| panic!("copy to {}: {e}", to.display()));
         }
