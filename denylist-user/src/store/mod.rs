@@ -12,6 +12,9 @@ mod error;
 mod fleet;
 mod page;
 mod sqlite;
+/// The store's shared test suite, which every backend passes.
+#[cfg(any(test, feature = "store-suite"))]
+pub mod suite;
 
 use std::{path::Path, sync::Arc};
 
