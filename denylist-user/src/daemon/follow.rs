@@ -19,8 +19,29 @@ impl Core {
     /// store has nothing to follow.
     /// `protected` is what this host protects, read without the core's
     /// lock; None when it could not be read.
+    ///
+    /// Another host's deploy reaches the kernel before this host's store
+    /// writes it, and the heartbeat between says so: the node's row shows
+    /// the revision as soon as the kernel filters by it. Each such deploy
+    /// is one round; the rounds go on until the log has no more.
     pub fn follow_fleet(&mut self, protected: Option<ProtectedSet>) -> Result<usize, CoreError> {
-        let result = self
+        let mut total = 0;
+        loop {
+            let (round, more) = self.follow_round(protected.clone());
+            match round {
+                Ok(n) if more => total += n,
+                Ok(n) => return Ok(total + n),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// One round of [`Core::follow_fleet`]; true when there may be more.
+    fn follow_round(
+        &mut self,
+        protected: Option<ProtectedSet>,
+    ) -> (Result<usize, CoreError>, bool) {
+        let mut result = self
             .store
             .follow()
             .map_err(CoreError::from)
@@ -43,6 +64,17 @@ impl Core {
         }
         self.fleet_database_up = Some(beat.is_ok());
         self.stale.store(beat.is_err(), Ordering::Relaxed);
+        // Written whether or not the kernel took it: the store follows the
+        // log, and a kernel behind it is drift, which verify repairs.
+        let more = match self.store.follow_done() {
+            Ok(more) => more,
+            Err(e) => {
+                if result.is_ok() {
+                    result = Err(e.into());
+                }
+                false
+            }
+        };
         if let Err(e) = self.store.keep_snapshot() {
             tracing::warn!("fleet: taking a snapshot for new nodes: {e}");
         }
@@ -51,7 +83,7 @@ impl Core {
         if let Ok(sets) = self.store.fleet_protected() {
             self.host.set_fleet(sets);
         }
-        result
+        (result, more)
     }
 
     /// Whether the last heartbeat reached the fleet's database, and why
@@ -113,7 +145,7 @@ impl Core {
         let n = followed.len();
         for f in followed {
             let changes = match &f {
-                Followed::Deployed(plan) => changes_of(plan, tai_offset_ms()),
+                Followed::Deployed { plan, .. } => changes_of(plan, tai_offset_ms()),
                 Followed::Expired { expired, now } => self.expiry_changes(expired, *now),
             };
             if changes.is_empty() {
@@ -130,9 +162,9 @@ impl Core {
                     source: Box::new(source),
                 });
             }
-            if let Followed::Deployed(plan) = &f {
+            if let Followed::Deployed { plan, revision } = &f {
                 tracing::info!(
-                    revision = self.store.revision().unwrap_or_default(),
+                    revision,
                     added = plan.adds.len(),
                     removed = plan.removes.len(),
                     changed = plan.changes.len(),

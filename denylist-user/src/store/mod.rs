@@ -74,8 +74,9 @@ pub struct DeployRecord<'a> {
 /// What a host applied from the fleet's log that its kernel must follow.
 #[derive(Debug, Clone)]
 pub enum Followed {
-    /// Another host's deploy, as planned here (with this host's ids).
-    Deployed(Plan),
+    /// Another host's deploy of `revision`, as planned here (with this
+    /// host's ids).
+    Deployed { plan: Plan, revision: u64 },
     /// Another host's expiry sweep at `now`: the listings it found expired.
     Expired { expired: Vec<Stored>, now: Millis },
 }
@@ -319,6 +320,14 @@ pub trait Store: Send {
     /// a single host's store has nobody to follow.
     fn follow(&mut self) -> Result<Vec<Followed>, StoreError> {
         Ok(Vec::new())
+    }
+
+    /// Finishes what [`Store::follow`] handed out ahead of this store: a
+    /// deploy of another host's goes into the kernel before the store
+    /// writes it, so that the node says it applied the revision as soon as
+    /// its kernel has it. True when there may be more to follow.
+    fn follow_done(&mut self) -> Result<bool, StoreError> {
+        Ok(false)
     }
 
     /// Says that the deploy [`Store::plan`] began is over, written or not:

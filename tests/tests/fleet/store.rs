@@ -7,7 +7,9 @@ use std::{os::unix::fs::PermissionsExt as _, sync::mpsc, thread, time::Duration}
 use denylist::{
     daemon::FleetConfig,
     model::{AuditFilter, Entry, List, NodeReport, Page, Target},
-    store::{Audit, DeployRecord, Duty, FleetStore, SqliteStore, Stage, Store, StoreError},
+    store::{
+        Audit, DeployRecord, Duty, FleetStore, Followed, SqliteStore, Stage, Store, StoreError,
+    },
 };
 use denylist_tests::{daemon::TempDir, postgres::Postgres};
 use postgres::error::SqlState;
@@ -50,6 +52,18 @@ fn node_as(pg: &Postgres, name: &str) -> Node {
     let connect = Box::new(move || postgres::Client::connect(&params, postgres::NoTls));
     let store = FleetStore::open(dir.path(), connect, "the test's", name).unwrap();
     Node { store, _dir: dir }
+}
+
+/// Follows the log to its head as the daemon does, a round per deploy:
+/// each handed to the kernel, then written.
+fn follow(store: &mut FleetStore) -> Vec<Followed> {
+    let mut all = Vec::new();
+    loop {
+        all.extend(store.follow().unwrap());
+        if !store.follow_done().unwrap() {
+            return all;
+        }
+    }
 }
 
 fn t(s: &str) -> Target {
@@ -134,11 +148,16 @@ fn every_node_builds_the_same_store_from_the_log() {
         1_000,
     );
     assert_eq!(deploy(&mut a.store, 1_100), 1);
+    // a's deploy goes to b's kernel first, and into b's store after.
     assert_eq!(
         b.store.follow().unwrap().len(),
         1,
         "a's deploy, for b's kernel"
     );
+    assert_eq!(b.store.revision().unwrap(), 0, "not written yet");
+    assert!(b.store.follow_done().unwrap(), "written now");
+    assert!(b.store.follow().unwrap().is_empty());
+    assert!(!b.store.follow_done().unwrap());
     assert_eq!(b.store.applied().unwrap(), 2, "a stage and a deploy");
     assert_eq!(state(&a.store), state(&b.store));
     assert_eq!(b.store.revision().unwrap(), 1);
@@ -151,7 +170,7 @@ fn every_node_builds_the_same_store_from_the_log() {
     };
     stage(&mut b.store, &[remove], 2_000);
     assert_eq!(deploy(&mut b.store, 2_100), 2);
-    a.store.follow().unwrap();
+    follow(&mut a.store);
     let c = node(&pg, "c");
     assert_eq!(state(&a.store), state(&b.store));
     assert_eq!(state(&c.store), state(&b.store));
@@ -175,7 +194,7 @@ fn a_change_catches_up_before_it_writes() {
     // b has not followed: its stage still lands after a's, on a's draft.
     stage(&mut b.store, &[add("192.0.2.2")], 1_001);
     assert_eq!(b.store.pending_count().unwrap(), 2);
-    a.store.follow().unwrap();
+    follow(&mut a.store);
     assert_eq!(state(&a.store), state(&b.store));
 }
 
@@ -192,11 +211,11 @@ fn a_failed_change_leaves_no_log_entry() {
     let err = a.store.stage(&[missing], "root", 1_000, None, &Audit::Each);
     assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
     assert_eq!(a.store.applied().unwrap(), 0);
-    b.store.follow().unwrap();
+    follow(&mut b.store);
     assert_eq!(b.store.applied().unwrap(), 0);
     // The lock was released: the next change goes through.
     stage(&mut b.store, &[add("192.0.2.1")], 1_001);
-    a.store.follow().unwrap();
+    follow(&mut a.store);
     assert_eq!(a.store.applied().unwrap(), 1);
 }
 
@@ -235,7 +254,7 @@ fn deploys_from_two_nodes_are_serialized() {
         b_rev, 2,
         "b's deploy comes after a's, with its own revision"
     );
-    a.store.follow().unwrap();
+    follow(&mut a.store);
     assert_eq!(state(&a.store), state(&b.store));
     let deployed: Vec<Target> = a
         .store
@@ -261,7 +280,7 @@ fn an_abandoned_plan_releases_the_lock_and_logs_nothing() {
     a.store.plan(None, 1_100).unwrap();
     a.store.deploy_done();
     stage(&mut b.store, &[add("192.0.2.2")], 1_200);
-    a.store.follow().unwrap();
+    follow(&mut a.store);
     assert_eq!(a.store.applied().unwrap(), 2);
     assert_eq!(a.store.revision().unwrap(), 0);
     assert_eq!(state(&a.store), state(&b.store));
@@ -295,7 +314,7 @@ fn a_deploy_the_kernel_refused_releases_the_lock_and_logs_nothing() {
     drop(a.store.write_deploy(&plan, record(1_100)).unwrap());
     a.store.deploy_done();
     stage(&mut b.store, &[add("192.0.2.2")], 1_200);
-    a.store.follow().unwrap();
+    follow(&mut a.store);
     assert_eq!(a.store.revision().unwrap(), 0);
     assert_eq!(b.store.revision().unwrap(), 0);
     assert_eq!(state(&a.store), state(&b.store));
@@ -308,7 +327,7 @@ fn without_the_database_reads_go_on_and_changes_fail_until_it_returns() {
     let mut b = node(&pg, "b");
     stage(&mut a.store, &[add("192.0.2.1")], 1_000);
     deploy(&mut a.store, 1_100);
-    b.store.follow().unwrap();
+    follow(&mut b.store);
     pg.stop();
     assert_eq!(
         b.store.revision().unwrap(),
@@ -329,7 +348,7 @@ fn without_the_database_reads_go_on_and_changes_fail_until_it_returns() {
     stage(&mut a.store, &[add("192.0.2.2")], 1_300);
     deploy(&mut a.store, 1_400);
     let mut c = node(&pg, "c");
-    c.store.follow().unwrap();
+    follow(&mut c.store);
     assert_eq!(state(&a.store), state(&c.store));
     assert_eq!(c.store.revision().unwrap(), 2);
 }
@@ -341,7 +360,7 @@ fn a_node_appends_to_the_log_but_never_rewrites_it_nor_another_node_s_row() {
     let mut b = node_as(&pg, "edge_b");
     stage(&mut a.store, &[add("192.0.2.1")], 1_000);
     deploy(&mut a.store, 1_100);
-    b.store.follow().unwrap();
+    follow(&mut b.store);
     assert_eq!(
         b.store.revision().unwrap(),
         1,
@@ -471,7 +490,7 @@ fn a_single_host_moves_into_a_fleet_with_its_history_and_audit() {
     assert_eq!(state(&b.store), before);
     assert_eq!(b.store.revision().unwrap(), 2);
     deploy(&mut a, 2_000);
-    b.store.follow().unwrap();
+    follow(&mut b.store);
     assert_eq!(state(&a), state(&b.store));
     assert_eq!(b.store.revision().unwrap(), 3);
 

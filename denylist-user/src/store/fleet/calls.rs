@@ -416,9 +416,13 @@ impl Store for FleetStore {
     /// plan's catch-up applied, which the kernel must take first.
     fn follow(&mut self) -> Result<Vec<Followed>, StoreError> {
         if self.deploying.is_none() {
-            self.catch_up(u64::MAX)?;
+            self.catch_up(u64::MAX, true)?;
         }
         Ok(std::mem::take(&mut self.followed))
+    }
+
+    fn follow_done(&mut self) -> Result<bool, StoreError> {
+        self.finish_deferred()
     }
 
     fn deploy_done(&mut self) {
@@ -445,7 +449,7 @@ impl Store for FleetStore {
     }
 
     fn heartbeat(&mut self, report: &NodeReport) -> Result<(), StoreError> {
-        let applied = (self.local.log_seq()?, self.local.revision()?);
+        let applied = self.applied_here()?;
         let node = self.node.clone();
         self.pg_afresh(|c| log::heartbeat(c, &node, applied, report))
     }

@@ -163,10 +163,43 @@ impl Command {
         }
     }
 
+    /// A deploy's plan on `store`, with that store's ids; None for any
+    /// other command.
+    pub fn deploy_plan(&self, store: &mut dyn Store) -> Result<Option<Plan>, StoreError> {
+        let Command::Deploy { only, now, .. } = self else {
+            return Ok(None);
+        };
+        Ok(Some(store.plan(only_of(only), *now)?))
+    }
+
+    /// Writes and commits a deploy with the plan [`Command::deploy_plan`]
+    /// made on the same store.
+    pub fn write_planned(&self, store: &mut dyn Store, plan: Plan) -> Result<Applied, StoreError> {
+        let Command::Deploy {
+            now,
+            user,
+            message,
+            kind,
+            ..
+        } = self
+        else {
+            return Err(StoreError::CommandResult {
+                command: self.kind(),
+            });
+        };
+        let record = DeployRecord {
+            user,
+            message: message.as_deref(),
+            now: *now,
+            kind,
+        };
+        let (rev, seq) = store.write_deploy(&plan, record)?.commit()?;
+        Ok(Applied::Deployed(rev, seq, plan))
+    }
+
     /// Applies the command to `store`, as one call of it; a deploy plans,
-    /// writes and commits in one go, since the node applying it has no
-    /// kernel step to fit between (it updates its kernel from the new
-    /// revision afterwards).
+    /// writes and commits in one go here (a follower may put the plan into
+    /// its kernel before the write: see `FleetStore::follow`).
     pub fn apply(&self, store: &mut dyn Store) -> Result<Applied, StoreError> {
         Ok(match self {
             Command::Stage {
@@ -183,23 +216,9 @@ impl Command {
                 let (seq, n) = store.discard(user, *now)?;
                 Applied::Discarded(seq, n)
             }
-            Command::Deploy {
-                only,
-                now,
-                user,
-                message,
-                kind,
-            } => {
-                let only = only.as_ref().map(|(keys, sources)| Only { keys, sources });
-                let plan = store.plan(only, *now)?;
-                let record = DeployRecord {
-                    user,
-                    message: message.as_deref(),
-                    now: *now,
-                    kind,
-                };
-                let (rev, seq) = store.write_deploy(&plan, record)?.commit()?;
-                Applied::Deployed(rev, seq, plan)
+            Command::Deploy { only, now, .. } => {
+                let plan = store.plan(only_of(only), *now)?;
+                return self.write_planned(store, plan);
             }
             Command::Rollback {
                 rev,
@@ -254,4 +273,9 @@ impl Command {
             } => Applied::Seq(store.set_auto_policy(policy, user, action, *now)?),
         })
     }
+}
+
+/// A deploy's `only`, as [`Store::plan`] takes it.
+fn only_of(only: &Option<(Vec<(Target, List)>, Sources)>) -> Option<Only<'_>> {
+    only.as_ref().map(|(keys, sources)| Only { keys, sources })
 }

@@ -29,7 +29,7 @@ use super::{
 };
 use crate::{
     model::{List, Millis, Sources, Target},
-    store::{Duty, Store as _},
+    store::{Duty, Plan, Store as _},
 };
 
 /// Log entries read at a time while catching up.
@@ -66,6 +66,17 @@ pub struct FleetStore {
     /// [`Store::follow`] has not handed out yet.
     followed: Vec<Followed>,
     snapshots: Snapshotting,
+    /// Another node's deploy that [`Store::follow`] handed to the kernel,
+    /// planned here but not written yet: [`Store::follow_done`] writes it.
+    deferred: Option<Deferred>,
+}
+
+/// A followed deploy between its plan and its write.
+struct Deferred {
+    seq: u64,
+    command: Command,
+    plan: Plan,
+    revision: u64,
 }
 
 /// Where this node is with the fleet's snapshots (`Duty::Snapshot`).
@@ -122,6 +133,7 @@ impl FleetStore {
             deploying: None,
             followed: Vec::new(),
             snapshots: Snapshotting::default(),
+            deferred: None,
         };
         match store.pg_afresh(log::check) {
             Ok(()) => {}
@@ -134,7 +146,7 @@ impl FleetStore {
         if fresh {
             store = store.bootstrap(state_dir)?;
         }
-        match store.catch_up(u64::MAX) {
+        match store.catch_up(u64::MAX, false) {
             Ok(_) => {}
             Err(e) if e.is_unreachable() => {
                 tracing::warn!("fleet: starting from the local copy: {e}");
@@ -163,6 +175,7 @@ impl FleetStore {
             deploying,
             followed,
             snapshots,
+            deferred,
         } = self;
         // Closed before its file is replaced.
         drop(local);
@@ -183,6 +196,7 @@ impl FleetStore {
             deploying,
             followed,
             snapshots,
+            deferred,
         })
     }
 
@@ -294,8 +308,13 @@ impl FleetStore {
         })
     }
 
-    /// Applies the log's entries up to `head`, in order.
-    fn catch_up(&mut self, head: u64) -> Result<usize, StoreError> {
+    /// Applies the log's entries up to `head`, in order. With `defer`, it
+    /// stops at another node's deploy once it planned it, and leaves the
+    /// write to [`FleetStore::finish_deferred`], after the kernel took the
+    /// plan: the store's write of a large deploy takes as long as the
+    /// kernel's, and the node's row should not wait for both.
+    fn catch_up(&mut self, head: u64, defer: bool) -> Result<usize, StoreError> {
+        self.finish_deferred()?;
         let mut n = 0;
         loop {
             let at = self.local.log_seq()?;
@@ -311,6 +330,20 @@ impl FleetStore {
                 return Ok(n);
             }
             for (seq, command) in batch {
+                if defer && let Some(plan) = command.deploy_plan(&mut self.local)? {
+                    let revision = self.local.revision()? + 1;
+                    self.followed.push(Followed::Deployed {
+                        plan: plan.clone(),
+                        revision,
+                    });
+                    self.deferred = Some(Deferred {
+                        seq,
+                        command,
+                        plan,
+                        revision,
+                    });
+                    return Ok(n + 1);
+                }
                 let applied = self.apply_entry(seq, &command)?;
                 self.note_followed(applied);
                 n += 1;
@@ -320,11 +353,48 @@ impl FleetStore {
 
     fn note_followed(&mut self, applied: Applied) {
         match applied {
-            Applied::Deployed(_, _, plan) => self.followed.push(Followed::Deployed(plan)),
+            Applied::Deployed(rev, _, plan) => self.followed.push(Followed::Deployed {
+                plan,
+                revision: rev.revision,
+            }),
             Applied::Expired(_, expired, now) if !expired.is_empty() => {
                 self.followed.push(Followed::Expired { expired, now });
             }
             _ => {}
+        }
+    }
+
+    /// Writes the deploy [`FleetStore::catch_up`] planned and deferred, if
+    /// any; true when there was one.
+    fn finish_deferred(&mut self) -> Result<bool, StoreError> {
+        let Some(Deferred {
+            seq, command, plan, ..
+        }) = self.deferred.take()
+        else {
+            return Ok(false);
+        };
+        self.local.begin_entry()?;
+        match command.write_planned(&mut self.local, plan) {
+            Ok(_) => {
+                self.local.commit_entry(seq)?;
+                Ok(true)
+            }
+            Err(e) => {
+                self.local.abort_entry();
+                Err(StoreError::Diverged {
+                    seq,
+                    source: Box::new(e),
+                })
+            }
+        }
+    }
+
+    /// The log entry and revision this node's kernel applied: a deferred
+    /// deploy's once it was handed out.
+    fn applied_here(&self) -> Result<(u64, u64), StoreError> {
+        match &self.deferred {
+            Some(d) => Ok((d.seq, d.revision)),
+            None => Ok((self.local.log_seq()?, self.local.revision()?)),
         }
     }
 
@@ -410,7 +480,7 @@ impl FleetStore {
         self.release();
         let head = self.pg_afresh(|c| log::begin_write(c).inspect_err(|_| log::rollback(c)))?;
         self.tx_open = true;
-        match self.catch_up(head) {
+        match self.catch_up(head, false) {
             Ok(_) => Ok(head + 1),
             Err(e) => {
                 self.rollback();
