@@ -13,34 +13,26 @@ use crate::{
     store::{Followed, Plan},
 };
 
+/// What one round of [`Core::follow_fleet`] did.
+pub struct FollowRound {
+    /// The deploys and sweeps put into the kernel.
+    pub applied: Result<usize, CoreError>,
+    /// The log may hold more: call again.
+    pub more: bool,
+}
+
 impl Core {
-    /// Brings this host to the fleet's head: called on each notification
-    /// of a new log entry and every few seconds besides. A single host's
-    /// store has nothing to follow.
-    /// `protected` is what this host protects, read without the core's
-    /// lock; None when it could not be read.
+    /// One round of following the fleet: called on each notification of
+    /// a new log entry and every few seconds besides, and again while a
+    /// round says there is more. A single host's store has nothing to
+    /// follow. `protected` is what this host protects, read without the
+    /// core's lock; None when it could not be read.
     ///
     /// Another host's deploy reaches the kernel before this host's store
     /// writes it, and the heartbeat between says so: the node's row shows
     /// the revision as soon as the kernel filters by it. Each such deploy
-    /// is one round; the rounds go on until the log has no more.
-    pub fn follow_fleet(&mut self, protected: Option<ProtectedSet>) -> Result<usize, CoreError> {
-        let mut total = 0;
-        loop {
-            let (round, more) = self.follow_round(protected.clone());
-            match round {
-                Ok(n) if more => total += n,
-                Ok(n) => return Ok(total + n),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    /// One round of [`Core::follow_fleet`]; true when there may be more.
-    fn follow_round(
-        &mut self,
-        protected: Option<ProtectedSet>,
-    ) -> (Result<usize, CoreError>, bool) {
+    /// ends a round.
+    pub fn follow_fleet(&mut self, protected: Option<ProtectedSet>) -> FollowRound {
         let mut result = self
             .store
             .follow()
@@ -83,7 +75,10 @@ impl Core {
         if let Ok(sets) = self.store.fleet_protected() {
             self.host.set_fleet(sets);
         }
-        (result, more)
+        FollowRound {
+            applied: result,
+            more,
+        }
     }
 
     /// Whether the last heartbeat reached the fleet's database, and why

@@ -47,6 +47,7 @@ pub use config::{Args, Config, ConfigError, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEF
 use denylist_common::Hit;
 pub use error::{CoreError, GuardedLine, StartError};
 pub use fleet::{FleetConfig, FleetError, FleetListener};
+pub use follow::FollowRound;
 pub use health::Summary;
 pub use man::{config_page, daemon_page, write_man_pages};
 pub use page::entry_page;

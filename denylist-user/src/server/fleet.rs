@@ -41,9 +41,20 @@ pub(super) fn spawn(
                         tracing::warn!("fleet: cannot publish this node's guardrails: {e}")
                     })
                     .ok();
-                core.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .follow_fleet(protected)
+                // The core's lock is taken for a round at a time, so that a
+                // long run of other nodes' deploys lets requests in between.
+                let mut total = 0;
+                loop {
+                    let round = core
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .follow_fleet(protected.clone());
+                    match round.applied {
+                        Ok(n) if round.more => total += n,
+                        Ok(n) => break Ok(total + n),
+                        Err(e) => break Err(e),
+                    }
+                }
             })
             .await;
             match followed {

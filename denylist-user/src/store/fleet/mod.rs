@@ -330,7 +330,17 @@ impl FleetStore {
                 return Ok(n);
             }
             for (seq, command) in batch {
-                if defer && let Some(plan) = command.deploy_plan(&mut self.local)? {
+                let planned = if defer {
+                    command
+                        .deploy_plan(&mut self.local)
+                        .map_err(|e| StoreError::Diverged {
+                            seq,
+                            source: Box::new(e),
+                        })?
+                } else {
+                    None
+                };
+                if let Some(plan) = planned {
                     let revision = self.local.revision()? + 1;
                     self.followed.push(Followed::Deployed {
                         plan: plan.clone(),
