@@ -35,7 +35,7 @@ impl Core {
     pub fn follow_fleet(&mut self, protected: Option<ProtectedSet>) -> FollowRound {
         let mut result = self
             .store
-            .follow()
+            .follow_round()
             .map_err(CoreError::from)
             .and_then(|followed| self.apply_followed(followed));
         match &result {
@@ -44,25 +44,20 @@ impl Core {
             Err(CoreError::Store(e)) if e.is_unreachable() => {}
             Err(e) => self.fleet_error = Some(e.to_string()),
         }
-        let report = NodeReport {
-            drift: self.ops.last_drift_found.max(self.drift as u64),
-            error: self.fleet_error.clone(),
-            capacity: u64::from(self.config.layout.capacity),
-            protected,
-        };
-        let beat = self.store.heartbeat(&report);
-        if let Err(e) = &beat {
-            tracing::debug!("fleet heartbeat: {e}");
-        }
-        self.fleet_database_up = Some(beat.is_ok());
-        self.stale.store(beat.is_err(), Ordering::Relaxed);
+        self.heartbeat(protected.clone());
         // Written whether or not the kernel took it: the store follows the
-        // log, and a kernel behind it is drift, which verify repairs.
+        // log, and a kernel behind it is drift, which verify repairs. A
+        // write that fails is this node's failure, and its row says so.
         let more = match self.store.follow_done() {
             Ok(more) => more,
             Err(e) => {
+                let e = CoreError::from(e);
+                if !matches!(&e, CoreError::Store(s) if s.is_unreachable()) {
+                    self.fleet_error = Some(e.to_string());
+                    self.heartbeat(protected);
+                }
                 if result.is_ok() {
-                    result = Err(e.into());
+                    result = Err(e);
                 }
                 false
             }
@@ -79,6 +74,23 @@ impl Core {
             applied: result,
             more,
         }
+    }
+
+    /// Writes this node's row: what it applied, its drift and last error,
+    /// and what it protects.
+    fn heartbeat(&mut self, protected: Option<ProtectedSet>) {
+        let report = NodeReport {
+            drift: self.ops.last_drift_found.max(self.drift as u64),
+            error: self.fleet_error.clone(),
+            capacity: u64::from(self.config.layout.capacity),
+            protected,
+        };
+        let beat = self.store.heartbeat(&report);
+        if let Err(e) = &beat {
+            tracing::debug!("fleet heartbeat: {e}");
+        }
+        self.fleet_database_up = Some(beat.is_ok());
+        self.stale.store(beat.is_err(), Ordering::Relaxed);
     }
 
     /// Whether the last heartbeat reached the fleet's database, and why

@@ -1,6 +1,6 @@
 //! libpq's password file, which `PGPASSFILE` names (else `~/.pgpass`):
-//! rust-postgres reads none, and no maintained crate parses one, so the
-//! few rules of libpq's format are kept here
+//! rust-postgres reads none, so the few rules of libpq's format are kept
+//! here, as libpq 15's `passwordFromFile` applies them
 //! (<https://www.postgresql.org/docs/15/libpq-pgpass.html>).
 
 use std::path::Path;
@@ -13,7 +13,8 @@ pub(super) fn lookup(text: &str, pg: &postgres::Config) -> Option<String> {
     let user = pg.get_user()?;
     let db = pg.get_dbname().unwrap_or(user);
     let port = pg.get_ports().first().copied().unwrap_or(5432).to_string();
-    // libpq tries each host in turn; the password is the first host's.
+    // rust-postgres takes one password for every host it tries: the first
+    // host's line gives it.
     let host = match pg.get_hosts().first() {
         Some(Host::Tcp(h)) => h.clone(),
         Some(Host::Unix(dir)) => unix_host(dir),
@@ -43,7 +44,7 @@ fn unix_host(dir: &Path) -> String {
 }
 
 /// A line's five fields, with `\:` and `\\` unescaped; None for a line
-/// with fewer. The password runs to the end of the line, colons and all.
+/// with fewer. As in libpq, the password ends at the next unescaped colon.
 fn fields(line: &str) -> Option<Vec<String>> {
     let mut out = vec![String::new()];
     let mut chars = line.chars();
@@ -51,6 +52,7 @@ fn fields(line: &str) -> Option<Vec<String>> {
         match c {
             '\\' => out.last_mut()?.extend(chars.next()),
             ':' if out.len() < 5 => out.push(String::new()),
+            ':' => break,
             c => out.last_mut()?.push(c),
         }
     }
@@ -76,7 +78,8 @@ mod tests {
         let at = |url| lookup(text, &pg(url));
         assert_eq!(
             at("postgres://node1@db.example/denylist").as_deref(),
-            Some("pa:ss:word")
+            Some("pa:ss"),
+            "the password ends at an unescaped colon, as in libpq"
         );
         assert_eq!(
             at("postgres://node1@db.example:6432/denylist").as_deref(),

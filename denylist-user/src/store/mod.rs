@@ -322,7 +322,15 @@ pub trait Store: Send {
         Ok(Vec::new())
     }
 
-    /// Finishes what [`Store::follow`] handed out ahead of this store: a
+    /// [`Store::follow`] for the fleet's follower, one round at a time:
+    /// another host's deploy ends the round, handed out planned but not
+    /// written, for [`Store::follow_done`] to write once the kernel took
+    /// it.
+    fn follow_round(&mut self) -> Result<Vec<Followed>, StoreError> {
+        self.follow()
+    }
+
+    /// Finishes what [`Store::follow_round`] handed out ahead of this store: a
     /// deploy of another host's goes into the kernel before the store
     /// writes it, so that the node says it applied the revision as soon as
     /// its kernel has it. True when there may be more to follow.

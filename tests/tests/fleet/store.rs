@@ -54,12 +54,12 @@ fn node_as(pg: &Postgres, name: &str) -> Node {
     Node { store, _dir: dir }
 }
 
-/// Follows the log to its head as the daemon does, a round per deploy:
-/// each handed to the kernel, then written.
+/// Follows the log to its head as the daemon's follower does, a round per
+/// deploy: each handed to the kernel, then written.
 fn follow(store: &mut FleetStore) -> Vec<Followed> {
     let mut all = Vec::new();
     loop {
-        all.extend(store.follow().unwrap());
+        all.extend(store.follow_round().unwrap());
         if !store.follow_done().unwrap() {
             return all;
         }
@@ -150,13 +150,13 @@ fn every_node_builds_the_same_store_from_the_log() {
     assert_eq!(deploy(&mut a.store, 1_100), 1);
     // a's deploy goes to b's kernel first, and into b's store after.
     assert_eq!(
-        b.store.follow().unwrap().len(),
+        b.store.follow_round().unwrap().len(),
         1,
         "a's deploy, for b's kernel"
     );
     assert_eq!(b.store.revision().unwrap(), 0, "not written yet");
     assert!(b.store.follow_done().unwrap(), "written now");
-    assert!(b.store.follow().unwrap().is_empty());
+    assert!(b.store.follow_round().unwrap().is_empty());
     assert!(!b.store.follow_done().unwrap());
     assert_eq!(b.store.applied().unwrap(), 2, "a stage and a deploy");
     assert_eq!(state(&a.store), state(&b.store));

@@ -45,7 +45,8 @@ fn sizes(opts: &Opts) -> Sizes {
         Sizes {
             nodes: 3,
             deploys: 5,
-            big: 10_000,
+            // Enough log for a snapshot to be due (256 KiB of commands).
+            big: 100_000,
             outage: Duration::from_secs(2),
         }
     } else {
@@ -342,19 +343,20 @@ pub fn run(opts: &Opts) -> Result<Section> {
     })
 }
 
-/// Seconds after `since` until a snapshot holds the log's head.
+/// Seconds after `since` until a snapshot holds the last deploy.
 fn until_snapshot(pg: &mut postgres::Client, since: Instant) -> Result<f64> {
     loop {
         let held: bool = pg
             .query_one(
-                "SELECT coalesce((SELECT max(seq) FROM snapshots), 0) >= (SELECT max(seq) FROM log)",
+                "SELECT coalesce((SELECT max(seq) FROM snapshots), 0)
+                     >= (SELECT max(seq) FROM log WHERE kind = 'deploy')",
                 &[],
             )?
             .get(0);
         if held {
             return Ok(since.elapsed().as_secs_f64());
         }
-        ensure!(since.elapsed() < GIVE_UP, "no snapshot of the log's head");
+        ensure!(since.elapsed() < GIVE_UP, "no snapshot of the last deploy");
         thread::sleep(POLL * 10);
     }
 }

@@ -416,6 +416,13 @@ impl Store for FleetStore {
     /// plan's catch-up applied, which the kernel must take first.
     fn follow(&mut self) -> Result<Vec<Followed>, StoreError> {
         if self.deploying.is_none() {
+            self.catch_up(u64::MAX, false)?;
+        }
+        Ok(std::mem::take(&mut self.followed))
+    }
+
+    fn follow_round(&mut self) -> Result<Vec<Followed>, StoreError> {
+        if self.deploying.is_none() {
             self.catch_up(u64::MAX, true)?;
         }
         Ok(std::mem::take(&mut self.followed))

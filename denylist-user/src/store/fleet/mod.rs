@@ -384,11 +384,11 @@ impl FleetStore {
             return Ok(false);
         };
         self.local.begin_entry()?;
-        match command.write_planned(&mut self.local, plan) {
-            Ok(_) => {
-                self.local.commit_entry(seq)?;
-                Ok(true)
-            }
+        match command
+            .write_planned(&mut self.local, plan)
+            .and_then(|_| self.local.commit_entry(seq))
+        {
+            Ok(()) => Ok(true),
             Err(e) => {
                 self.local.abort_entry();
                 Err(StoreError::Diverged {
@@ -436,8 +436,14 @@ impl FleetStore {
                 Ok(Ok((seq, bytes))) => {
                     tracing::info!(seq, bytes, "fleet: stored a snapshot for new nodes");
                 }
-                Ok(Err(e)) => tracing::warn!("fleet: taking a snapshot for new nodes: {e}"),
-                Err(_) => tracing::error!("fleet: the snapshot's thread panicked"),
+                Ok(Err(e)) => {
+                    tracing::warn!("fleet: taking a snapshot for new nodes: {e}; trying again");
+                    s.checked = None;
+                }
+                Err(_) => {
+                    tracing::error!("fleet: the snapshot's thread panicked; trying again");
+                    s.checked = None;
+                }
             }
         }
         let at = self.local.log_seq()?;

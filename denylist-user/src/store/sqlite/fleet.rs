@@ -4,6 +4,7 @@
 
 use std::{
     fs,
+    io::Write as _,
     os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
     path::Path,
     sync::atomic::{AtomicU64, Ordering},
@@ -157,7 +158,10 @@ pub(crate) fn snapshot(db: &Path, stamp_seq: Option<u64>) -> Result<(u64, Vec<u8
         if let Some(seq) = stamp_seq {
             stamp(&copy, seq)?;
         }
-        copy.execute_batch("DELETE FROM attachments; DELETE FROM hits;")?;
+        // Zeroed, not only freed: the copy leaves the node.
+        copy.execute_batch(
+            "PRAGMA secure_delete = ON; DELETE FROM attachments; DELETE FROM hits;",
+        )?;
         let seq = following(&copy)?.unwrap_or(0);
         drop(copy);
         let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
@@ -188,7 +192,7 @@ pub(crate) fn remove_stale_snapshots(db: &Path) {
 /// under `state_dir`, which no one has open: written beside it (mode 0600,
 /// never through a link), synced, then renamed over it, with the old
 /// store's journal files gone.
-pub(crate) fn install_snapshot(state_dir: &Path, gzipped: &[u8]) -> Result<(), StoreError> {
+pub(crate) fn install_snapshot(state_dir: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let path = state_dir.join(super::DB_FILE);
     let tmp = path.with_extension("incoming");
     let io = |path: &Path| {
@@ -203,7 +207,12 @@ pub(crate) fn install_snapshot(state_dir: &Path, gzipped: &[u8]) -> Result<(), S
         .custom_flags(libc::O_NOFOLLOW)
         .open(&tmp)
         .map_err(io(&tmp))?;
-    std::io::copy(&mut GzDecoder::new(gzipped), &mut f).map_err(io(&tmp))?;
+    // Snapshots stored before they were gzipped are taken as they are.
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        std::io::copy(&mut GzDecoder::new(bytes), &mut f).map_err(io(&tmp))?;
+    } else {
+        f.write_all(bytes).map_err(io(&tmp))?;
+    }
     f.sync_all().map_err(io(&tmp))?;
     for journal in ["-wal", "-shm"] {
         let j = state_dir.join(format!("{}{journal}", super::DB_FILE));

@@ -83,7 +83,9 @@ async fn rollout(
         .into_iter()
         .map(|n| {
             let is_live = n.state.is_live();
-            let there = n.applied_revision >= q.revision;
+            // A node whose last apply failed has not applied it, whatever
+            // its row's revision says.
+            let there = n.applied_revision >= q.revision && n.state != NodeState::Error;
             live += usize::from(is_live);
             applied += usize::from(is_live && there);
             let text = match (is_live, there) {
@@ -230,17 +232,27 @@ mod tests {
             node("edge2", 6, NodeState::Behind),
             gone,
         ];
+        // A node whose kernel refused it has not applied it, whatever its
+        // row's revision says.
+        let mut failed = nodes.clone();
+        let mut refused = node("edge4", 7, NodeState::Error);
+        refused.error = Some("the kernel refused the update".into());
+        failed.push(refused);
         fake.set(
             Method::GET,
             "/v1/nodes",
             200,
-            serde_json::to_value(&nodes).unwrap(),
+            serde_json::to_value(&failed).unwrap(),
         );
         let b = Browser::viewer(&fake).await;
         let (status, html) = b.get("/nodes/rollout?revision=7").await;
         assert_eq!(status, StatusCode::OK, "{html}");
-        assert!(html.contains("1 of 2 live nodes applied it"), "{html}");
+        assert!(html.contains("1 of 3 live nodes applied it"), "{html}");
         assert!(html.contains("edge2: at revision 6 (behind)"), "{html}");
+        assert!(
+            html.contains("edge4: at revision 7 (the kernel refused the update)"),
+            "{html}"
+        );
         assert!(html.contains("edge3: offline: not waited for"), "{html}");
         assert!(
             html.contains(r#"hx-trigger="every 1s""#),
