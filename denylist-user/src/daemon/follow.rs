@@ -62,13 +62,17 @@ impl Core {
                 false
             }
         };
-        if let Err(e) = self.store.keep_snapshot() {
-            tracing::warn!("fleet: taking a snapshot for new nodes: {e}");
-        }
-        // The other nodes' guardrails, for the next checks here; a
-        // database out of reach leaves the last ones known.
-        if let Ok(sets) = self.store.fleet_protected() {
-            self.host.set_fleet(sets);
+        // Once per pass, on its last round: neither changes with the
+        // deploys a catch-up goes through.
+        if !more {
+            if let Err(e) = self.store.keep_snapshot() {
+                tracing::warn!("fleet: taking a snapshot for new nodes: {e}");
+            }
+            // The other nodes' guardrails, for the next checks here; a
+            // database out of reach leaves the last ones known.
+            if let Ok(sets) = self.store.fleet_protected() {
+                self.host.set_fleet(sets);
+            }
         }
         FollowRound {
             applied: result,

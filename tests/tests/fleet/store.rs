@@ -66,6 +66,12 @@ fn follow(store: &mut FleetStore) -> Vec<Followed> {
     }
 }
 
+/// A file only its owner may read, as password files must be.
+fn write_private(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 fn t(s: &str) -> Target {
     Target::parse(s).unwrap()
 }
@@ -513,8 +519,7 @@ fn a_node_logs_in_with_libpq_s_password_file() {
         pg.port()
     );
     let open = |lines: &str| {
-        std::fs::write(&passfile, lines).unwrap();
-        std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600)).unwrap();
+        write_private(&passfile, lines);
         let config = FleetConfig::new(&url, None, Some("pp".into()))
             .unwrap()
             .with_passfile(Some(passfile.clone()));
@@ -538,8 +543,7 @@ fn a_node_verifies_the_database_s_certificate_and_name() {
     let (ca, other_ca) = pg.enable_tls();
     let dir = TempDir::new("fleet-tls");
     let password = dir.path().join("password");
-    std::fs::write(&password, "pw-tl\n").unwrap();
-    std::fs::set_permissions(&password, std::fs::Permissions::from_mode(0o600)).unwrap();
+    write_private(&password, "pw-tl\n");
     let open = |host: &str, ca: &std::path::Path| {
         let url = format!(
             "postgres://tl@{host}:{}/denylist?sslmode=verify-full&sslrootcert={}",

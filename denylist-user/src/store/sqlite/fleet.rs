@@ -141,10 +141,6 @@ pub(crate) fn snapshot(db: &Path, stamp_seq: Option<u64>) -> Result<(u64, Vec<u8
         TAKEN.fetch_add(1, Ordering::Relaxed)
     ));
     let _ = fs::remove_file(&tmp);
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StoreError::Io { path, source }
-    };
     let made = (|| {
         let tmp_name = tmp.to_str().ok_or_else(|| {
             io(&tmp)(std::io::Error::new(
@@ -174,6 +170,12 @@ pub(crate) fn snapshot(db: &Path, stamp_seq: Option<u64>) -> Result<(u64, Vec<u8
     made
 }
 
+/// An I/O error on `path`, as the store reports it.
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { path, source }
+}
+
 /// Removes what snapshots of the store in the file `db` left behind when
 /// their process died.
 pub(crate) fn remove_stale_snapshots(db: &Path) {
@@ -195,10 +197,6 @@ pub(crate) fn remove_stale_snapshots(db: &Path) {
 pub(crate) fn install_snapshot(state_dir: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let path = state_dir.join(super::DB_FILE);
     let tmp = path.with_extension("incoming");
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| StoreError::Io { path, source }
-    };
     let _ = fs::remove_file(&tmp);
     let mut f = fs::OpenOptions::new()
         .write(true)
