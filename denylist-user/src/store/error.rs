@@ -156,6 +156,10 @@ pub enum StoreError {
     )]
     CommandResult { command: &'static str },
     #[error(
+        "the fleet's log lacks the entries after {at} up to {next}, which this node has not applied, and no snapshot is past them: restore them, or start this node with an empty state directory"
+    )]
+    LogGap { at: u64, next: u64 },
+    #[error(
         "fleet log entry {seq} failed to apply here ({source}); this node stops following until it loads a fresh snapshot"
     )]
     Diverged {

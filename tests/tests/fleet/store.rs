@@ -597,3 +597,30 @@ fn a_node_verifies_the_database_s_certificate_and_name() {
         );
     }
 }
+
+#[test]
+fn a_node_behind_log_entries_pruned_with_no_snapshot_past_them_stops_and_says_so() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    let b = node(&pg, "b");
+    let Node { store, _dir: b_dir } = b;
+    drop(store);
+    stage(&mut a.store, &[add("192.0.2.1")], 1_000);
+    deploy(&mut a.store, 1_100);
+    stage(&mut a.store, &[add("192.0.2.2")], 1_200);
+    // The owner prunes entries b never applied, and no snapshot has them.
+    owner(&pg)
+        .execute("DELETE FROM log WHERE seq <= 2", &[])
+        .unwrap();
+    let err = FleetStore::open(b_dir.path(), admin_connect(&pg), "the test's", "b").err();
+    assert!(
+        matches!(err, Some(StoreError::LogGap { next: 3, .. })),
+        "{err:?}"
+    );
+    assert!(
+        err.unwrap()
+            .to_string()
+            .contains("start this node with an empty state directory"),
+        "says what to do"
+    );
+}

@@ -28,6 +28,8 @@ fn a_change_staged_after_the_review_makes_the_deploy_answer_409() {
 
     // The dialog shows the diff the admin is about to ship.
     b.click("Save and Deploy");
+    // The page behind lists the address too: wait for the dialog itself.
+    b.wait_true("return document.querySelector('input[name=expect_seq]') !== null");
     let dialog = b.wait_text("198.51.100.7");
     assert!(!dialog.contains("198.51.100.9"), "{dialog}");
     let reviewed = b.script("return document.querySelector('input[name=expect_seq]').value");

@@ -145,15 +145,13 @@ impl Store for FleetStore {
     }
 
     /// Takes the writer lock and keeps it until the deploy is committed or
-    /// over: deploys from different nodes are serialized by the database,
-    /// each planned from the state the one before it left.
+    /// over (`deploy_done`), an empty plan's too, which a caller may write
+    /// as an empty revision as on one host: deploys from different nodes
+    /// are serialized by the database, each planned from the state the one
+    /// before it left.
     fn plan(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
         let seq = self.begin()?;
         match self.local.plan(only, now) {
-            Ok(plan) if plan.is_empty() => {
-                self.rollback();
-                Ok(plan)
-            }
             Ok(plan) => {
                 self.deploying = Some(Deploying {
                     seq,
@@ -416,6 +414,8 @@ impl Store for FleetStore {
     /// plan's catch-up applied, which the kernel must take first.
     fn follow(&mut self) -> Result<Vec<Followed>, StoreError> {
         if self.deploying.is_none() {
+            self.finish_deferred()?;
+            self.skip_ahead(true)?;
             self.catch_up(u64::MAX, false)?;
         }
         Ok(std::mem::take(&mut self.followed))
@@ -423,13 +423,19 @@ impl Store for FleetStore {
 
     fn follow_round(&mut self) -> Result<Vec<Followed>, StoreError> {
         if self.deploying.is_none() {
-            self.catch_up(u64::MAX, true)?;
+            self.finish_deferred()?;
+            // A round at a time: the snapshot's changes go to the kernel
+            // before the log past it is read.
+            self.skipped = self.skip_ahead(true)?;
+            if !self.skipped {
+                self.catch_up(u64::MAX, true)?;
+            }
         }
         Ok(std::mem::take(&mut self.followed))
     }
 
     fn follow_done(&mut self) -> Result<bool, StoreError> {
-        self.finish_deferred()
+        Ok(self.finish_deferred()? | std::mem::take(&mut self.skipped))
     }
 
     fn deploy_done(&mut self) {

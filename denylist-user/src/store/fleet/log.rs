@@ -348,6 +348,31 @@ pub fn since_snapshot(client: &mut Client, seq: u64) -> Result<SinceSnapshot, St
     })
 }
 
+/// The latest snapshot's seq, when it is past entry `seq` and the log up
+/// to it is more than a new snapshot would be taken for (the rule of
+/// [`SinceSnapshot::due`]), or lacks entries its owner pruned: a node that
+/// far behind loads it rather than replay that much, or than fail.
+pub fn snapshot_past(client: &mut Client, seq: u64) -> Result<Option<u64>, StoreError> {
+    let Some(r) = client.query_opt(
+        "WITH s AS (SELECT seq, octet_length(data) AS size FROM snapshots ORDER BY seq DESC LIMIT 1)
+         SELECT s.seq, s.size::bigint, count(l.seq), coalesce(sum(octet_length(l.body)), 0)::bigint,
+                coalesce(min(l.seq), s.seq + 1)
+         FROM s LEFT JOIN log l ON l.seq > $1 AND l.seq <= s.seq
+         WHERE s.seq > $1 GROUP BY s.seq, s.size",
+        &[&(seq as i64)],
+    )?
+    else {
+        return Ok(None);
+    };
+    let behind = SinceSnapshot {
+        entries: r.get::<_, i64>(2) as u64,
+        bytes: r.get::<_, i64>(3) as u64,
+        snapshot_bytes: r.get::<_, i64>(1) as u64,
+    };
+    let pruned = r.get::<_, i64>(4) as u64 != seq + 1;
+    Ok((pruned || behind.due()).then(|| r.get::<_, i64>(0) as u64))
+}
+
 pub struct SinceSnapshot {
     pub entries: u64,
     pub bytes: u64,

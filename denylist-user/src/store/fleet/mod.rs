@@ -14,6 +14,7 @@ mod command;
 mod log;
 
 use std::{
+    collections::HashMap,
     path::Path,
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -25,10 +26,10 @@ use postgres::Client;
 
 use super::{
     Followed, SqliteStore, StoreError,
-    sqlite::{install_snapshot, remove_stale_snapshots, snapshot},
+    sqlite::{remove_stale_snapshots, snapshot},
 };
 use crate::{
-    model::{List, Millis, Sources, Target},
+    model::{List, Millis, Sources, Stored, Target},
     store::{Duty, Plan, Store as _},
 };
 
@@ -65,6 +66,8 @@ pub struct FleetStore {
     /// Other hosts' deploys and sweeps applied here whose kernel changes
     /// [`Store::follow`] has not handed out yet.
     followed: Vec<Followed>,
+    /// This round loaded a snapshot: the log past it is for the next.
+    skipped: bool,
     snapshots: Snapshotting,
     /// Another node's deploy that [`Store::follow`] handed to the kernel,
     /// planned here but not written yet: [`Store::follow_done`] writes it.
@@ -101,9 +104,10 @@ impl FleetStore {
     /// store under `state_dir` as this node's copy, and catches up.
     ///
     /// A new node (an empty store) starts from the fleet's latest
-    /// snapshot, when there is one, and needs the database for that. A
-    /// node with a copy starts from it when the database cannot be
-    /// reached. A store with a single host's history is refused: replaying
+    /// snapshot, when there is one, and needs the database for that; so
+    /// does a node far behind it (`log::snapshot_past`), keeping its own
+    /// ids and rows. A node with a copy starts from it when the database
+    /// cannot be reached. A store with a single host's history is refused: replaying
     /// the fleet over it would number revisions and audit events apart
     /// from the fleet's. So is a database without the fleet's tables, or
     /// with a newer schema. What the catch-up applied is not handed to
@@ -132,6 +136,7 @@ impl FleetStore {
             duties: 0,
             deploying: None,
             followed: Vec::new(),
+            skipped: false,
             snapshots: Snapshotting::default(),
             deferred: None,
         };
@@ -143,8 +148,18 @@ impl FleetStore {
             }
             Err(e) => return Err(e),
         }
-        if fresh {
-            store = store.bootstrap(state_dir)?;
+        let started = if fresh {
+            store.bootstrap()
+        } else {
+            store.skip_ahead(false).map(drop)
+        };
+        match started {
+            Ok(()) => {}
+            Err(e) if e.is_unreachable() && !fresh => {
+                tracing::warn!("fleet: starting from the local copy: {e}");
+                return Ok(store);
+            }
+            Err(e) => return Err(e),
         }
         match store.catch_up(u64::MAX, false) {
             Ok(_) => {}
@@ -159,45 +174,52 @@ impl FleetStore {
 
     /// A new node's store: the fleet's latest snapshot, or none to start
     /// from the log's first entry.
-    fn bootstrap(mut self, state_dir: &Path) -> Result<Self, StoreError> {
+    fn bootstrap(&mut self) -> Result<(), StoreError> {
+        match self.pg_afresh(log::latest_snapshot)? {
+            Some((seq, bytes)) => self.load_snapshot(seq, &bytes, false),
+            None => self.local.follow_from(0),
+        }
+    }
+
+    /// Loads the fleet's latest snapshot in place of this node's copy,
+    /// keeping the node's ids and own rows, when the node is far behind it
+    /// (`log::snapshot_past`): replaying the log would take longer. With
+    /// `to_kernel`, what that changed in the deployed entries is handed
+    /// out as a followed deploy of the snapshot's revision; returns
+    /// whether it loaded one.
+    fn skip_ahead(&mut self, to_kernel: bool) -> Result<bool, StoreError> {
+        let at = self.local.log_seq()?;
+        if self.pg_afresh(|c| log::snapshot_past(c, at))?.is_none() {
+            return Ok(false);
+        }
         let Some((seq, bytes)) = self.pg_afresh(log::latest_snapshot)? else {
-            self.local.follow_from(0)?;
-            return Ok(self);
+            return Ok(false);
         };
-        let FleetStore {
-            local,
-            connect,
-            database,
-            client,
-            node,
-            tx_open,
-            duties,
-            deploying,
-            followed,
-            snapshots,
-            deferred,
-        } = self;
-        // Closed before its file is replaced.
-        drop(local);
-        install_snapshot(state_dir, &bytes)?;
+        tracing::info!(at, seq, "fleet: far behind; loading the fleet's snapshot");
+        let before = if to_kernel {
+            self.local.deployed()?
+        } else {
+            Vec::new()
+        };
+        self.load_snapshot(seq, &bytes, true)?;
+        if to_kernel {
+            let plan = plan_between(before, self.local.deployed()?);
+            let revision = self.local.revision()?;
+            self.followed.push(Followed::Deployed { plan, revision });
+        }
+        Ok(true)
+    }
+
+    /// The snapshot of entry `seq` in place of this node's copy; with
+    /// `carry`, the copy's node-local rows and ids kept.
+    fn load_snapshot(&mut self, seq: u64, bytes: &[u8], carry: bool) -> Result<(), StoreError> {
+        self.local.load_snapshot(bytes, carry)?;
         tracing::info!(
             seq,
             bytes = bytes.len(),
             "fleet: starting from the fleet's snapshot"
         );
-        Ok(FleetStore {
-            local: SqliteStore::open(state_dir)?,
-            connect,
-            database,
-            client,
-            node,
-            tx_open,
-            duties,
-            deploying,
-            followed,
-            snapshots,
-            deferred,
-        })
+        Ok(())
     }
 
     /// Moves the single host's store under `state_dir` into the empty
@@ -326,8 +348,14 @@ impl FleetStore {
             } else {
                 self.pg_afresh(|c| log::since(c, at, CATCH_UP_BATCH))?
             };
-            if batch.is_empty() {
-                return Ok(n);
+            match batch.first() {
+                None => return Ok(n),
+                // The writer lock numbers entries without gaps: a gap is
+                // entries pruned that no snapshot past them covers.
+                Some(&(next, _)) if next != at + 1 => {
+                    return Err(StoreError::LogGap { at, next });
+                }
+                Some(_) => {}
             }
             for (seq, command) in batch {
                 let planned = if defer {
@@ -578,4 +606,23 @@ fn refused_by_tls(e: &postgres::Error) -> Option<String> {
 /// method returns: a store whose commands disagree with its methods.
 fn mismatch(command: &'static str) -> StoreError {
     StoreError::CommandResult { command }
+}
+
+/// What takes a kernel from the entries `before` to those `after`, both
+/// under this node's ids, as a deploy's plan.
+fn plan_between(before: Vec<Stored>, after: Vec<Stored>) -> Plan {
+    let mut left: HashMap<(Target, List), Stored> = before
+        .into_iter()
+        .map(|s| ((s.entry.target, s.entry.list), s))
+        .collect();
+    let mut plan = Plan::default();
+    for s in after {
+        match left.remove(&(s.entry.target, s.entry.list)) {
+            None => plan.adds.push(s),
+            Some(b) if b != s => plan.changes.push((b, s)),
+            Some(_) => {}
+        }
+    }
+    plan.removes.extend(left.into_values());
+    plan
 }

@@ -66,6 +66,23 @@ impl SqliteStore {
         &self.path
     }
 
+    /// Puts the fleet's snapshot `bytes` in place of this store's file
+    /// ([`install_snapshot`]) and opens it; on a failure the file is the
+    /// old one, opened again.
+    pub(crate) fn load_snapshot(&mut self, bytes: &[u8], carry: bool) -> Result<(), StoreError> {
+        let dir = self
+            .path
+            .parent()
+            .expect("the store's file is in its state directory")
+            .to_path_buf();
+        // Both connections closed first: the file is replaced under them.
+        self.checkpointer.stop();
+        self.conn = Connection::open_in_memory()?;
+        let installed = install_snapshot(&dir, bytes, carry);
+        *self = SqliteStore::open(&dir)?;
+        installed
+    }
+
     /// Opens the transaction a log entry's changes go in: the store's own
     /// transactions are savepoints, which nest inside it.
     pub(crate) fn begin_entry(&mut self) -> Result<(), StoreError> {
@@ -142,13 +159,7 @@ pub(crate) fn snapshot(db: &Path, stamp_seq: Option<u64>) -> Result<(u64, Vec<u8
     ));
     let _ = fs::remove_file(&tmp);
     let made = (|| {
-        let tmp_name = tmp.to_str().ok_or_else(|| {
-            io(&tmp)(std::io::Error::new(
-                std::io::ErrorKind::InvalidInput,
-                "the state directory's path is not UTF-8",
-            ))
-        })?;
-        Connection::open(db)?.execute("VACUUM INTO ?1", [tmp_name])?;
+        Connection::open(db)?.execute("VACUUM INTO ?1", [utf8(&tmp)?])?;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o600)).map_err(io(&tmp))?;
         let copy = Connection::open(&tmp)?;
         if let Some(seq) = stamp_seq {
@@ -176,6 +187,16 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
     move |source| StoreError::Io { path, source }
 }
 
+/// `path` as SQL takes a file name.
+fn utf8(path: &Path) -> Result<&str, StoreError> {
+    path.to_str().ok_or_else(|| {
+        io(path)(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the state directory's path is not UTF-8",
+        ))
+    })
+}
+
 /// Removes what snapshots of the store in the file `db` left behind when
 /// their process died.
 pub(crate) fn remove_stale_snapshots(db: &Path) {
@@ -193,8 +214,13 @@ pub(crate) fn remove_stale_snapshots(db: &Path) {
 /// Puts a fleet's snapshot (as [`snapshot`] made it) in place as the store
 /// under `state_dir`, which no one has open: written beside it (mode 0600,
 /// never through a link), synced, then renamed over it, with the old
-/// store's journal files gone.
-pub(crate) fn install_snapshot(state_dir: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+/// store's journal files gone. With `carry`, the store it replaces keeps
+/// what is this node's alone (see [`carry_local`]).
+pub(crate) fn install_snapshot(
+    state_dir: &Path,
+    bytes: &[u8],
+    carry: bool,
+) -> Result<(), StoreError> {
     let path = state_dir.join(super::DB_FILE);
     let tmp = path.with_extension("incoming");
     let _ = fs::remove_file(&tmp);
@@ -212,6 +238,10 @@ pub(crate) fn install_snapshot(state_dir: &Path, bytes: &[u8]) -> Result<(), Sto
         f.write_all(bytes).map_err(io(&tmp))?;
     }
     f.sync_all().map_err(io(&tmp))?;
+    drop(f);
+    if carry {
+        carry_local(&tmp, &path)?;
+    }
     for journal in ["-wal", "-shm"] {
         let j = state_dir.join(format!("{}{journal}", super::DB_FILE));
         match fs::remove_file(&j) {
@@ -223,4 +253,47 @@ pub(crate) fn install_snapshot(state_dir: &Path, bytes: &[u8]) -> Result<(), Sto
     fs::File::open(state_dir)
         .and_then(|d| d.sync_all())
         .map_err(io(state_dir))
+}
+
+/// Gives the snapshot in the file `new` what is this node's alone from its
+/// store in the file `old`: each entry both hold keeps the node's id, since
+/// ids name its kernel's slots and hit counters; the others take ids past
+/// any either store gave. The node's attachments and hit counts come along.
+fn carry_local(new: &Path, old: &Path) -> Result<(), StoreError> {
+    let mut conn = Connection::open(new)?;
+    conn.execute("ATTACH DATABASE ?1 AS old", [utf8(old)?])?;
+    let tx = conn.transaction()?;
+    let base: i64 = tx.query_row(
+        "SELECT max(n.value, o.value) FROM main.meta n, old.meta o
+         WHERE n.key = 'next_id' AND o.key = 'next_id'",
+        [],
+        |r| r.get(0),
+    )?;
+    // The new ones first, off every id the old store gave, so that the
+    // ids carried over below cannot meet one of the snapshot's.
+    let fresh = tx.execute(
+        "UPDATE main.entries AS n SET id = ?1 + f.k
+         FROM (SELECT e.sort_key, e.list, row_number() OVER (ORDER BY e.sort_key, e.list) - 1 AS k
+               FROM main.entries e WHERE NOT EXISTS (
+                 SELECT 1 FROM old.entries o WHERE o.sort_key = e.sort_key AND o.list = e.list)) AS f
+         WHERE n.sort_key = f.sort_key AND n.list = f.list",
+        [base],
+    )? as i64;
+    if base + fresh > i64::from(u32::MAX) {
+        return Err(StoreError::IdsExhausted);
+    }
+    tx.execute_batch(
+        "UPDATE main.entries AS n SET id = o.id FROM old.entries AS o
+           WHERE o.sort_key = n.sort_key AND o.list = n.list;
+         INSERT INTO main.attachments SELECT * FROM old.attachments;
+         INSERT INTO main.hits SELECT h.* FROM old.hits h
+           WHERE h.id IN (SELECT id FROM main.entries);",
+    )?;
+    tx.execute(
+        "UPDATE main.meta SET value = ?1 WHERE key = 'next_id'",
+        [base + fresh],
+    )?;
+    tx.commit()?;
+    conn.execute("DETACH DATABASE old", [])?;
+    Ok(())
 }

@@ -32,7 +32,7 @@ use std::{
 use rusqlite::Connection;
 
 pub(crate) use audit::attach_kind;
-pub(crate) use fleet::{install_snapshot, remove_stale_snapshots, snapshot};
+pub(crate) use fleet::{remove_stale_snapshots, snapshot};
 pub(crate) use schema::SCHEMA_VERSION;
 
 use super::{
@@ -50,7 +50,7 @@ pub const DB_FILE: &str = "denylist.db";
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
-    _checkpointer: open::Checkpointer,
+    checkpointer: open::Checkpointer,
 }
 
 impl Store for SqliteStore {

@@ -60,12 +60,19 @@ impl Checkpointer {
     }
 }
 
-impl Drop for Checkpointer {
-    fn drop(&mut self) {
+impl Checkpointer {
+    /// Checkpoints once more and closes its connection.
+    pub(super) fn stop(&mut self) {
         self.stop.take();
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for Checkpointer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -191,7 +198,7 @@ impl SqliteStore {
         Ok(Self {
             conn,
             path,
-            _checkpointer: checkpointer,
+            checkpointer,
         })
     }
 

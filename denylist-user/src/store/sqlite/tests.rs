@@ -6,11 +6,13 @@ use std::{fs, os::unix::fs::DirBuilderExt as _, path::PathBuf};
 
 use rusqlite::Connection;
 
-use super::{DB_FILE, SqliteStore, rows::meta, schema::SCHEMA_VERSION};
+use super::{
+    DB_FILE, SqliteStore, fleet::install_snapshot, rows::meta, schema::SCHEMA_VERSION, snapshot,
+};
 use crate::{
     model::{List, Sources},
     store::{
-        Audit, Op, Stage, Store, StoreError,
+        Audit, HitTotal, Op, Stage, Store, StoreError,
         suite::{self, Test, add, deploy, t},
     },
 };
@@ -294,6 +296,107 @@ fn bulk_stage_matches_one_at_a_time() {
     let count = |op: Op| pending.iter().filter(|p| p.op == op).count();
     assert!(count(Op::Add) > 100 && count(Op::Change) > 10 && count(Op::Remove) > 10);
     for d in [bulk_dir, each_dir] {
+        let _ = fs::remove_dir_all(d);
+    }
+}
+
+/// A far-behind node's store in place of the fleet's snapshot: the
+/// entries it already had keep its ids, its hit counts and attachments
+/// stay, and the fleet's new entries take ids it never gave.
+#[test]
+fn a_snapshot_installed_over_a_nodes_store_keeps_its_ids_and_rows() {
+    let (node_dir, fleet_dir) = (tmp(), tmp());
+    let audit = Audit::Each;
+    let mut node = SqliteStore::open(&node_dir).unwrap();
+    node.stage(
+        &[add("192.0.2.1"), add("192.0.2.2")],
+        "root",
+        1,
+        None,
+        &audit,
+    )
+    .unwrap();
+    deploy(&mut node, 2);
+    let ids = |s: &SqliteStore| -> Vec<(String, u32)> {
+        s.deployed()
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.entry.target.to_string(), e.id))
+            .collect()
+    };
+    let before = ids(&node);
+    let id_of = |ids: &[(String, u32)], t: &str| ids.iter().find(|e| e.0 == t).unwrap().1;
+    let hit = HitTotal {
+        packets: 7,
+        bytes: 700,
+        last_hit: Some(2),
+    };
+    node.add_hits(&[(id_of(&before, "192.0.2.2"), hit)])
+        .unwrap();
+    node.add_hits(&[(id_of(&before, "192.0.2.1"), hit)])
+        .unwrap();
+    node.set_local_attachment("eth0", Some("native")).unwrap();
+    drop(node);
+
+    // The fleet's store gave its ids in another order, and went on.
+    let mut fleet = SqliteStore::open(&fleet_dir).unwrap();
+    for (i, ip) in ["192.0.2.9", "192.0.2.3", "192.0.2.2"].iter().enumerate() {
+        fleet
+            .stage(&[add(ip)], "root", 3 + i as i64, None, &audit)
+            .unwrap();
+        deploy(&mut fleet, 3 + i as i64);
+    }
+    fleet
+        .stage(
+            &[Stage::Remove {
+                target: t("192.0.2.9"),
+                list: List::Deny,
+                sources: Sources::All,
+            }],
+            "root",
+            9,
+            None,
+            &audit,
+        )
+        .unwrap();
+    deploy(&mut fleet, 9);
+    let (_, bytes) = snapshot(fleet.file(), Some(42)).unwrap();
+    let fleet_ids = ids(&fleet);
+    drop(fleet);
+
+    install_snapshot(&node_dir, &bytes, true).unwrap();
+    let node = SqliteStore::open(&node_dir).unwrap();
+    let after = ids(&node);
+    assert_eq!(node.log_seq().unwrap(), 42);
+    assert_eq!(
+        after.iter().map(|e| e.0.as_str()).collect::<Vec<_>>(),
+        ["192.0.2.2", "192.0.2.3"],
+        "the fleet's entries"
+    );
+    assert_eq!(
+        id_of(&after, "192.0.2.2"),
+        id_of(&before, "192.0.2.2"),
+        "kept"
+    );
+    let fresh = id_of(&after, "192.0.2.3");
+    assert!(
+        before.iter().chain(&fleet_ids).all(|e| e.1 < fresh),
+        "past every id either store gave: {fresh} against {before:?} {fleet_ids:?}"
+    );
+    let hits = node.hit_totals().unwrap();
+    assert_eq!(hits.len(), 1, "only a kept entry's hits: {hits:?}");
+    assert_eq!(hits[&id_of(&before, "192.0.2.2")].packets, 7);
+    assert_eq!(
+        node.attachments().unwrap(),
+        [("eth0".to_string(), "native".to_string())]
+    );
+    // The next deploy's new entry takes an id past those too.
+    let mut node = node;
+    node.stage(&[add("192.0.2.4")], "root", 20, None, &audit)
+        .unwrap();
+    deploy(&mut node, 20);
+    assert!(id_of(&ids(&node), "192.0.2.4") > fresh);
+    for d in [node_dir, fleet_dir] {
         let _ = fs::remove_dir_all(d);
     }
 }

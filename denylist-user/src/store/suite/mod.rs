@@ -2,11 +2,13 @@
 //! backend: SQLite's unit tests run it on SQLite stores, and the fleet's
 //! tests run it on `FleetStore` nodes over a real PostgreSQL
 //! (`tests/tests/fleet/suite.rs`). Each test opens the stores it needs,
-//! empty, through `open`.
+//! empty, through `open`. The tests of listings are in [`listings`].
+
+pub mod listings;
 
 use crate::{
     model::{AuditFilter, List, Millis, Page, Revision, Sources, Target, Ttl},
-    store::{Audit, DeployRecord, Op, Stage, Store, StoreError},
+    store::{Audit, DeployRecord, Op, Plan, Stage, Store, StoreError},
 };
 
 /// Opens a new, empty store of the backend under test.
@@ -41,6 +43,46 @@ pub const ALL: &[(&str, Test)] = &[
         "given_ttls_restart_at_the_deploy_and_imports_never_shorten",
         given_ttls_restart_at_the_deploy_and_imports_never_shorten,
     ),
+    (
+        "an_admins_deploy_keeps_the_expiry_a_partial_deploy_gave_a_listing",
+        listings::an_admins_deploy_keeps_the_expiry_a_partial_deploy_gave_a_listing,
+    ),
+    (
+        "a_listing_shipped_by_a_partial_deploy_stays_gone_once_expired",
+        listings::a_listing_shipped_by_a_partial_deploy_stays_gone_once_expired,
+    ),
+    (
+        "an_imports_refreshed_expiry_is_not_extended_by_the_next_deploy",
+        listings::an_imports_refreshed_expiry_is_not_extended_by_the_next_deploy,
+    ),
+    (
+        "the_expiry_of_an_entrys_last_listing_keeps_another_sources_staged_listing",
+        listings::the_expiry_of_an_entrys_last_listing_keeps_another_sources_staged_listing,
+    ),
+    (
+        "a_ttl_given_again_survives_expiry_whether_or_not_another_listing_is_left",
+        listings::a_ttl_given_again_survives_expiry_whether_or_not_another_listing_is_left,
+    ),
+    (
+        "an_expired_listing_copied_into_the_draft_is_not_revived_by_a_deploy",
+        listings::an_expired_listing_copied_into_the_draft_is_not_revived_by_a_deploy,
+    ),
+    (
+        "a_feeds_removal_survives_an_admins_pending_change",
+        listings::a_feeds_removal_survives_an_admins_pending_change,
+    ),
+    (
+        "an_admins_staged_removal_stays_staged_under_a_feeds_deploy",
+        listings::an_admins_staged_removal_stays_staged_under_a_feeds_deploy,
+    ),
+    (
+        "source_keys_read_the_listings_json",
+        listings::source_keys_read_the_listings_json,
+    ),
+    (
+        "the_sweep_drops_a_copied_listing_and_a_pending_row_left_with_nothing",
+        listings::the_sweep_drops_a_copied_listing_and_a_pending_row_left_with_nothing,
+    ),
 ];
 
 pub fn t(s: &str) -> Target {
@@ -61,6 +103,10 @@ pub fn add(s: &str) -> Stage {
 
 pub fn deploy(store: &mut dyn Store, now: Millis) -> Revision {
     let plan = store.plan(None, now).unwrap();
+    commit_deploy(store, &plan, now)
+}
+
+fn commit_deploy(store: &mut dyn Store, plan: &Plan, now: Millis) -> Revision {
     let record = DeployRecord {
         user: "root",
         message: None,
@@ -68,7 +114,7 @@ pub fn deploy(store: &mut dyn Store, now: Millis) -> Revision {
         kind: "deploy",
     };
     store
-        .write_deploy(&plan, record)
+        .write_deploy(plan, record)
         .unwrap()
         .commit()
         .unwrap()
