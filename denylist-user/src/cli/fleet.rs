@@ -12,10 +12,7 @@ use super::{
     output,
     session::{Session, decode},
 };
-use crate::{
-    model::{NodeState, NodeStatus},
-    wire::ApiError,
-};
+use crate::{model::NodeStatus, wire::ApiError};
 
 /// How often `deploy --wait` asks.
 const WAIT_POLL: Duration = Duration::from_millis(200);
@@ -53,12 +50,7 @@ impl Session {
             let nodes: Vec<NodeStatus> = decode(&self.get("/v1/nodes")?)?;
             let behind: Vec<&str> = nodes
                 .iter()
-                // A node whose last apply failed has not applied it,
-                // whatever its row's revision says.
-                .filter(|n| {
-                    n.state.is_live()
-                        && (n.applied_revision < revision || n.state == NodeState::Error)
-                })
+                .filter(|n| n.state.is_live() && !n.has_applied(revision))
                 .map(|n| n.node.as_str())
                 .collect();
             if behind.is_empty() {

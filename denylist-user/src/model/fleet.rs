@@ -96,6 +96,14 @@ pub struct NodeStatus {
     pub capacity: u64,
 }
 
+impl NodeStatus {
+    /// Whether this node's kernel took `revision`: a node whose last apply
+    /// failed has not, whatever its row's revision says.
+    pub fn has_applied(&self, revision: u64) -> bool {
+        self.applied_revision >= revision && self.state != NodeState::Error
+    }
+}
+
 /// What one node of a fleet protects from every node's deny entries: its
 /// guardrails hold wherever an entry is staged.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

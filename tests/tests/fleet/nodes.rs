@@ -491,6 +491,21 @@ fn feeds_reports_and_drift_on_one_node_reach_the_fleet() {
     }
 }
 
+/// Imports and deploys on `node`, through the file `file`, `n` addresses
+/// from `first` on, and `last`.
+fn import_deploy(node: &Node, file: &std::path::Path, first: u32, n: u32, last: &str) {
+    let mut text: String = (0..n)
+        .map(|i| format!("{}\n", std::net::Ipv4Addr::from(first + i)))
+        .collect();
+    text.push_str(&format!("{last}\n"));
+    std::fs::write(file, text).unwrap();
+    let r = cli(
+        &node.home.socket(),
+        &["import", file.to_str().unwrap(), "--deploy"],
+    );
+    assert_eq!(r.code, 0, "{r}");
+}
+
 /// Waits for the fleet's snapshot of the last deploy, then makes every
 /// log entry it holds unreadable, their sizes kept: a node that reads one
 /// fails.
@@ -533,16 +548,7 @@ fn a_node_killed_in_a_large_deploy_converges_and_new_or_far_behind_nodes_load_a_
     let mut nodes = vec![Node::new(&pg, "fk1", big), Node::new(&pg, "fk2", big)];
     let dir = denylist_tests::daemon::TempDir::new("fleet-kill");
     let file = dir.path().join("list.txt");
-    let mut text: String = (0..n)
-        .map(|i| format!("{}\n", std::net::Ipv4Addr::from(0x0b00_0000 + i)))
-        .collect();
-    text.push_str(&format!("{A}\n"));
-    std::fs::write(&file, text).unwrap();
-    let r = cli(
-        &nodes[0].home.socket(),
-        &["import", file.to_str().unwrap(), "--deploy"],
-    );
-    assert_eq!(r.code, 0, "{r}");
+    import_deploy(&nodes[0], &file, 0x0b00_0000, n, A);
     // fk2 is taking the deploy from the log: kill it mid-way.
     thread::sleep(Duration::from_millis(300));
     nodes[1].daemon.take().expect("running").kill();
@@ -598,16 +604,7 @@ fn a_node_killed_in_a_large_deploy_converges_and_new_or_far_behind_nodes_load_a_
     // it ships) take about 6.6 bytes of log per entry, the snapshot about
     // 10.5 per entry held, so the missed half is a third of the
     // snapshot's bytes, past the quarter that makes a node far behind.
-    let mut text: String = (0..n)
-        .map(|i| format!("{}\n", std::net::Ipv4Addr::from(0x0c00_0000 + i)))
-        .collect();
-    text.push_str(&format!("{C}\n"));
-    std::fs::write(&file, text).unwrap();
-    let r = cli(
-        &nodes[0].home.socket(),
-        &["import", file.to_str().unwrap(), "--deploy"],
-    );
-    assert_eq!(r.code, 0, "{r}");
+    import_deploy(&nodes[0], &file, 0x0c00_0000, n, C);
     converge_within(&nodes[..1], C, 0, patience);
     unreadable_up_to_its_snapshot(&mut owner, patience);
     admin.batch_execute("ALTER ROLE fk2 LOGIN").unwrap();

@@ -58,9 +58,7 @@ impl Checkpointer {
             thread: Some(thread),
         })
     }
-}
 
-impl Checkpointer {
     /// Checkpoints once more and closes its connection.
     pub(super) fn stop(&mut self) {
         self.stop.take();

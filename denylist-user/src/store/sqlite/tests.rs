@@ -331,10 +331,11 @@ fn a_snapshot_installed_over_a_nodes_store_keeps_its_ids_and_rows() {
         bytes: 700,
         last_hit: Some(2),
     };
-    node.add_hits(&[(id_of(&before, "192.0.2.2"), hit)])
-        .unwrap();
-    node.add_hits(&[(id_of(&before, "192.0.2.1"), hit)])
-        .unwrap();
+    node.add_hits(&[
+        (id_of(&before, "192.0.2.2"), hit),
+        (id_of(&before, "192.0.2.1"), hit),
+    ])
+    .unwrap();
     node.set_local_attachment("eth0", Some("native")).unwrap();
     drop(node);
 

@@ -83,9 +83,7 @@ async fn rollout(
         .into_iter()
         .map(|n| {
             let is_live = n.state.is_live();
-            // A node whose last apply failed has not applied it, whatever
-            // its row's revision says.
-            let there = n.applied_revision >= q.revision && n.state != NodeState::Error;
+            let there = n.has_applied(q.revision);
             live += usize::from(is_live);
             applied += usize::from(is_live && there);
             let text = match (is_live, there) {
