@@ -13,7 +13,7 @@ use postgres::{Client, config::SslMode, fallible_iterator::FallibleIterator as _
 use rustls_platform_verifier::BuilderVerifierExt as _;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::store::{Connect, FleetStore, LOG_CHANNEL, StoreError};
+use crate::store::{Announced, Connect, FleetStore, LOG_CHANNEL, StoreError, deploy_announced};
 
 /// How long one wait for a notification blocks: the longest a shutdown
 /// waits for the follower.
@@ -232,6 +232,7 @@ impl FleetConfig {
         FleetListener {
             connect: self.connector(),
             client: None,
+            node: self.node.clone(),
         }
     }
 
@@ -271,33 +272,58 @@ impl FleetConfig {
 pub struct FleetListener {
     connect: Connect,
     client: Option<Client>,
+    /// This node's name: its own announcements are not for it.
+    node: String,
+}
+
+/// What woke a [`FleetListener`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Woken {
+    /// The latest deploy another node announced.
+    pub deploying: Option<Announced>,
+}
+
+impl Woken {
+    fn note(&mut self, payload: &str, node: &str) {
+        if let Some((by, deploy)) = deploy_announced(payload)
+            && by != node
+        {
+            self.deploying = Some(deploy);
+        }
+    }
 }
 
 impl FleetListener {
-    /// Waits up to [`SLICE`] for a notification; true when one came.
-    pub fn wait(&mut self) -> bool {
+    /// Waits up to [`SLICE`] for notifications, and takes every one that
+    /// came: None when none did.
+    pub fn wait(&mut self) -> Option<Woken> {
         let mut client = match self.client.take().filter(|c| !c.is_closed()) {
             Some(c) => c,
             None => match self.listen() {
                 Some(c) => c,
                 None => {
                     std::thread::sleep(SLICE);
-                    return false;
+                    return None;
                 }
             },
         };
         let first = client.notifications().timeout_iter(SLICE).next();
-        let came = match first {
-            Ok(Some(_)) => {
-                // One read covers every entry so far: drop the others.
-                while let Ok(Some(_)) = client.notifications().iter().next() {}
-                true
+        let woken = match first {
+            Ok(Some(n)) => {
+                // One read covers every entry so far: what matters of the
+                // others is a deploy announced.
+                let mut w = Woken::default();
+                w.note(n.payload(), &self.node);
+                while let Ok(Some(n)) = client.notifications().iter().next() {
+                    w.note(n.payload(), &self.node);
+                }
+                Some(w)
             }
-            Ok(None) => false,
-            Err(_) => return false,
+            Ok(None) => None,
+            Err(_) => return None,
         };
         self.client = Some(client);
-        came
+        woken
     }
 
     fn listen(&mut self) -> Option<Client> {

@@ -10,7 +10,7 @@ use super::{Core, CoreError, deploy::changes_of};
 use crate::{
     dataplane::tai_offset_ms,
     model::{NodeReport, NodeStatus, ProtectedSet, now_ms},
-    store::{Followed, Plan},
+    store::{Announced, Followed, Plan},
 };
 
 /// What one round of [`Core::follow_fleet`] did.
@@ -78,6 +78,13 @@ impl Core {
             applied: result,
             more,
         }
+    }
+
+    /// Another node is about to plan a deploy: the next round plans it
+    /// here too, so that once its entry comes only the kernel is left to
+    /// do.
+    pub fn foresee_deploy(&mut self, deploy: Announced) {
+        self.store.foresee_deploy(deploy);
     }
 
     /// Writes this node's row: what it applied, its drift and last error,
@@ -173,12 +180,23 @@ impl Core {
                     source: Box::new(source),
                 });
             }
-            if let Followed::Deployed { plan, revision } = &f {
+            if let Followed::Deployed {
+                plan,
+                revision,
+                ahead,
+            } = &f
+            {
+                if *ahead {
+                    self.ops.followed_ahead += 1;
+                } else {
+                    self.ops.followed_on_entry += 1;
+                }
                 tracing::info!(
                     revision,
                     added = plan.adds.len(),
                     removed = plan.removes.len(),
                     changed = plan.changes.len(),
+                    planned_ahead = ahead,
                     "applied a deploy from the fleet"
                 );
             }

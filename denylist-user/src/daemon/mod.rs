@@ -46,7 +46,7 @@ use std::{
 pub use config::{Args, Config, ConfigError, DEFAULT_BPFFS, DEFAULT_CAPACITY, DEFAULT_STATE_DIR};
 use denylist_common::Hit;
 pub use error::{CoreError, GuardedLine, StartError};
-pub use fleet::{FleetConfig, FleetError, FleetListener};
+pub use fleet::{FleetConfig, FleetError, FleetListener, Woken};
 pub use follow::FollowRound;
 pub use health::Summary;
 pub use man::{config_page, daemon_page, write_man_pages};
@@ -90,6 +90,10 @@ pub struct OpsCounters {
     /// Entries the last verify found differing from the revision, before
     /// it repaired them: what a fleet node's row shows.
     pub last_drift_found: u64,
+    /// Other nodes' deploys this node's kernel took, planned before their
+    /// log entry came (announced), or once it came.
+    pub followed_ahead: u64,
+    pub followed_on_entry: u64,
 }
 
 pub struct Core {

@@ -21,8 +21,8 @@ pub(super) fn spawn(
         let mut healthy = true;
         loop {
             let since = Instant::now();
-            let mut notified = false;
-            while !notified && since.elapsed() < POLL {
+            let mut woken = None;
+            while woken.is_none() && since.elapsed() < POLL {
                 let waited = tokio::task::spawn_blocking(move || {
                     let n = listener.wait();
                     (listener, n)
@@ -30,8 +30,9 @@ pub(super) fn spawn(
                 .await;
                 let Ok((l, n)) = waited else { return };
                 listener = l;
-                notified = n;
+                woken = n;
             }
+            let deploying = woken.and_then(|w| w.deploying);
             let (core, probe, node) = (core.clone(), probe.clone(), node.clone());
             let followed = tokio::task::spawn_blocking(move || {
                 // What this host protects, read before taking the core.
@@ -41,6 +42,11 @@ pub(super) fn spawn(
                         tracing::warn!("fleet: cannot publish this node's guardrails: {e}")
                     })
                     .ok();
+                if let Some(deploy) = deploying {
+                    core.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .foresee_deploy(deploy);
+                }
                 // The core's lock is taken for a round at a time, so that a
                 // long run of other nodes' deploys lets requests in between.
                 let mut total = 0;

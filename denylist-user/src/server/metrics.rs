@@ -294,6 +294,17 @@ fn fleet_series(out: &mut String, core: &mut Core) {
         "gauge",
         &[(String::new(), u8::from(error.is_some()))],
     );
+    let (ahead, on_entry) = (core.ops.followed_ahead, core.ops.followed_on_entry);
+    series(
+        out,
+        "denylist_fleet_deploys_followed_total",
+        "Other nodes' deploys this node's kernel took since the daemon started, by when this node planned them: ahead (announced, while their node deployed) or on_entry (once their log entry came).",
+        "counter",
+        &[
+            ("{planned=\"ahead\"}".to_string(), ahead),
+            ("{planned=\"on_entry\"}".to_string(), on_entry),
+        ],
+    );
     let Ok(nodes) = core.nodes() else {
         return;
     };

@@ -131,6 +131,15 @@ pub struct Plan {
     pub kept: Vec<(Op, Entry, String, Millis)>,
 }
 
+/// A deploy another host announced as it began (`FleetStore`): its `now`,
+/// and the listings it ships, of the keys pending then (all of them, or
+/// those its log entry names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announced {
+    pub now: Millis,
+    pub sources: Sources,
+}
+
 /// What a partial deploy ships: these keys' changes, and of them only
 /// the listings of `sources`.
 #[derive(Debug, Clone, Copy)]

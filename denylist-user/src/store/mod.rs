@@ -18,11 +18,13 @@ pub mod suite;
 
 use std::{path::Path, sync::Arc};
 
-pub use change::{Audit, HitTotal, Only, Op, Pending, Plan, Pruned, RevisionChanges, Stage};
+pub use change::{
+    Announced, Audit, HitTotal, Only, Op, Pending, Plan, Pruned, RevisionChanges, Stage,
+};
 pub use error::StoreError;
 pub use fleet::{
     Applied, Command, Connect, FLEET_SCHEMA_VERSION, FleetStore, Held, LOG_CHANNEL, NODE_ROLE,
-    migrate,
+    WRITER_LOCK, deploy_announced, migrate,
 };
 pub use page::{PageKey, PageOrder, PageRow, PageSpec};
 pub use sqlite::{DB_FILE, SqliteStore};
@@ -75,8 +77,13 @@ pub struct DeployRecord<'a> {
 #[derive(Debug, Clone)]
 pub enum Followed {
     /// Another host's deploy of `revision`, as planned here (with this
-    /// host's ids).
-    Deployed { plan: Plan, revision: u64 },
+    /// host's ids), shared with the store's write that follows the
+    /// kernel's; `ahead` when planned before its log entry came.
+    Deployed {
+        plan: Arc<Plan>,
+        revision: u64,
+        ahead: bool,
+    },
     /// Another host's expiry sweep at `now`: the listings it found expired.
     Expired { expired: Vec<Stored>, now: Millis },
 }
@@ -337,6 +344,11 @@ pub trait Store: Send {
     fn follow_done(&mut self) -> Result<bool, StoreError> {
         Ok(false)
     }
+
+    /// Hears that another host is about to plan a deploy: the next
+    /// [`Store::follow_round`] may plan it too, ahead of its entry. A
+    /// single host has no other.
+    fn foresee_deploy(&mut self, _deploy: Announced) {}
 
     /// Says that the deploy [`Store::plan`] began is over, written or not:
     /// a store that serializes deploys across hosts lets the next one go.

@@ -13,6 +13,7 @@ use aya::maps::{HashMap as BpfHashMap, Map, MapData};
 use denylist::{
     cli::Client,
     model::{AuditEvent, List, NodeState, NodeStatus, Target},
+    store::WRITER_LOCK,
     wire::{
         AddRequest, Class, DeployRequest, DeployResponse, RemoveRequest, StageItem, StageResponse,
         Status, VerifyResponse,
@@ -284,6 +285,9 @@ fn nodes_show_what_each_applied_and_a_database_outage_stops_no_filtering() {
     let text = scrape(&nodes[0], metrics, "denylist_fleet_database_up 1");
     for needle in [
         "denylist_fleet_apply_failed 0",
+        // fo1 deployed A itself: it followed no other node's deploy.
+        "denylist_fleet_deploys_followed_total{planned=\"ahead\"} 0",
+        "denylist_fleet_deploys_followed_total{planned=\"on_entry\"} 0",
         "denylist_fleet_nodes{state=\"in_sync\"} 2",
         "denylist_fleet_nodes{state=\"offline\"} 0",
         "denylist_fleet_node_applied_revision{node=\"fo2\"} 1",
@@ -331,6 +335,26 @@ fn nodes_show_what_each_applied_and_a_database_outage_stops_no_filtering() {
     scrape(&nodes[0], metrics, "denylist_fleet_database_up 1");
     let fresh = cli(&nodes[0].home.socket(), &["status"]);
     assert!(!fresh.err.contains("stale"), "{fresh}");
+
+    // A deploy fo2 announces while the test holds the writer lock: fo1
+    // plans it ahead, and takes that plan once its entry comes.
+    add(&nodes[1].client(), C, false);
+    let mut holder = pg.owner();
+    let mut lock = holder.transaction().unwrap();
+    lock.execute("SELECT pg_advisory_xact_lock($1)", &[&WRITER_LOCK])
+        .unwrap();
+    let socket = nodes[1].home.socket();
+    let deploying = thread::spawn(move || cli(&socket, &["deploy"]));
+    thread::sleep(Duration::from_secs(1));
+    lock.commit().unwrap();
+    let deployed = deploying.join().unwrap();
+    assert_eq!(deployed.code, 0, "{deployed}");
+    converge(&nodes, C, 0);
+    scrape(
+        &nodes[0],
+        metrics,
+        "denylist_fleet_deploys_followed_total{planned=\"ahead\"} 1",
+    );
 }
 
 #[test]

@@ -6,9 +6,10 @@ use std::{os::unix::fs::PermissionsExt as _, sync::mpsc, thread, time::Duration}
 
 use denylist::{
     daemon::FleetConfig,
-    model::{AuditFilter, Entry, List, NodeReport, Page, Target},
+    model::{AuditFilter, Entry, List, NodeReport, Page, Sources, Target},
     store::{
-        Audit, DeployRecord, Duty, FleetStore, Followed, SqliteStore, Stage, Store, StoreError,
+        Announced, Audit, DeployRecord, Duty, FleetStore, Followed, Only, SqliteStore, Stage,
+        Store, StoreError,
     },
 };
 use denylist_tests::{daemon::TempDir, postgres::Postgres};
@@ -172,7 +173,7 @@ fn every_node_builds_the_same_store_from_the_log() {
     let remove = Stage::Remove {
         target: t("192.0.2.1"),
         list: List::Deny,
-        sources: denylist::model::Sources::All,
+        sources: Sources::All,
     };
     stage(&mut b.store, &[remove], 2_000);
     assert_eq!(deploy(&mut b.store, 2_100), 2);
@@ -212,7 +213,7 @@ fn a_failed_change_leaves_no_log_entry() {
     let missing = Stage::Remove {
         target: t("203.0.113.9"),
         list: List::Deny,
-        sources: denylist::model::Sources::All,
+        sources: Sources::All,
     };
     let err = a.store.stage(&[missing], "root", 1_000, None, &Audit::Each);
     assert!(matches!(err, Err(StoreError::NotFound { .. })), "{err:?}");
@@ -623,4 +624,83 @@ fn a_node_behind_log_entries_pruned_with_no_snapshot_past_them_stops_and_says_so
             .contains("start this node with an empty state directory"),
         "says what to do"
     );
+}
+
+/// The deploys `follow` handed to the kernel: how many entries each
+/// added, and whether it was planned ahead.
+fn deploys(followed: &[Followed]) -> Vec<(usize, bool)> {
+    followed
+        .iter()
+        .filter_map(|f| match f {
+            Followed::Deployed { plan, ahead, .. } => Some((plan.adds.len(), *ahead)),
+            Followed::Expired { .. } => None,
+        })
+        .collect()
+}
+
+/// `ops` staged on `a`, then a deploy announced to `b` once it followed
+/// them, at `now` of `sources`: `b` plans it ahead, and hands out nothing.
+fn staged_then_announced(a: &mut Node, b: &mut Node, ops: &[Stage], now: i64, sources: Sources) {
+    stage(&mut a.store, ops, now - 100);
+    follow(&mut b.store);
+    b.store.foresee_deploy(Announced { now, sources });
+    assert!(deploys(&follow(&mut b.store)).is_empty(), "no deploy yet");
+}
+
+#[test]
+fn a_follower_plans_an_announced_deploy_ahead_and_uses_it_only_if_nothing_changed_since() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    let mut b = node(&pg, "b");
+    let adds = |targets: &[&str]| -> Vec<Stage> { targets.iter().map(|s| add(s)).collect() };
+
+    // A full deploy, announced at its `now`, with nothing between.
+    let ops = adds(&["192.0.2.1", "192.0.2.2"]);
+    staged_then_announced(&mut a, &mut b, &ops, 1_100, Sources::All);
+    deploy(&mut a.store, 1_100);
+    assert_eq!(deploys(&follow(&mut b.store)), [(2, true)]);
+
+    // A change staged after the plan ahead: planned again on its entry.
+    let ops = adds(&["192.0.2.3"]);
+    staged_then_announced(&mut a, &mut b, &ops, 1_300, Sources::All);
+    stage(&mut a.store, &adds(&["192.0.2.4"]), 1_250);
+    deploy(&mut a.store, 1_300);
+    assert_eq!(deploys(&follow(&mut b.store)), [(2, false)]);
+
+    // Another `now` than the one announced.
+    let ops = adds(&["192.0.2.5"]);
+    staged_then_announced(&mut a, &mut b, &ops, 1_450, Sources::All);
+    deploy(&mut a.store, 1_500);
+    assert_eq!(deploys(&follow(&mut b.store)), [(1, false)]);
+
+    // A deploy of some keys, as `add --deploy` makes: ahead when they are
+    // every key pending, on its entry when one more is pending.
+    let deploy_only = |s: &mut FleetStore, keys: &[(Target, List)], now| {
+        let only = Only {
+            keys,
+            sources: &Sources::Admin,
+        };
+        let plan = s.plan(Some(only), now).unwrap();
+        s.write_deploy(&plan, record(now))
+            .unwrap()
+            .commit()
+            .unwrap();
+    };
+    let key = |s| (t(s), List::Deny);
+    let ops = adds(&["192.0.2.6", "192.0.2.7"]);
+    staged_then_announced(&mut a, &mut b, &ops, 1_700, Sources::Admin);
+    deploy_only(&mut a.store, &[key("192.0.2.7"), key("192.0.2.6")], 1_700);
+    assert_eq!(deploys(&follow(&mut b.store)), [(2, true)]);
+    let ops = adds(&["192.0.2.8", "192.0.2.9"]);
+    staged_then_announced(&mut a, &mut b, &ops, 1_900, Sources::Admin);
+    deploy_only(&mut a.store, &[key("192.0.2.8")], 1_900);
+    assert_eq!(deploys(&follow(&mut b.store)), [(1, false)]);
+
+    assert_eq!(state(&a.store), state(&b.store));
+    // The ids a plan made ahead gave stay b's: the next entry gets a new one.
+    let ids: Vec<u32> = b.store.deployed().unwrap().iter().map(|s| s.id).collect();
+    let mut distinct = ids.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ids.len(), "ids given twice: {ids:?}");
 }

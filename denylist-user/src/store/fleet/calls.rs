@@ -10,11 +10,11 @@ use super::{Applied, Command, Deploying, FleetStore, log, mismatch};
 use crate::{
     model::{
         AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis,
-        NodeReport, NodeStatus, Page, ProtectedSet, Report, Revision, Stored, Target,
+        NodeReport, NodeStatus, Page, ProtectedSet, Report, Revision, Sources, Stored, Target,
     },
     store::{
-        Audit, DeployRecord, Duty, FeedRecord, Followed, HeldList, HitTotal, Only, Op, Pending,
-        Plan, Pruned, ReportTally, RevisionChanges, Snapshots, Stage, Store, StoreError,
+        Announced, Audit, DeployRecord, Duty, FeedRecord, Followed, HeldList, HitTotal, Only, Op,
+        Pending, Plan, Pruned, ReportTally, RevisionChanges, Snapshots, Stage, Store, StoreError,
         WrittenDeploy, sqlite::attach_kind,
     },
 };
@@ -150,6 +150,17 @@ impl Store for FleetStore {
     /// are serialized by the database, each planned from the state the one
     /// before it left.
     fn plan(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
+        self.release();
+        // Before the lock, outside any transaction: the others hear of it
+        // at once. The deploy goes on without it.
+        let node = self.node.clone();
+        let announced = Announced {
+            now,
+            sources: only.map_or(Sources::All, |o| o.sources.clone()),
+        };
+        if let Err(e) = self.pg_afresh(|c| log::announce_deploy(c, &node, &announced)) {
+            tracing::debug!("fleet: announcing a deploy: {e}");
+        }
         let seq = self.begin()?;
         match self.local.plan(only, now) {
             Ok(plan) => {
@@ -429,6 +440,7 @@ impl Store for FleetStore {
             self.skipped = self.skip_ahead(true)?;
             if !self.skipped {
                 self.catch_up(u64::MAX, true)?;
+                self.plan_ahead();
             }
         }
         Ok(std::mem::take(&mut self.followed))
@@ -436,6 +448,10 @@ impl Store for FleetStore {
 
     fn follow_done(&mut self) -> Result<bool, StoreError> {
         Ok(self.finish_deferred()? | std::mem::take(&mut self.skipped))
+    }
+
+    fn foresee_deploy(&mut self, deploy: Announced) {
+        self.foreseen = Some(deploy);
     }
 
     fn deploy_done(&mut self) {

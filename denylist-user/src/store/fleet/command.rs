@@ -173,8 +173,12 @@ impl Command {
     }
 
     /// Writes and commits a deploy with the plan [`Command::deploy_plan`]
-    /// made on the same store.
-    pub fn write_planned(&self, store: &mut dyn Store, plan: Plan) -> Result<Applied, StoreError> {
+    /// made on the same store; its revision and audit seq.
+    pub fn write_planned(
+        &self,
+        store: &mut dyn Store,
+        plan: &Plan,
+    ) -> Result<(Revision, u64), StoreError> {
         let Command::Deploy {
             now,
             user,
@@ -193,8 +197,7 @@ impl Command {
             now: *now,
             kind,
         };
-        let (rev, seq) = store.write_deploy(&plan, record)?.commit()?;
-        Ok(Applied::Deployed(rev, seq, plan))
+        store.write_deploy(plan, record)?.commit()
     }
 
     /// Applies the command to `store`, as one call of it; a deploy plans,
@@ -218,7 +221,8 @@ impl Command {
             }
             Command::Deploy { only, now, .. } => {
                 let plan = store.plan(only_of(only), *now)?;
-                return self.write_planned(store, plan);
+                let (rev, seq) = self.write_planned(store, &plan)?;
+                Applied::Deployed(rev, seq, plan)
             }
             Command::Rollback {
                 rev,

@@ -9,7 +9,7 @@ use postgres::{Client, types::Json};
 use super::command::Command;
 use crate::{
     model::{NodeReport, NodeState, NodeStatus, ProtectedSet},
-    store::{Duty, StoreError},
+    store::{Announced, Duty, StoreError},
 };
 
 /// The fleet schema this denylistd writes and reads.
@@ -20,7 +20,7 @@ pub const FLEET_SCHEMA_VERSION: i64 = 1;
 /// the log has no gaps and a follower reading `seq > applied` misses
 /// nothing. (A sequence would hand out numbers in one order and commit
 /// them in another.)
-const WRITER_LOCK: i64 = 0x6465_6e79_6c69_7374; // "denylist"
+pub const WRITER_LOCK: i64 = 0x6465_6e79_6c69_7374; // "denylist"
 
 /// Creates the tables in an empty database; the caller is the database's
 /// owner, not a node (docs/fleet.md gives the roles).
@@ -165,6 +165,39 @@ pub fn append(
         &[&LOG_CHANNEL, &seq.to_string()],
     )?;
     Ok(())
+}
+
+/// Announces, outside any transaction so that it arrives at once, that
+/// `node` is about to plan a deploy: the followers plan it too while the
+/// writer deploys (docs/fleet.md). A node that does not know the payload
+/// reads the log and finds nothing new.
+pub fn announce_deploy(
+    client: &mut Client,
+    node: &str,
+    deploy: &Announced,
+) -> Result<(), StoreError> {
+    client.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&LOG_CHANNEL, &announcement(node, deploy)?],
+    )?;
+    Ok(())
+}
+
+const DEPLOYING: &str = "deploying ";
+
+fn announcement(node: &str, deploy: &Announced) -> Result<String, StoreError> {
+    let sources = serde_json::to_string(&deploy.sources).map_err(StoreError::LogEncoding)?;
+    Ok(format!("{DEPLOYING}{} {node} {sources}", deploy.now))
+}
+
+/// The node and deploy of an [`announce_deploy`] payload; None for a new
+/// entry's seq. Node names hold no spaces (`--node`).
+pub fn deploy_announced(payload: &str) -> Option<(&str, Announced)> {
+    let mut parts = payload.strip_prefix(DEPLOYING)?.splitn(3, ' ');
+    let now = parts.next()?.parse().ok()?;
+    let node = parts.next()?;
+    let sources = serde_json::from_str(parts.next()?).ok()?;
+    Some((node, Announced { now, sources }))
 }
 
 pub fn commit(client: &mut Client) -> Result<(), StoreError> {
@@ -420,7 +453,26 @@ fn decode(seq: u64, body: &[u8]) -> Result<Command, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{SNAPSHOT_BYTES, SNAPSHOT_ENTRIES, SinceSnapshot};
+    use super::{SNAPSHOT_BYTES, SNAPSHOT_ENTRIES, SinceSnapshot, announcement, deploy_announced};
+    use crate::{model::Sources, store::Announced};
+
+    #[test]
+    fn a_deploy_announced_reads_back_and_a_new_entry_s_seq_is_none() {
+        for sources in [
+            Sources::All,
+            Sources::Admin,
+            Sources::Only("feed:a b".into()),
+        ] {
+            let deploy = Announced {
+                now: 1_796_574_311_378,
+                sources,
+            };
+            let payload = announcement("edge-1.example", &deploy).unwrap();
+            assert_eq!(deploy_announced(&payload), Some(("edge-1.example", deploy)));
+        }
+        assert_eq!(deploy_announced("42"), None);
+        assert_eq!(deploy_announced("deploying soon"), None);
+    }
 
     fn since(entries: u64, bytes: u64, snapshot_bytes: u64) -> SinceSnapshot {
         SinceSnapshot {

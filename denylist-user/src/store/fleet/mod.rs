@@ -11,17 +11,21 @@
 
 mod calls;
 mod command;
+mod foresee;
 mod log;
 
 use std::{
     collections::HashMap,
     path::Path,
+    sync::Arc,
     thread::JoinHandle,
     time::{Duration, Instant},
 };
 
 pub use command::{Applied, Command, Held};
-pub use log::{FLEET_SCHEMA_VERSION, LOG_CHANNEL, NODE_ROLE, migrate};
+pub use log::{
+    FLEET_SCHEMA_VERSION, LOG_CHANNEL, NODE_ROLE, WRITER_LOCK, deploy_announced, migrate,
+};
 use postgres::Client;
 
 use super::{
@@ -30,7 +34,7 @@ use super::{
 };
 use crate::{
     model::{List, Millis, Sources, Stored, Target},
-    store::{Duty, Plan, Store as _},
+    store::{Announced, Duty, Plan, Store as _},
 };
 
 /// Log entries read at a time while catching up.
@@ -72,13 +76,17 @@ pub struct FleetStore {
     /// Another node's deploy that [`Store::follow`] handed to the kernel,
     /// planned here but not written yet: [`Store::follow_done`] writes it.
     deferred: Option<Deferred>,
+    /// A deploy another node announced: the next round plans it ahead.
+    foreseen: Option<Announced>,
+    /// The plan made ahead for it.
+    ahead: Option<foresee::Ahead>,
 }
 
 /// A followed deploy between its plan and its write.
 struct Deferred {
     seq: u64,
     command: Command,
-    plan: Plan,
+    plan: Arc<Plan>,
     revision: u64,
 }
 
@@ -139,6 +147,8 @@ impl FleetStore {
             skipped: false,
             snapshots: Snapshotting::default(),
             deferred: None,
+            foreseen: None,
+            ahead: None,
         };
         match store.pg_afresh(log::check) {
             Ok(()) => {}
@@ -205,7 +215,11 @@ impl FleetStore {
         if to_kernel {
             let plan = plan_between(before, self.local.deployed()?);
             let revision = self.local.revision()?;
-            self.followed.push(Followed::Deployed { plan, revision });
+            self.followed.push(Followed::Deployed {
+                plan: Arc::new(plan),
+                revision,
+                ahead: false,
+            });
         }
         Ok(true)
     }
@@ -359,20 +373,28 @@ impl FleetStore {
             }
             for (seq, command) in batch {
                 let planned = if defer {
-                    command
-                        .deploy_plan(&mut self.local)
-                        .map_err(|e| StoreError::Diverged {
-                            seq,
-                            source: Box::new(e),
-                        })?
+                    match self.planned_ahead(seq, &command) {
+                        Ok(Some(plan)) => Ok(Some((plan, true))),
+                        Ok(None) => command
+                            .deploy_plan(&mut self.local)
+                            .map(|p| p.map(|p| (p, false))),
+                        Err(e) => Err(e),
+                    }
+                    .map_err(|e| StoreError::Diverged {
+                        seq,
+                        source: Box::new(e),
+                    })?
                 } else {
+                    self.ahead = None;
                     None
                 };
-                if let Some(plan) = planned {
+                if let Some((plan, ahead)) = planned {
                     let revision = self.local.revision()? + 1;
+                    let plan = Arc::new(plan);
                     self.followed.push(Followed::Deployed {
                         plan: plan.clone(),
                         revision,
+                        ahead,
                     });
                     self.deferred = Some(Deferred {
                         seq,
@@ -392,8 +414,9 @@ impl FleetStore {
     fn note_followed(&mut self, applied: Applied) {
         match applied {
             Applied::Deployed(rev, _, plan) => self.followed.push(Followed::Deployed {
-                plan,
+                plan: Arc::new(plan),
                 revision: rev.revision,
+                ahead: false,
             }),
             Applied::Expired(_, expired, now) if !expired.is_empty() => {
                 self.followed.push(Followed::Expired { expired, now });
@@ -413,7 +436,7 @@ impl FleetStore {
         };
         self.local.begin_entry()?;
         match command
-            .write_planned(&mut self.local, plan)
+            .write_planned(&mut self.local, &plan)
             .and_then(|_| self.local.commit_entry(seq))
         {
             Ok(()) => Ok(true),

@@ -1,7 +1,7 @@
 //! Deploys: the plan (ids and expiries fixed), the revision's rows, the
 //! rollback that turns an old revision into the draft, and expiry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{Connection, OptionalExtension as _, Savepoint, params};
 
@@ -33,8 +33,7 @@ pub(super) fn plan(
     let mut plan = Plan::default();
     // A deploy plans each pending change as it is read; one of some keys
     // (`only`) skips the others, and fails on a key with none.
-    let mut asked: Option<std::collections::HashSet<&(Target, List)>> =
-        only.map(|o| o.keys.iter().collect());
+    let mut asked: Option<HashSet<&(Target, List)>> = only.map(|o| o.keys.iter().collect());
     let sources = only.map_or(&Sources::All, |o| o.sources);
     for_each_marked(conn, |p| {
         if let Some(asked) = &mut asked
@@ -50,7 +49,31 @@ pub(super) fn plan(
     {
         return Err(StoreError::NotPending { target, list });
     }
-    // The new entries take the next ids, in target order.
+    number(conn, plan, reserve)
+}
+
+/// [`plan`] of a deploy of exactly the keys pending now, shipping their
+/// listings of `sources`, without reserving ids; and those keys. A
+/// follower plans so ahead of a deploy that names its keys
+/// (`FleetStore::plan_ahead`), and checks them once it comes.
+pub(super) fn plan_pending(
+    conn: &mut Connection,
+    sources: &Sources,
+    now: Millis,
+) -> Result<(Plan, HashSet<(Target, List)>), StoreError> {
+    let mut plan = Plan::default();
+    let mut keys = HashSet::new();
+    for_each_marked(conn, |p| {
+        keys.insert(p.key());
+        plan_one(&mut plan, p, sources, now);
+        Ok(())
+    })?;
+    Ok((number(conn, plan, false)?, keys))
+}
+
+/// Gives a plan's new entries the next ids, in target order; with
+/// `reserve`, durably.
+fn number(conn: &mut Connection, mut plan: Plan, reserve: bool) -> Result<Plan, StoreError> {
     let adds = plan.adds.len() as i64;
     let tx = conn.savepoint()?;
     let first_id = meta(&tx, "next_id")?;

@@ -3,6 +3,7 @@
 //! that a node killed at any point applies each entry exactly once.
 
 use std::{
+    collections::HashSet,
     fs,
     io::Write as _,
     os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
@@ -13,8 +14,14 @@ use std::{
 use flate2::{Compression, read::GzDecoder, write::GzEncoder};
 use rusqlite::{Connection, OptionalExtension as _};
 
-use super::{SqliteStore, audit, deploy};
-use crate::store::{DeployRecord, Plan, StoreError, WrittenDeploy};
+use super::{
+    SqliteStore, audit, deploy,
+    rows::{meta, set_meta},
+};
+use crate::{
+    model::{List, Millis, Sources, Target},
+    store::{DeployRecord, Plan, StoreError, WrittenDeploy},
+};
 
 fn stamp(conn: &Connection, seq: u64) -> Result<(), StoreError> {
     conn.execute(
@@ -119,6 +126,33 @@ impl SqliteStore {
             record,
             Some(hook),
         )?))
+    }
+
+    /// A deploy's plan of exactly the keys pending now, shipping their
+    /// listings of `sources`, made ahead of it: no id is reserved until
+    /// [`SqliteStore::reserve_planned`]. Also the keys.
+    pub(crate) fn plan_pending(
+        &mut self,
+        sources: &Sources,
+        now: Millis,
+    ) -> Result<(Plan, HashSet<(Target, List)>), StoreError> {
+        deploy::plan_pending(&mut self.conn, sources, now)
+    }
+
+    /// Reserves the ids that a plan made ahead with `preview` gave its new
+    /// entries, as `plan` would have: false when ids were given since, so
+    /// that the plan is stale.
+    pub(crate) fn reserve_planned(&mut self, plan: &Plan) -> Result<bool, StoreError> {
+        let Some(first) = plan.adds.first().map(|s| i64::from(s.id)) else {
+            return Ok(true);
+        };
+        let tx = self.conn.savepoint()?;
+        if meta(&tx, "next_id")? != first {
+            return Ok(false);
+        }
+        set_meta(&tx, "next_id", first + plan.adds.len() as i64)?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Records an attach or a detach without auditing it: in a fleet the
