@@ -453,8 +453,50 @@ fn decode(seq: u64, body: &[u8]) -> Result<Command, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::{SNAPSHOT_BYTES, SNAPSHOT_ENTRIES, SinceSnapshot, announcement, deploy_announced};
-    use crate::{model::Sources, store::Announced};
+    use super::{
+        SNAPSHOT_BYTES, SNAPSHOT_ENTRIES, SinceSnapshot, announcement, decode, deploy_announced,
+        encode,
+    };
+    use crate::{
+        model::{List, Sources, Target, Ttl},
+        store::{Announced, Audit, Command, Stage},
+    };
+
+    #[test]
+    fn a_staged_upsert_leaves_its_unset_fields_out_and_entries_with_them_still_read() {
+        let upsert = |reason: Option<&str>, ttl| Stage::Upsert {
+            target: Target::parse("192.0.2.1").unwrap(),
+            list: List::Deny,
+            reason: reason.map(str::to_string),
+            ttl,
+            monitor: None,
+            source: None,
+            keep_longer_ttl: true,
+        };
+        let command = Command::Stage {
+            ops: vec![upsert(None, None), upsert(Some("r"), Some(Ttl::Never))],
+            user: "root".into(),
+            now: 1_000,
+            default_ttl: None,
+            audit: Audit::Each,
+        };
+        let json = serde_json::to_string(&command).unwrap();
+        assert!(
+            json.contains(
+                r#"{"Upsert":{"target":"192.0.2.1","list":"deny","keep_longer_ttl":true}}"#
+            ),
+            "{json}"
+        );
+        assert!(json.contains(r#""reason":"r","ttl":"Never""#), "{json}");
+        assert_eq!(decode(1, &encode(&command).unwrap()).unwrap(), command);
+        // As the release before wrote it: every field, null or not.
+        let old = json.replacen(
+            r#""list":"deny","keep"#,
+            r#""list":"deny","reason":null,"ttl":null,"monitor":null,"source":null,"keep"#,
+            1,
+        );
+        assert_eq!(serde_json::from_str::<Command>(&old).unwrap(), command);
+    }
 
     #[test]
     fn a_deploy_announced_reads_back_and_a_new_entry_s_seq_is_none() {
