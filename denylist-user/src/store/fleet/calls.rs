@@ -152,14 +152,17 @@ impl Store for FleetStore {
     fn plan(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
         self.release();
         // Before the lock, outside any transaction: the others hear of it
-        // at once. The deploy goes on without it.
+        // at once. A database out of reach fails the deploy now, as the
+        // lock would; otherwise the deploy goes on without it.
         let node = self.node.clone();
         let announced = Announced {
             now,
             sources: only.map_or(Sources::All, |o| o.sources.clone()),
         };
-        if let Err(e) = self.pg_afresh(|c| log::announce_deploy(c, &node, &announced)) {
-            tracing::debug!("fleet: announcing a deploy: {e}");
+        match self.pg_afresh(|c| log::announce_deploy(c, &node, &announced)) {
+            Err(e) if e.is_unreachable() => return Err(e),
+            Err(e) => tracing::debug!("fleet: announcing a deploy: {e}"),
+            Ok(()) => {}
         }
         let seq = self.begin()?;
         match self.local.plan(only, now) {
