@@ -502,11 +502,7 @@ impl FleetStore {
         if s.moved.is_none_or(|(seq, _)| seq != at) {
             s.moved = Some((at, Instant::now()));
         }
-        // A deploy announced and planned ahead is on its way: the log only
-        // seems still, and a snapshot now would hold a large stage without
-        // the deploy that ships it.
-        let quiet =
-            s.moved.is_some_and(|(_, t)| t.elapsed() >= SNAPSHOT_QUIET) && self.ahead.is_none();
+        let quiet = s.moved.is_some_and(|(_, t)| t.elapsed() >= SNAPSHOT_QUIET);
         let grown = at.saturating_sub(s.checked.unwrap_or(0)) >= log::SNAPSHOT_ENTRIES;
         if s.running.is_some()
             || s.checked == Some(at)
