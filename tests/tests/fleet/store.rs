@@ -2,7 +2,13 @@
 //! are serialized by the database, and a node catches up on whatever it
 //! missed.
 
-use std::{os::unix::fs::PermissionsExt as _, sync::mpsc, thread, time::Duration};
+use std::{
+    net::Ipv4Addr,
+    os::unix::fs::PermissionsExt as _,
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
 
 use denylist::{
     daemon::FleetConfig,
@@ -703,4 +709,47 @@ fn a_follower_plans_an_announced_deploy_ahead_and_uses_it_only_if_nothing_change
     distinct.sort_unstable();
     distinct.dedup();
     assert_eq!(distinct.len(), ids.len(), "ids given twice: {ids:?}");
+}
+
+#[test]
+fn a_snapshot_of_a_large_stage_waits_for_its_deploy() {
+    let pg = fleet();
+    let mut a = node(&pg, "a");
+    let mut owner = owner(&pg);
+    assert!(a.store.holds_duty(Duty::Snapshot));
+    let ops: Vec<Stage> = (0..100_000u32)
+        .map(|i| add(&Ipv4Addr::from(0x0b00_0000 + i).to_string()))
+        .collect();
+    stage(&mut a.store, &ops, 1_000);
+    let log_bytes: i64 = owner
+        .query_one("SELECT sum(octet_length(body))::bigint FROM log", &[])
+        .unwrap()
+        .get(0);
+    assert!(log_bytes >= 256 << 10, "a snapshot due: {log_bytes} bytes");
+    // The log stands still past its short quiet with the stage alone.
+    a.store.keep_snapshot().unwrap();
+    thread::sleep(Duration::from_millis(2_100));
+    a.store.keep_snapshot().unwrap();
+    deploy(&mut a.store, 1_100);
+    let head: i64 = owner
+        .query_one("SELECT max(seq) FROM log", &[])
+        .unwrap()
+        .get(0);
+    // The first snapshot holds the deploy: one of the stage alone would
+    // leave the deploy's entry, a few bytes, too small to make another due.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let snapshots = loop {
+        a.store.keep_snapshot().unwrap();
+        let seqs: Vec<i64> = owner
+            .query("SELECT seq FROM snapshots ORDER BY seq", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        if seqs.contains(&head) || Instant::now() > deadline {
+            break seqs;
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(snapshots, [head]);
 }

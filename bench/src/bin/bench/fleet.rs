@@ -217,7 +217,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
     let capacity = s.big + 16_384;
     let (_single, single) = Denylistd::loaded("fbsingle", capacity, &list, s.big)?;
     let writer = node(&pg, "fbig1", capacity);
-    let _follower = node(&pg, "fbig2", capacity);
+    let follower = node(&pg, "fbig2", capacity);
     let head: i64 = watch
         .query_one("SELECT coalesce(max(revision), 0) FROM log", &[])?
         .get(0);
@@ -227,7 +227,13 @@ pub fn run(opts: &Opts) -> Result<Section> {
     let through = until_applied_named(&mut watch, rev, &["fbig1", "fbig2"], start)?;
     // A node joining later finds the fleet's snapshot of the deploy, which
     // one node takes once the log stood still.
-    let snapshot = until_snapshot(&mut watch, start)? - through;
+    let snapshot = until_snapshot(&mut watch, start, through).with_context(|| {
+        format!(
+            "the nodes' logs end:\n{}\n{}",
+            log_tail(&writer),
+            log_tail(&follower)
+        )
+    })? - through;
     let snapshot_mb = watch
         .query_one(
             "SELECT octet_length(data) FROM snapshots ORDER BY seq DESC LIMIT 1",
@@ -343,8 +349,10 @@ pub fn run(opts: &Opts) -> Result<Section> {
     })
 }
 
-/// Seconds after `since` until a snapshot holds the last deploy.
-fn until_snapshot(pg: &mut postgres::Client, since: Instant) -> Result<f64> {
+/// Seconds after `since` until a snapshot holds the last deploy, which
+/// both nodes applied `through` seconds after it.
+fn until_snapshot(pg: &mut postgres::Client, since: Instant, through: f64) -> Result<f64> {
+    let give_up = Duration::from_secs_f64(through) + GIVE_UP;
     loop {
         let held: bool = pg
             .query_one(
@@ -356,7 +364,10 @@ fn until_snapshot(pg: &mut postgres::Client, since: Instant) -> Result<f64> {
         if held {
             return Ok(since.elapsed().as_secs_f64());
         }
-        ensure!(since.elapsed() < GIVE_UP, "no snapshot of the last deploy");
+        ensure!(
+            since.elapsed() < give_up,
+            "no snapshot of the last deploy {GIVE_UP:?} after both nodes applied it"
+        );
         thread::sleep(POLL * 10);
     }
 }
@@ -384,4 +395,11 @@ fn until_applied_named(
         );
         thread::sleep(POLL * 10);
     }
+}
+
+/// The last lines a node logged, to say why it did not do its part.
+fn log_tail(node: &Denylistd) -> String {
+    let text = node.daemon.log_text();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
 }

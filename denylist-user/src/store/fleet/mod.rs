@@ -102,10 +102,16 @@ struct Snapshotting {
     checked: Option<u64>,
 }
 
-/// How long the log must stand still before a snapshot is considered: a
-/// large import is followed by its deploy, and the snapshot should hold
-/// both.
+/// How long the log must stand still before a snapshot is considered.
 const SNAPSHOT_QUIET: Duration = Duration::from_secs(2);
+/// How long it must stand still with changes staged but not deployed: a
+/// large import is followed by its deploy, and the snapshot should hold
+/// both. One of the stage alone leaves every new node to plan the deploy
+/// from its entry, and that entry, a few bytes, never makes another due.
+/// A round of this node's can itself last longer than
+/// [`SNAPSHOT_QUIET`] (a million-entry stage, or a plan made ahead), so
+/// the log only seems still then.
+const SNAPSHOT_QUIET_STAGED: Duration = Duration::from_secs(60);
 
 impl FleetStore {
     /// Follows the fleet that `connect` reaches, as node `node`, with the
@@ -502,14 +508,21 @@ impl FleetStore {
         if s.moved.is_none_or(|(seq, _)| seq != at) {
             s.moved = Some((at, Instant::now()));
         }
-        let quiet = s.moved.is_some_and(|(_, t)| t.elapsed() >= SNAPSHOT_QUIET);
+        let still = s.moved.map_or(Duration::ZERO, |(_, t)| t.elapsed());
         let grown = at.saturating_sub(s.checked.unwrap_or(0)) >= log::SNAPSHOT_ENTRIES;
         if s.running.is_some()
             || s.checked == Some(at)
-            || !(quiet || grown)
+            || !(still >= SNAPSHOT_QUIET || grown)
             || self.tx_open
-            || !self.holds_duty(Duty::Snapshot)
         {
+            return Ok(());
+        }
+        // Counted last, and only once the rest holds: a large draft takes
+        // milliseconds to count.
+        if !grown && still < SNAPSHOT_QUIET_STAGED && self.local.pending_count()? > 0 {
+            return Ok(());
+        }
+        if !self.holds_duty(Duty::Snapshot) {
             return Ok(());
         }
         let since = self.pg_afresh(|c| log::since_snapshot(c, at))?;
