@@ -6,6 +6,7 @@
 //! control plane's figures.
 
 use std::{
+    process::Command,
     thread,
     time::{Duration, Instant},
 };
@@ -61,21 +62,43 @@ fn sizes(opts: &Opts) -> Sizes {
 
 /// A fleet node: a denylistd following the fleet as `name`.
 fn node(pg: &Postgres, name: &str, capacity: u32) -> Denylistd {
+    node_with(pg, name, capacity, &[])
+}
+
+/// [`node`], with `extra` arguments.
+fn node_with(pg: &Postgres, name: &str, capacity: u32, extra: &[&str]) -> Denylistd {
     let home = Home::new(name);
     let url = pg.node_url(name);
-    let daemon = Daemon::start(
-        &home,
-        None,
-        &[
-            "--store",
-            &url,
-            "--node",
-            name,
-            "--capacity",
-            &capacity.to_string(),
-        ],
-    );
+    let capacity = capacity.to_string();
+    let mut args = vec!["--store", &url, "--node", name, "--capacity", &capacity];
+    args.extend_from_slice(extra);
+    let daemon = Daemon::start(&home, None, &args);
     Denylistd { daemon, home }
+}
+
+/// How the node serving metrics at `addr` planned the deploys it
+/// followed: (ahead of their entries, on their entries).
+fn followed(addr: &str) -> Result<(u64, u64)> {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "10", &format!("http://{addr}/metrics")])
+        .output()
+        .context("running curl")?;
+    ensure!(
+        out.status.success(),
+        "no metrics at {addr}: curl {}",
+        out.status
+    );
+    let out = String::from_utf8_lossy(&out.stdout);
+    let count = |planned: &str| -> Result<u64> {
+        let series = format!("denylist_fleet_deploys_followed_total{{planned=\"{planned}\"}} ");
+        out.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .with_context(|| format!("no {series}in the follower's metrics"))?
+            .trim()
+            .parse()
+            .context("a count")
+    };
+    Ok((count("ahead")?, count("on_entry")?))
 }
 
 /// Waits until every node's row says it applied `revision`; returns, for
@@ -217,14 +240,25 @@ pub fn run(opts: &Opts) -> Result<Section> {
     let capacity = s.big + 16_384;
     let (_single, single) = Denylistd::loaded("fbsingle", capacity, &list, s.big)?;
     let writer = node(&pg, "fbig1", capacity);
-    let follower = node(&pg, "fbig2", capacity);
+    // Its metrics say how it planned the deploy.
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .to_string();
+    let follower = node_with(&pg, "fbig2", capacity, &["--metrics", &metrics]);
     let head: i64 = watch
         .query_one("SELECT coalesce(max(revision), 0) FROM log", &[])?
         .get(0);
+    let before = followed(&metrics)?;
     let start = Instant::now();
     writer.import_deploy(&list, false, u64::from(s.big), 0)?;
     let rev = head as u64 + 1;
     let through = until_applied_named(&mut watch, rev, &["fbig1", "fbig2"], start)?;
+    let (ahead, on_entry) = followed(&metrics)?;
+    let planned = match (ahead - before.0, on_entry - before.1) {
+        (1, 0) => "the follower planned it ahead of its entry".to_string(),
+        (0, 1) => "the follower planned it on its entry".to_string(),
+        (a, e) => format!("the follower followed {} deploys, {a} planned ahead", a + e),
+    };
     // A node joining later finds the fleet's snapshot of the deploy, which
     // one node takes once the log stood still.
     let snapshot = until_snapshot(&mut watch, start, through).with_context(|| {
@@ -277,7 +311,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
             ],
             vec![
                 format!("{} entries through a fleet of two: import + deploy until both applied", s.big),
-                format!("{through:.2} s ({:.2} ×)", through / single.total),
+                format!("{through:.2} s ({:.2} ×); {planned}", through / single.total),
             ],
             vec![
                 "the fleet's snapshot of it stored, from both nodes applying it (a node takes it once the log stood still for 2 s); its size".into(),

@@ -198,7 +198,10 @@ impl Store for FleetStore {
         };
         let node = self.node.clone();
         let revision = self.local.revision()? + 1;
-        if let Err(e) = self.pg(|c| log::append(c, d.seq, &node, &command, Some(revision))) {
+        let appended = log::encode(&command).and_then(|body| {
+            self.pg(|c| log::append(c, d.seq, &node, command.kind(), &body, Some(revision)))
+        });
+        if let Err(e) = appended {
             self.rollback();
             return Err(e);
         }

@@ -141,13 +141,14 @@ pub fn begin_write(client: &mut Client) -> Result<u64, StoreError> {
 /// while a listener was disconnected is lost.
 pub const LOG_CHANNEL: &str = "denylist_log";
 
-/// Appends `command` at `seq`, the head the writer read plus one, and
-/// announces it.
+/// Appends a command of `kind`, [`encode`]d as `body`, at `seq`, the
+/// head the writer read plus one, and announces it.
 pub fn append(
     client: &mut Client,
     seq: u64,
     node: &str,
-    command: &Command,
+    kind: &str,
+    body: &[u8],
     revision: Option<u64>,
 ) -> Result<(), StoreError> {
     client.execute(
@@ -155,9 +156,9 @@ pub fn append(
         &[
             &(seq as i64),
             &node,
-            &command.kind(),
+            &kind,
             &revision.map(|r| r as i64),
-            &encode(command)?,
+            &body,
         ],
     )?;
     client.execute(
@@ -432,7 +433,7 @@ pub const SNAPSHOT_ENTRIES: u64 = 10_000;
 const SNAPSHOT_BYTES: u64 = 256 << 10;
 
 /// A command as the log stores it: JSON, gzipped at the fastest level.
-fn encode(command: &Command) -> Result<Vec<u8>, StoreError> {
+pub fn encode(command: &Command) -> Result<Vec<u8>, StoreError> {
     let json = serde_json::to_vec(command).map_err(StoreError::LogEncoding)?;
     let mut gz = GzEncoder::new(Vec::with_capacity(json.len() / 8), Compression::fast());
     gz.write_all(&json)
