@@ -77,28 +77,37 @@ fn node_with(pg: &Postgres, name: &str, capacity: u32, extra: &[&str]) -> Denyli
 }
 
 /// How the node serving metrics at `addr` planned the deploys it
-/// followed: (ahead of their entries, on their entries).
+/// followed: (ahead of their entries, on their entries). A node shows its
+/// fleet series from its first heartbeat on, a few seconds after it
+/// starts.
 fn followed(addr: &str) -> Result<(u64, u64)> {
-    let out = Command::new("curl")
-        .args(["-sf", "--max-time", "10", &format!("http://{addr}/metrics")])
-        .output()
-        .context("running curl")?;
-    ensure!(
-        out.status.success(),
-        "no metrics at {addr}: curl {}",
-        out.status
-    );
-    let out = String::from_utf8_lossy(&out.stdout);
-    let count = |planned: &str| -> Result<u64> {
-        let series = format!("denylist_fleet_deploys_followed_total{{planned=\"{planned}\"}} ");
-        out.lines()
-            .find_map(|l| l.strip_prefix(&series))
-            .with_context(|| format!("no {series}in the follower's metrics"))?
-            .trim()
-            .parse()
-            .context("a count")
-    };
-    Ok((count("ahead")?, count("on_entry")?))
+    let since = Instant::now();
+    loop {
+        let out = Command::new("curl")
+            .args(["-sf", "--max-time", "10", &format!("http://{addr}/metrics")])
+            .output()
+            .context("running curl")?;
+        ensure!(
+            out.status.success(),
+            "no metrics at {addr}: curl {}",
+            out.status
+        );
+        let out = String::from_utf8_lossy(&out.stdout);
+        let count = |planned: &str| {
+            let series = format!("denylist_fleet_deploys_followed_total{{planned=\"{planned}\"}} ");
+            out.lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .map(|n| n.trim().parse::<u64>().context("a count"))
+        };
+        if let (Some(ahead), Some(on_entry)) = (count("ahead"), count("on_entry")) {
+            return Ok((ahead?, on_entry?));
+        }
+        ensure!(
+            since.elapsed() < GIVE_UP,
+            "no denylist_fleet_deploys_followed_total in the follower's metrics"
+        );
+        thread::sleep(POLL * 10);
+    }
 }
 
 /// Waits until every node's row says it applied `revision`; returns, for
