@@ -250,9 +250,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
     let (_single, single) = Denylistd::loaded("fbsingle", capacity, &list, s.big)?;
     let writer = node(&pg, "fbig1", capacity);
     // Its metrics say how it planned the deploy.
-    let metrics = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .to_string();
+    let metrics = format!("127.0.0.1:{}", denylist_tests::web::free_port());
     let follower = node_with(&pg, "fbig2", capacity, &["--metrics", &metrics]);
     let head: i64 = watch
         .query_one("SELECT coalesce(max(revision), 0) FROM log", &[])?
