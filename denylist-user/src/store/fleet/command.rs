@@ -103,6 +103,24 @@ pub enum Command {
     },
 }
 
+/// [`Command::Stage`] as its JSON reads, for [`Command::from_json`].
+#[derive(Deserialize)]
+struct StageEntry {
+    #[serde(rename = "command")]
+    _tag: StageTag,
+    ops: Vec<Stage>,
+    user: String,
+    now: Millis,
+    default_ttl: Option<u64>,
+    audit: Audit,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum StageTag {
+    Stage,
+}
+
 /// [`HeldList`], owned.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -144,6 +162,33 @@ pub enum Applied {
 }
 
 impl Command {
+    /// Reads a command from its JSON. A stage is read straight into its
+    /// fields first: serde reads an internally tagged enum into a buffer
+    /// of its own (its `Content`) before it reads the variant, and for a
+    /// million-entry import that takes most of the time every follower
+    /// spends reading the entry (1.15 s against 0.61 s, on one core of
+    /// the bench machine). The tag comes first, so any other command fails
+    /// that try at once.
+    pub fn from_json(json: &[u8]) -> serde_json::Result<Command> {
+        match serde_json::from_slice::<StageEntry>(json) {
+            Ok(StageEntry {
+                ops,
+                user,
+                now,
+                default_ttl,
+                audit,
+                ..
+            }) => Ok(Command::Stage {
+                ops,
+                user,
+                now,
+                default_ttl,
+                audit,
+            }),
+            Err(_) => serde_json::from_slice(json),
+        }
+    }
+
     /// A short name for logs and the log table's `kind` column.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -282,4 +327,55 @@ impl Command {
 /// A deploy's `only`, as [`Store::plan`] takes it.
 fn only_of(only: &Option<(Vec<(Target, List)>, Sources)>) -> Option<Only<'_>> {
     only.as_ref().map(|(keys, sources)| Only { keys, sources })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Command, StageEntry};
+    use crate::{
+        model::{List, Sources, Target, Ttl},
+        store::{Audit, Stage},
+    };
+
+    #[test]
+    fn a_stage_reads_straight_into_its_fields_and_other_commands_as_before() {
+        let target = Target::parse("2001:db8::/64").unwrap();
+        let stage = Command::Stage {
+            ops: vec![
+                Stage::Upsert {
+                    target,
+                    list: List::Deny,
+                    reason: Some("r".into()),
+                    ttl: Some(Ttl::Never),
+                    monitor: Some(true),
+                    source: Some("feed:a".into()),
+                    keep_longer_ttl: false,
+                },
+                Stage::Remove {
+                    target,
+                    list: List::Allow,
+                    sources: Sources::Only("feed:a".into()),
+                },
+            ],
+            user: "root".into(),
+            now: 1_000,
+            default_ttl: Some(600),
+            audit: Audit::Summary {
+                kind: "import".into(),
+                detail: serde_json::json!({ "lines": 2, "file": "a.txt" }),
+            },
+        };
+        let json = serde_json::to_vec(&stage).unwrap();
+        assert!(serde_json::from_slice::<StageEntry>(&json).is_ok());
+        assert_eq!(Command::from_json(&json).unwrap(), stage);
+
+        let discard = Command::Discard {
+            user: "root".into(),
+            now: 1_000,
+        };
+        let json = serde_json::to_vec(&discard).unwrap();
+        assert!(serde_json::from_slice::<StageEntry>(&json).is_err());
+        assert_eq!(Command::from_json(&json).unwrap(), discard);
+        assert!(Command::from_json(br#"{"command":"stage","ops":7}"#).is_err());
+    }
 }

@@ -449,7 +449,7 @@ fn decode(seq: u64, body: &[u8]) -> Result<Command, StoreError> {
     GzDecoder::new(body)
         .read_to_end(&mut json)
         .map_err(|e| unreadable(serde_json::Error::io(e)))?;
-    serde_json::from_slice(&json).map_err(unreadable)
+    Command::from_json(&json).map_err(unreadable)
 }
 
 #[cfg(test)]
