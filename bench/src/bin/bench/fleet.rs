@@ -282,7 +282,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
     let median = pairs[pairs.len() / 2];
     let mut singles: Vec<f64> = pairs.iter().map(|p| p.single).collect();
     singles.sort_by(f64::total_cmp);
-    let one_host = singles[singles.len() / 2];
+    let one_host = percentile(&singles, 0.5);
     let (ahead, on_entry) = followed(&metrics)?;
     let planned = match (ahead - before.0, on_entry - before.1) {
         (1, 0) => "the follower planned it ahead of its entry".to_string(),
