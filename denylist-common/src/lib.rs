@@ -36,11 +36,14 @@ pub const MAP_HIT_SLOTS: &str = "HIT_SLOTS";
 /// Hit counters of entries whose slot another entry holds: LRU per-CPU
 /// hash, key entry id (`u32`), value [`Hit`].
 pub const MAP_HITS: &str = "HITS";
+/// Whether words marked [`FLAG_PENDING`] are live: one `u64` in an
+/// mmapable array, 0 (closed) or 1 (open).
+pub const MAP_GATE: &str = "GATE";
 /// The XDP program's name in the object.
 pub const PROGRAM_NAME: &str = "denylist";
 
 /// Every map of the object: the loader sizes each one.
-pub const ALL_MAPS: [&str; 17] = [
+pub const ALL_MAPS: [&str; 18] = [
     MAP_EXACT_V4,
     MAP_EXACT_V6,
     MAP_ROOT_V4,
@@ -58,6 +61,7 @@ pub const ALL_MAPS: [&str; 17] = [
     MAP_DETECT_EVENTS,
     MAP_DETECT_STATS,
     MAP_DETECT_SEEN,
+    MAP_GATE,
 ];
 
 /// The rate detector's maps: its memory, fixed whatever the traffic.
@@ -84,6 +88,10 @@ pub const FLAG_PRESENT: u64 = 1;
 pub const FLAG_MONITOR: u64 = 1 << 1;
 /// The entry belongs to the allow list.
 pub const FLAG_ALLOW: u64 = 1 << 2;
+/// The entry is written ahead of its deploy: live only while the gate
+/// ([`MAP_GATE`]) is open, and [`FLAG_PRESENT`] is then clear. One store to
+/// the gate makes a whole set of such entries live at once.
+pub const FLAG_PENDING: u64 = 1 << 3;
 /// The low byte of a word holds flags; the rest is the expiry.
 pub const EXPIRY_SHIFT: u32 = 8;
 

@@ -26,9 +26,10 @@ use aya_ebpf::{
 };
 use denylist_common::{
     BASE_INLINE, Cell, Counters, DETECT_RING_BYTES, DetectConfig, DetectEvent, DetectStats,
-    ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, HIT_SLOTS, Hit, HitSlot, MAX_FALLBACK,
-    Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SEEN_WORDS, SLOT_CHILD, SlotPair, inline_index,
-    run_index, seen_bit, sketch_cell, source_key_v4, source_key_v6_high, word_expiry_ns,
+    ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PENDING, FLAG_PRESENT, HIT_SLOTS, Hit, HitSlot,
+    MAX_FALLBACK, Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SEEN_WORDS, SLOT_CHILD, SlotPair,
+    inline_index, run_index, seen_bit, sketch_cell, source_key_v4, source_key_v6_high,
+    word_expiry_ns,
 };
 
 // Sizes here are placeholders: the loader sets every max_entries from the
@@ -67,6 +68,8 @@ static DETECT_EVENTS: RingBuf = RingBuf::with_byte_size(DETECT_RING_BYTES, 0);
 static DETECT_STATS: PerCpuArray<DetectStats> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "DETECT_SEEN")]
 static DETECT_SEEN: Array<u64> = Array::with_max_entries(SEEN_WORDS, BPF_F_MMAPABLE);
+#[map(name = "GATE")]
+static GATE: Array<u64> = Array::with_max_entries(1, BPF_F_MMAPABLE);
 
 const ETH_HLEN: usize = 14;
 const ETH_P_IP: u16 = 0x0800;
@@ -99,11 +102,19 @@ impl Now {
         self.0
     }
 
+    /// A pending word (written ahead of its deploy) costs the gate's read;
+    /// every other word only a bit test more.
     #[inline(always)]
     fn live(&mut self, word: u64) -> bool {
         let expires = word_expiry_ns(word);
-        word & FLAG_PRESENT != 0 && (expires == 0 || self.get() < expires)
+        (word & FLAG_PRESENT != 0 || (word & FLAG_PENDING != 0 && gate_open()))
+            && (expires == 0 || self.get() < expires)
     }
+}
+
+#[inline(always)]
+fn gate_open() -> bool {
+    GATE.get(0).is_some_and(|g| *g != 0)
 }
 
 #[xdp(frags)]

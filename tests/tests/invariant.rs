@@ -3,7 +3,9 @@
 //! A second thread runs the live program through BPF_PROG_TEST_RUN in a
 //! tight loop on frames from 1,000 sources, against the same maps, while
 //! the main thread deploys random changes that add, remove and nest
-//! prefixes, toggle monitor mode, and add and remove allow entries.
+//! prefixes, toggle monitor mode, and add and remove allow entries; and
+//! while it writes a deploy's new addresses ahead of it, as a fleet's
+//! follower does, every packet keeps its old verdict.
 
 use std::{
     net::IpAddr,
@@ -130,6 +132,7 @@ fn every_packet_gets_its_old_or_its_new_verdict_during_a_deploy() {
     let mut rules: Vec<Rule> = Vec::new();
     let mut next_id = 1;
     let mut violations = Vec::new();
+    let mut written_ahead = 0;
     for round in 0..deploys {
         let old: Vec<u32> = sources.iter().map(|s| action(&rules, *s)).collect();
         let mut removals = Vec::new();
@@ -158,6 +161,55 @@ fn every_packet_gets_its_old_or_its_new_verdict_during_a_deploy() {
             rules.push(r);
         }
         let new: Vec<u32> = sources.iter().map(|s| action(&rules, *s)).collect();
+        // Every other round, as a fleet's follower does, the new exact
+        // addresses are written ahead first, which changes no verdict; every
+        // fourth, what is written ahead is not quite what comes (one entry's
+        // mode differs, one is never deployed), and the apply must drop it.
+        let ahead = round % 2 == 1;
+        if ahead {
+            let mut staged = upserts.clone();
+            if round % 4 == 3 {
+                if let Some(r) = staged
+                    .iter_mut()
+                    .find(|r| r.target.is_exact() && r.list == List::Deny)
+                {
+                    r.monitor = !r.monitor;
+                }
+                let stray = sources
+                    .iter()
+                    .map(|s| Target::host(*s))
+                    .find(|t| rules.iter().chain(&staged).all(|r| r.target != *t))
+                    .expect("a source no entry names");
+                staged.push(Rule {
+                    id: next_id,
+                    target: stray,
+                    list: List::Deny,
+                    monitor: false,
+                    expires_ms: None,
+                });
+                next_id += 1;
+            }
+            *seen.lock().unwrap() = vec![[false; 2]; SOURCES];
+            deploying.store(true, Ordering::Release);
+            let written = dp.stage(&staged, &removals).unwrap();
+            deploying.store(false, Ordering::Release);
+            written_ahead += written;
+            // Written ahead is not live: every source keeps its old verdict.
+            for (i, f) in frames.iter().enumerate() {
+                let got = denylist_tests::run(&mut dp, f);
+                assert_eq!(got, old[i], "round {round}: {} written ahead", sources[i]);
+            }
+            for (i, saw) in seen.lock().unwrap().iter().enumerate() {
+                for (action, was_seen) in [(XDP_PASS, saw[0]), (XDP_DROP, saw[1])] {
+                    if was_seen && action != old[i] {
+                        violations.push(format!(
+                            "round {round}: {} got {action} while written ahead, old {}",
+                            sources[i], old[i]
+                        ));
+                    }
+                }
+            }
+        }
         *seen.lock().unwrap() = vec![[false; 2]; SOURCES];
         deploying.store(true, Ordering::Release);
         dp.apply(&upserts, &removals).unwrap();
@@ -173,7 +225,7 @@ fn every_packet_gets_its_old_or_its_new_verdict_during_a_deploy() {
             }
         }
         // After the deploy, every source has exactly its new verdict.
-        if round % 5 == 0 {
+        if round % 5 == 0 || ahead {
             for (i, f) in frames.iter().enumerate() {
                 let got = denylist_tests::run(&mut dp, f);
                 assert_eq!(
@@ -187,8 +239,9 @@ fn every_packet_gets_its_old_or_its_new_verdict_during_a_deploy() {
     stop.store(true, Ordering::Relaxed);
     runner.join().unwrap();
     let runs = runs.load(Ordering::Relaxed);
-    eprintln!("{runs} packets ran during {deploys} deploys");
+    eprintln!("{runs} packets ran during {deploys} deploys; {written_ahead} entries written ahead");
     assert!(runs > 0, "the runner ran during deploys");
+    assert!(written_ahead > 0, "some deploys had entries written ahead");
     assert!(
         violations.is_empty(),
         "{} violations:\n{}",

@@ -367,3 +367,47 @@ fn mapped_ipv6_sources_match_ipv4_entries() {
         XDP_PASS
     );
 }
+
+/// A deploy's new addresses written ahead (a fleet's follower) pass as if
+/// absent, an allow's and a deny's alike, and become live together when the
+/// deploy puts them in as written; one the deploy does not bring is gone.
+/// The next write ahead closes the gate again, and the entries it opened
+/// stay live.
+#[test]
+fn entries_written_ahead_are_inert_until_their_deploy() {
+    let mut dp = dataplane();
+    let wide = rule(1, "198.51.100.0/24", List::Deny);
+    dp.apply(&[wide], &[]).unwrap();
+    let deny = rule(2, "192.0.2.1", List::Deny);
+    let deny6 = rule(3, "2001:db8::1", List::Deny);
+    let allow = rule(4, "198.51.100.9", List::Allow);
+    let stray = rule(5, "192.0.2.2", List::Deny);
+    let ips = ["192.0.2.1", "2001:db8::1", "198.51.100.9", "192.0.2.2"];
+    let written = dp.stage(&[deny, deny6, allow, stray], &[]).unwrap();
+    assert_eq!(written, 4);
+    for vlans in &stacks() {
+        assert_eq!(
+            verdicts(&mut dp, &ips, vlans),
+            [XDP_PASS, XDP_PASS, XDP_DROP, XDP_PASS],
+            "written ahead, nothing changed"
+        );
+    }
+    assert_eq!(dp.drift().unwrap(), [], "written ahead is no drift");
+    dp.apply(&[deny, deny6, allow], &[]).unwrap();
+    assert_eq!(
+        verdicts(&mut dp, &ips, &[]),
+        [XDP_DROP, XDP_DROP, XDP_PASS, XDP_PASS]
+    );
+    assert_eq!(dp.drift().unwrap(), [], "live through the gate is no drift");
+    let next = rule(6, "192.0.2.3", List::Deny);
+    assert_eq!(dp.stage(&[next], &[]).unwrap(), 1);
+    assert_eq!(
+        verdicts(&mut dp, &[ips[0], ips[1], ips[2], "192.0.2.3"], &[]),
+        [XDP_DROP, XDP_DROP, XDP_PASS, XDP_PASS],
+        "the gate closed behind entries made ordinary"
+    );
+    assert_eq!(dp.drift().unwrap(), []);
+    dp.unstage().unwrap();
+    dp.apply(&[next], &[]).unwrap();
+    assert_eq!(run(&mut dp, &frame(ip("192.0.2.3"), &[])), XDP_DROP);
+}

@@ -38,6 +38,9 @@ impl Core {
             .follow_round()
             .map_err(CoreError::from)
             .and_then(|followed| self.apply_followed(followed));
+        if result.is_ok() {
+            self.write_ahead();
+        }
         match &result {
             Ok(_) => self.fleet_error = None,
             // The database out of reach is no failure of this node's.
@@ -85,6 +88,30 @@ impl Core {
     /// do.
     pub fn foresee_deploy(&mut self, deploy: Announced) {
         self.store.foresee_deploy(deploy);
+    }
+
+    /// Writes into the kernel, not live, what another node's deploy that
+    /// this round planned ahead adds, so that once its entry comes the
+    /// kernel has little left to do. A failure costs only that head start:
+    /// the entry then writes it all.
+    fn write_ahead(&mut self) {
+        let Some(plan) = self.store.plan_made_ahead() else {
+            return;
+        };
+        let changes = changes_of(&plan, tai_offset_ms());
+        // Larger maps, if the deploy needs them, now rather than on its
+        // entry, which would otherwise move to them past what this writes.
+        if let Err(e) = self.fit_prefixes(&changes) {
+            tracing::warn!("growing the maps ahead of another node's deploy: {e}");
+            return;
+        }
+        match self.filter.stage(&changes) {
+            Ok(n) => {
+                self.ops.written_ahead += n as u64;
+                tracing::debug!(entries = n, "wrote another node's deploy ahead");
+            }
+            Err(e) => tracing::warn!("writing another node's deploy ahead: {e}"),
+        }
     }
 
     /// Writes this node's row: what it applied, its drift and last error,

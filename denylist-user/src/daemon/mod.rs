@@ -94,6 +94,9 @@ pub struct OpsCounters {
     /// log entry came (announced), or once it came.
     pub followed_ahead: u64,
     pub followed_on_entry: u64,
+    /// Entries of other nodes' deploys written into the kernel ahead of
+    /// their log entry, not live until it came.
+    pub written_ahead: u64,
 }
 
 pub struct Core {

@@ -3,16 +3,22 @@
 //! nothing.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     net::IpAddr,
     os::fd::{AsFd, BorrowedFd},
 };
 
-use aya::maps::{HashMap as BpfHashMap, Map, MapData, MapError};
+use aya::{
+    Ebpf,
+    maps::{HashMap as BpfHashMap, Map, MapData, MapError},
+};
 use denylist_common::{ExactValue, MAP_EXACT_V4, MAP_EXACT_V6};
 
-use super::{Dataplane, DataplaneError, ExactBatch, Installed, batch, word_of};
+use super::{Dataplane, DataplaneError, ExactBatch, Installed, PerEntry, batch, word_of};
 use crate::model::{List, Rule, Target};
+
+/// One change in its place in the order: rank, key, and the new state.
+type Op = (u16, Target, List, Option<Installed>);
 
 impl Dataplane {
     /// Puts `upserts` in (new entries, or new fields for existing ones) and
@@ -23,7 +29,9 @@ impl Dataplane {
     /// exact removal that no other change in the batch can affect decides
     /// its packets alone, so it goes first: the maps then never hold both a
     /// replaced list and its successor, which would not fit when the list
-    /// is more than half the capacity.
+    /// is more than half the capacity. Entries written ahead
+    /// ([`Dataplane::stage`]) that `upserts` puts in as written become live
+    /// together at their place in that order.
     pub fn apply(
         &mut self,
         upserts: &[Rule],
@@ -32,7 +40,8 @@ impl Dataplane {
         if let Some(&(target, list)) = removals.iter().find(|k| !self.installed.contains_key(k)) {
             return Err(DataplaneError::NotInstalled { target, list });
         }
-        let mut seen = HashSet::with_capacity(upserts.len() + removals.len());
+        let mut seen: HashSet<_, foldhash::fast::RandomState> =
+            HashSet::with_capacity_and_hasher(upserts.len() + removals.len(), Default::default());
         let keys = upserts
             .iter()
             .map(|r| (r.target, r.list))
@@ -55,9 +64,11 @@ impl Dataplane {
         }
         // Grown once, not by doubling through a million inserts.
         self.installed.reserve(added);
+        self.take_pending(upserts, removals)?;
         let alone = lone_exact_removals(upserts, removals);
-        let mut ops: Vec<(u16, Target, List, Option<Installed>)> = upserts
+        let mut ops: Vec<Op> = upserts
             .iter()
+            .filter(|r| !self.is_taken(r))
             .map(|r| {
                 let rank = match (self.installed.contains_key(&(r.target, r.list)), r.list) {
                     (true, _) => 600,
@@ -80,26 +91,24 @@ impl Dataplane {
             }))
             .collect();
         ops.sort_by_key(|op| op.0);
+        // What was written ahead is exact additions: an allow's place is
+        // among the allow additions, a deny's first among the deny
+        // additions (an exact address is its family's most specific), so
+        // the gate opens between the two.
+        let gate_at = ops.partition_point(|op| op.0 <= 1);
         let mut undo = Vec::with_capacity(ops.len());
         let exact = upserts.iter().filter(|r| r.target.is_exact()).count();
-        let mut batch = ExactBatch::with_capacity(exact + removals.len());
-        let mut done = Ok(());
-        for (_, t, l, new) in ops {
-            // Exact writes wait in the batch; a prefix change must not
-            // overtake the exact ones ordered before it.
-            if !t.is_exact()
-                && let Err(e) = self.flush(&mut batch)
-            {
-                done = Err(e);
-                break;
-            }
-            match self.set(t, l, new, Some(&mut batch)) {
-                Ok(prev) => undo.push((t, l, prev)),
-                Err(e) => {
-                    done = Err(e);
-                    break;
-                }
-            }
+        let mut batch =
+            ExactBatch::with_capacity_and_hasher(exact + removals.len(), Default::default());
+        let mut ops = ops.into_iter();
+        let mut done = self.set_all(ops.by_ref().take(gate_at), &mut batch, &mut undo);
+        if done.is_ok() {
+            done = self
+                .open_gate(&mut batch)
+                .map(|keys| undo.extend(keys.into_iter().map(|(t, l)| (t, l, None))));
+        }
+        if done.is_ok() {
+            done = self.set_all(ops, &mut batch, &mut undo);
         }
         if done.is_ok() {
             done = self.flush(&mut batch);
@@ -115,7 +124,29 @@ impl Dataplane {
                     self.record_installed(t, l, prev);
                 }
             }
+            if let Err(u) = self.unstage() {
+                tracing::error!("deleting entries written ahead after a failed change: {u}");
+            }
             return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Sets each of `ops` in turn, recording in `undo` what it was.
+    fn set_all(
+        &mut self,
+        ops: impl Iterator<Item = Op>,
+        batch: &mut ExactBatch,
+        undo: &mut Vec<(Target, List, Option<Installed>)>,
+    ) -> Result<(), DataplaneError> {
+        for (_, t, l, new) in ops {
+            // Exact writes wait in the batch; a prefix change must not
+            // overtake the exact ones ordered before it.
+            if !t.is_exact() {
+                self.flush(batch)?;
+            }
+            let prev = self.set(t, l, new, Some(batch))?;
+            undo.push((t, l, prev));
         }
         Ok(())
     }
@@ -141,7 +172,7 @@ impl Dataplane {
 
     /// Writes the batched exact-address changes with one bpf() call per
     /// map and kind (BPF_MAP_UPDATE_BATCH, BPF_MAP_DELETE_BATCH).
-    fn flush(&mut self, batch: &mut ExactBatch) -> Result<(), DataplaneError> {
+    pub(super) fn flush(&mut self, batch: &mut ExactBatch) -> Result<(), DataplaneError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -161,12 +192,6 @@ impl Dataplane {
                 (IpAddr::V6(a), None) => del6.push(a.octets()),
             }
         }
-        let fd = |name: &'static str| -> Result<BorrowedFd<'_>, DataplaneError> {
-            match self.ebpf.map(name) {
-                Some(Map::HashMap(d)) => Ok(d.fd().as_fd()),
-                _ => Err(DataplaneError::MissingMap { name }),
-            }
-        };
         let err = |name: &'static str| {
             move |source| DataplaneError::Batch {
                 op: "update",
@@ -179,8 +204,8 @@ impl Dataplane {
         // the keys of one batch never mixes two verdicts for it.
         // A batch delete stops at the first missing key; one by one, a
         // missing key (deleted behind our back) is simply already done.
-        let v4_done = batch::delete(fd(MAP_EXACT_V4)?, &del4).is_ok();
-        let v6_done = batch::delete(fd(MAP_EXACT_V6)?, &del6).is_ok();
+        let v4_done = batch::delete(exact_fd(&self.ebpf, MAP_EXACT_V4)?, &del4).is_ok();
+        let v6_done = batch::delete(exact_fd(&self.ebpf, MAP_EXACT_V6)?, &del6).is_ok();
         let retry4 = (!v4_done)
             .then_some(del4)
             .into_iter()
@@ -195,14 +220,10 @@ impl Dataplane {
         for ip in retry {
             self.write_exact(ip, None)?;
         }
-        let fd = |name: &'static str| -> Result<BorrowedFd<'_>, DataplaneError> {
-            match self.ebpf.map(name) {
-                Some(Map::HashMap(d)) => Ok(d.fd().as_fd()),
-                _ => Err(DataplaneError::MissingMap { name }),
-            }
-        };
-        batch::update(fd(MAP_EXACT_V4)?, &up4, &vals4).map_err(err(MAP_EXACT_V4))?;
-        batch::update(fd(MAP_EXACT_V6)?, &up6, &vals6).map_err(err(MAP_EXACT_V6))?;
+        batch::update(exact_fd(&self.ebpf, MAP_EXACT_V4)?, &up4, &vals4)
+            .map_err(err(MAP_EXACT_V4))?;
+        batch::update(exact_fd(&self.ebpf, MAP_EXACT_V6)?, &up6, &vals6)
+            .map_err(err(MAP_EXACT_V6))?;
         Ok(())
     }
 
@@ -303,6 +324,17 @@ impl Dataplane {
     }
 }
 
+/// The fd of exact-address map `name`.
+pub(super) fn exact_fd<'a>(
+    ebpf: &'a Ebpf,
+    name: &'static str,
+) -> Result<BorrowedFd<'a>, DataplaneError> {
+    match ebpf.map(name) {
+        Some(Map::HashMap(d)) => Ok(d.fd().as_fd()),
+        _ => Err(DataplaneError::MissingMap { name }),
+    }
+}
+
 /// Exact removals that no other change of the batch can affect: no other
 /// change to the same address (on either list), and none to a prefix that
 /// covers it. Removing one of these at any point moves its packets straight
@@ -315,7 +347,7 @@ fn lone_exact_removals(upserts: &[Rule], removals: &[(Target, List)]) -> HashSet
         .iter()
         .map(|r| (r.target, r.list))
         .chain(removals.iter().copied());
-    let mut per_addr: HashMap<IpAddr, u32> = HashMap::new();
+    let mut per_addr: PerEntry<IpAddr, u32> = PerEntry::default();
     let mut prefixes = HashSet::new();
     let mut lengths = HashSet::new();
     for (t, _) in keys {

@@ -39,9 +39,39 @@ fn call(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
     bpf(cmd, attr).map(drop)
 }
 
-/// Inserts or replaces `keys[i] → values[i]` (BPF_ANY), in chunks.
-pub fn update<K: Copy, V: Copy>(map: BorrowedFd<'_>, keys: &[K], values: &[V]) -> io::Result<()> {
+/// Inserts or replaces `keys[i] → values[i]` (BPF_ANY), in chunks. A large
+/// batch is split across the CPUs: the kernel's time is its hash inserts
+/// (an allocation and a bucket lock each), which run side by side, and a
+/// packet reads one key, so the order among keys is nobody's concern.
+pub fn update<K: Copy + Sync, V: Copy + Sync>(
+    map: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+) -> io::Result<()> {
     assert_eq!(keys.len(), values.len(), "one value per key");
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let parts = (keys.len() / (4 * CHUNK)).clamp(1, cpus);
+    if parts == 1 {
+        return update_chunks(map, keys, values);
+    }
+    let per = keys.len().div_ceil(parts);
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = keys
+            .chunks(per)
+            .zip(values.chunks(per))
+            .map(|(k, v)| scope.spawn(move || update_chunks(map, k, v)))
+            .collect();
+        threads
+            .into_iter()
+            .try_for_each(|t| t.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+    })
+}
+
+fn update_chunks<K: Copy, V: Copy>(
+    map: BorrowedFd<'_>,
+    keys: &[K],
+    values: &[V],
+) -> io::Result<()> {
     for (k, v) in keys.chunks(CHUNK).zip(values.chunks(CHUNK)) {
         let mut attr = BatchAttr {
             keys: k.as_ptr() as u64,

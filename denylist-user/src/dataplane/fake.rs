@@ -30,6 +30,8 @@ pub struct FakeState {
     pub fail_next_apply: bool,
     /// How many times `apply` ran.
     pub applied: usize,
+    /// What `stage` was last given: not live, and gone at the next `apply`.
+    pub staged: Vec<Rule>,
     /// The detector's levels, as the core set them.
     pub levels: DetectLevels,
     /// What the next detector tick reports.
@@ -53,6 +55,7 @@ impl FakeFilter {
             drifted: Vec::new(),
             fail_next_apply: false,
             applied: 0,
+            staged: Vec::new(),
             levels: DetectLevels::default(),
             traffic: Vec::new(),
             epoch: 0,
@@ -116,6 +119,7 @@ impl Filter for FakeFilter {
     fn apply(&mut self, changes: &ChangeList) -> Result<(), DataplaneError> {
         let mut s = self.state();
         s.applied += 1;
+        s.staged.clear();
         if std::mem::take(&mut s.fail_next_apply) {
             return Err(DataplaneError::Capacity {
                 needed: s.rules.len() + changes.upserts().len(),
@@ -129,6 +133,12 @@ impl Filter for FakeFilter {
             s.rules.insert(r.key(), *r);
         }
         Ok(())
+    }
+
+    fn stage(&mut self, changes: &ChangeList) -> Result<usize, DataplaneError> {
+        let mut s = self.state();
+        s.staged = changes.upserts().to_vec();
+        Ok(s.staged.len())
     }
 
     fn needs_growth(&self, _: &ChangeList, _: Layout) -> Option<Layout> {

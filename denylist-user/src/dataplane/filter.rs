@@ -49,6 +49,11 @@ pub trait Filter: Send {
     /// Puts `changes` into the kernel, all or nothing.
     fn apply(&mut self, changes: &ChangeList) -> Result<(), DataplaneError>;
 
+    /// Writes ahead of a deploy, not live, the new entries of `changes`
+    /// it can; the next `apply` makes those it puts in as written live at
+    /// once and drops the rest. Returns how many it wrote.
+    fn stage(&mut self, changes: &ChangeList) -> Result<usize, DataplaneError>;
+
     /// A larger layout when `changes`' prefixes may not fit the current
     /// one, sized for what they need with room to double, within `ceiling`.
     fn needs_growth(&self, changes: &ChangeList, ceiling: Layout) -> Option<Layout>;
@@ -179,6 +184,10 @@ impl Filter for PinnedFilter {
 
     fn apply(&mut self, changes: &ChangeList) -> Result<(), DataplaneError> {
         self.dp.apply(changes.upserts(), changes.removals())
+    }
+
+    fn stage(&mut self, changes: &ChangeList) -> Result<usize, DataplaneError> {
+        self.dp.stage(changes.upserts(), changes.removals())
     }
 
     fn needs_growth(&self, changes: &ChangeList, ceiling: Layout) -> Option<Layout> {

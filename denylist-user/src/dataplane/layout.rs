@@ -13,9 +13,9 @@ use crate::model::Target;
 use denylist_common::{
     ALL_MAPS, Cell, Counters, DETECT_RING_BYTES, DetectConfig, DetectStats, HIT_SLOTS, Hit,
     HitSlot, MAP_COUNTERS, MAP_DETECT, MAP_DETECT_EVENTS, MAP_DETECT_SEEN, MAP_DETECT_STATS,
-    MAP_EXACT_V4, MAP_EXACT_V6, MAP_HIT_SLOTS, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4,
-    MAP_ROOT_V6, MAP_RULES, MAP_SKETCH, MAP_SLOTS_V4, MAP_SLOTS_V6, Node, ROOT_NODES, RootRow,
-    Rule, SEEN_WORDS, SKETCH_CELLS, SLOTS_PER_PAIR,
+    MAP_EXACT_V4, MAP_EXACT_V6, MAP_GATE, MAP_HIT_SLOTS, MAP_HITS, MAP_NODES_V4, MAP_NODES_V6,
+    MAP_ROOT_V4, MAP_ROOT_V6, MAP_RULES, MAP_SKETCH, MAP_SLOTS_V4, MAP_SLOTS_V6, Node, ROOT_NODES,
+    RootRow, Rule, SEEN_WORDS, SKETCH_CELLS, SLOTS_PER_PAIR,
 };
 
 /// Run slots an element of a `SLOTS` array holds, for `div_ceil`.
@@ -220,6 +220,7 @@ impl Layout {
             (MAP_DETECT_EVENTS, DETECT_RING_BYTES),
             (MAP_DETECT_STATS, 1),
             (MAP_DETECT_SEEN, SEEN_WORDS),
+            (MAP_GATE, 1),
         ]
     }
 
@@ -232,7 +233,8 @@ impl Layout {
     /// per CPU; the direct-mapped hit table is 16,384 24-byte slots per CPU;
     /// the counters are one 80-byte value per CPU; the rate detector's
     /// sketches are 8-byte cells, 131,072 per CPU, beside its ring buffer
-    /// and its 128 KiB of reported-sets.
+    /// and its 128 KiB of reported-sets; the gate of entries written ahead
+    /// is one word.
     pub fn reserved_bytes(&self, cpus: u64) -> u64 {
         let buckets = 16
             * (u64::from(self.capacity).next_power_of_two()
@@ -250,7 +252,8 @@ impl Layout {
             + size(size_of::<DetectConfig>())
             + cpus * size(size_of::<DetectStats>())
             + 8 * u64::from(SEEN_WORDS);
-        buckets + nodes + rules + hits + slots + counters + detector
+        let gate = 8;
+        buckets + nodes + rules + hits + slots + counters + detector + gate
     }
 }
 
@@ -360,7 +363,8 @@ mod tests {
             + 512 * 1024
             + 24
             + cpus * 24
-            + 128 * 1024;
+            + 128 * 1024
+            + 8;
         assert_eq!(l.reserved_bytes(cpus), expect);
     }
 }

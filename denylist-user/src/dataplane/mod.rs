@@ -24,6 +24,7 @@ mod pins;
 mod readback;
 mod region;
 mod sessions;
+mod stage;
 pub mod sys;
 pub mod trie;
 
@@ -32,7 +33,7 @@ use std::{
     net::IpAddr,
     os::fd::{AsFd, BorrowedFd},
     path::{Path, PathBuf},
-    sync::atomic::AtomicU32,
+    sync::atomic::{AtomicU32, AtomicU64},
 };
 
 use aya::{
@@ -43,9 +44,9 @@ use aya::{
 pub use change::ChangeList;
 pub use clock::tai_offset_ms;
 use denylist_common::{
-    ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, MAP_NODES_V4, MAP_NODES_V6, MAP_ROOT_V4,
-    MAP_ROOT_V6, MAP_RULES, MAP_SLOTS_V4, MAP_SLOTS_V6, NODE_SLOTS, PROGRAM_NAME, SLOTS_PER_PAIR,
-    pack_word,
+    ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PRESENT, MAP_GATE, MAP_NODES_V4, MAP_NODES_V6,
+    MAP_ROOT_V4, MAP_ROOT_V6, MAP_RULES, MAP_SLOTS_V4, MAP_SLOTS_V6, NODE_SLOTS, PROGRAM_NAME,
+    SLOTS_PER_PAIR, pack_word,
 };
 pub use detect::{DetectLevels, Detector, Epoch, Measured, key_of, target_of};
 pub use error::DataplaneError;
@@ -59,9 +60,14 @@ use trie::Prefixes;
 
 use crate::model::{List, Rule, Target};
 
+/// The maps with an element per entry, which a million-entry deploy fills
+/// and reads a few times over: foldhash, seeded per process, hashes a key in
+/// a fraction of SipHash's time.
+type PerEntry<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Exact-address values waiting for one batched write: the last value per
 /// address wins, `None` deletes.
-type ExactBatch = HashMap<IpAddr, Option<ExactValue>>;
+type ExactBatch = PerEntry<IpAddr, Option<ExactValue>>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Installed {
@@ -73,7 +79,7 @@ struct Installed {
 pub struct Dataplane {
     ebpf: Ebpf,
     prefixes: Prefixes,
-    installed: HashMap<(Target, List), Installed>,
+    installed: PerEntry<(Target, List), Installed>,
     /// Installed targets per (is IPv4, prefix length), for `decide`.
     lengths: HashMap<(bool, u8), usize>,
     layout: Layout,
@@ -86,6 +92,8 @@ pub struct Dataplane {
     /// Possible CPUs: the per-CPU maps' and the sketches' count.
     cpus: u32,
     detector: Detector,
+    /// Entries written ahead of a deploy, and the gate that makes them live.
+    gate: stage::Gate,
 }
 
 /// The packed flags and expiry of a rule, as the kernel reads them.
@@ -158,10 +166,11 @@ impl Dataplane {
         );
         program(&mut ebpf).load().map_err(DataplaneError::Program)?;
         let detector = Detector::open(&ebpf, cpus)?;
+        let gate = stage::Gate::new(region::<AtomicU64>(&ebpf, MAP_GATE, 1)?);
         Ok(Self {
             ebpf,
             prefixes,
-            installed: HashMap::new(),
+            installed: PerEntry::default(),
             lengths: HashMap::new(),
             layout,
             links: HashMap::new(),
@@ -169,6 +178,7 @@ impl Dataplane {
             pin_dir: pins.map(Path::to_path_buf),
             cpus,
             detector,
+            gate,
         })
     }
 

@@ -82,7 +82,12 @@ impl Dataplane {
                     .collect()
             };
             for (ip, v) in got {
+                // Written ahead of a deploy and not live: no verdict reads it.
+                if self.gate.is_pending(&ip) {
+                    continue;
+                }
                 seen.insert(ip);
+                let v = self.gate.as_read(v);
                 let w = want.get(&ip).copied().unwrap_or_default();
                 let t = Target::host(ip);
                 for l in [List::Deny, List::Allow] {

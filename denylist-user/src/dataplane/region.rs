@@ -58,7 +58,7 @@ enum Owner<T> {
 }
 
 // SAFETY: the memory is only reached through atomics (T is AtomicU32,
-// RuleCell or NodeCell), so sharing or sending the region is as safe as for Vec<T>.
+// AtomicU64, RuleCell or NodeCell), so sharing or sending the region is as safe as for Vec<T>.
 unsafe impl<T: Sync> Send for Region<T> {}
 // SAFETY: as for Send.
 unsafe impl<T: Sync> Sync for Region<T> {}

@@ -305,6 +305,13 @@ fn fleet_series(out: &mut String, core: &mut Core) {
             ("{planned=\"on_entry\"}".to_string(), on_entry),
         ],
     );
+    series(
+        out,
+        "denylist_fleet_entries_written_ahead_total",
+        "Entries of other nodes' deploys this node wrote into its kernel ahead of their log entry, not live until it came, since the daemon started.",
+        "counter",
+        &[(String::new(), core.ops.written_ahead)],
+    );
     let Ok(nodes) = core.nodes() else {
         return;
     };

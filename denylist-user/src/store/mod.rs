@@ -29,6 +29,10 @@ pub use fleet::{
 pub use page::{PageKey, PageOrder, PageRow, PageSpec};
 pub use sqlite::{DB_FILE, SqliteStore};
 
+/// The keys a deploy's plan covers, one per pending listing: a million for
+/// a million-entry import, so hashed with foldhash, not SipHash.
+pub(crate) type PlanKeys = std::collections::HashSet<(Target, List), foldhash::fast::RandomState>;
+
 use std::net::IpAddr;
 
 use crate::model::{
@@ -349,6 +353,13 @@ pub trait Store: Send {
     /// [`Store::follow_round`] may plan it too, ahead of its entry. A
     /// single host has no other.
     fn foresee_deploy(&mut self, _deploy: Announced) {}
+
+    /// The plan of another host's deploy that the last
+    /// [`Store::follow_round`] made ahead of its entry, handed out once: the
+    /// kernel may write ahead what it adds. A single host has no other.
+    fn plan_made_ahead(&mut self) -> Option<Arc<Plan>> {
+        None
+    }
 
     /// Says that the deploy [`Store::plan`] began is over, written or not:
     /// a store that serializes deploys across hosts lets the next one go.

@@ -350,10 +350,15 @@ fn nodes_show_what_each_applied_and_a_database_outage_stops_no_filtering() {
     let deployed = deploying.join().unwrap();
     assert_eq!(deployed.code, 0, "{deployed}");
     converge(&nodes, C, 0);
-    scrape(
+    let text = scrape(
         &nodes[0],
         metrics,
         "denylist_fleet_deploys_followed_total{planned=\"ahead\"} 1",
+    );
+    // C went into fo1's kernel ahead of the entry, live once it came.
+    assert!(
+        text.contains("denylist_fleet_entries_written_ahead_total 1"),
+        "{text}"
     );
 }
 

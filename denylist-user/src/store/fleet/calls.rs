@@ -460,6 +460,10 @@ impl Store for FleetStore {
         self.foreseen = Some(deploy);
     }
 
+    fn plan_made_ahead(&mut self) -> Option<Arc<Plan>> {
+        self.hand_out_ahead()
+    }
+
     fn deploy_done(&mut self) {
         self.release();
     }

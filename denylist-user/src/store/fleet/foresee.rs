@@ -9,14 +9,14 @@
 //! planning then: for a million entries, seconds.
 
 use std::{
-    collections::HashSet,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use super::{FleetStore, command::Command};
 use crate::{
     model::{List, Sources, Target},
-    store::{Announced, Plan, StoreError},
+    store::{Announced, Plan, PlanKeys, StoreError},
 };
 
 /// How long a plan made ahead waits for its deploy: a writer whose deploy
@@ -28,9 +28,11 @@ const AHEAD_KEPT: Duration = Duration::from_secs(300);
 pub(super) struct Ahead {
     after: u64,
     deploy: Announced,
-    keys: HashSet<(Target, List)>,
-    plan: Plan,
+    keys: PlanKeys,
+    plan: Arc<Plan>,
     made: Instant,
+    /// Handed to the kernel to write ahead already.
+    handed: bool,
 }
 
 impl FleetStore {
@@ -59,8 +61,9 @@ impl FleetStore {
                 after,
                 deploy,
                 keys,
-                plan,
+                plan: Arc::new(plan),
                 made: Instant::now(),
+                handed: false,
             })
         });
         match made {
@@ -78,7 +81,7 @@ impl FleetStore {
         &mut self,
         seq: u64,
         command: &Command,
-    ) -> Result<Option<Plan>, StoreError> {
+    ) -> Result<Option<Arc<Plan>>, StoreError> {
         let Some(a) = self.ahead.take() else {
             return Ok(None);
         };
@@ -103,11 +106,19 @@ impl FleetStore {
         }
         Ok(Some(plan))
     }
+
+    /// The plan made ahead in the last round, once, for the kernel to
+    /// write ahead what it can.
+    pub(super) fn hand_out_ahead(&mut self) -> Option<Arc<Plan>> {
+        let a = self.ahead.as_mut().filter(|a| !a.handed)?;
+        a.handed = true;
+        Some(a.plan.clone())
+    }
 }
 
 /// Whether the keys `named` (repeats aside) are `keys`; empties `keys`,
 /// which nothing needs after.
-fn same_keys(named: &[(Target, List)], keys: &mut HashSet<(Target, List)>) -> bool {
+fn same_keys(named: &[(Target, List)], keys: &mut PlanKeys) -> bool {
     if !named.iter().all(|k| keys.contains(k)) {
         return false;
     }

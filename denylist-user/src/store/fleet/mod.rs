@@ -383,7 +383,7 @@ impl FleetStore {
                         Ok(Some(plan)) => Ok(Some((plan, true))),
                         Ok(None) => command
                             .deploy_plan(&mut self.local)
-                            .map(|p| p.map(|p| (p, false))),
+                            .map(|p| p.map(|p| (Arc::new(p), false))),
                         Err(e) => Err(e),
                     }
                     .map_err(|e| StoreError::Diverged {
@@ -396,7 +396,6 @@ impl FleetStore {
                 };
                 if let Some((plan, ahead)) = planned {
                     let revision = self.local.revision()? + 1;
-                    let plan = Arc::new(plan);
                     self.followed.push(Followed::Deployed {
                         plan: plan.clone(),
                         revision,

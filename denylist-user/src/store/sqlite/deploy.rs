@@ -17,7 +17,7 @@ use crate::{
     model::{
         Entry, List, Listing, Millis, Revision, Sources, Stored, Target, is_admin_source, rfc3339,
     },
-    store::{DeployRecord, Only, Op, Pending, Plan, StoreError, WrittenDeploy},
+    store::{DeployRecord, Only, Op, Pending, Plan, PlanKeys, StoreError, WrittenDeploy},
 };
 
 /// Fixes ids and expiries for deploying the pending changes (only those
@@ -60,9 +60,9 @@ pub(super) fn plan_pending(
     conn: &mut Connection,
     sources: &Sources,
     now: Millis,
-) -> Result<(Plan, HashSet<(Target, List)>), StoreError> {
+) -> Result<(Plan, PlanKeys), StoreError> {
     let mut plan = Plan::default();
-    let mut keys = HashSet::new();
+    let mut keys = PlanKeys::default();
     for_each_marked(conn, |p| {
         keys.insert(p.key());
         plan_one(&mut plan, p, sources, now);

@@ -3,7 +3,6 @@
 //! that a node killed at any point applies each entry exactly once.
 
 use std::{
-    collections::HashSet,
     fs,
     io::Write as _,
     os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _},
@@ -19,8 +18,8 @@ use super::{
     rows::{meta, set_meta},
 };
 use crate::{
-    model::{List, Millis, Sources, Target},
-    store::{DeployRecord, Plan, StoreError, WrittenDeploy},
+    model::{Millis, Sources},
+    store::{DeployRecord, Plan, PlanKeys, StoreError, WrittenDeploy},
 };
 
 fn stamp(conn: &Connection, seq: u64) -> Result<(), StoreError> {
@@ -135,7 +134,7 @@ impl SqliteStore {
         &mut self,
         sources: &Sources,
         now: Millis,
-    ) -> Result<(Plan, HashSet<(Target, List)>), StoreError> {
+    ) -> Result<(Plan, PlanKeys), StoreError> {
         deploy::plan_pending(&mut self.conn, sources, now)
     }
 
