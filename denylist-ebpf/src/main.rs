@@ -102,19 +102,35 @@ impl Now {
         self.0
     }
 
-    /// A pending word (written ahead of its deploy) costs the gate's read;
-    /// every other word only a bit test more.
     #[inline(always)]
     fn live(&mut self, word: u64) -> bool {
+        word & FLAG_PRESENT != 0 && self.unexpired(word)
+    }
+
+    /// A word of an exact entry: also live when it is pending (written
+    /// ahead of its deploy) and `gate` says the gate was open.
+    #[inline(always)]
+    fn live_exact(&mut self, word: u64, gate: bool) -> bool {
+        (word & FLAG_PRESENT != 0 || (gate && word & FLAG_PENDING != 0)) && self.unexpired(word)
+    }
+
+    #[inline(always)]
+    fn unexpired(&mut self, word: u64) -> bool {
         let expires = word_expiry_ns(word);
-        (word & FLAG_PRESENT != 0 || (word & FLAG_PENDING != 0 && gate_open()))
-            && (expires == 0 || self.get() < expires)
+        expires == 0 || self.get() < expires
     }
 }
 
+/// Whether the pending words of `exact` are live for this packet. Read
+/// right after the exact lookup and before the trie walk: the deploy that
+/// opens the gate published its allow prefixes before, so a packet that
+/// finds the gate open then finds them too, and never a pending deny
+/// without the allow prefix of the same deploy over it. Only an entry
+/// with a pending word costs the read.
 #[inline(always)]
-fn gate_open() -> bool {
-    GATE.get(0).is_some_and(|g| *g != 0)
+fn gate_for(exact: Option<&ExactValue>) -> bool {
+    exact.is_some_and(|e| (e.deny | e.allow) & FLAG_PENDING != 0)
+        && GATE.get(0).is_some_and(|g| *g != 0)
 }
 
 #[xdp(frags)]
@@ -242,8 +258,9 @@ fn decide_v4(src: &[u8; 4], a: u32, now: &mut Now) -> (Verdict, u32) {
     // SAFETY: NO_PREALLOC hash elements are freed through RCU, so the value
     // stays valid for this program run even if user space replaces it.
     let exact = unsafe { EXACT_V4.get(src) };
+    let gate = gate_for(exact);
     let rule = trie_v4(a);
-    decide(exact, rule, now)
+    decide(exact, gate, rule, now)
 }
 
 /// `src` is the address in the packet, `hi` and `lo` its two halves.
@@ -251,15 +268,16 @@ fn decide_v4(src: &[u8; 4], a: u32, now: &mut Now) -> (Verdict, u32) {
 fn decide_v6(src: &[u8; 16], hi: u64, lo: u64, now: &mut Now) -> (Verdict, u32) {
     // SAFETY: as in decide_v4.
     let exact = unsafe { EXACT_V6.get(src) };
+    let gate = gate_for(exact);
     let rule = trie_v6(hi, lo);
-    decide(exact, rule, now)
+    decide(exact, gate, rule, now)
 }
 
 /// Allow anywhere beats deny; an exact deny beats any prefix deny.
 #[inline(always)]
-fn decide(exact: Option<&ExactValue>, rule: u32, now: &mut Now) -> (Verdict, u32) {
+fn decide(exact: Option<&ExactValue>, gate: bool, rule: u32, now: &mut Now) -> (Verdict, u32) {
     if let Some(e) = exact
-        && now.live(e.allow)
+        && now.live_exact(e.allow, gate)
     {
         return (Verdict::Allowed, e.allow_id);
     }
@@ -267,7 +285,7 @@ fn decide(exact: Option<&ExactValue>, rule: u32, now: &mut Now) -> (Verdict, u32
         return (Verdict::Allowed, a.id);
     }
     if let Some(e) = exact
-        && now.live(e.deny)
+        && now.live_exact(e.deny, gate)
     {
         return deny_verdict(e.deny, e.deny_id);
     }

@@ -301,9 +301,15 @@ impl Dataplane {
             match value {
                 Some(v) => h.insert(key, v, 0).map_err(err),
                 // Already gone is what a delete wants: an undo may delete
-                // what a failed batch never wrote.
+                // what a failed batch never wrote. aya 0.14's `remove`
+                // gives ENOENT as a syscall error, not KeyNotFound.
                 None => match h.remove(&key) {
                     Err(MapError::KeyNotFound) => Ok(()),
+                    Err(MapError::SyscallError(e))
+                        if e.io_error.raw_os_error() == Some(libc::ENOENT) =>
+                    {
+                        Ok(())
+                    }
                     r => r.map_err(err),
                 },
             }

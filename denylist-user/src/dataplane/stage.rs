@@ -33,6 +33,10 @@ pub(super) struct Gate {
     /// The deploy they were written ahead of: when it comes as it was, all
     /// of them are its, with no need to check them one by one.
     ahead_of: Option<AheadOf>,
+    /// Whether every pending entry is in the kernel as recorded: false
+    /// after a write or delete of them failed partway, when the next apply
+    /// deletes them all rather than take any.
+    whole: bool,
     /// Live through the open gate until rewritten as ordinary words.
     flagged: Vec<IpAddr>,
 }
@@ -50,6 +54,7 @@ impl Gate {
             open: false,
             pending: PerEntry::default(),
             ahead_of: None,
+            whole: true,
             flagged: Vec::new(),
         }
     }
@@ -154,6 +159,7 @@ impl Dataplane {
             });
         if let Err(e) = written {
             // Not live, so whatever part went in changed no verdict.
+            self.gate.whole = false;
             self.unstage()?;
             return Err(e);
         }
@@ -168,9 +174,13 @@ impl Dataplane {
             return Ok(());
         }
         let mut batch: ExactBatch = self.gate.pending.keys().map(|ip| (*ip, None)).collect();
-        self.flush(&mut batch)?;
-        self.gate.pending.clear();
         self.gate.ahead_of = None;
+        if let Err(e) = self.flush(&mut batch) {
+            self.gate.whole = false;
+            return Err(e);
+        }
+        self.gate.pending.clear();
+        self.gate.whole = true;
         Ok(())
     }
 
@@ -183,6 +193,9 @@ impl Dataplane {
         removals: &[(Target, List)],
     ) -> Result<(), DataplaneError> {
         let ahead_of = self.gate.ahead_of.take();
+        if !self.gate.whole {
+            return self.unstage();
+        }
         if self.gate.pending.is_empty()
             || ahead_of.is_some_and(|a| a.upserts == upserts && a.removals == removals)
         {
@@ -215,7 +228,10 @@ impl Dataplane {
             .copied()
             .collect();
         let mut batch: ExactBatch = stale.iter().map(|ip| (*ip, None)).collect();
-        self.flush(&mut batch)?;
+        if let Err(e) = self.flush(&mut batch) {
+            self.gate.whole = false;
+            return Err(e);
+        }
         for ip in stale {
             self.gate.pending.remove(&ip);
         }
@@ -278,9 +294,9 @@ impl Dataplane {
         for &ip in &self.gate.flagged {
             let t = Target::host(ip);
             let deny = self.installed.get(&(t, List::Deny)).copied();
-            if let Some(v) = self.exact_value(t, List::Deny, deny) {
-                batch.insert(ip, Some(v));
-            }
+            // None deletes: an entry undone whose delete failed must not
+            // outlive the gate, which the next deploy opens again.
+            batch.insert(ip, self.exact_value(t, List::Deny, deny));
         }
         self.flush(&mut batch)?;
         self.gate.flagged.clear();
