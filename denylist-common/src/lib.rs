@@ -190,14 +190,20 @@ pub const NO_START: u8 = u8::MAX;
 /// Up to [`INLINE_RUNS`] runs sit in `inline`, and `before` holds where
 /// runs 1 to 4 start, less one ([`NO_START`] for runs the node lacks): slot
 /// `b` is run `#{i: before[i] < b}`, four independent compares
-/// ([`inline_index`]). Most nodes are of this kind.
+/// ([`inline_index`]). Most nodes are of this kind. Their `bits` hold a
+/// shortcut instead ([`Skip`]), or zeros.
 ///
 /// A node with more runs keeps them in `SLOTS[base..]`. Bit `b` of `bits`
 /// is set where slot `b` starts a run (its value differs from slot
-/// `b − 1`'s; bit 0 is always set, in both kinds), `before[w]` counts the
-/// runs starting in the words before word `w`, and slot `b` is run
+/// `b − 1`'s; bit 0 is always set), `before[w]` counts the runs starting
+/// in the words before word `w`, and slot `b` is run
 /// `before[b / 64] + popcount(bits[b / 64] & mask(0..=b % 64)) − 1`
 /// ([`run_index`]).
+///
+/// A node of more than [`PLAIN_ABOVE`] runs takes a block of 256 slots
+/// anyway (the largest class of blocks), so it keeps all 256 slots there,
+/// `plain` is 1, and slot `b` is `SLOTS[base + b]`: no popcount. Dense
+/// nodes are few, and every walk through them gets cheaper.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Node {
@@ -207,7 +213,76 @@ pub struct Node {
     pub base: u32,
     pub before: [u8; 4],
     pub inline: [u32; INLINE_RUNS],
-    pub _pad: u32,
+    pub plain: u32,
+}
+
+/// The most runs a node keeps as runs; one with more keeps its 256 slots.
+pub const PLAIN_ABOVE: usize = 192;
+
+impl Node {
+    /// How many runs the node has, of either kind.
+    pub fn runs(&self) -> u32 {
+        if self.plain != 0 {
+            NODE_SLOTS as u32
+        } else if self.base == BASE_INLINE {
+            1 + self.before.iter().filter(|&&b| b != NO_START).count() as u32
+        } else {
+            self.bits.iter().map(|w| w.count_ones()).sum()
+        }
+    }
+}
+
+/// Where an inline IPv6 node keeps its shortcut, as indices of
+/// [`Node::bits`]: the bytes to match, left-aligned; their mask; the slot
+/// reached (low half) and the rule on a mismatch (high half); and how many
+/// bytes it consumes, 0 for none.
+pub const SKIP_KEY: usize = 0;
+pub const SKIP_MASK: usize = 1;
+pub const SKIP_ENDS: usize = 2;
+pub const SKIP_BYTES: usize = 3;
+
+/// A shortcut over a chain of IPv6 trie levels.
+///
+/// Random IPv6 prefixes are sparse: under the root, a /64 usually sits at
+/// the end of a chain of six nodes, each with one child slot and every
+/// other slot holding one rule (the covering prefix, or none). The walk
+/// would read all six. Path compression, as in PATRICIA (Morrison, JACM
+/// 1968), lets the chain's first node say: the next `bytes` address bytes
+/// must equal `key`; then the walk goes on at slot `to`, bytes further
+/// down, and otherwise it ends at `miss`, the one rule all the chain's
+/// other slots hold. The chain's nodes stay in place, so a skip is only a
+/// faster way to the slot the walk reaches anyway. A skip stays within one
+/// 64-bit half of the address, where the program holds the bytes in one
+/// register.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Skip {
+    pub key: u64,
+    pub bytes: u32,
+    pub to: u32,
+    pub miss: u32,
+}
+
+impl Skip {
+    /// The node's `bits` that hold this skip.
+    pub fn to_bits(self) -> [u64; 4] {
+        let mut w = [0; 4];
+        w[SKIP_KEY] = self.key;
+        w[SKIP_MASK] = u64::MAX << (64 - 8 * self.bytes);
+        w[SKIP_ENDS] = u64::from(self.to) | u64::from(self.miss) << 32;
+        w[SKIP_BYTES] = u64::from(self.bytes);
+        w
+    }
+
+    /// The skip an inline node's `bits` hold, if any.
+    pub fn of(node: &Node) -> Option<Self> {
+        let w = node.bits;
+        (node.base == BASE_INLINE && w[SKIP_BYTES] != 0).then_some(Self {
+            key: w[SKIP_KEY],
+            bytes: w[SKIP_BYTES] as u32,
+            to: w[SKIP_ENDS] as u32,
+            miss: (w[SKIP_ENDS] >> 32) as u32,
+        })
+    }
 }
 
 /// Slot `byte`'s place in its node's runs, from 0, for a node whose runs
@@ -522,7 +597,7 @@ mod tests {
             base: 7,
             before: [0, 2, 3, 3],
             inline: [0; INLINE_RUNS],
-            _pad: 0,
+            plain: 0,
         };
         let runs: [(u8, u32); 9] = [
             (0, 0),
@@ -538,6 +613,31 @@ mod tests {
         for (byte, run) in runs {
             assert_eq!(run_index(&node, byte), run, "slot {byte}");
         }
+    }
+
+    #[test]
+    fn a_skip_reads_back_from_the_bits_it_writes() {
+        let skip = Skip {
+            key: 0x0002_0000_0007 << 16,
+            bytes: 6,
+            to: 9,
+            miss: 4,
+        };
+        let node = Node {
+            bits: skip.to_bits(),
+            base: BASE_INLINE,
+            before: [1, 2, NO_START, NO_START],
+            ..Node::default()
+        };
+        assert_eq!(Skip::of(&node), Some(skip));
+        assert_eq!(node.bits[SKIP_MASK], 0xffff_ffff_ffff_0000);
+        assert_eq!(node.runs(), 3);
+        let plain = Node {
+            base: BASE_INLINE,
+            before: [1, 2, NO_START, NO_START],
+            ..Node::default()
+        };
+        assert_eq!(Skip::of(&plain), None);
     }
 
     #[test]

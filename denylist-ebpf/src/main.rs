@@ -27,9 +27,9 @@ use aya_ebpf::{
 use denylist_common::{
     BASE_INLINE, Cell, Counters, DETECT_RING_BYTES, DetectConfig, DetectEvent, DetectStats,
     ExactValue, FLAG_ALLOW, FLAG_MONITOR, FLAG_PENDING, FLAG_PRESENT, HIT_SLOTS, Hit, HitSlot,
-    MAX_FALLBACK, Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SEEN_WORDS, SLOT_CHILD, SlotPair,
-    inline_index, run_index, seen_bit, sketch_cell, source_key_v4, source_key_v6_high,
-    word_expiry_ns,
+    MAX_FALLBACK, Node, ROOT_NODES, RULE_NONE, RootRow, Rule, SEEN_WORDS, SKIP_BYTES, SKIP_ENDS,
+    SKIP_KEY, SKIP_MASK, SLOT_CHILD, SlotPair, inline_index, run_index, seen_bit, sketch_cell,
+    source_key_v4, source_key_v6_high, word_expiry_ns,
 };
 
 // Sizes here are placeholders: the loader sets every max_entries from the
@@ -344,16 +344,27 @@ fn root(rows: &Array<RootRow>, a0: u8, a1: u8) -> u32 {
 /// Slot `byte` of the compressed node a child slot points at.
 #[inline(always)]
 fn slot(nodes: &Array<Node>, slots: &Array<SlotPair>, child: u32, byte: u8) -> u32 {
-    let Some(n) = nodes.get(child & !SLOT_CHILD) else {
-        return RULE_NONE;
-    };
+    match nodes.get(child & !SLOT_CHILD) {
+        Some(n) => slot_of(n, slots, byte),
+        None => RULE_NONE,
+    }
+}
+
+/// Slot `byte` of node `n`.
+#[inline(always)]
+fn slot_of(n: &Node, slots: &Array<SlotPair>, byte: u8) -> u32 {
     if n.base == BASE_INLINE {
         return match n.inline.get(inline_index(n, byte) as usize) {
             Some(s) => *s,
             None => RULE_NONE,
         };
     }
-    let i = n.base.wrapping_add(run_index(n, byte));
+    let run = if n.plain != 0 {
+        u32::from(byte)
+    } else {
+        run_index(n, byte)
+    };
+    let i = n.base.wrapping_add(run);
     match slots.get(i >> 1) {
         Some(p) => p[(i & 1) as usize],
         None => RULE_NONE,
@@ -381,16 +392,40 @@ fn trie_v4(a: u32) -> u32 {
 }
 
 /// The address's bytes come out of its two halves by shifts, in
-/// registers: no byte loads.
+/// registers: no byte loads. A node with a shortcut
+/// ([`denylist_common::Skip`]) takes the walk down several levels at once,
+/// or ends it, with one compare of the next bytes, all in the half the
+/// walk is in.
 #[inline(always)]
 fn trie_v6(hi: u64, lo: u64) -> u32 {
     let mut s = root(&ROOT_V6, byte(hi, 0), byte(hi, 1));
-    for i in 2..16 {
-        if s & SLOT_CHILD == 0 {
-            return s;
+    let mut i: u32 = 2;
+    // Each round consumes at least one of the 14 bytes below the root.
+    for _ in 2..16 {
+        if s & SLOT_CHILD == 0 || i >= 16 {
+            break;
         }
-        let b = if i < 8 { byte(hi, i) } else { byte(lo, i - 8) };
-        s = slot(&NODES_V6, &SLOTS_V6, s, b);
+        let Some(n) = NODES_V6.get(s & !SLOT_CHILD) else {
+            return RULE_NONE;
+        };
+        // The address from byte i on, left-aligned, within its half.
+        let next = if i < 8 {
+            hi.wrapping_shl(8 * i)
+        } else {
+            lo.wrapping_shl(8 * (i - 8))
+        };
+        if n.base == BASE_INLINE && n.bits[SKIP_BYTES] != 0 {
+            let ends = n.bits[SKIP_ENDS];
+            if (next ^ n.bits[SKIP_KEY]) & n.bits[SKIP_MASK] != 0 {
+                s = (ends >> 32) as u32;
+                break;
+            }
+            s = ends as u32;
+            i += n.bits[SKIP_BYTES] as u32;
+        } else {
+            s = slot_of(n, &SLOTS_V6, (next >> 56) as u8);
+            i += 1;
+        }
     }
     if s & SLOT_CHILD != 0 { RULE_NONE } else { s }
 }

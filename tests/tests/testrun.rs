@@ -117,6 +117,74 @@ fn prefix_edges_on_every_length_class() {
     }
 }
 
+/// A node of more than 192 runs keeps its 256 slots (plain), and in the
+/// IPv6 trie a chain of single-path levels is skipped in one compare: the
+/// program must decide through both as through the nodes they stand for.
+#[test]
+fn dense_nodes_and_skipped_chains_decide_as_their_levels_would() {
+    let mut dp = dataplane();
+    // 250 /24s under one /16 in each family: 251 runs in the node below
+    // the root.
+    let dense: Vec<Rule> = (0..250u32)
+        .flat_map(|x| {
+            [
+                rule(1 + x, &format!("198.51.{x}.0/24"), List::Deny),
+                rule(1001 + x, &format!("2001:{x:02x}00::/24"), List::Deny),
+            ]
+        })
+        .collect();
+    // A chain beside them: the /64 skips bytes 4 to 7 in one read, the
+    // /127 bytes 8 to 14.
+    let chain = [
+        rule(2000, "2001:fa00:0:7::/64", List::Deny),
+        rule(2001, "2001:fa00:0:7:1:2:3:4/127", List::Allow),
+    ];
+    dp.apply(&dense, &[]).unwrap();
+    dp.apply(&chain, &[]).unwrap();
+    let probes = [
+        ("198.51.3.1", XDP_DROP),
+        ("198.51.249.255", XDP_DROP),
+        ("198.51.250.1", XDP_PASS),
+        ("2001:f900::1", XDP_DROP),
+        ("2001:fa00::1", XDP_PASS),
+        ("2001:fa00:0:7::1", XDP_DROP),
+        ("2001:fa00:0:7:1:2:3:5", XDP_PASS),
+        ("2001:fa00:0:7:1:2:3:6", XDP_DROP),
+        ("2001:fa00:0:8::1", XDP_PASS),
+        ("2001:fa00:1:7::1", XDP_PASS),
+    ];
+    for vlans in stacks() {
+        for (a, want) in probes {
+            assert_eq!(
+                run(&mut dp, &frame(ip(a), &vlans)),
+                want,
+                "{a}, vlans {vlans:?}"
+            );
+        }
+    }
+    // Those from 100 on gone: the nodes keep runs again, and with the
+    // chain's /127 gone the skip ends at the /64.
+    let gone: Vec<(Target, List)> = dense
+        .iter()
+        .filter(|r| (r.id - 1) % 1000 >= 100)
+        .map(|r| (r.target, r.list))
+        .chain([(chain[1].target, List::Allow)])
+        .collect();
+    dp.apply(&[], &gone).unwrap();
+    let probes = [
+        ("198.51.3.1", XDP_DROP),
+        ("198.51.99.255", XDP_DROP),
+        ("198.51.100.1", XDP_PASS),
+        ("2001:6300::1", XDP_DROP),
+        ("2001:6400::1", XDP_PASS),
+        ("2001:fa00:0:7:1:2:3:5", XDP_DROP),
+        ("2001:fa00:0:8::1", XDP_PASS),
+    ];
+    for (a, want) in probes {
+        assert_eq!(run(&mut dp, &frame(ip(a), &[])), want, "{a} after removals");
+    }
+}
+
 #[test]
 fn allow_overrides_monitor_watches_and_the_most_specific_deny_decides() {
     let mut dp = dataplane();

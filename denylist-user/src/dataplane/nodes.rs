@@ -8,15 +8,20 @@
 //! writes each changed node afresh, deepest first, then swings the one slot
 //! that points at it. A packet thus reads every node either whole before a
 //! change or whole after it; the old copy is freed through quarantine.
+//!
+//! In the IPv6 trie, the first node of a chain of single-path levels also
+//! carries a shortcut to the chain's end (`denylist_common::Skip`). It
+//! depends on every node of the chain, so a change anywhere in a chain
+//! copies the chain's nodes above it too, and they are published with it.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::atomic::{AtomicU32, Ordering::*},
 };
 
 use denylist_common::{
-    BASE_INLINE, INLINE_RUNS, NO_START, NODE_SLOTS, Node, ROOT_NODES, SLOT_CHILD, inline_index,
-    run_index,
+    BASE_INLINE, INLINE_RUNS, NO_START, NODE_SLOTS, Node, PLAIN_ABOVE, ROOT_NODES, SLOT_CHILD,
+    Skip, inline_index, run_index,
 };
 
 use super::{
@@ -62,6 +67,9 @@ struct Dirty {
 
 pub struct Nodes {
     maps: TrieMaps,
+    /// Whether chains get shortcuts: in the IPv6 trie, where the program
+    /// follows them.
+    shortcuts: bool,
     pool: Pool,
     blocks: Blocks,
     /// The global slot that points at each node below the root.
@@ -73,7 +81,8 @@ pub struct Nodes {
 }
 
 /// Node bits, `before` (for the node's kind: inline when the runs fit)
-/// and the runs of 256 slots.
+/// and the runs of 256 slots; all 256 slots for a plain node, one of more
+/// than `PLAIN_ABOVE` runs.
 fn compress(slots: &[u32; NODE_SLOTS]) -> ([u64; 4], [u8; 4], Vec<u32>) {
     let mut bits = [0u64; 4];
     let mut counts = [0u8; 4];
@@ -93,6 +102,9 @@ fn compress(slots: &[u32; NODE_SLOTS]) -> ([u64; 4], [u8; 4], Vec<u32>) {
             runs.push(s);
         }
     }
+    if runs.len() > PLAIN_ABOVE {
+        return ([0; 4], [0; 4], slots.to_vec());
+    }
     let before = if runs.len() <= INLINE_RUNS {
         starts
     } else {
@@ -101,9 +113,26 @@ fn compress(slots: &[u32; NODE_SLOTS]) -> ([u64; 4], [u8; 4], Vec<u32>) {
     (bits, before, runs)
 }
 
+/// `(byte, value, other)` for an inline node whose slots all hold `other`,
+/// a rule, but slot `byte`, which holds `value`: a level of a chain.
+fn single_path(before: [u8; 4], runs: &[u32]) -> Option<(u8, u32, u32)> {
+    let (b, v, m) = match *runs {
+        // Runs start at 0 and at before[0] + 1.
+        [v, m] if before[0] == 0 => (0, v, m),
+        [m, v] if before[0] == 254 => (255, v, m),
+        [m, v, m2] if m == m2 && before[1] == before[0].wrapping_add(1) => {
+            (before[0].wrapping_add(1), v, m)
+        }
+        _ => return None,
+    };
+    (m & SLOT_CHILD == 0).then_some((b, v, m))
+}
+
 /// Slot `byte`'s place in the runs of a node of either kind.
 fn index(n: &Node, byte: u8) -> u32 {
-    if n.base == BASE_INLINE {
+    if n.plain != 0 {
+        u32::from(byte)
+    } else if n.base == BASE_INLINE {
         inline_index(n, byte)
     } else {
         run_index(n, byte)
@@ -111,11 +140,12 @@ fn index(n: &Node, byte: u8) -> u32 {
 }
 
 impl Nodes {
-    pub fn new(maps: TrieMaps) -> Self {
+    pub fn new(maps: TrieMaps, shortcuts: bool) -> Self {
         let pool = Pool::new(ROOT_NODES, maps.nodes.len() as u32);
         let blocks = Blocks::new(maps.slots.len() as u32);
         Self {
             maps,
+            shortcuts,
             pool,
             blocks,
             parent: HashMap::new(),
@@ -153,13 +183,93 @@ impl Nodes {
             base: c.base.load(Acquire),
             before: c.before.load(Acquire).to_le_bytes(),
             inline: [0; INLINE_RUNS],
-            _pad: 0,
+            plain: c.plain.load(Acquire),
         }
+    }
+
+    /// Whether a change copies the chain nodes above the nodes it changes.
+    pub fn copies_chains(&self) -> bool {
+        self.shortcuts
     }
 
     /// Runs of a published node.
     pub fn runs(&self, id: u32) -> u32 {
-        self.node(id).bits.iter().map(|w| w.count_ones()).sum()
+        self.node(id).runs()
+    }
+
+    /// The shortcut a published node carries.
+    pub fn skip(&self, id: u32) -> Option<Skip> {
+        Skip::of(&self.node(id))
+    }
+
+    /// [`single_path`] of a node as this change leaves it.
+    fn single(&self, id: u32) -> Option<(u8, u32, u32)> {
+        if let Some(d) = self.dirty.get(&id) {
+            let (_, before, runs) = compress(&d.slots);
+            return (runs.len() <= INLINE_RUNS)
+                .then(|| single_path(before, &runs))
+                .flatten();
+        }
+        let n = self.node(id);
+        if n.base != BASE_INLINE {
+            return None;
+        }
+        let cell = &self.maps.nodes[id as usize];
+        let runs: Vec<u32> = cell.inline[..n.runs() as usize]
+            .iter()
+            .map(|r| r.load(Acquire))
+            .collect();
+        single_path(n.before, &runs)
+    }
+
+    /// The shortcut for a node at byte `at` of the address (2 for a node a
+    /// root slot points at) whose runs are `runs`, with its children as
+    /// this change leaves them: over the chain below it, within the
+    /// address's half, if it saves a level.
+    fn shortcut(&self, at: u32, before: [u8; 4], runs: &[u32]) -> Option<Skip> {
+        let (b, mut to, miss) = single_path(before, runs)?;
+        let end = if at < 8 { 8 } else { 16 };
+        let (mut key, mut bytes) = (u64::from(b) << 56, 1);
+        while at + bytes < end && to & SLOT_CHILD != 0 {
+            match self.single(to & !SLOT_CHILD) {
+                Some((b, v, m)) if m == miss => {
+                    key |= u64::from(b) << (56 - 8 * bytes);
+                    bytes += 1;
+                    to = v;
+                }
+                _ => break,
+            }
+        }
+        (bytes >= 2).then_some(Skip {
+            key,
+            bytes,
+            to,
+            miss,
+        })
+    }
+
+    /// Copies, into this change, every node above a changed one whose
+    /// shortcut may pass through it: those that are a chain's level now
+    /// or carry a shortcut. A node that is neither ends every chain above
+    /// it, and keeps its id unless it changed itself.
+    fn dirty_chains(&mut self) {
+        let mut seen = HashSet::new();
+        let changed: Vec<u32> = self.dirty.keys().copied().collect();
+        for mut id in changed {
+            loop {
+                let up = (self.parent[&id] / NODE_SLOTS) as u32;
+                if up < ROOT_NODES || !seen.insert(up) {
+                    break;
+                }
+                if !self.dirty.contains_key(&up) {
+                    if self.skip(up).is_none() && self.single(up).is_none() {
+                        break;
+                    }
+                    self.copy(up);
+                }
+                id = up;
+            }
+        }
     }
 
     /// Where run `k` of a published node is: in the node, or in `SLOTS`.
@@ -219,21 +329,30 @@ impl Nodes {
             self.root_writes.insert(idx, v);
             return;
         }
-        if !self.dirty.contains_key(&node) {
-            let mut slots: Slots = Box::new([0; NODE_SLOTS]);
-            for (b, s) in slots.iter_mut().enumerate() {
-                *s = self.published(node as usize * NODE_SLOTS + b);
-            }
-            self.dirty.insert(
-                node,
-                Dirty {
-                    slots,
-                    fresh: false,
-                },
-            );
-        }
+        self.copy(node);
         let d = self.dirty.get_mut(&node).expect("just made dirty");
         d.slots[idx % NODE_SLOTS] = v;
+    }
+
+    /// Takes published node `id` into this change, as a copy to write.
+    fn copy(&mut self, id: u32) {
+        if self.dirty.contains_key(&id) {
+            return;
+        }
+        let n = self.node(id);
+        let mut slots: Slots = Box::new([0; NODE_SLOTS]);
+        for (b, s) in slots.iter_mut().enumerate() {
+            *s = self
+                .run(id, n.base, index(&n, b as u8))
+                .map_or(0, |s| s.load(Acquire));
+        }
+        self.dirty.insert(
+            id,
+            Dirty {
+                slots,
+                fresh: false,
+            },
+        );
     }
 
     /// A new node below slot `parent`, every slot `fill`; the caller points
@@ -308,12 +427,25 @@ impl Nodes {
     /// as nothing published points at it, so a change needs room for one
     /// copy at a time beyond the nodes it creates.
     pub fn publish(&mut self) -> Result<(), Full> {
+        if self.shortcuts {
+            self.dirty_chains();
+        }
         let mut order: Vec<(u32, u32)> =
             self.dirty.keys().map(|&id| (self.depth(id), id)).collect();
         order.sort_unstable_by(|a, b| b.cmp(a));
-        for (_, id) in order {
+        for (depth, id) in order {
             let d = self.dirty.remove(&id).expect("listed above");
-            let (bits, before, runs) = compress(&d.slots);
+            let (mut bits, before, runs) = compress(&d.slots);
+            if runs.len() <= INLINE_RUNS {
+                // Inline nodes need no run bitmap; the bits hold the
+                // shortcut. Children are written already (deepest first),
+                // so it names their new copies.
+                bits = self
+                    .shortcuts
+                    .then(|| self.shortcut(depth + 1, before, &runs))
+                    .flatten()
+                    .map_or([0; 4], Skip::to_bits);
+            }
             let at = if d.fresh {
                 id
             } else {
@@ -336,6 +468,8 @@ impl Nodes {
                 w.store(b, Relaxed);
             }
             cell.base.store(base, Relaxed);
+            cell.plain
+                .store(u32::from(runs.len() == NODE_SLOTS), Relaxed);
             cell.before.store(u32::from_le_bytes(before), Release);
             let old = (!d.fresh).then(|| self.block(id));
             let up = self.parent.remove(&id).expect("every node has a parent");
@@ -386,6 +520,7 @@ mod tests {
             bits,
             base: if inline { BASE_INLINE } else { 0 },
             before,
+            plain: u32::from(runs.len() == NODE_SLOTS),
             ..Node::default()
         };
         for (b, &want) in slots.iter().enumerate() {
@@ -411,5 +546,17 @@ mod tests {
         let (before, runs) = round_trip(&slots);
         assert_eq!(runs, vec![1, 5, 9, 5, 7, 2]);
         assert_eq!(before, [0, 2, 4, 4], "counted: the runs before each word");
+        // Past PLAIN_ABOVE runs, the node keeps every slot.
+        let runs_of = |distinct: u32| {
+            let mut slots = [999u32; NODE_SLOTS];
+            for (b, s) in slots.iter_mut().enumerate().take(distinct as usize - 1) {
+                *s = b as u32;
+            }
+            round_trip(&slots).1
+        };
+        assert_eq!(runs_of(PLAIN_ABOVE as u32).len(), PLAIN_ABOVE, "runs");
+        let dense = runs_of(PLAIN_ABOVE as u32 + 1);
+        assert_eq!(dense.len(), NODE_SLOTS, "plain: every slot");
+        assert_eq!(dense[PLAIN_ABOVE..], [999; NODE_SLOTS - PLAIN_ABOVE]);
     }
 }

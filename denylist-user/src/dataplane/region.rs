@@ -35,7 +35,7 @@ pub struct NodeCell {
     pub base: AtomicU32,
     pub before: AtomicU32,
     pub inline: [AtomicU32; denylist_common::INLINE_RUNS],
-    pub pad: AtomicU32,
+    pub plain: AtomicU32,
 }
 
 const _: () = assert!(size_of::<NodeCell>() == size_of::<denylist_common::Node>());

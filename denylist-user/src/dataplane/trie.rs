@@ -98,7 +98,7 @@ impl Family {
         Self {
             name,
             width,
-            nodes: Nodes::new(maps),
+            nodes: Nodes::new(maps, width == 128),
             keys: BTreeMap::new(),
             lengths: [0; 129],
         }
@@ -124,7 +124,7 @@ impl Family {
             if s & SLOT_CHILD == 0 {
                 // A new node holds at most 3 runs: inline, no run slots.
                 let missing = u64::from(d - k + 1);
-                return (missing + u64::from(copy > 0), copy);
+                return (missing + self.copies(copy), copy);
             }
             let node = s & !SLOT_CHILD;
             copy = copy.max(grown(self.nodes.runs(node)));
@@ -145,7 +145,14 @@ impl Family {
                     .map(|s| s & !SLOT_CHILD),
             );
         }
-        (u64::from(copy > 0), copy)
+        (self.copies(copy), copy)
+    }
+
+    /// Nodes a change needs beyond those it creates: room for one copy at
+    /// a time, if it copies a node of `copy` run slots or the nodes above
+    /// it in a chain (which have no run slots: they are inline).
+    fn copies(&self, copy: u64) -> u64 {
+        u64::from(copy > 0 || self.nodes.copies_chains())
     }
 
     /// The node and global slots a prefix of `len` covers, given the global

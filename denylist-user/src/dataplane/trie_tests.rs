@@ -22,10 +22,53 @@ fn prefixes(rules: usize) -> Prefixes {
     )
 }
 
+/// The slot the XDP program's walk ends at, shortcuts and all
+/// (denylist-ebpf's `trie_v6`; IPv4 has none), and how many nodes below
+/// the root it reads.
+fn kernel_walk(fam: &Family, bits: u128) -> (u32, u32) {
+    let mut s = fam.nodes.published(fam.top16(bits));
+    let (mut i, mut reads) = (2, 0);
+    while s & SLOT_CHILD != 0 && i < u32::from(fam.width) / 8 {
+        let node = s & !SLOT_CHILD;
+        reads += 1;
+        let half = if fam.width == 32 {
+            (bits as u64) << 32
+        } else if i < 8 {
+            (bits >> 64) as u64
+        } else {
+            bits as u64
+        };
+        let next = half << (8 * (i % 8));
+        match fam.nodes.skip(node).filter(|_| fam.width == 128) {
+            Some(k) => {
+                if (next ^ k.key) >> (64 - 8 * k.bytes) != 0 {
+                    s = k.miss;
+                    break;
+                }
+                s = k.to;
+                i += k.bytes;
+            }
+            None => {
+                s = fam
+                    .nodes
+                    .published(node as usize * NODE_SLOTS + (next >> 56) as usize);
+                i += 1;
+            }
+        }
+    }
+    (if s & SLOT_CHILD != 0 { RULE_NONE } else { s }, reads)
+}
+
 /// What the XDP program does with the trie, in user space.
 fn kernel_lookup(p: &Prefixes, ip: IpAddr, now: u64) -> (Verdict, u32) {
     let fam = if ip.is_ipv4() { &p.v4 } else { &p.v6 };
-    let s = fam.lookup(ip_bits(ip));
+    let bits = ip_bits(ip);
+    let (s, _) = kernel_walk(fam, bits);
+    assert_eq!(
+        s,
+        fam.lookup(bits),
+        "{ip}: the shortcuts' walk ends where the levels' does"
+    );
     let live =
         |w: u64| w & FLAG_PRESENT != 0 && (word_expiry_ns(w) == 0 || now < word_expiry_ns(w));
     let find = |allow: bool| -> Option<u32> {
@@ -162,6 +205,56 @@ fn random_inserts_and_removes_match_the_verdict_model() {
             "the root is empty again"
         );
     }
+}
+
+#[test]
+fn a_chain_of_single_path_levels_is_skipped_and_kept_true_through_changes() {
+    let mut p = prefixes(10);
+    let t = |s: &str| Target::parse(s).unwrap();
+    let bits = |s: &str| ip_bits(s.parse().unwrap());
+    let probes = [
+        "2001:2:0:7::20",
+        "2001:2:0:7:ffff::",
+        "2001:2:0:8::1",
+        "2001:2:0:6::1",
+        "2001:2::1:1",
+        "2001:3:0:7::",
+        "2001:2:0:7:1::",
+        "2001:2:0:7:1:2:3:4",
+        "2001:2:0:7:1:2:3:5",
+        "2001:2:0:7:1:2:4:4",
+    ];
+    // Checks every probe, and gives how many nodes the walk to the /64
+    // and to its neighbour just past it read.
+    let check = |p: &Prefixes, step: &str| {
+        for a in probes {
+            let (s, _) = kernel_walk(&p.v6, bits(a));
+            assert_eq!(s, p.v6.lookup(bits(a)), "{step}: {a}");
+        }
+        let reads = |a| kernel_walk(&p.v6, bits(a)).1;
+        (reads("2001:2:0:7::20"), reads("2001:2:0:8::1"))
+    };
+    p.insert(&t("2001:2:0:7::/64"), List::Deny, 1, 1).unwrap();
+    assert_eq!(check(&p, "one /64"), (1, 1), "six levels in one read");
+    // A covering /48 is every other slot's rule from byte 6 on: two chains.
+    p.insert(&t("2001:2::/48"), List::Allow, 2, 1).unwrap();
+    assert_eq!(check(&p, "under a /48"), (2, 2));
+    // A second /64 branches at the last byte.
+    p.insert(&t("2001:2:0:8::/64"), List::Deny, 3, 1).unwrap();
+    assert_eq!(check(&p, "two /64s"), (3, 3));
+    // A prefix deep in the low half: a chain there too.
+    p.insert(&t("2001:2:0:7:1:2:3:4/127"), List::Deny, 4, 1)
+        .unwrap();
+    check(&p, "a /127");
+    p.remove(&t("2001:2:0:8::/64"), List::Deny).unwrap();
+    check(&p, "one /64 again");
+    p.remove(&t("2001:2::/48"), List::Allow).unwrap();
+    check(&p, "without the /48");
+    p.remove(&t("2001:2:0:7:1:2:3:4/127"), List::Deny).unwrap();
+    assert_eq!(check(&p, "the first /64 alone"), (1, 1));
+    p.remove(&t("2001:2:0:7::/64"), List::Deny).unwrap();
+    check(&p, "empty");
+    assert_eq!(p.nodes_in_use(), (0, 0));
 }
 
 #[test]

@@ -23,7 +23,9 @@ const V4_MISS: Ipv4Addr = Ipv4Addr::new(198, 18, 7, 100);
 /// Inside DENY_V4_ALLOWED and ALLOW_V4.
 const V4_ALLOWED: Ipv4Addr = Ipv4Addr::new(198, 18, 9, 130);
 pub(super) const V6_EXACT: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 0, 0, 0, 1, 1);
-/// Inside the /64 DENY_V6_DEEP: seven reads, the longest common length.
+/// Inside the /64 DENY_V6_DEEP, the longest common length: the root, the
+/// nodes that the random tables' 2001::/16 allocations share, then one
+/// shortcut over the rest of the /64's chain.
 const V6_PREFIX: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 7, 0, 0, 0, 0x20);
 /// Shares DENY_V6_DEEP's walk down to its last byte.
 const V6_MISS: Ipv6Addr = Ipv6Addr::new(0x2001, 2, 0, 8, 0, 0, 0, 1);

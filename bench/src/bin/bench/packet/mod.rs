@@ -358,7 +358,7 @@ pub fn run(opts: &Opts) -> Result<Section> {
             format!(
                 "xdp-filter holds {XDP_FILTER_ENTRIES} exact entries per family (its limit), loaded with `-m skb -f ipv4,ipv6` (IP-only) and with all features; it has no prefixes and no allow entries, so a prefix hit and the allowed path are held against its exact hit (shown in brackets)."
             ),
-            "The IPv4 prefix hit is in a /28, at the trie's deepest IPv4 level; the IPv4 miss walks as deep and finds nothing. The IPv6 prefix hit is in a /64, the IPv6 miss shares its walk down to the last byte.".to_owned(),
+            "The IPv4 prefix hit is in a /28, at the trie's deepest IPv4 level; the IPv4 miss walks as deep and finds nothing. The IPv6 prefix hit is in a /64, alone in its /48, so a shortcut takes the walk over the /64's chain in one compare (docs/dataplane.md); the IPv6 miss shares its walk down to the last byte, where the shortcut misses.".to_owned(),
             format!(
                 "With the detector: the same tables with the rate detector in monitor mode (`--pps 10000`); it does nothing for allowed sources. Its kernel memory, fixed: {} MiB (`memlock` of its five maps, {} CPUs).",
                 s(detector_memlock as f64 / 1_048_576.0),

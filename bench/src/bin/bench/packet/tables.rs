@@ -393,8 +393,7 @@ fn kernel_nodes(prog: &Xdp) -> Result<(u32, u32)> {
         while let Some(child) = todo.pop() {
             seen += 1;
             let n = nodes.get(&(child & !SLOT_CHILD), 0)?;
-            let runs: u32 = n.bits.iter().map(|w| w.count_ones()).sum();
-            for k in 0..runs {
+            for k in 0..n.runs() {
                 let s = if n.base == BASE_INLINE {
                     n.inline[k as usize]
                 } else {
