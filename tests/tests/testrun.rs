@@ -133,11 +133,12 @@ fn dense_nodes_and_skipped_chains_decide_as_their_levels_would() {
             ]
         })
         .collect();
-    // A chain beside them: the /64 skips bytes 4 to 7 in one read, the
-    // /127 bytes 8 to 14.
+    // A chain beside them: the /64 skips bytes 3 to 7 in one read, the
+    // /127 bytes 8 to 14; and one right under the root, from byte 2.
     let chain = [
         rule(2000, "2001:fa00:0:7::/64", List::Deny),
         rule(2001, "2001:fa00:0:7:1:2:3:4/127", List::Allow),
+        rule(2002, "2a02:1:2:3::/64", List::Deny),
     ];
     dp.apply(&dense, &[]).unwrap();
     dp.apply(&chain, &[]).unwrap();
@@ -152,6 +153,9 @@ fn dense_nodes_and_skipped_chains_decide_as_their_levels_would() {
         ("2001:fa00:0:7:1:2:3:6", XDP_DROP),
         ("2001:fa00:0:8::1", XDP_PASS),
         ("2001:fa00:1:7::1", XDP_PASS),
+        ("2a02:1:2:3::9", XDP_DROP),
+        ("2a02:1:2:4::9", XDP_PASS),
+        ("2a02:1:3:3::9", XDP_PASS),
     ];
     for vlans in stacks() {
         for (a, want) in probes {

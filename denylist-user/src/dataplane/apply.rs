@@ -192,13 +192,6 @@ impl Dataplane {
                 (IpAddr::V6(a), None) => del6.push(a.octets()),
             }
         }
-        let err = |name: &'static str| {
-            move |source| DataplaneError::Batch {
-                op: "update",
-                name,
-                source,
-            }
-        };
         // Deletes first, so the hash maps peak at the larger of the old and
         // the new size. Each packet reads one exact key, so the order among
         // the keys of one batch never mixes two verdicts for it.
@@ -220,11 +213,25 @@ impl Dataplane {
         for ip in retry {
             self.write_exact(ip, None)?;
         }
-        batch::update(exact_fd(&self.ebpf, MAP_EXACT_V4)?, &up4, &vals4)
+        self.update_exact((&up4, &vals4), (&up6, &vals6))
+    }
+
+    /// Writes exact values in batches, IPv4's then IPv6's.
+    pub(super) fn update_exact(
+        &self,
+        (keys4, vals4): (&[[u8; 4]], &[ExactValue]),
+        (keys6, vals6): (&[[u8; 16]], &[ExactValue]),
+    ) -> Result<(), DataplaneError> {
+        let err = |name: &'static str| {
+            move |source| DataplaneError::Batch {
+                op: "update",
+                name,
+                source,
+            }
+        };
+        batch::update(exact_fd(&self.ebpf, MAP_EXACT_V4)?, keys4, vals4)
             .map_err(err(MAP_EXACT_V4))?;
-        batch::update(exact_fd(&self.ebpf, MAP_EXACT_V6)?, &up6, &vals6)
-            .map_err(err(MAP_EXACT_V6))?;
-        Ok(())
+        batch::update(exact_fd(&self.ebpf, MAP_EXACT_V6)?, keys6, vals6).map_err(err(MAP_EXACT_V6))
     }
 
     /// Sets one entry's kernel state, returning what it was. An exact
@@ -331,10 +338,7 @@ impl Dataplane {
 }
 
 /// The fd of exact-address map `name`.
-pub(super) fn exact_fd<'a>(
-    ebpf: &'a Ebpf,
-    name: &'static str,
-) -> Result<BorrowedFd<'a>, DataplaneError> {
+fn exact_fd<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<BorrowedFd<'a>, DataplaneError> {
     match ebpf.map(name) {
         Some(Map::HashMap(d)) => Ok(d.fd().as_fd()),
         _ => Err(DataplaneError::MissingMap { name }),

@@ -20,8 +20,8 @@ use std::{
 };
 
 use denylist_common::{
-    BASE_INLINE, INLINE_RUNS, NO_START, NODE_SLOTS, Node, PLAIN_ABOVE, ROOT_NODES, SLOT_CHILD,
-    Skip, inline_index, run_index,
+    BASE_INLINE, INLINE_RUNS, NO_START, NODE_SLOTS, Node, PLAIN_ABOVE, ROOT_NODES, SKIP_ENDS,
+    SLOT_CHILD, Skip, inline_index, run_index,
 };
 
 use super::{
@@ -185,11 +185,6 @@ impl Nodes {
             inline: [0; INLINE_RUNS],
             plain: c.plain.load(Acquire),
         }
-    }
-
-    /// Whether a change copies the chain nodes above the nodes it changes.
-    pub fn copies_chains(&self) -> bool {
-        self.shortcuts
     }
 
     /// Runs of a published node.
@@ -421,6 +416,58 @@ impl Nodes {
         }
     }
 
+    /// Points the published shortcuts above slot `slot` that lead to node
+    /// `old` at its copy `new`, before `old` is freed. Those nodes are
+    /// copied in this change too, but published after it, being shallower:
+    /// until then packets still take their shortcuts. One store each, as
+    /// [`Nodes::point`] moves a slot: a packet reads the old copy or the
+    /// new, and the old one stays intact through its quarantine.
+    fn repoint_skips(&self, mut slot: usize, old: u32, new: u32) {
+        loop {
+            let node = (slot / NODE_SLOTS) as u32;
+            if node < ROOT_NODES {
+                return;
+            }
+            if let Some(k) = self.skip(node).filter(|k| k.to == old | SLOT_CHILD) {
+                let ends = Skip {
+                    to: new | SLOT_CHILD,
+                    ..k
+                }
+                .to_bits()[SKIP_ENDS];
+                self.maps.nodes[node as usize].bits[SKIP_ENDS].store(ends, Release);
+            }
+            match self.parent.get(&node) {
+                Some(&up) => slot = up,
+                None => return,
+            }
+        }
+    }
+
+    /// Node ids the published trie reaches from the root, by slots and by
+    /// shortcuts.
+    #[cfg(test)]
+    fn reachable(&self) -> HashSet<u32> {
+        let mut todo: Vec<u32> = self
+            .maps
+            .root
+            .iter()
+            .map(|s| s.load(Acquire))
+            .filter(|s| s & SLOT_CHILD != 0)
+            .collect();
+        let mut seen = HashSet::new();
+        while let Some(s) = todo.pop() {
+            let id = s & !SLOT_CHILD;
+            if !seen.insert(id) {
+                continue;
+            }
+            todo.extend(self.run_values(id).filter(|s| s & SLOT_CHILD != 0));
+            if self.shortcuts {
+                todo.extend(self.skip(id).map(|k| k.to).filter(|s| s & SLOT_CHILD != 0));
+            }
+        }
+        seen
+    }
+
     /// Writes every changed node into the kernel's arrays, children before
     /// the nodes that point at them, then the root's slots, then releases
     /// what the change freed. A copied node's old copy is released as soon
@@ -482,6 +529,16 @@ impl Nodes {
             }
             self.point(up, at | SLOT_CHILD, !d.fresh);
             if let Some(block) = old {
+                if self.shortcuts {
+                    self.repoint_skips(up, id, at);
+                }
+                // A walk of the whole trie: in the tests' small IPv6 tries
+                // only, where shortcuts can reach a node too.
+                #[cfg(test)]
+                assert!(
+                    !self.shortcuts || self.pool.in_use() > 128 || !self.reachable().contains(&id),
+                    "node {id} is freed while the published trie still reaches it"
+                );
                 self.pool.release(id);
                 if let Some((start, len)) = block {
                     self.blocks.release(start, len);

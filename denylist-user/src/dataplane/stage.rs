@@ -15,11 +15,10 @@ use std::{
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use denylist_common::{ExactValue, FLAG_PENDING, FLAG_PRESENT, MAP_EXACT_V4, MAP_EXACT_V6};
+use denylist_common::{ExactValue, FLAG_PENDING, FLAG_PRESENT};
 
 use super::{
-    Dataplane, DataplaneError, ExactBatch, Installed, PerEntry, alloc, apply::exact_fd, batch,
-    region::Region, word_of,
+    Dataplane, DataplaneError, ExactBatch, Installed, PerEntry, alloc, region::Region, word_of,
 };
 use crate::model::{List, Rule, Target};
 
@@ -144,20 +143,7 @@ impl Dataplane {
             upserts: upserts.to_vec(),
             removals: removals.to_vec(),
         });
-        let err = |name: &'static str| {
-            move |source| DataplaneError::Batch {
-                op: "update",
-                name,
-                source,
-            }
-        };
-        let written = batch::update(exact_fd(&self.ebpf, MAP_EXACT_V4)?, &keys4, &vals4)
-            .map_err(err(MAP_EXACT_V4))
-            .and_then(|()| {
-                batch::update(exact_fd(&self.ebpf, MAP_EXACT_V6)?, &keys6, &vals6)
-                    .map_err(err(MAP_EXACT_V6))
-            });
-        if let Err(e) = written {
+        if let Err(e) = self.update_exact((&keys4, &vals4), (&keys6, &vals6)) {
             // Not live, so whatever part went in changed no verdict.
             self.gate.whole = false;
             self.unstage()?;

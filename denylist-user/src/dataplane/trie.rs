@@ -87,6 +87,12 @@ fn depth(len: u8) -> u32 {
     }
 }
 
+/// Nodes a change needs beyond those it creates: room for one copy at a
+/// time, always. An insert that copies nothing keeps it spare for the
+/// removals after it, which copy a node at a time and have no room check
+/// (they must work when the arrays are full).
+const COPY_ROOM: u64 = 1;
+
 /// The most run slots a node of `runs` runs may take after one change:
 /// each rule's span adds at most two run boundaries.
 fn grown(runs: u32) -> u64 {
@@ -124,7 +130,7 @@ impl Family {
             if s & SLOT_CHILD == 0 {
                 // A new node holds at most 3 runs: inline, no run slots.
                 let missing = u64::from(d - k + 1);
-                return (missing + self.copies(copy), copy);
+                return (missing + COPY_ROOM, copy);
             }
             let node = s & !SLOT_CHILD;
             copy = copy.max(grown(self.nodes.runs(node)));
@@ -145,14 +151,7 @@ impl Family {
                     .map(|s| s & !SLOT_CHILD),
             );
         }
-        (self.copies(copy), copy)
-    }
-
-    /// Nodes a change needs beyond those it creates: room for one copy at
-    /// a time, if it copies a node of `copy` run slots or the nodes above
-    /// it in a chain (which have no run slots: they are inline).
-    fn copies(&self, copy: u64) -> u64 {
-        u64::from(copy > 0 || self.nodes.copies_chains())
+        (COPY_ROOM, copy)
     }
 
     /// The node and global slots a prefix of `len` covers, given the global
@@ -530,11 +529,12 @@ impl Prefixes {
                 up.store(own_up, Release);
             }
         }
-        let published = fam.publish();
-        // Only now does no slot name the rule.
+        // Only once published does no slot name the rule; a change that
+        // failed midway may leave one that does, so the rule stays taken.
+        fam.publish()?;
         self.meta.remove(&r);
         self.rule_pool.release(r);
-        published
+        Ok(())
     }
 }
 

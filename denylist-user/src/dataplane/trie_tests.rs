@@ -314,15 +314,106 @@ fn full_pools_are_reported_and_change_nothing() {
 }
 
 #[test]
-fn freed_rules_and_nodes_are_reused_after_their_quarantine() {
+fn plain_nodes_change_as_nodes_of_runs_do() {
+    let mut p = prefixes(400);
+    let mut live: Vec<Rule> = Vec::new();
+    let t = |s: String| Target::parse(&s).unwrap();
+    let rule = |id: u32, target: Target, list: List| Rule {
+        id,
+        target,
+        list,
+        monitor: false,
+        expires_ms: None,
+    };
+    let check = |p: &Prefixes, live: &[Rule], step: &str| {
+        for x in 0..=255u32 {
+            for host in [1, 17, 200] {
+                let probe: IpAddr = format!("198.51.{x}.{host}").parse().unwrap();
+                let want = verdict::decide(live, probe, 0);
+                assert_eq!(
+                    (want.verdict, want.rule.map_or(0, |r| r.id)),
+                    kernel_lookup(p, probe, 0),
+                    "{step}: {probe}"
+                );
+            }
+        }
+    };
+    // 200 /24s: 201 runs below 198.51/16, so the node keeps every slot.
+    for x in 0..200 {
+        let r = rule(x + 1, t(format!("198.51.{x}.0/24")), List::Deny);
+        p.insert(&r.target, r.list, r.id, word_of(&r)).unwrap();
+        live.push(r);
+    }
+    check(&p, &live, "plain");
+    let runs = |p: &Prefixes| {
+        let s = p.v4.nodes.published(198 * NODE_SLOTS + 51);
+        p.v4.nodes.runs(s & !SLOT_CHILD)
+    };
+    assert_eq!(runs(&p), NODE_SLOTS as u32, "every slot kept");
+    // Children below a plain node, moved as it is copied.
+    for (id, net) in [(300, "198.51.7.0/28"), (301, "198.51.7.16/28")] {
+        let r = rule(id, t(net.to_string()), List::Allow);
+        p.insert(&r.target, r.list, r.id, word_of(&r)).unwrap();
+        live.push(r);
+    }
+    check(&p, &live, "with children");
+    // Down to 100 runs: the node keeps runs again; then up once more.
+    for r in live.extract_if(.., |r| (100..200).contains(&(r.id - 1))) {
+        p.remove(&r.target, r.list).unwrap();
+    }
+    check(&p, &live, "runs again");
+    assert_eq!(runs(&p), 101);
+    for x in 150..250 {
+        let r = rule(x + 1, t(format!("198.51.{x}.0/24")), List::Deny);
+        p.insert(&r.target, r.list, r.id, word_of(&r)).unwrap();
+        live.push(r);
+    }
+    check(&p, &live, "plain again");
+    assert_eq!(runs(&p), NODE_SLOTS as u32);
+    for r in live.drain(..) {
+        p.remove(&r.target, r.list).unwrap();
+    }
+    assert_eq!(p.nodes_in_use(), (0, 0));
+    assert_eq!(p.slots_in_use(), (0, 0), "the 256-slot blocks are freed");
+}
+
+#[test]
+fn a_removal_finds_room_for_its_copy_when_inserts_no_longer_do() {
     use crate::dataplane::alloc::MIN_SLOTS;
     let mut p = Prefixes::new(
         TrieMaps::heap(2, MIN_SLOTS as usize),
         TrieMaps::heap(1, MIN_SLOTS as usize),
+        Region::heap(4),
+    );
+    let t = |s: &str| Target::parse(s).unwrap();
+    let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+    p.insert(&t("10.0.0.0/24"), List::Deny, 1, FLAG_PRESENT)
+        .unwrap();
+    p.insert(&t("10.0.1.0/24"), List::Deny, 2, FLAG_PRESENT)
+        .unwrap();
+    // A new node and the spare: one short.
+    let e = p.insert(&t("10.1.0.0/24"), List::Deny, 3, FLAG_PRESENT);
+    assert!(matches!(e, Err(TrieError::NodesFull { .. })), "{e:?}");
+    // The removal copies the node with the spare, and frees the rule.
+    p.remove(&t("10.0.1.0/24"), List::Deny).unwrap();
+    assert_eq!(kernel_lookup(&p, ip("10.0.1.1"), 0), (Verdict::Pass, 0));
+    assert_eq!(kernel_lookup(&p, ip("10.0.0.1"), 0), (Verdict::Drop, 1));
+    p.insert(&t("10.0.2.0/24"), List::Deny, 4, FLAG_PRESENT)
+        .unwrap();
+    assert_eq!(kernel_lookup(&p, ip("10.0.2.1"), 0), (Verdict::Drop, 4));
+}
+
+#[test]
+fn freed_rules_and_nodes_are_reused_after_their_quarantine() {
+    use crate::dataplane::alloc::MIN_SLOTS;
+    let mut p = Prefixes::new(
+        TrieMaps::heap(3, MIN_SLOTS as usize),
+        TrieMaps::heap(1, MIN_SLOTS as usize),
         Region::heap(2),
     );
     let t = |s: &str| Target::parse(s).unwrap();
-    // Two nodes and one rule: every insert and remove copies the nodes.
+    // Two nodes, the spare for copies, and one rule: every insert and
+    // remove reuses what the one before freed.
     for round in 0..20 {
         p.insert(&t("203.0.113.0/28"), List::Deny, round, 1)
             .unwrap();
