@@ -182,14 +182,15 @@ impl Layout {
     /// Whether the maps sized by contents hold `needs`. The hit counters'
     /// overflow holds them while it has at least half the entries (up to
     /// its largest): it only loses counts, so it grows rarely, but a daemon
-    /// started empty still grows it as its list does.
+    /// started empty still grows it as its list does. Each trie keeps a
+    /// node spare beyond its needs, for copies (`trie::COPY_ROOM`).
     pub fn holds(&self, needs: Needs) -> bool {
         let hits = needs.entries.min(MAX_HIT_ENTRIES) / 2;
         hits <= self.hit_entries
             && needs.exact_v6 <= self.exact_v6
             && needs.rules <= self.prefix_rules
-            && needs.nodes_v4 <= self.nodes_v4
-            && needs.nodes_v6 <= self.nodes_v6
+            && needs.nodes_v4 < self.nodes_v4
+            && needs.nodes_v6 < self.nodes_v6
             && needs.slots_v4 <= u64::from(self.slots_v4)
             && needs.slots_v6 <= u64::from(self.slots_v6)
     }
