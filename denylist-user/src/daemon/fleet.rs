@@ -295,17 +295,20 @@ impl Woken {
 
 impl FleetListener {
     /// Waits up to [`SLICE`] for notifications, and takes every one that
-    /// came: None when none did.
+    /// came: None when none did. Listening anew wakes at once: whatever was
+    /// notified while the listener was away is lost, so the log is read
+    /// now rather than at the next poll, up to 5 s after the database
+    /// came back.
     pub fn wait(&mut self) -> Option<Woken> {
         let mut client = match self.client.take().filter(|c| !c.is_closed()) {
             Some(c) => c,
-            None => match self.listen() {
-                Some(c) => c,
-                None => {
-                    std::thread::sleep(SLICE);
-                    return None;
+            None => {
+                match self.listen() {
+                    Some(c) => self.client = Some(c),
+                    None => std::thread::sleep(SLICE),
                 }
-            },
+                return self.client.is_some().then(Woken::default);
+            }
         };
         let first = client.notifications().timeout_iter(SLICE).next();
         let woken = match first {
