@@ -345,6 +345,22 @@ fn exact_fd<'a>(ebpf: &'a Ebpf, name: &'static str) -> Result<BorrowedFd<'a>, Da
     }
 }
 
+/// How many changes of a deploy touch each exact address, on either list.
+pub(super) fn changes_per_address(
+    upserts: &[Rule],
+    removals: &[(Target, List)],
+) -> PerEntry<IpAddr, u32> {
+    let mut per_addr = PerEntry::with_capacity_and_hasher(upserts.len(), Default::default());
+    let keys = upserts
+        .iter()
+        .map(|r| r.target)
+        .chain(removals.iter().map(|(t, _)| *t));
+    for t in keys.filter(Target::is_exact) {
+        *per_addr.entry(t.addr()).or_default() += 1;
+    }
+    per_addr
+}
+
 /// Exact removals that no other change of the batch can affect: no other
 /// change to the same address (on either list), and none to a prefix that
 /// covers it. Removing one of these at any point moves its packets straight
@@ -353,21 +369,16 @@ fn lone_exact_removals(upserts: &[Rule], removals: &[(Target, List)]) -> HashSet
     if !removals.iter().any(|(t, _)| t.is_exact()) {
         return HashSet::new();
     }
+    let per_addr = changes_per_address(upserts, removals);
     let keys = upserts
         .iter()
-        .map(|r| (r.target, r.list))
-        .chain(removals.iter().copied());
-    let mut per_addr: PerEntry<IpAddr, u32> = PerEntry::default();
-    let mut prefixes = HashSet::new();
-    let mut lengths = HashSet::new();
-    for (t, _) in keys {
-        if t.is_exact() {
-            *per_addr.entry(t.addr()).or_default() += 1;
-        } else {
-            prefixes.insert(t);
-            lengths.insert((t.is_ipv4(), t.prefix_len()));
-        }
-    }
+        .map(|r| r.target)
+        .chain(removals.iter().map(|(t, _)| *t));
+    let prefixes: HashSet<Target> = keys.filter(|t| !t.is_exact()).collect();
+    let lengths: HashSet<(bool, u8)> = prefixes
+        .iter()
+        .map(|t| (t.is_ipv4(), t.prefix_len()))
+        .collect();
     removals
         .iter()
         .filter(|(t, _)| t.is_exact() && per_addr.get(&t.addr()) == Some(&1))

@@ -209,11 +209,7 @@ impl Nodes {
         if n.base != BASE_INLINE {
             return None;
         }
-        let cell = &self.maps.nodes[id as usize];
-        let runs: Vec<u32> = cell.inline[..n.runs() as usize]
-            .iter()
-            .map(|r| r.load(Acquire))
-            .collect();
+        let runs: Vec<u32> = self.run_values(id).collect();
         single_path(n.before, &runs)
     }
 

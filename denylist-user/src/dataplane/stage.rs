@@ -91,15 +91,7 @@ impl Dataplane {
     ) -> Result<usize, DataplaneError> {
         self.unstage()?;
         self.close_gate()?;
-        let mut per_addr: PerEntry<IpAddr, u32> =
-            PerEntry::with_capacity_and_hasher(upserts.len(), Default::default());
-        let keys = upserts
-            .iter()
-            .map(|r| r.target)
-            .chain(removals.iter().map(|(t, _)| *t));
-        for t in keys.filter(Target::is_exact) {
-            *per_addr.entry(t.addr()).or_default() += 1;
-        }
+        let per_addr = super::apply::changes_per_address(upserts, removals);
         let fresh = |r: &&Rule| {
             r.target.is_exact()
                 && per_addr.get(&r.target.addr()) == Some(&1)
