@@ -129,7 +129,7 @@ pub struct HitTotal {
 }
 
 /// What a deploy will do, with ids and expiries fixed.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Plan {
     pub adds: Vec<Stored>,
     pub changes: Vec<(Stored, Stored)>,

@@ -6,7 +6,7 @@ use std::{collections::HashMap, net::IpAddr, path::Path, sync::Arc};
 
 use postgres::Client;
 
-use super::{Applied, Command, Deploying, FleetStore, log, mismatch};
+use super::{Applied, Command, Deploying, FleetStore, KEPT_FOR, log, mismatch};
 use crate::{
     model::{
         AuditEvent, AuditFilter, AutoPolicy, Entry, FeedSettings, FeedState, List, Millis,
@@ -165,7 +165,8 @@ impl Store for FleetStore {
             Ok(()) => {}
         }
         let seq = self.begin()?;
-        match self.local.plan(only, now) {
+        let kept = self.kept_at(seq - 1);
+        match self.local.plan_kept(only, now, kept) {
             Ok(plan) => {
                 self.deploying = Some(Deploying {
                     seq,
@@ -439,6 +440,7 @@ impl Store for FleetStore {
     }
 
     fn follow_round(&mut self) -> Result<Vec<Followed>, StoreError> {
+        self.kept.take_if(|k| k.at.elapsed() > KEPT_FOR);
         if self.deploying.is_none() {
             self.finish_deferred()?;
             // A round at a time: the snapshot's changes go to the kernel

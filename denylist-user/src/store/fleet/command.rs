@@ -21,6 +21,7 @@ use crate::{
     store::{
         Audit, DeployRecord, HeldList, Only, Op, Plan, Pruned, ReportTally, Stage, Store,
         StoreError,
+        sqlite::{KeptDraft, SqliteStore},
     },
 };
 
@@ -208,13 +209,51 @@ impl Command {
         }
     }
 
-    /// A deploy's plan on `store`, with that store's ids; None for any
-    /// other command.
-    pub fn deploy_plan(&self, store: &mut dyn Store) -> Result<Option<Plan>, StoreError> {
+    /// A deploy's plan on this node's `store`, with its ids, from the
+    /// draft `kept` when there is one; None for any other command.
+    pub(crate) fn deploy_plan(
+        &self,
+        store: &mut SqliteStore,
+        kept: Option<KeptDraft>,
+    ) -> Result<Option<Plan>, StoreError> {
         let Command::Deploy { only, now, .. } = self else {
             return Ok(None);
         };
-        Ok(Some(store.plan(only_of(only), *now)?))
+        Ok(Some(store.plan_kept(only_of(only), *now, kept)?))
+    }
+
+    /// [`Command::apply`] on this node's own `store`, given the draft
+    /// `kept` as the entry before left it, if it kept one: a deploy plans
+    /// from it, and a stage into an empty draft keeps the draft it leaves,
+    /// for the deploy that most often comes next.
+    pub(crate) fn apply_local(
+        &self,
+        store: &mut SqliteStore,
+        kept: Option<KeptDraft>,
+    ) -> Result<(Applied, Option<KeptDraft>), StoreError> {
+        Ok(match self {
+            Command::Stage {
+                ops,
+                user,
+                now,
+                default_ttl,
+                audit,
+            } => {
+                let staged = store.stage_keeping(ops, user, *now, *default_ttl, audit)?;
+                (Applied::Staged(staged.seq, staged.left), staged.kept)
+            }
+            Command::Deploy { .. } => {
+                let plan = self.deploy_plan(store, kept)?.expect("a deploy has a plan");
+                (self.deployed(store, plan)?, None)
+            }
+            _ => (self.apply(store)?, None),
+        })
+    }
+
+    /// Writes and commits a deploy planned on `store`.
+    fn deployed(&self, store: &mut dyn Store, plan: Plan) -> Result<Applied, StoreError> {
+        let (rev, seq) = self.write_planned(store, &plan)?;
+        Ok(Applied::Deployed(rev, seq, plan))
     }
 
     /// Writes and commits a deploy with the plan [`Command::deploy_plan`]
@@ -266,8 +305,7 @@ impl Command {
             }
             Command::Deploy { only, now, .. } => {
                 let plan = store.plan(only_of(only), *now)?;
-                let (rev, seq) = self.write_planned(store, &plan)?;
-                Applied::Deployed(rev, seq, plan)
+                self.deployed(store, plan)?
             }
             Command::Rollback {
                 rev,

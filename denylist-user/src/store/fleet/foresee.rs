@@ -56,7 +56,8 @@ impl FleetStore {
         }
         self.ahead = None;
         let made = self.local.log_seq().and_then(|after| {
-            let (plan, keys) = self.local.plan_pending(&deploy.sources, deploy.now)?;
+            let kept = self.kept_at(after);
+            let (plan, keys) = self.local.plan_pending(&deploy.sources, deploy.now, kept)?;
             Ok(Ahead {
                 after,
                 deploy,

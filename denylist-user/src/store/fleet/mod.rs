@@ -30,7 +30,7 @@ use postgres::Client;
 
 use super::{
     Followed, SqliteStore, StoreError,
-    sqlite::{remove_stale_snapshots, snapshot},
+    sqlite::{KeptDraft, remove_stale_snapshots, snapshot},
 };
 use crate::{
     model::{List, Millis, Sources, Stored, Target},
@@ -80,7 +80,24 @@ pub struct FleetStore {
     foreseen: Option<Announced>,
     /// The plan made ahead for it.
     ahead: Option<foresee::Ahead>,
+    /// The draft that a stage into an empty draft left, this node's or
+    /// another's, for the deploy that most often follows it (an import,
+    /// then its deploy): every node plans that deploy, and from this it
+    /// need not read a million rows back.
+    kept: Option<Kept>,
 }
+
+/// A draft kept as the log entry `seq` left it, since `at`.
+struct Kept {
+    seq: u64,
+    draft: KeptDraft,
+    at: Instant,
+}
+
+/// How long a kept draft waits for its deploy: a million staged changes
+/// hold hundreds of MB, and a draft left staged for longer is read back
+/// from the store, as it was before.
+const KEPT_FOR: Duration = Duration::from_secs(60);
 
 /// A followed deploy between its plan and its write.
 struct Deferred {
@@ -155,6 +172,7 @@ impl FleetStore {
             deferred: None,
             foreseen: None,
             ahead: None,
+            kept: None,
         };
         match store.pg_afresh(log::check) {
             Ok(()) => {}
@@ -233,6 +251,8 @@ impl FleetStore {
     /// The snapshot of entry `seq` in place of this node's copy; with
     /// `carry`, the copy's node-local rows and ids kept.
     fn load_snapshot(&mut self, seq: u64, bytes: &[u8], carry: bool) -> Result<(), StoreError> {
+        // Another node's store, with its ids: no draft kept here is its.
+        self.kept = None;
         self.local.load_snapshot(bytes, carry)?;
         tracing::info!(
             seq,
@@ -381,9 +401,12 @@ impl FleetStore {
                 let planned = if defer {
                     match self.planned_ahead(seq, &command) {
                         Ok(Some(plan)) => Ok(Some((plan, true))),
-                        Ok(None) => command
-                            .deploy_plan(&mut self.local)
-                            .map(|p| p.map(|p| (Arc::new(p), false))),
+                        Ok(None) => {
+                            let kept = self.kept_at(seq.saturating_sub(1));
+                            command
+                                .deploy_plan(&mut self.local, kept)
+                                .map(|p| p.map(|p| (Arc::new(p), false)))
+                        }
                         Err(e) => Err(e),
                     }
                     .map_err(|e| StoreError::Diverged {
@@ -465,10 +488,12 @@ impl FleetStore {
     }
 
     fn apply_entry(&mut self, seq: u64, command: &Command) -> Result<Applied, StoreError> {
+        let kept = self.kept_at(seq.saturating_sub(1));
         self.local.begin_entry()?;
-        match command.apply(&mut self.local) {
-            Ok(applied) => {
+        match command.apply_local(&mut self.local, kept) {
+            Ok((applied, kept)) => {
                 self.local.commit_entry(seq)?;
+                self.keep(seq, kept);
                 Ok(applied)
             }
             Err(e) => {
@@ -479,6 +504,23 @@ impl FleetStore {
                 })
             }
         }
+    }
+
+    /// Keeps the draft entry `seq` left, if its command kept it.
+    fn keep(&mut self, seq: u64, kept: Option<KeptDraft>) {
+        self.kept = kept.map(|draft| Kept {
+            seq,
+            draft,
+            at: Instant::now(),
+        });
+    }
+
+    /// The draft kept as entry `seq` left it, if that is the entry this
+    /// store applied last; any other is dropped. Every change to the
+    /// store's draft or entries is an entry of the log, so the draft kept
+    /// at the seq the store stands at is the store's.
+    fn kept_at(&mut self, seq: u64) -> Option<KeptDraft> {
+        self.kept.take().filter(|k| k.seq == seq).map(|k| k.draft)
     }
 
     /// [`Store::keep_snapshot`]: once the log stood still for a moment (or
@@ -595,6 +637,7 @@ impl FleetStore {
     }
 
     fn append_and_apply(&mut self, seq: u64, command: &Command) -> Result<Applied, StoreError> {
+        let kept = self.kept_at(seq - 1);
         let node = self.node.clone();
         self.local.begin_entry()?;
         // The entry's body is encoded while this node applies it: for a
@@ -602,7 +645,7 @@ impl FleetStore {
         // can start on the entry only once both are done.
         let (body, applied) = std::thread::scope(|s| {
             let body = s.spawn(|| log::encode(command));
-            let applied = command.apply(&mut self.local);
+            let applied = command.apply_local(&mut self.local, kept);
             (body.join(), applied)
         });
         let applied = applied.and_then(|applied| {
@@ -613,10 +656,11 @@ impl FleetStore {
             Ok(applied)
         });
         match applied {
-            Ok(applied) => {
+            Ok((applied, kept)) => {
                 // Committed in the fleet: should this fail, the entry is
                 // applied again from the log on the next catch-up.
                 self.local.commit_entry(seq)?;
+                self.keep(seq, kept);
                 Ok(applied)
             }
             Err(e) => {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension as _, Savepoint, params};
 
 use super::{
-    draft::{deployed, for_each_marked, needs_deploy, pending_count},
+    draft::{KeptDraft, deployed, for_each_marked, needs_deploy, pending_count},
     rows::{
         ENTRY_COLS, REFRESH, audit, close_version, delete_entry, draft_changed,
         drop_expired_copies, entry_from, insert_entry, insert_pending, meta, pending_row,
@@ -21,21 +21,23 @@ use crate::{
 };
 
 /// Fixes ids and expiries for deploying the pending changes (only those
-/// for `only`, when given). With `reserve`, the ids are reserved durably
-/// before the kernel sees them, so no id is ever handed out twice; without,
-/// it is a dry run's preview.
+/// for `only`, when given), read from the store or else the draft `kept`
+/// by the stage that wrote them. With `reserve`, the ids are reserved
+/// durably before the kernel sees them, so no id is ever handed out twice;
+/// without, it is a dry run's preview.
 pub(super) fn plan(
     conn: &mut Connection,
     only: Option<Only<'_>>,
     now: Millis,
     reserve: bool,
+    kept: Option<KeptDraft>,
 ) -> Result<Plan, StoreError> {
     let mut plan = Plan::default();
     // A deploy plans each pending change as it is read; one of some keys
     // (`only`) skips the others, and fails on a key with none.
     let mut asked: Option<HashSet<&(Target, List)>> = only.map(|o| o.keys.iter().collect());
     let sources = only.map_or(&Sources::All, |o| o.sources);
-    for_each_marked(conn, |p| {
+    each_pending(conn, kept, |p| {
         if let Some(asked) = &mut asked
             && !asked.remove(&p.key())
         {
@@ -60,15 +62,29 @@ pub(super) fn plan_pending(
     conn: &mut Connection,
     sources: &Sources,
     now: Millis,
+    kept: Option<KeptDraft>,
 ) -> Result<(Plan, PlanKeys), StoreError> {
     let mut plan = Plan::default();
     let mut keys = PlanKeys::default();
-    for_each_marked(conn, |p| {
+    each_pending(conn, kept, |p| {
         keys.insert(p.key());
         plan_one(&mut plan, p, sources, now);
         Ok(())
     })?;
     Ok((number(conn, plan, false)?, keys))
+}
+
+/// Hands each pending change to `f` in target order: those `kept`, or else
+/// the store's, read one at a time.
+fn each_pending(
+    conn: &Connection,
+    kept: Option<KeptDraft>,
+    f: impl FnMut(Pending) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    match kept {
+        Some(kept) => kept.0.into_iter().try_for_each(f),
+        None => for_each_marked(conn, f),
+    }
 }
 
 /// Gives a plan's new entries the next ids, in target order; with

@@ -179,10 +179,25 @@ pub(super) fn for_each_marked(
     Ok(())
 }
 
+/// Every pending change, as [`for_each_marked`] would read them back,
+/// kept by the stage that wrote them all into an empty draft: a fleet
+/// node plans the deploy that comes next from these rather than reading
+/// a million rows back. Only [`stage`] makes one, so it is always a whole
+/// draft; whoever holds it must know nothing changed since.
+pub(crate) struct KeptDraft(pub(super) Vec<Pending>);
+
+/// What [`stage`] did: the sequence number of the last audit event, for
+/// each op the pending change it left (none when the draft now equals the
+/// deployed entry), and the draft when it was asked to keep it and staged
+/// into an empty one.
+pub(crate) struct Staged {
+    pub seq: u64,
+    pub left: Vec<Option<Op>>,
+    pub kept: Option<KeptDraft>,
+}
+
 /// Stages `ops` as one transaction: a target that is not there to
-/// remove fails the whole call and nothing is staged. Returns the
-/// sequence number of the last audit event, and for each op the pending
-/// change it left (none when the draft now equals the deployed entry).
+/// remove fails the whole call and nothing is staged.
 pub(super) fn stage(
     conn: &mut Connection,
     ops: &[Stage],
@@ -190,12 +205,13 @@ pub(super) fn stage(
     now: Millis,
     default_ttl: Option<u64>,
     audit_as: &Audit,
-) -> Result<(u64, Vec<Option<Op>>), StoreError> {
+    keep: bool,
+) -> Result<Staged, StoreError> {
     let tx = conn.savepoint()?;
-    let (seq, left) = stage_in(&tx, ops, user, now, default_ttl, audit_as)?;
-    draft_changed(&tx, seq)?;
+    let staged = stage_in(&tx, ops, user, now, default_ttl, audit_as, keep)?;
+    draft_changed(&tx, staged.seq)?;
     tx.commit()?;
-    Ok((seq, left))
+    Ok(staged)
 }
 
 /// What [`stage`] would leave for each op, staged in a transaction that is
@@ -208,7 +224,7 @@ pub(super) fn stage_preview(
     default_ttl: Option<u64>,
 ) -> Result<Vec<Option<Op>>, StoreError> {
     let mut tx = conn.savepoint()?;
-    let (_, left) = stage_in(&tx, ops, "dry run", now, default_ttl, &Audit::Each)?;
+    let Staged { left, .. } = stage_in(&tx, ops, "dry run", now, default_ttl, &Audit::Each, false)?;
     // Rolled back to the savepoint, then released as the savepoint drops.
     tx.rollback()?;
     Ok(left)
@@ -221,7 +237,8 @@ fn stage_in(
     now: Millis,
     default_ttl: Option<u64>,
     audit_as: &Audit,
-) -> Result<(u64, Vec<Option<Op>>), StoreError> {
+    keep: bool,
+) -> Result<Staged, StoreError> {
     let mut seq = 0;
     let mut left = vec![None; ops.len()];
     // In the primary key's order, so a bulk import reads the deployed
@@ -245,6 +262,7 @@ fn stage_in(
     // lookups that would find nothing are skipped. The ops are sorted, so
     // a key staged already is the previous op's.
     let no_draft = pending_rows(tx)? == 0;
+    let mut kept = (keep && no_draft).then(|| Vec::with_capacity(ops.len()));
     let mut previous = None;
     for i in order {
         let op = &ops[i];
@@ -345,30 +363,6 @@ fn stage_in(
                 })
             }
         };
-        // The pending row is whatever makes draft = deployed + pending.
-        let row = match (&deployed, &new) {
-            (None, None) => None,
-            (Some(d), None) => Some((Op::Remove, d.entry.clone())),
-            (None, Some(n)) => Some((Op::Add, n.clone())),
-            (Some(d), Some(n))
-                if d.entry.same_settings(n)
-                    && d.entry.next_expiry().is_none_or(|e| e > now)
-                    && !needs_deploy(n) =>
-            {
-                None
-            }
-            (Some(_), Some(n)) => Some((Op::Change, n.clone())),
-        };
-        match &row {
-            // INSERT OR REPLACE: it overwrites a pending row.
-            Some((op, e)) => insert_pending(tx, *op, e, user, now)?,
-            None if pending.is_some() => {
-                tx.prepare_cached("DELETE FROM pending WHERE sort_key = ?1 AND list = ?2")?
-                    .execute(params![sort_key(&target).as_slice(), list.as_str()])?;
-            }
-            None => {}
-        }
-        left[i] = row.as_ref().map(|(op, _)| *op);
         let kind = match (&new, existed) {
             (None, _) => "remove",
             (Some(_), false) => "add",
@@ -390,11 +384,60 @@ fn stage_in(
                 detail,
             )?;
         }
+        // The pending row is whatever makes draft = deployed + pending.
+        let row = match (&deployed, new) {
+            (None, None) => None,
+            (Some(d), None) => Some((Op::Remove, d.entry.clone())),
+            (None, Some(n)) => Some((Op::Add, n)),
+            (Some(d), Some(n))
+                if d.entry.same_settings(&n)
+                    && d.entry.next_expiry().is_none_or(|e| e > now)
+                    && !needs_deploy(&n) =>
+            {
+                None
+            }
+            (Some(_), Some(n)) => Some((Op::Change, n)),
+        };
+        match &row {
+            // INSERT OR REPLACE: it overwrites a pending row.
+            Some((op, e)) => insert_pending(tx, *op, e, user, now)?,
+            None if pending.is_some() => {
+                tx.prepare_cached("DELETE FROM pending WHERE sort_key = ?1 AND list = ?2")?
+                    .execute(params![sort_key(&target).as_slice(), list.as_str()])?;
+            }
+            None => {}
+        }
+        left[i] = row.as_ref().map(|(op, _)| *op);
+        if let Some(kept) = &mut kept {
+            // The ops are sorted, so a repeat's earlier row, which this
+            // one replaced or deleted, is the last one kept.
+            if repeat
+                && kept
+                    .last()
+                    .is_some_and(|p: &Pending| p.key() == (target, list))
+            {
+                kept.pop();
+            }
+            if let Some((op, e)) = row {
+                kept.push(Pending {
+                    op,
+                    // Merged already, as `for_each_marked` reads a row back.
+                    after: (op != Op::Remove).then_some(e),
+                    before: deployed,
+                    staged_by: user.to_string(),
+                    staged_at: now,
+                });
+            }
+        }
     }
     if let Audit::Summary { kind, detail } = audit_as {
         seq = audit(tx, now, user, kind, None, Some(detail.clone()))?;
     }
-    Ok((seq, left))
+    Ok(Staged {
+        seq,
+        left,
+        kept: kept.map(KeptDraft),
+    })
 }
 
 /// Whether an entry's listings wait for a deploy to set their expiry: a

@@ -15,11 +15,12 @@ use rusqlite::{Connection, OptionalExtension as _};
 
 use super::{
     SqliteStore, audit, deploy,
+    draft::{self, KeptDraft, Staged},
     rows::{meta, set_meta},
 };
 use crate::{
     model::{Millis, Sources},
-    store::{DeployRecord, Plan, PlanKeys, StoreError, WrittenDeploy},
+    store::{Audit, DeployRecord, Only, Plan, PlanKeys, Stage, StoreError, WrittenDeploy},
 };
 
 fn stamp(conn: &Connection, seq: u64) -> Result<(), StoreError> {
@@ -127,15 +128,42 @@ impl SqliteStore {
         )?))
     }
 
-    /// A deploy's plan of exactly the keys pending now, shipping their
-    /// listings of `sources`, made ahead of it: no id is reserved until
+    /// A deploy's plan of exactly the keys pending now (the draft `kept`,
+    /// when the caller knows it is this store's), shipping their listings
+    /// of `sources`, made ahead of it: no id is reserved until
     /// [`SqliteStore::reserve_planned`]. Also the keys.
     pub(crate) fn plan_pending(
         &mut self,
         sources: &Sources,
         now: Millis,
+        kept: Option<KeptDraft>,
     ) -> Result<(Plan, PlanKeys), StoreError> {
-        deploy::plan_pending(&mut self.conn, sources, now)
+        deploy::plan_pending(&mut self.conn, sources, now, kept)
+    }
+
+    /// [`Store::plan`](crate::store::Store::plan) from the draft `kept`,
+    /// when the caller knows it is this store's.
+    pub(crate) fn plan_kept(
+        &mut self,
+        only: Option<Only<'_>>,
+        now: Millis,
+        kept: Option<KeptDraft>,
+    ) -> Result<Plan, StoreError> {
+        deploy::plan(&mut self.conn, only, now, true, kept)
+    }
+
+    /// [`Store::stage`](crate::store::Store::stage) that also keeps the
+    /// draft it leaves, when it staged into an empty one: a follower's
+    /// next entry is most often that draft's deploy.
+    pub(crate) fn stage_keeping(
+        &mut self,
+        ops: &[Stage],
+        user: &str,
+        now: Millis,
+        default_ttl: Option<u64>,
+        audit_as: &Audit,
+    ) -> Result<Staged, StoreError> {
+        draft::stage(&mut self.conn, ops, user, now, default_ttl, audit_as, true)
     }
 
     /// Reserves the ids that a plan made ahead with `preview` gave its new

@@ -32,6 +32,7 @@ use std::{
 use rusqlite::Connection;
 
 pub(crate) use audit::attach_kind;
+pub(crate) use draft::KeptDraft;
 pub(crate) use fleet::{remove_stale_snapshots, snapshot};
 pub(crate) use schema::SCHEMA_VERSION;
 
@@ -120,7 +121,8 @@ impl Store for SqliteStore {
         default_ttl: Option<u64>,
         audit_as: &Audit,
     ) -> Result<(u64, Vec<Option<Op>>), StoreError> {
-        draft::stage(&mut self.conn, ops, user, now, default_ttl, audit_as)
+        let staged = draft::stage(&mut self.conn, ops, user, now, default_ttl, audit_as, false)?;
+        Ok((staged.seq, staged.left))
     }
 
     fn stage_preview(
@@ -137,11 +139,11 @@ impl Store for SqliteStore {
     }
 
     fn preview(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
-        deploy::plan(&mut self.conn, only, now, false)
+        deploy::plan(&mut self.conn, only, now, false, None)
     }
 
     fn plan(&mut self, only: Option<Only<'_>>, now: Millis) -> Result<Plan, StoreError> {
-        deploy::plan(&mut self.conn, only, now, true)
+        deploy::plan(&mut self.conn, only, now, true, None)
     }
 
     fn write_deploy<'s>(

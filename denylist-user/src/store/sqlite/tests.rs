@@ -7,12 +7,13 @@ use std::{fs, os::unix::fs::DirBuilderExt as _, path::PathBuf};
 use rusqlite::Connection;
 
 use super::{
-    DB_FILE, SqliteStore, fleet::install_snapshot, rows::meta, schema::SCHEMA_VERSION, snapshot,
+    DB_FILE, KeptDraft, SqliteStore, fleet::install_snapshot, rows::meta, schema::SCHEMA_VERSION,
+    snapshot,
 };
 use crate::{
-    model::{List, Sources},
+    model::{Entry, List, Listing, Sources, Ttl},
     store::{
-        Audit, HitTotal, Op, Stage, Store, StoreError,
+        Audit, HitTotal, Only, Op, Stage, Store, StoreError,
         suite::{self, Test, add, deploy, t},
     },
 };
@@ -298,6 +299,170 @@ fn bulk_stage_matches_one_at_a_time() {
     for d in [bulk_dir, each_dir] {
         let _ = fs::remove_dir_all(d);
     }
+}
+
+/// A stage into an empty draft keeps the draft it leaves, and a deploy's
+/// plan from it is the plan from the rows read back: for every kind of
+/// op (sources, TTLs given again, monitor, restores, repeats of a key),
+/// with `only` and without, and ahead of a deploy.
+#[test]
+fn a_draft_kept_by_its_stage_plans_as_the_rows_read_back() {
+    let listing = |target: &str, list, source: &str, ttl: Option<Ttl>, longer| Stage::Upsert {
+        target: t(target),
+        list,
+        reason: Some(format!("from {source}")),
+        ttl,
+        monitor: None,
+        source: Some(source.into()),
+        keep_longer_ttl: longer,
+    };
+    let v4 = |i: u32| format!("10.1.{}.{}", i / 200, i % 200);
+    // Deployed: one listing each, a second (a feed's, with a TTL) on every
+    // other, and allow entries.
+    let mut deployed: Vec<Stage> = (0..300)
+        .map(|i| listing(&v4(i), List::Deny, "manual", None, false))
+        .collect();
+    deployed.extend(
+        (0..300)
+            .step_by(2)
+            .map(|i| listing(&v4(i), List::Deny, "feed:x", Some(Ttl::Secs(600)), false)),
+    );
+    deployed.extend(
+        (0..300)
+            .step_by(7)
+            .map(|i| listing(&v4(i), List::Allow, "manual", None, false)),
+    );
+    let mut ops = Vec::new();
+    for i in 0..600u32 {
+        let j = (i * 11) % 600;
+        ops.push(match j % 6 {
+            0 => listing(&v4(j), List::Deny, "import:a", Some(Ttl::Secs(60)), true),
+            1 => listing(&v4(j), List::Deny, "feed:x", Some(Ttl::Secs(900)), false),
+            2 => Stage::Remove {
+                target: t(&v4(j)),
+                list: List::Deny,
+                sources: Sources::Only("feed:x".into()),
+            },
+            3 => Stage::Upsert {
+                target: t(&v4(j)),
+                list: List::Deny,
+                reason: None,
+                ttl: None,
+                monitor: Some(true),
+                source: None,
+                keep_longer_ttl: false,
+            },
+            4 => Stage::Remove {
+                target: t(&v4(j)),
+                list: if j % 7 == 0 { List::Allow } else { List::Deny },
+                sources: Sources::All,
+            },
+            _ => listing(
+                &format!("2001:db8:{j:x}::/48"),
+                List::Deny,
+                "manual",
+                None,
+                false,
+            ),
+        });
+    }
+    // A key staged, then changed, then removed; one restored.
+    ops.push(listing("10.9.0.1", List::Deny, "manual", None, false));
+    ops.push(listing(
+        "10.9.0.1",
+        List::Deny,
+        "import:b",
+        Some(Ttl::Secs(5)),
+        true,
+    ));
+    ops.push(listing("10.9.0.2", List::Deny, "manual", None, false));
+    ops.push(Stage::Remove {
+        target: t("10.9.0.2"),
+        list: List::Deny,
+        sources: Sources::All,
+    });
+    let mut restored = Entry::new(
+        t("10.9.0.3"),
+        List::Deny,
+        Listing {
+            source: "import:c".into(),
+            reason: None,
+            ttl: Some(30),
+            expires_at: None,
+            monitor: true,
+            added_by: "carol".into(),
+            added_at: 3,
+        },
+    );
+    restored.merge();
+    ops.push(Stage::Restore(restored));
+    // Some ops fail on keys that are not there: only those that stage.
+    let ops: Vec<Stage> = {
+        let dir = tmp();
+        let mut probe = SqliteStore::open(&dir).unwrap();
+        probe
+            .stage(&deployed, "alice", 0, None, &Audit::Each)
+            .unwrap();
+        deploy(&mut probe, 0);
+        let ok = ops
+            .into_iter()
+            .filter(|op| {
+                probe
+                    .stage(std::slice::from_ref(op), "bob", 1, None, &Audit::Each)
+                    .is_ok()
+            })
+            .collect();
+        let _ = fs::remove_dir_all(dir);
+        ok
+    };
+    assert!(ops.len() >= super::walk::WALK_MIN);
+
+    let dir = tmp();
+    let mut s = SqliteStore::open(&dir).unwrap();
+    s.stage(&deployed, "alice", 0, None, &Audit::Each).unwrap();
+    deploy(&mut s, 0);
+    let summary = Audit::Summary {
+        kind: "import".into(),
+        detail: serde_json::json!({}),
+    };
+    let staged = s.stage_keeping(&ops, "bob", 1, None, &summary).unwrap();
+    let mut read = Vec::new();
+    super::draft::for_each_marked(&s.conn, |p| {
+        read.push(p);
+        Ok(())
+    })
+    .unwrap();
+    let kinds = |op: Op| read.iter().filter(|p| p.op == op).count();
+    assert!(kinds(Op::Add) > 50 && kinds(Op::Change) > 50 && kinds(Op::Remove) > 10);
+    let draft = staged.kept.expect("an empty draft's stage keeps it");
+    assert_eq!(draft.0, read);
+    let copy = || KeptDraft(draft.0.clone());
+
+    let keys = vec![(t(&v4(0)), List::Deny), (t("10.9.0.3"), List::Deny)];
+    for sources in [Sources::All, Sources::Admin, Sources::Only("feed:x".into())] {
+        let only = Some(Only {
+            keys: &keys,
+            sources: &sources,
+        });
+        for only in [None, only] {
+            let from_rows = super::deploy::plan(&mut s.conn, only, 5, false, None).unwrap();
+            let from_kept = super::deploy::plan(&mut s.conn, only, 5, false, Some(copy())).unwrap();
+            assert_eq!(from_kept, from_rows, "only {only:?}");
+        }
+        let from_rows = s.plan_pending(&sources, 5, None).unwrap();
+        let from_kept = s.plan_pending(&sources, 5, Some(copy())).unwrap();
+        assert_eq!(from_kept, from_rows);
+    }
+    // A stage on top of a draft keeps none: the rows it did not write are
+    // not in its hands.
+    let more = [listing("10.9.0.9", List::Deny, "manual", None, false)];
+    assert!(
+        s.stage_keeping(&more, "bob", 2, None, &summary)
+            .unwrap()
+            .kept
+            .is_none()
+    );
+    let _ = fs::remove_dir_all(dir);
 }
 
 /// A far-behind node's store in place of the fleet's snapshot: the
