@@ -242,8 +242,8 @@ impl Command {
                 let staged = store.stage_keeping(ops, user, *now, *default_ttl, audit)?;
                 (Applied::Staged(staged.seq, staged.left), staged.kept)
             }
-            Command::Deploy { .. } => {
-                let plan = self.deploy_plan(store, kept)?.expect("a deploy has a plan");
+            Command::Deploy { only, now, .. } => {
+                let plan = store.plan_kept(only_of(only), *now, kept)?;
                 (self.deployed(store, plan)?, None)
             }
             _ => (self.apply(store)?, None),
