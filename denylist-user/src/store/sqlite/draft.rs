@@ -7,8 +7,9 @@ use rusqlite::{Connection, params};
 
 use super::{
     rows::{
-        ENTRY_COLS, REFRESH, audit, deployed_entry, draft_changed, drop_expired_copies, entry_from,
-        insert_pending, meta, pending_row, pending_rows, prefixed, shown, sort_key,
+        ENTRY_COLS, REFRESH, as_read_back, audit, deployed_entry, draft_changed,
+        drop_expired_copies, entry_from, insert_pending, meta, pending_row, pending_rows, prefixed,
+        shown, sort_key,
     },
     walk,
 };
@@ -421,8 +422,7 @@ fn stage_in(
             if let Some((op, e)) = row {
                 kept.push(Pending {
                     op,
-                    // Merged already, as `for_each_marked` reads a row back.
-                    after: (op != Op::Remove).then_some(e),
+                    after: (op != Op::Remove).then(|| as_read_back(e)),
                     before: deployed,
                     staged_by: user.to_string(),
                     staged_at: now,
@@ -436,7 +436,12 @@ fn stage_in(
     Ok(Staged {
         seq,
         left,
-        kept: kept.map(KeptDraft),
+        // Room was made for every op: an import that changes little keeps
+        // little, for as long as the draft is kept.
+        kept: kept.map(|mut k| {
+            k.shrink_to_fit();
+            KeptDraft(k)
+        }),
     })
 }
 

@@ -41,6 +41,18 @@ pub(super) fn entry_from(row: &Row<'_>, at: usize) -> rusqlite::Result<Result<En
     })())
 }
 
+/// `e` as a row of it reads back through [`entry_from`]. A single listing
+/// is stored in the entry's own columns, which `merge` derived from it, so
+/// it comes back with the entry's fields; of those only the expiry can
+/// differ: a listing with no TTL (one given again as never, with the
+/// [`REFRESH`] marker) merges into an entry with no expiry.
+pub(super) fn as_read_back(mut e: Entry) -> Entry {
+    if let [l] = e.listings.as_mut_slice() {
+        l.expires_at = e.expires_at;
+    }
+    e
+}
+
 /// A pending row's `expires_at` that means "at the deploy: now + TTL,
 /// unless the deployed expiry is later": an import re-listing an entry.
 /// It never leaves the store: what the store hands out shows no expiry for

@@ -7,7 +7,10 @@ use std::{fs, os::unix::fs::DirBuilderExt as _, path::PathBuf};
 use rusqlite::Connection;
 
 use super::{
-    DB_FILE, KeptDraft, SqliteStore, fleet::install_snapshot, rows::meta, schema::SCHEMA_VERSION,
+    DB_FILE, KeptDraft, SqliteStore,
+    fleet::install_snapshot,
+    rows::{REFRESH, meta},
+    schema::SCHEMA_VERSION,
     snapshot,
 };
 use crate::{
@@ -303,8 +306,9 @@ fn bulk_stage_matches_one_at_a_time() {
 
 /// A stage into an empty draft keeps the draft it leaves, and a deploy's
 /// plan from it is the plan from the rows read back: for every kind of
-/// op (sources, TTLs given again, monitor, restores, repeats of a key),
-/// with `only` and without, and ahead of a deploy.
+/// op (sources, TTLs given again, as never too, monitor, restores, repeats
+/// of a key, listings expired since their deploy), with `only` and
+/// without, and ahead of a deploy.
 #[test]
 fn a_draft_kept_by_its_stage_plans_as_the_rows_read_back() {
     let listing = |target: &str, list, source: &str, ttl: Option<Ttl>, longer| Stage::Upsert {
@@ -332,7 +336,35 @@ fn a_draft_kept_by_its_stage_plans_as_the_rows_read_back() {
             .step_by(7)
             .map(|i| listing(&v4(i), List::Allow, "manual", None, false)),
     );
-    let mut ops = Vec::new();
+    // An import's listing alone, which an import gives a TTL again; a
+    // feed's alone, expired (1 s) by the time of the stage (2 s).
+    let alone = |i: u32| format!("10.2.0.{i}");
+    let expired = |i: u32| format!("10.3.0.{i}");
+    deployed.extend((0..40).map(|i| {
+        listing(
+            &alone(i),
+            List::Deny,
+            "import:a",
+            Some(Ttl::Secs(600)),
+            false,
+        )
+    }));
+    deployed.extend(
+        (0..40).map(|i| listing(&expired(i), List::Deny, "feed:y", Some(Ttl::Secs(1)), false)),
+    );
+    let mut ops: Vec<Stage> = (0..40)
+        .flat_map(|i| {
+            let again = if i % 2 == 0 {
+                Ttl::Never
+            } else {
+                Ttl::Secs(60)
+            };
+            [
+                listing(&alone(i), List::Deny, "import:a", Some(again), true),
+                listing(&expired(i), List::Deny, "manual", None, false),
+            ]
+        })
+        .collect();
     for i in 0..600u32 {
         let j = (i * 11) % 600;
         ops.push(match j % 6 {
@@ -408,7 +440,7 @@ fn a_draft_kept_by_its_stage_plans_as_the_rows_read_back() {
             .into_iter()
             .filter(|op| {
                 probe
-                    .stage(std::slice::from_ref(op), "bob", 1, None, &Audit::Each)
+                    .stage(std::slice::from_ref(op), "bob", 2_000, None, &Audit::Each)
                     .is_ok()
             })
             .collect();
@@ -425,7 +457,7 @@ fn a_draft_kept_by_its_stage_plans_as_the_rows_read_back() {
         kind: "import".into(),
         detail: serde_json::json!({}),
     };
-    let staged = s.stage_keeping(&ops, "bob", 1, None, &summary).unwrap();
+    let staged = s.stage_keeping(&ops, "bob", 2_000, None, &summary).unwrap();
     let mut read = Vec::new();
     super::draft::for_each_marked(&s.conn, |p| {
         read.push(p);
@@ -434,6 +466,14 @@ fn a_draft_kept_by_its_stage_plans_as_the_rows_read_back() {
     .unwrap();
     let kinds = |op: Op| read.iter().filter(|p| p.op == op).count();
     assert!(kinds(Op::Add) > 50 && kinds(Op::Change) > 50 && kinds(Op::Remove) > 10);
+    // The TTLs given again are waiting for the deploy, as never too.
+    let again = |ttl: Option<u64>| {
+        read.iter().filter_map(|p| p.after.as_ref()).any(|e| {
+            e.target == t(&alone(0)) && ttl.is_none() && e.ttl.is_none()
+                || e.target == t(&alone(1)) && e.ttl == ttl && e.expires_at == Some(REFRESH)
+        })
+    };
+    assert!(again(None) && again(Some(60)));
     let draft = staged.kept.expect("an empty draft's stage keeps it");
     assert_eq!(draft.0, read);
     let copy = || KeptDraft(draft.0.clone());
@@ -445,19 +485,20 @@ fn a_draft_kept_by_its_stage_plans_as_the_rows_read_back() {
             sources: &sources,
         });
         for only in [None, only] {
-            let from_rows = super::deploy::plan(&mut s.conn, only, 5, false, None).unwrap();
-            let from_kept = super::deploy::plan(&mut s.conn, only, 5, false, Some(copy())).unwrap();
+            let from_rows = super::deploy::plan(&mut s.conn, only, 2_500, false, None).unwrap();
+            let from_kept =
+                super::deploy::plan(&mut s.conn, only, 2_500, false, Some(copy())).unwrap();
             assert_eq!(from_kept, from_rows, "only {only:?}");
         }
-        let from_rows = s.plan_pending(&sources, 5, None).unwrap();
-        let from_kept = s.plan_pending(&sources, 5, Some(copy())).unwrap();
+        let from_rows = s.plan_pending(&sources, 2_500, None).unwrap();
+        let from_kept = s.plan_pending(&sources, 2_500, Some(copy())).unwrap();
         assert_eq!(from_kept, from_rows);
     }
     // A stage on top of a draft keeps none: the rows it did not write are
     // not in its hands.
     let more = [listing("10.9.0.9", List::Deny, "manual", None, false)];
     assert!(
-        s.stage_keeping(&more, "bob", 2, None, &summary)
+        s.stage_keeping(&more, "bob", 3_000, None, &summary)
             .unwrap()
             .kept
             .is_none()
