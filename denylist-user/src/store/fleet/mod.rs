@@ -402,7 +402,7 @@ impl FleetStore {
                     match self.planned_ahead(seq, &command) {
                         Ok(Some(plan)) => Ok(Some((plan, true))),
                         Ok(None) => {
-                            let kept = self.kept_at(seq.saturating_sub(1));
+                            let kept = self.kept_at(seq - 1);
                             command
                                 .deploy_plan(&mut self.local, kept)
                                 .map(|p| p.map(|p| (Arc::new(p), false)))
@@ -488,7 +488,7 @@ impl FleetStore {
     }
 
     fn apply_entry(&mut self, seq: u64, command: &Command) -> Result<Applied, StoreError> {
-        let kept = self.kept_at(seq.saturating_sub(1));
+        let kept = self.kept_at(seq - 1);
         self.local.begin_entry()?;
         match command.apply_local(&mut self.local, kept) {
             Ok((applied, kept)) => {

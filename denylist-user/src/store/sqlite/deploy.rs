@@ -22,9 +22,9 @@ use crate::{
 
 /// Fixes ids and expiries for deploying the pending changes (only those
 /// for `only`, when given): the draft `kept` by the stage that wrote them
-/// when there is one, else read from the store. With `reserve`, the ids are reserved
-/// durably before the kernel sees them, so no id is ever handed out twice;
-/// without, it is a dry run's preview.
+/// when there is one, else read from the store. With `reserve`, the ids
+/// are reserved durably before the kernel sees them, so no id is ever
+/// handed out twice; without, it is a dry run's preview.
 pub(super) fn plan(
     conn: &mut Connection,
     only: Option<Only<'_>>,
