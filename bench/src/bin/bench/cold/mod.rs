@@ -69,9 +69,15 @@ impl Plan {
         } else {
             Self {
                 sources: 65_536,
-                // Eight cycles of the miss flow's sources.
-                frames: 524_288,
-                rounds: 5,
+                // One cycle of the miss flow's sources. Short turns, many
+                // rounds: the caches (L3 above all) are shared with the
+                // host's other guests, and a turn of eight cycles, a second
+                // long, moved by ±40% from one second to the next (five
+                // rounds gave the detector a cost of −31 ns on one flow and
+                // +35 ns on the other). Turns a fifth of a second apart
+                // pair up far better.
+                frames: 65_536,
+                rounds: 25,
                 repeat: 1_000_000,
                 large: Sizes::large(false),
                 huge: 10_000_000,
@@ -155,6 +161,19 @@ impl Case {
 
     fn hot(&self) -> f64 {
         median(self.hot.clone())
+    }
+
+    /// The median over rounds of `f` of this case's turn and `other`'s in
+    /// the same round: what moves the machine from one round to the next
+    /// moves both.
+    fn paired(&self, other: &Case, f: impl Fn(f64, f64) -> f64) -> f64 {
+        median(
+            self.turns
+                .iter()
+                .zip(&other.turns)
+                .map(|(a, b)| f(a.ns, b.ns))
+                .collect(),
+        )
     }
 
     fn own(&self) -> f64 {
@@ -388,22 +407,22 @@ fn report(
             .iter()
             .map(|&p| {
                 let (dl, xf, fl, det) = (
-                    find(Who::Small, p).cold(),
-                    find(Who::XdpFilter, p).cold(),
-                    find(Who::Floor, p).cold(),
-                    find(Who::SmallDetecting, p).cold(),
+                    find(Who::Small, p),
+                    find(Who::XdpFilter, p),
+                    find(Who::Floor, p),
+                    find(Who::SmallDetecting, p),
                 );
                 vec![
                     path_label(p),
-                    s(dl),
-                    s(xf),
-                    s(fl),
-                    s(dl - fl),
-                    s(xf - fl),
-                    format!("{:.2}", dl / xf),
-                    s(det),
-                    s(det - dl),
-                    format!("{:.2}", det / xf),
+                    s(dl.cold()),
+                    s(xf.cold()),
+                    s(fl.cold()),
+                    s(dl.paired(fl, |a, b| a - b)),
+                    s(xf.paired(fl, |a, b| a - b)),
+                    format!("{:.2}", dl.paired(xf, |a, b| a / b)),
+                    s(det.cold()),
+                    s(det.paired(dl, |a, b| a - b)),
+                    format!("{:.2}", det.paired(xf, |a, b| a / b)),
                 ]
             })
             .collect(),
@@ -412,6 +431,7 @@ fn report(
                 "Each figure is the program's own run time under traffic, run_time_ns ÷ run_cnt with BPF run-time statistics on (as with kernel.bpf_stats_enabled=1), median over {} rounds, every program taking its turn on each of its flows in every round. A turn is {} frames sent by trafgen on one CPU.",
                 plan.rounds, plan.frames
             ),
+            "Differences and ratios (the − floor columns, the ratios, the detector's cost) are medians over the rounds of each round's pair of turns, which ran a fraction of a second apart: the caches are shared with the host's other guests, and one program's figure moves by tens of percent from one second to the next, which pairing cancels where the medians of the two columns would not.".to_owned(),
             format!(
                 "Sources: the miss flow comes from {} random unicast IPv4 addresses that no table covers; the hit flow from the listed IPv4 addresses themselves, {} of them: xdp-filter holds at most {XDP_FILTER_ENTRIES} per family, so the hit path cannot have as many distinct sources as the miss path. Both programs also hold {XDP_FILTER_ENTRIES} exact IPv6 entries.",
                 flow(Path::Miss).sources,
@@ -443,12 +463,12 @@ fn report(
         rows: cases
             .iter()
             .map(|c| {
-                let floor = find(Who::Floor, Path::Miss).cold();
+                let floor = find(Who::Floor, Path::Miss);
                 vec![
                     subjects[c.who as usize].name.clone(),
                     path_label(c.path),
                     s(c.cold()),
-                    s(c.cold() - floor),
+                    s(c.paired(floor, |a, b| a - b)),
                     s(c.hot()),
                     format!("{:.2}", c.cold() / c.hot()),
                     s(c.own()),
@@ -461,14 +481,14 @@ fn report(
     let goals = compared
         .iter()
         .flat_map(|&p| {
-            let xf = find(Who::XdpFilter, p).cold();
+            let xf = find(Who::XdpFilter, p);
             [
                 Goal {
                     name: format!(
                         "cache-cold {}, {XDP_FILTER_ENTRIES} exact entries per family, against xdp-filter IP-only",
                         p.name()
                     ),
-                    measured: find(Who::Small, p).cold() / xf,
+                    measured: find(Who::Small, p).paired(xf, |a, b| a / b),
                     limit: 1.0,
                     unit: "×".to_owned(),
                 },
@@ -477,7 +497,7 @@ fn report(
                         "cache-cold {} with the rate detector on, {XDP_FILTER_ENTRIES} exact entries per family, against xdp-filter IP-only",
                         p.name()
                     ),
-                    measured: find(Who::SmallDetecting, p).cold() / xf,
+                    measured: find(Who::SmallDetecting, p).paired(xf, |a, b| a / b),
                     limit: 1.0,
                     unit: "×".to_owned(),
                 },
@@ -537,7 +557,7 @@ fn hot_notes(plan: &Plan, cases: &[Case], flows: &[Flow]) -> Vec<String> {
             fmt_num(miss.cold()),
             fmt_num(miss.hot()),
         ),
-        "− floor: less the bare XDP_DROP under traffic on the miss flow. test_run, own timer: its mean per repeat with the statistics off, as the per-packet section measures; the statistics' clock reads make the other test_run column higher.".to_owned(),
+        "− floor: less the bare XDP_DROP under traffic on the miss flow, paired by round. test_run, own timer: its mean per repeat with the statistics off, as the per-packet section measures; the statistics' clock reads make the other test_run column higher.".to_owned(),
         format!(
             "Large tables: {}. The biggest table holds {} exact IPv4 addresses; every denylist program is loaded as denylistd loads it, for a capacity of its entries plus 1,024. The hit flows of these two come from {} and {} of their listed exact IPv4 addresses (none inside an allow prefix).",
             plan.large.describe(),
