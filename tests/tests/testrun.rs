@@ -422,10 +422,9 @@ fn frames_count_their_whole_length() {
         &[],
     )
     .unwrap();
-    for (id, src) in [(1, "198.51.100.7"), (2, "2001:db8::7")] {
-        // Where the IP header's length field lies: IPv4's total length,
-        // IPv6's payload length.
-        let field = if id == 1 { 14 + 2 } else { 14 + 4 };
+    // With where the IP header's length field lies: IPv4's total length,
+    // IPv6's payload length.
+    for (id, src, field) in [(1, "198.51.100.7", 14 + 2), (2, "2001:db8::7", 14 + 4)] {
         for (what, payload, claim) in [
             ("a standard frame", 1_400, None),
             ("a jumbo frame", 8_900, None),

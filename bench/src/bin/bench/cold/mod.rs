@@ -447,6 +447,7 @@ fn report(
         ],
     };
 
+    let floor = find(Who::Floor, Path::Miss);
     let hot_table = Table {
         title: "Cache-cold (traffic) against hot (BPF_PROG_TEST_RUN), ns/packet".to_owned(),
         columns: [
@@ -463,7 +464,6 @@ fn report(
         rows: cases
             .iter()
             .map(|c| {
-                let floor = find(Who::Floor, Path::Miss);
                 vec![
                     subjects[c.who as usize].name.clone(),
                     path_label(c.path),
